@@ -1,0 +1,5 @@
+"""Inference backends, keyed by ``type``: each loads a model, warms it up and runs raw inference."""
+
+from edged.backends.base import Backend, BackendError, TensorSpec, load_backend, register_backend
+
+__all__ = ["Backend", "BackendError", "TensorSpec", "load_backend", "register_backend"]

@@ -1,0 +1,100 @@
+"""The backend contract and registry.
+
+A backend turns a model file into something that takes one preprocessed input tensor and
+returns the raw output arrays. Decoding lives in :mod:`edged.postprocess`, so backends stay
+small and a new runtime only has to implement :class:`Backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A model could not be loaded or run; the message says why in user terms."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A backend's input: ``NCHW`` (float 0–1 RGB) or ``NHWC`` (uint8 RGB)."""
+
+    name: str
+    width: int
+    height: int
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.layout == "NCHW":
+            return (1, 3, self.height, self.width)
+        return (1, self.height, self.width, 3)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the inference stage needs from a runtime."""
+
+    input: TensorSpec
+    output_shapes: list[tuple[int, ...]]
+    metadata: dict[str, str]
+    precision: str
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Run one input tensor, return the raw outputs (owned by the caller)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+BackendFactory = Callable[[Path, Any], Backend]
+
+# Lazy registry: module path + factory name, so importing edged never imports hailo_platform.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "onnxruntime": ("edged.backends.onnxruntime", "load_onnxruntime"),
+    "hailo": ("edged.backends.hailo", "load_hailo"),
+}
+_LOADED: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Add a backend type (e.g. from a plugin or a test)."""
+    _LOADED[name] = factory
+
+
+def backend_factory(name: str) -> BackendFactory:
+    if name in _LOADED:
+        return _LOADED[name]
+    if name not in _REGISTRY:
+        known = ", ".join(sorted({*_REGISTRY, *_LOADED}))
+        raise BackendError(f"unknown backend type {name!r} (known: {known})")
+    module_name, attr = _REGISTRY[name]
+    factory = getattr(importlib.import_module(module_name), attr)
+    _LOADED[name] = factory
+    return factory
+
+
+def load_backend(name: str, path: Path, options: Any, warmup_runs: int = 1) -> Backend:
+    """Load a model with the named backend and warm it up with ``warmup_runs`` blank inputs."""
+    backend = backend_factory(name)(path, options)
+    try:
+        blank = np.zeros(backend.input.shape, dtype=backend.input.dtype)
+        for _ in range(warmup_runs):
+            backend.infer(blank)
+    except BackendError:
+        backend.close()
+        raise
+    except Exception as exc:
+        backend.close()
+        raise BackendError(f"{path.name}: warm-up inference failed: {exc}") from exc
+    return backend

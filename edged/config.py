@@ -1,0 +1,301 @@
+"""The daemon's configuration: pydantic models validated from YAML.
+
+Every model forbids unknown fields so that a typo is an error naming the field, never a silently
+ignored setting. :func:`load_config` turns validation failures into :class:`ConfigError` whose
+message lists each problem as ``field.path: reason``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; ``errors`` holds ``(field_path, reason)`` pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str = "config") -> None:
+        self.errors = errors
+        self.source = source
+        lines = [f"{source}: invalid configuration ({len(errors)} error(s))"]
+        lines += [f"  {path}: {reason}" for path, reason in errors]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ReconnectConfig(_Strict):
+    initial_backoff_s: float = Field(0.5, gt=0, description="First wait before reopening a source.")
+    max_backoff_s: float = Field(30.0, gt=0, description="Upper bound of the exponential backoff.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Random ± fraction added to each wait.")
+    stall_timeout_s: float = Field(
+        5.0, gt=0, description="A live source that delivers no frame for this long is reopened."
+    )
+
+
+class SourceConfig(_Strict):
+    uri: str = Field(
+        "synthetic:",
+        description=(
+            "What to read: a video file path, rtsp:// http:// tcp:// udp:// URL, a V4L2 device "
+            "(/dev/video0 or an index like 0), 'picamera2:' (or 'picamera2:1' for the 2nd "
+            "camera), or 'synthetic:' for a generated test pattern."
+        ),
+    )
+    mode: Literal["auto", "live", "realtime", "lossless"] = Field(
+        "auto",
+        description=(
+            "live: latest frame wins, capture never blocks, skips are counted. realtime: a file "
+            "paced at its fps and dropping like a camera. lossless: every frame processed once, "
+            "in order (files only). auto: live for cameras/streams, realtime for files."
+        ),
+    )
+    loop: bool = Field(False, description="Restart a file from the beginning when it ends.")
+    width: int | None = Field(None, gt=0, description="Capture width (cameras, synthetic).")
+    height: int | None = Field(None, gt=0, description="Requested capture height.")
+    fps: float | None = Field(None, gt=0, description="Requested capture rate / pacing override.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+
+class OnnxRuntimeOptions(_Strict):
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        min_length=1,
+        description="ONNX Runtime execution providers, in priority order.",
+    )
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="Threads inside one operator; default: cores minus one (min 1)."
+    )
+    inter_op_threads: int = Field(1, ge=1, description="Threads across operators (sequential=1).")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimisation level."
+    )
+    spin_wait: bool = Field(
+        False, description="Let idle ORT threads spin (lower latency, burns the other stages' CPU)."
+    )
+
+
+class HailoOptions(_Strict):
+    device_id: str | None = Field(None, description="PCIe device id; default: the first device.")
+    timeout_ms: int = Field(2000, gt=0, description="Per-inference timeout on the NPU.")
+    batch_size: int = Field(1, ge=1, description="Frames per NPU batch.")
+
+
+class ModelConfig(_Strict):
+    manifest: str | None = Field(
+        None,
+        description="A model manifest YAML (see models/), by path or by name inside models_dir.",
+    )
+    variant: str = Field("fp32", description="The manifest variant to serve at start.")
+    path: str | None = Field(
+        None, description="A single model file to serve (no manifest); backend from the suffix."
+    )
+    labels: str | None = Field(
+        None, description="Class names: data.yaml or a text file; default: model metadata, COCO-80."
+    )
+    models_dir: str = Field(
+        "models", description="The only directory models may be loaded from (relative: to cwd)."
+    )
+    warmup_runs: int = Field(2, ge=0, description="Blank inferences before a model serves frames.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if self.manifest is None and self.path is None:
+            raise ValueError("set either 'manifest' or 'path'")
+        if self.manifest is not None and self.path is not None:
+            raise ValueError("set only one of 'manifest' and 'path'")
+        return self
+
+
+class InferenceConfig(_Strict):
+    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
+    hailo: HailoOptions = Field(default_factory=HailoOptions)
+
+
+class PostprocessConfig(_Strict):
+    conf_threshold: float = Field(0.25, ge=0, le=1, description="Minimum detection confidence.")
+    iou_threshold: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold.")
+    max_detections: int = Field(300, ge=1, description="Detections kept per frame after NMS.")
+    classes: list[int] | None = Field(None, description="Keep only these class ids.")
+    agnostic_nms: bool = Field(False, description="NMS across classes instead of per class.")
+
+
+class PublishConfig(_Strict):
+    endpoint: str = Field(
+        "tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address (loopback by default)."
+    )
+    format: Literal["json", "msgpack"] = Field("json", description="Payload encoding.")
+    send_hwm: int = Field(
+        100, ge=1, description="Messages queued per slow subscriber before they are dropped."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _zmq_endpoint(cls, value: str) -> str:
+        return _check_zmq_endpoint(value)
+
+
+class HttpConfig(_Strict):
+    enabled: bool = Field(True, description="Serve /metrics, /healthz, /readyz.")
+    host: str = Field("127.0.0.1", description="Bind address (loopback unless you need remote).")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port (0 picks a free one).")
+    ready_max_age_s: float = Field(
+        5.0, gt=0, description="/readyz fails when no frame was published for this long."
+    )
+
+
+class ControlConfig(_Strict):
+    endpoint: str | None = Field(
+        None,
+        description=(
+            "ZeroMQ REP address for `edged ctl`; default ipc://<runtime_dir>/control.sock "
+            "(mode 0600). tcp:// requires CURVE keys."
+        ),
+    )
+    curve_server_secret_key_file: str | None = Field(
+        None, description="Z85 secret key file of the server (required for tcp://)."
+    )
+    curve_authorized_keys_dir: str | None = Field(
+        None, description="Directory of client public keys allowed to connect over tcp://."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _zmq_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zmq_endpoint(value)
+
+    @model_validator(mode="after")
+    def _tcp_needs_auth(self) -> ControlConfig:
+        if (
+            self.endpoint
+            and self.endpoint.startswith("tcp://")
+            and not (self.curve_server_secret_key_file and self.curve_authorized_keys_dir)
+        ):
+            raise ValueError(
+                "a tcp:// control endpoint needs curve_server_secret_key_file and "
+                "curve_authorized_keys_dir (unauthenticated remote control is refused)"
+            )
+        return self
+
+
+class PipelineConfig(_Strict):
+    ring_slots: int = Field(8, ge=3, le=64, description="Shared-memory slots per ring.")
+    max_frame_width: int = Field(1920, ge=16, description="Largest frame the rings accept.")
+    max_frame_height: int = Field(1080, ge=16, description="Largest frame the rings accept.")
+    max_output_mb: float = Field(
+        32.0, gt=0, description="Largest raw model output (all outputs together) in MiB."
+    )
+    stats_interval_s: float = Field(0.5, gt=0, description="How often stages report counters.")
+    restart_limit: int = Field(5, ge=0, description="Stage restarts allowed per restart window.")
+    restart_window_s: float = Field(60.0, gt=0, description="Window for restart_limit.")
+    exit_at_end: bool = Field(
+        False, description="Stop the daemon when a non-looping file source ends."
+    )
+
+
+class RuntimeConfig(_Strict):
+    runtime_dir: str | None = Field(
+        None,
+        description=(
+            "Sockets and pid files; default $RUNTIME_DIRECTORY (systemd), else "
+            "$XDG_RUNTIME_DIR/edged, else /tmp/edged-<uid>."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+
+class EdgedConfig(_Strict):
+    camera_id: str = Field(
+        "cam0",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Identifies this camera in topics, messages and metrics.",
+    )
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(manifest="yolov5n"))
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+
+def _check_zmq_endpoint(value: str) -> str:
+    if not value.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ValueError("must start with tcp://, ipc:// or inproc://")
+    return value
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def errors_from_validation(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field.path, reason)`` for each pydantic error, in a form a user can act on."""
+    result = []
+    for err in exc.errors():
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown field (check the spelling; see configs/default.yaml)"
+        result.append((_field_path(err["loc"]), reason))
+    return result
+
+
+def parse_config(data: Any, source: str = "config") -> EdgedConfig:
+    """Validate a mapping (from YAML) into an :class:`EdgedConfig` or raise :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("(root)", "expected a mapping of sections")], source)
+    try:
+        return EdgedConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(errors_from_validation(exc), source) from None
+
+
+def load_config(path: str | Path | None) -> EdgedConfig:
+    """Read and validate a YAML config file; ``None`` gives the defaults."""
+    if path is None:
+        return EdgedConfig()
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read: {exc.strerror}")], str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(
+            [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")], str(p)
+        ) from None
+    return parse_config(data, str(p))
+
+
+def apply_overrides(config: EdgedConfig, overrides: dict[str, Any]) -> EdgedConfig:
+    """Apply dotted-path overrides (``{"source.uri": "x.mp4"}``) and re-validate."""
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return parse_config(data, "command line")
+
+
+def default_runtime_dir() -> Path:
+    """Where sockets live when the config does not say: systemd's, XDG's, or a private /tmp dir."""
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "edged"
+    return Path(f"/tmp/edged-{os.getuid()}")

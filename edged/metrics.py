@@ -1,0 +1,151 @@
+"""Every Prometheus metric edged exports, defined once, in one registry owned by the supervisor.
+
+Why one place instead of prometheus_client's multiprocess mode: every frame already carries its
+monotonic timestamps from capture to publish, so the supervisor records all latency histograms
+from one record per published frame. Histogram counts then equal the frames published exactly,
+stage restarts never reset or orphan counters, and no mmap files pile up per PID. Stages report
+their own counters (ok/dropped/error, queue depth) as deltas over the supervisor channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+STAGES: tuple[str, ...] = ("capture", "preprocess", "infer", "postprocess", "publish")
+OUTCOMES: tuple[str, ...] = ("ok", "dropped", "error")
+
+# 1 ms .. 2 s: resolves a Hailo run (a few ms) and a Pi 5 CPU FP32 run (~400 ms) alike.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
+)  # fmt: skip
+CONFIDENCE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
+SWAP_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The metric objects; the supervisor records into them, ``/metrics`` exposes ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.stage_latency = Histogram(
+            "edged_stage_latency_seconds",
+            "Time a frame spent being processed in each pipeline stage.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            "edged_end_to_end_latency_seconds",
+            "Time from frame capture to its detections being published.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.frames = Counter(
+            "edged_frames",
+            "Frames handled by each stage, by outcome (ok, dropped, error).",
+            ["stage", "outcome"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "edged_queue_depth",
+            "Frames waiting in front of each stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.detections = Counter(
+            "edged_detections", "Detections published, by label.", ["label"], registry=r
+        )
+        self.confidence = Histogram(
+            "edged_detection_confidence",
+            "Confidence of published detections, by label.",
+            ["label"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "edged_model_info",
+            "The active model: 1 for the variant serving frames.",
+            ["name", "variant", "backend", "precision"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "edged_model_swaps", "Model swaps by result (ok, refused).", ["result"], registry=r
+        )
+        self.model_swap_duration = Histogram(
+            "edged_model_swap_duration_seconds",
+            "Time to load and warm up a new variant and switch to it.",
+            buckets=SWAP_BUCKETS,
+            registry=r,
+        )
+        self.source_reconnects = Counter(
+            "edged_source_reconnects",
+            "Times the source was reopened after an error or stall.",
+            registry=r,
+        )
+        self.source_connected = Gauge(
+            "edged_source_connected", "1 while the source delivers frames.", registry=r
+        )
+        self.source_fps = Gauge("edged_source_fps", "Frame rate the source reports.", registry=r)
+        self.stage_restarts = Counter(
+            "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"], registry=r
+        )
+        self.published_bytes = Counter(
+            "edged_published_bytes", "Payload bytes published over ZeroMQ.", registry=r
+        )
+        for stage in STAGES:
+            self.stage_latency.labels(stage)
+            self.queue_depth.labels(stage)
+            self.stage_restarts.labels(stage)
+            for outcome in OUTCOMES:
+                self.frames.labels(stage, outcome)
+        for result in ("ok", "refused"):
+            self.model_swaps.labels(result)
+
+    def set_active_model(self, name: str, variant: str, backend: str, precision: str) -> None:
+        """Exactly one ``edged_model_info`` series is 1: the one serving frames."""
+        self.model_info.clear()
+        self.model_info.labels(name, variant, backend, precision).set(1)
+
+    def prepare_labels(self, labels: Iterable[str]) -> None:
+        """Pre-create per-label series so dashboards show zeros instead of gaps."""
+        for label in labels:
+            self.detections.labels(label)
+            self.confidence.labels(label)
+
+
+class ProcessCollector(Collector):
+    """Resident memory and CPU time of each edged process, read with psutil at scrape time."""
+
+    def __init__(self, processes: Callable[[], Sequence[tuple[str, int]]]) -> None:
+        self._processes = processes
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        rss = GaugeMetricFamily(
+            "edged_process_resident_memory_bytes",
+            "Resident memory of each edged process.",
+            labels=["process"],
+        )
+        cpu = CounterMetricFamily(
+            "edged_process_cpu_seconds",
+            "User plus system CPU time of each edged process.",
+            labels=["process"],
+        )
+        for name, pid in self._processes():
+            try:
+                proc = psutil.Process(pid)
+                with proc.oneshot():
+                    mem = proc.memory_info().rss
+                    times = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            rss.add_metric([name], mem)
+            cpu.add_metric([name], times.user + times.system)
+        yield rss
+        yield cpu

@@ -1,0 +1,1 @@
+"""Output-layout decoders and NMS: pure functions from raw model outputs to detections."""
