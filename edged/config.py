@@ -102,6 +102,10 @@ class ModelConfig(_Strict):
     models_dir: str = Field(
         "models", description="The only directory models may be loaded from (relative: to cwd)."
     )
+    allowed_dirs: list[str] = Field(
+        default_factory=list,
+        description="More directories variants may load from (e.g. /usr/share/hailo-models).",
+    )
     warmup_runs: int = Field(2, ge=0, description="Blank inferences before a model serves frames.")
 
     @model_validator(mode="after")

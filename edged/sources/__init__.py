@@ -1,0 +1,38 @@
+"""Frame sources: files/streams/V4L2 via OpenCV, picamera2, and a synthetic test pattern."""
+
+from __future__ import annotations
+
+from edged.config import SourceConfig
+from edged.sources.base import FrameSource, SourceError, SourceInfo
+
+__all__ = ["FrameSource", "SourceError", "SourceInfo", "open_source", "source_kind"]
+
+
+def source_kind(uri: str) -> str:
+    """``synthetic``, ``picamera2``, ``file``, ``stream`` or ``v4l2``."""
+    if uri.startswith("synthetic:"):
+        return "synthetic"
+    if uri.startswith("picamera2:"):
+        return "picamera2"
+    from edged.sources.opencv import classify_uri
+
+    return classify_uri(uri)
+
+
+def open_source(config: SourceConfig) -> FrameSource:
+    """Open the configured source; raises :class:`SourceError` with a reason when it cannot."""
+    kind = source_kind(config.uri)
+    if kind == "synthetic":
+        from edged.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(config.width or 1280, config.height or 720, config.fps or 15.0)
+    if kind == "picamera2":
+        from edged.sources.picamera2 import Picamera2Source
+
+        index = config.uri.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise SourceError(f"picamera2 camera index must be a number, got {index!r}")
+        return Picamera2Source(int(index), config.width, config.height, config.fps)
+    from edged.sources.opencv import OpenCVSource
+
+    return OpenCVSource(config.uri, config.width, config.height, config.fps)

@@ -1,0 +1,240 @@
+"""The `edged` command line: run, ctl, subscribe, config, models and the tool commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged import __version__
+from edged.config import ConfigError, EdgedConfig, apply_overrides, load_config
+
+log = logging.getLogger("edged")
+
+# Sub-command groups that live in their own modules; each exposes register_commands(subparsers).
+_PLUGGABLE = ("edged.tools", "edged.service", "edged.doctor")
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line flags of ``edged run`` as dotted config overrides."""
+    overrides: dict[str, Any] = {}
+    if args.source is not None:
+        overrides["source.uri"] = args.source
+    if args.mode is not None:
+        overrides["source.mode"] = args.mode
+    if args.loop:
+        overrides["source.loop"] = True
+    if args.model is not None:
+        overrides["model.path"] = args.model
+        overrides["model.manifest"] = None
+    if args.manifest is not None:
+        overrides["model.manifest"] = args.manifest
+        overrides["model.path"] = None
+    if args.variant is not None:
+        overrides["model.variant"] = args.variant
+    if args.labels is not None:
+        overrides["model.labels"] = args.labels
+    if args.models_dir is not None:
+        overrides["model.models_dir"] = args.models_dir
+    if args.threads is not None:
+        overrides["inference.onnxruntime.intra_op_threads"] = args.threads
+    if args.conf is not None:
+        overrides["postprocess.conf_threshold"] = args.conf
+    if args.publish is not None:
+        overrides["publish.endpoint"] = args.publish
+    if args.format is not None:
+        overrides["publish.format"] = args.format
+    if args.http_port is not None:
+        overrides["http.port"] = args.http_port
+    if args.http_host is not None:
+        overrides["http.host"] = args.http_host
+    if args.camera_id is not None:
+        overrides["camera_id"] = args.camera_id
+    if args.runtime_dir is not None:
+        overrides["runtime.runtime_dir"] = args.runtime_dir
+    if args.exit_at_end:
+        overrides["pipeline.exit_at_end"] = True
+    if args.log_level is not None:
+        overrides["runtime.log_level"] = args.log_level
+    return overrides
+
+
+def load_run_config(args: argparse.Namespace) -> EdgedConfig:
+    config = load_config(args.config)
+    overrides = run_overrides(args)
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edged.logs import configure_logging
+
+    try:
+        config = load_run_config(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(config.runtime.log_level, process_name="supervisor")
+    from edged.models import ModelError
+    from edged.pipeline.supervisor import Supervisor
+
+    try:
+        supervisor = Supervisor(config, Path(args.config) if args.config else None)
+    except (ModelError, ConfigError) as exc:
+        log.error("%s", exc)
+        return 2
+    return supervisor.run()
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+        from edged.pipeline.supervisor import pipeline_mode
+
+        pipeline_mode(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK")
+    if args.show:
+        import yaml
+
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    return 0
+
+
+def control_endpoint(args: argparse.Namespace) -> str:
+    if args.endpoint:
+        return args.endpoint
+    from edged.config import default_runtime_dir
+    from edged.pipeline.endpoints import Endpoints
+
+    config = load_config(args.config) if args.config else None
+    if config is not None and config.control.endpoint:
+        return config.control.endpoint
+    runtime_dir = (config.runtime.runtime_dir if config else None) or default_runtime_dir()
+    return Endpoints(Path(runtime_dir)).control
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from edged.control import call
+
+    curve = (Path(args.client_key), Path(args.server_key)) if args.client_key else None
+    try:
+        result = call(control_endpoint(args), args.command, getattr(args, "variant", None),
+                      args.timeout, curve)  # fmt: skip
+    except (TimeoutError, ConfigError) as exc:
+        print(f"edged ctl: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0 if result.get("ok") else 1
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from edged.publish.subscriber import subscribe
+
+    return subscribe(args.address, args.topic, args.count, args.raw, args.timeout)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from edged.model_catalog import print_catalog
+
+    return print_catalog(Path(args.models_dir), with_hash=not args.no_hash)
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from edged.model_catalog import fetch
+
+    return fetch(Path(args.models_dir), args.name, args.variant)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edged", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"edged {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon (supervisor + five stage processes)")
+    run.add_argument("--config", "-c", help="YAML config file (default: built-in defaults)")
+    run.add_argument("--source", "-s", help="video file, rtsp://..., /dev/video0, 0, "
+                     "picamera2:, synthetic:")  # fmt: skip
+    run.add_argument("--mode", choices=["auto", "live", "realtime", "lossless"])
+    run.add_argument("--loop", action="store_true", help="loop a file source")
+    run.add_argument("--model", "-m", help="a single model file (.onnx/.hef), no manifest")
+    run.add_argument("--manifest", help="model manifest name or path")
+    run.add_argument("--variant", help="manifest variant to start with")
+    run.add_argument("--labels", help="class names file (data.yaml or one per line)")
+    run.add_argument("--models-dir", help="directory models may be loaded from")
+    run.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    run.add_argument("--conf", type=float, help="confidence threshold")
+    run.add_argument("--publish", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
+    run.add_argument("--format", choices=["json", "msgpack"])
+    run.add_argument("--http-port", type=int)
+    run.add_argument("--http-host")
+    run.add_argument("--camera-id")
+    run.add_argument("--runtime-dir")
+    run.add_argument("--exit-at-end", action="store_true", help="exit when a file ends")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_cmd", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.add_argument("--show", action="store_true", help="print the effective config")
+    check.set_defaults(func=cmd_config_check)
+
+    ctl = sub.add_parser("ctl", help="control a running daemon")
+    ctl.add_argument("--endpoint", help="control endpoint (default: the runtime dir's ipc)")
+    ctl.add_argument("--config", "-c", help="read the endpoint from this config")
+    ctl.add_argument("--timeout", type=float, default=120.0)
+    ctl.add_argument("--client-key", help="CURVE client secret key file (tcp:// endpoints)")
+    ctl.add_argument("--server-key", help="CURVE server public key file (tcp:// endpoints)")
+    ctl_sub = ctl.add_subparsers(dest="command", required=True)
+    ctl_sub.add_parser("status", help="active model, fps, source, stages")
+    swap = ctl_sub.add_parser("swap", help="switch the model variant while running")
+    swap.add_argument("variant")
+    ctl_sub.add_parser("reload", help="re-read the config file (like SIGHUP)")
+    ctl.set_defaults(func=cmd_ctl)
+
+    subscribe = sub.add_parser("subscribe", help="print detections as they arrive")
+    subscribe.add_argument("address", nargs="?", default="tcp://127.0.0.1:5555")
+    subscribe.add_argument("--topic", default="detections.", help="topic prefix")
+    subscribe.add_argument("--count", type=int, default=0, help="stop after N messages")
+    subscribe.add_argument("--raw", action="store_true", help="print the JSON payload")
+    subscribe.add_argument("--timeout", type=float, default=0, help="give up after N s idle")
+    subscribe.set_defaults(func=cmd_subscribe)
+
+    models = sub.add_parser("models", help="model manifests and variant files")
+    models.add_argument("--models-dir", default="models")
+    models_sub = models.add_subparsers(dest="models_cmd", required=True)
+    listing = models_sub.add_parser("list", help="variants, presence, size, sha256")
+    listing.add_argument("--no-hash", action="store_true")
+    listing.set_defaults(func=cmd_models_list)
+    fetch = models_sub.add_parser("fetch", help="obtain a variant file (local copy or download)")
+    fetch.add_argument("name")
+    fetch.add_argument("--variant", default="fp32")
+    fetch.set_defaults(func=cmd_models_fetch)
+
+    for module_name in _PLUGGABLE:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:  # an optional part missing must not break the daemon
+            log.debug("%s unavailable: %s", module_name, exc)
+            continue
+        register = getattr(module, "register_commands", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

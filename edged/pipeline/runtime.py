@@ -1,0 +1,312 @@
+"""What every stage process shares: sockets, slot allocation and release, counters, shutdown.
+
+Flow control is credit-based: the producer of a ring hands out a slot only when it is free, and
+whoever finishes with a frame (or drops it) sends the slot back. In lossless mode a producer
+without a free slot waits (back-pressure up to the source); in live mode it drops instead, and
+consumers always take the newest frame waiting and skip the older ones. Skips and drops are
+counted by the stage where they happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from edged.config import EdgedConfig
+from edged.pipeline.endpoints import Endpoints
+from edged.pipeline.messages import (
+    CAPTURE,
+    INFER,
+    PREPROCESS,
+    STAGE_ORDER,
+    Command,
+    Frame,
+    ModelDescriptor,
+    StageEvent,
+    dumps,
+    loads,
+)
+from edged.pipeline.ring import RingSpec, SharedRing, attach_ring
+
+log = logging.getLogger(__name__)
+
+FRAMES, TENSORS, OUTPUTS = "frames", "tensors", "outputs"
+RING_OWNER = {FRAMES: CAPTURE, TENSORS: PREPROCESS, OUTPUTS: INFER}
+_RELEASE = struct.Struct("<qq")  # slot, seq
+
+
+@dataclass(frozen=True)
+class StageSetup:
+    """Everything a spawned stage process needs; pickled once at spawn."""
+
+    stage: str
+    config: EdgedConfig
+    runtime_dir: Path
+    rings: dict[str, RingSpec]
+    lossless: bool
+    model: ModelDescriptor | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class StopRequested(Exception):
+    """Raised inside a blocking wait when the stage must exit now."""
+
+
+class SlotAllocator:
+    """Free-slot bookkeeping for the ring this stage produces into."""
+
+    def __init__(self, slots: int, release_socket: zmq.Socket) -> None:
+        self._free: deque[int] = deque(range(slots))
+        self._in_use: dict[int, int] = {}
+        self.socket = release_socket
+
+    def collect(self) -> None:
+        """Take back every slot released so far (non-blocking)."""
+        while True:
+            try:
+                slot, seq = _RELEASE.unpack(self.socket.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            # A stale release (slot reclaimed after a restart, then reused) must not free the
+            # slot's new occupant.
+            if self._in_use.get(slot) == seq:
+                del self._in_use[slot]
+                self._free.append(slot)
+
+    def try_acquire(self, seq: int) -> int | None:
+        self.collect()
+        if not self._free:
+            return None
+        slot = self._free.popleft()
+        self._in_use[slot] = seq
+        return slot
+
+    def reclaim_slot(self, slot: int) -> None:
+        """Return a slot acquired but never handed on."""
+        if self._in_use.pop(slot, None) is not None:
+            self._free.append(slot)
+
+    def reclaim_all(self) -> None:
+        """Treat every slot as free again (after a consumer restart lost what it held)."""
+        for slot in list(self._in_use):
+            del self._in_use[slot]
+            self._free.append(slot)
+
+    @property
+    def in_use(self) -> int:
+        return len(self._in_use)
+
+
+class StageRuntime:
+    """Sockets and bookkeeping of one stage process. Stage logic lives in the stage modules."""
+
+    def __init__(self, setup: StageSetup, context: zmq.Context | None = None) -> None:
+        self.setup = setup
+        self.stage = setup.stage
+        self.lossless = setup.lossless
+        self.endpoints = Endpoints(setup.runtime_dir)
+        self.ctx = context or zmq.Context.instance()
+        self.rings: dict[str, SharedRing] = {
+            name: attach_ring(spec) for name, spec in setup.rings.items()
+        }
+        self._parent = os.getppid()
+        self._stop = False
+        self._counters = {"ok": 0, "dropped": 0, "error": 0}
+        self._queue_depth = 0
+        self._last_stats = time.monotonic()
+        self._stats_interval = setup.config.pipeline.stats_interval_s
+        self.command_handler: Callable[[Command], None] = self._default_command
+
+        self.supervisor = self.ctx.socket(zmq.DEALER)
+        self.supervisor.setsockopt(zmq.IDENTITY, self.stage.encode())
+        self.supervisor.setsockopt(zmq.LINGER, 2000)
+        self.supervisor.connect(self.endpoints.supervisor)
+
+        index = STAGE_ORDER.index(self.stage)
+        self.inbox: zmq.Socket | None = None
+        if index > 0:
+            self.inbox = self.ctx.socket(zmq.PULL)
+            self.inbox.setsockopt(zmq.LINGER, 0)
+            self.inbox.bind(self.endpoints.stage_inbox(self.stage))
+        self.outbox: zmq.Socket | None = None
+        if index < len(STAGE_ORDER) - 1:
+            self.outbox = self.ctx.socket(zmq.PUSH)
+            self.outbox.setsockopt(zmq.LINGER, 2000)
+            self.outbox.connect(self.endpoints.stage_inbox(STAGE_ORDER[index + 1]))
+
+        self.allocator: SlotAllocator | None = None
+        for ring, owner in RING_OWNER.items():
+            if owner == self.stage and ring in setup.rings:
+                sock = self.ctx.socket(zmq.PULL)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.bind(self.endpoints.ring_release(ring))
+                self.allocator = SlotAllocator(setup.rings[ring].slots, sock)
+        self._release: dict[str, zmq.Socket] = {}
+        for ring in setup.rings:
+            sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(self.endpoints.ring_release(ring))
+            self._release[ring] = sock
+
+        self.poller = zmq.Poller()
+        self.poller.register(self.supervisor, zmq.POLLIN)
+        if self.inbox is not None:
+            self.poller.register(self.inbox, zmq.POLLIN)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT ask for a drain; the supervisor decides when a stage really stops.
+
+        Under systemd (KillMode=mixed) and on Ctrl-C the whole group gets the signal; the capture
+        stage turns it into end-of-stream so frames in flight still reach subscribers.
+        """
+
+        def _request(signum: int, _frame: object) -> None:
+            self._stop_requested_by_signal = True
+
+        self._stop_requested_by_signal = False
+        signal.signal(signal.SIGTERM, _request)
+        signal.signal(signal.SIGINT, _request)
+
+    @property
+    def signalled(self) -> bool:
+        return getattr(self, "_stop_requested_by_signal", False)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def parent_alive(self) -> bool:
+        return os.getppid() == self._parent
+
+    def close(self) -> None:
+        self.flush_stats()
+        for ring in self.rings.values():
+            ring.close()
+        sockets = [self.supervisor, self.inbox, self.outbox, *self._release.values()]
+        if self.allocator is not None:
+            sockets.append(self.allocator.socket)
+        for sock in sockets:
+            if sock is not None:
+                sock.close()
+
+    # -- supervisor channel --------------------------------------------------------------------
+
+    def send_event(self, kind: str, /, **data: object) -> None:
+        try:
+            self.supervisor.send(dumps(StageEvent(self.stage, kind, data)), zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("supervisor channel full; %s event dropped", kind)
+
+    def _default_command(self, command: Command) -> None:
+        if command.kind == "stop":
+            self.request_stop()
+        elif command.kind == "drain":
+            self._stop_requested_by_signal = True
+        elif command.kind == "reclaim" and self.allocator is not None:
+            self.allocator.reclaim_all()
+
+    def handle_commands(self) -> None:
+        while True:
+            try:
+                command = loads(self.supervisor.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            assert isinstance(command, Command)
+            if command.kind in ("stop", "drain", "reclaim"):
+                self._default_command(command)
+            else:
+                self.command_handler(command)
+
+    # -- counters ------------------------------------------------------------------------------
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self._counters[outcome] += n
+
+    def set_queue_depth(self, depth: int) -> None:
+        self._queue_depth = depth
+
+    def maybe_flush_stats(self) -> None:
+        if time.monotonic() - self._last_stats >= self._stats_interval:
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        self._last_stats = time.monotonic()
+        self.send_event("stats", counts=dict(self._counters), queue_depth=self._queue_depth)
+        for key in self._counters:
+            self._counters[key] = 0
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def send_frame(self, frame: Frame) -> None:
+        assert self.outbox is not None
+        self.outbox.send(dumps(frame), copy=True)
+
+    def release(self, frame: Frame, *rings: str) -> None:
+        """Give back the slots ``frame`` holds in ``rings`` (all of them when none named)."""
+        held = {FRAMES: frame.frame_slot, TENSORS: frame.tensor_slot, OUTPUTS: frame.output_slot}
+        for ring in rings or tuple(held):
+            slot = held[ring]
+            if slot >= 0 and ring in self._release:
+                self._release[ring].send(_RELEASE.pack(slot, frame.seq))
+
+    def drop(self, frame: Frame, outcome: str = "dropped") -> None:
+        """A frame that goes no further: count it here and free everything it holds."""
+        self.count(outcome)
+        self.release(frame)
+
+    def poll(self, timeout_ms: int) -> list[Frame]:
+        """Wait for frames (handling commands meanwhile); returns all frames waiting, in order."""
+        events = dict(self.poller.poll(timeout_ms))
+        if self.supervisor in events:
+            self.handle_commands()
+        frames: list[Frame] = []
+        if self.inbox is not None and self.inbox in events:
+            while True:
+                try:
+                    frames.append(loads(self.inbox.recv(zmq.NOBLOCK)))  # type: ignore[arg-type]
+                except zmq.Again:
+                    break
+        self.set_queue_depth(len(frames))
+        self.maybe_flush_stats()
+        if not self.parent_alive():
+            log.error("supervisor is gone; %s stage exits", self.stage)
+            self.request_stop()
+        return frames
+
+    def select_frames(self, frames: list[Frame]) -> list[Frame]:
+        """Lossless: all of them. Live: only the newest (plus any end-of-stream marker)."""
+        if self.lossless or len(frames) <= 1:
+            return frames
+        data = [f for f in frames if not f.end_of_stream]
+        markers = [f for f in frames if f.end_of_stream]
+        for stale in data[:-1]:
+            self.drop(stale)
+        return data[-1:] + markers
+
+    def acquire_slot(self, seq: int, block: bool) -> int | None:
+        """A free slot of this stage's own ring; waits for one only when ``block``."""
+        assert self.allocator is not None
+        while True:
+            slot = self.allocator.try_acquire(seq)
+            if slot is not None or not block:
+                return slot
+            if self.allocator.socket.poll(100):
+                continue
+            self.handle_commands()
+            self.maybe_flush_stats()
+            if self._stop or not self.parent_alive():
+                raise StopRequested

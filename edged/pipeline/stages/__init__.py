@@ -1,0 +1,1 @@
+"""The five stage processes; each module has one ``run(setup)`` entry point."""

@@ -1,0 +1,201 @@
+"""Inference: run the active model on each tensor; load and switch variants without stopping.
+
+A swap loads and warms up the new variant on a background thread while the old one keeps
+serving; the switch happens between two frames, and only if everything succeeded. Each frame
+leaves with the descriptor of the model that produced it, so postprocess decodes it right.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from edged.backends import Backend, BackendError
+from edged.models import ResolvedVariant
+from edged.pipeline.messages import INFER, ArrayRef, Command, Frame, ModelDescriptor
+from edged.pipeline.model_loader import load_model
+from edged.pipeline.ring import aligned
+from edged.pipeline.runtime import (
+    FRAMES,
+    OUTPUTS,
+    TENSORS,
+    StageRuntime,
+    StageSetup,
+    StopRequested,
+)
+from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_tag
+
+log = logging.getLogger(__name__)
+
+
+class PendingSwap:
+    """A variant being loaded on a background thread."""
+
+    def __init__(self, request_id: str, resolved: ResolvedVariant) -> None:
+        self.request_id = request_id
+        self.resolved = resolved
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.backend: Backend | None = None
+        self.model: ModelDescriptor | None = None
+        self.error: str | None = None
+
+
+class InferenceStage:
+    def __init__(self, rt: StageRuntime, resolved: ResolvedVariant) -> None:
+        self.rt = rt
+        self.config = rt.setup.config
+        self.tensors = rt.rings[TENSORS]
+        self.outputs = rt.rings[OUTPUTS]
+        self.frames = rt.rings[FRAMES]
+        self.generation = 0
+        self.backend, self.model = load_model(
+            resolved, self.config.inference, self.config.model.warmup_runs, self.generation
+        )
+        self.pending: PendingSwap | None = None
+        self.last_seq = -1
+        rt.command_handler = self.on_command
+
+    # -- swaps ---------------------------------------------------------------------------------
+
+    def on_command(self, command: Command) -> None:
+        if command.kind != "swap":
+            return
+        request_id = command.data["request_id"]
+        if self.pending is not None:
+            self.rt.send_event("swap_result", request_id=request_id, ok=False,
+                               error="another swap is in progress")  # fmt: skip
+            return
+        pending = PendingSwap(request_id, command.data["resolved"])
+        self.pending = pending
+        threading.Thread(target=self._load, args=(pending,), daemon=True).start()
+
+    def _load(self, pending: PendingSwap) -> None:
+        try:
+            pending.backend, pending.model = load_model(
+                pending.resolved, self.config.inference, self.config.model.warmup_runs,
+                self.generation + 1,
+            )  # fmt: skip
+        except BackendError as exc:
+            pending.error = str(exc)
+        except Exception as exc:  # never let a bad file kill the serving process
+            log.exception("unexpected error loading %s", pending.resolved.path)
+            pending.error = f"{type(exc).__name__}: {exc}"
+        pending.done.set()
+
+    def maybe_switch(self) -> None:
+        """Between frames: adopt a finished swap (or report its failure)."""
+        pending = self.pending
+        if pending is None or not pending.done.is_set():
+            return
+        self.pending = None
+        duration = time.monotonic() - pending.started
+        if pending.error is not None or pending.backend is None or pending.model is None:
+            log.warning("swap to %s refused: %s", pending.resolved.variant, pending.error)
+            self.rt.send_event("swap_result", request_id=pending.request_id, ok=False,
+                               error=pending.error, duration=duration,
+                               model=self.model)  # fmt: skip
+            return
+        old = self.backend
+        self.backend, self.model = pending.backend, pending.model
+        self.generation += 1
+        old.close()
+        log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
+        self.rt.send_event("swap_result", request_id=pending.request_id, ok=True,
+                           model=self.model, duration=duration,
+                           last_old_seq=self.last_seq)  # fmt: skip
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def input_tensor(self, frame: Frame) -> tuple[np.ndarray, Frame]:
+        """The tensor preprocess made, or a fresh one if it was made for the previous model."""
+        model = self.model
+        if frame.tensor_layout == tensor_tag(model):
+            tensor = self.tensors.array(frame.tensor_slot, tensor_shape(model), model.input_dtype)
+            return tensor, frame
+        # Frames in flight across a swap to a model with another input format.
+        image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        tensor = np.empty(tensor_shape(model), model.input_dtype)
+        box = make_tensor(image, model, tensor)
+        return tensor, replace(frame, letterbox=box, tensor_layout=tensor_tag(model))
+
+    def store_outputs(self, results: list[np.ndarray], slot: int) -> tuple[ArrayRef, ...]:
+        refs = []
+        offset = 0
+        for array in results:
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            self.outputs.array(slot, array.shape, np.float32, offset)[...] = array
+            refs.append(ArrayRef(offset, tuple(array.shape), "float32"))
+            offset += aligned(array.nbytes)
+        return tuple(refs)
+
+    def process(self, frame: Frame) -> None:
+        self.maybe_switch()
+        if frame.end_of_stream:
+            self.rt.send_frame(frame)
+            return
+        slot = self.rt.acquire_slot(frame.seq, block=self.rt.lossless)
+        if slot is None:
+            self.rt.drop(frame)
+            return
+        start = time.monotonic()
+        model = self.model
+        try:
+            tensor, frame = self.input_tensor(frame)
+            results = self.backend.infer(tensor)
+            refs = self.store_outputs(results, slot)
+        except Exception as exc:
+            log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame, "error")
+            return
+        self.outputs.mark(slot, frame.seq)
+        end = time.monotonic()
+        self.rt.release(frame, TENSORS)
+        self.last_seq = frame.seq
+        self.rt.send_frame(
+            replace(
+                frame,
+                tensor_slot=-1,
+                model=model,
+                output_slot=slot,
+                outputs=refs,
+                timings=frame.timed(INFER, start, end),
+            )
+        )
+        self.rt.count("ok")
+
+    def idle(self) -> None:
+        self.maybe_switch()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def run(setup: StageSetup) -> None:
+    rt = StageRuntime(setup)
+    rt.install_signal_handlers()
+    resolved: ResolvedVariant = setup.extra["resolved"]
+    try:
+        stage = InferenceStage(rt, resolved)
+    except BackendError as exc:
+        log.error("cannot load %s: %s", resolved.path, exc)
+        rt.send_event("fatal", error=str(exc))
+        rt.close()
+        return
+    rt.send_event("ready", model=stage.model)
+    try:
+        while not rt.stopping:
+            frames = rt.select_frames(rt.poll(50 if stage.pending else 200))
+            stage.idle()
+            for frame in frames:
+                stage.process(frame)
+    except StopRequested:
+        pass
+    finally:
+        stage.close()
+        rt.close()

@@ -1,0 +1,83 @@
+"""Postprocess: decode raw outputs with the decoder of the model that produced them, then NMS."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from edged.config import PostprocessConfig
+from edged.pipeline.messages import POSTPROCESS, Frame
+from edged.pipeline.runtime import OUTPUTS, StageRuntime, StageSetup, StopRequested
+from edged.postprocess.decoders import DecodeParams, OutputLayout, decode
+
+log = logging.getLogger(__name__)
+
+
+def decode_params(cfg: PostprocessConfig) -> DecodeParams:
+    return DecodeParams(
+        conf_threshold=cfg.conf_threshold,
+        iou_threshold=cfg.iou_threshold,
+        max_detections=cfg.max_detections,
+        classes=tuple(cfg.classes) if cfg.classes is not None else None,
+        agnostic=cfg.agnostic_nms,
+    )
+
+
+class PostprocessStage:
+    def __init__(self, rt: StageRuntime) -> None:
+        self.rt = rt
+        self.outputs = rt.rings[OUTPUTS]
+        self.params = decode_params(rt.setup.config.postprocess)
+
+    def process(self, frame: Frame) -> None:
+        if frame.end_of_stream:
+            self.rt.send_frame(frame)
+            return
+        start = time.monotonic()
+        model = frame.model
+        assert model is not None and frame.letterbox is not None
+        arrays = [
+            self.outputs.array(frame.output_slot, ref.shape, ref.dtype, ref.offset)
+            for ref in frame.outputs
+        ]
+        detections = decode(
+            arrays,
+            OutputLayout(model.output_layout),
+            self.params,
+            (model.input_width, model.input_height),
+            frame.letterbox,
+        )
+        # Detections are copies; the output slot can go back to the inference stage now.
+        self.rt.release(frame, OUTPUTS)
+        end = time.monotonic()
+        self.rt.send_frame(
+            replace(
+                frame,
+                output_slot=-1,
+                outputs=(),
+                detections=detections,
+                timings=frame.timed(POSTPROCESS, start, end),
+            )
+        )
+        self.rt.count("ok")
+
+
+def run(setup: StageSetup) -> None:
+    rt = StageRuntime(setup)
+    rt.install_signal_handlers()
+    stage = PostprocessStage(rt)
+    try:
+        while not rt.stopping:
+            # Lossless even in live mode: decoding is cheap next to inference, and skipping a
+            # frame here would throw away an inference already paid for.
+            for frame in rt.poll(200):
+                try:
+                    stage.process(frame)
+                except Exception:
+                    log.exception("postprocess failed for frame %d", frame.seq)
+                    rt.drop(frame, "error")
+    except StopRequested:
+        pass
+    finally:
+        rt.close()

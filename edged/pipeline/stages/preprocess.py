@@ -1,0 +1,108 @@
+"""Preprocess: letterbox each frame into the active model's input tensor, in shared memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor
+from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime, StageSetup, StopRequested
+from edged.preprocess import Letterbox, letterbox, to_nchw_float, to_nhwc_uint8
+
+log = logging.getLogger(__name__)
+
+
+def tensor_tag(model: ModelDescriptor) -> str:
+    """Identifies a tensor format; the inference stage re-checks it against the active model."""
+    return f"{model.input_layout}:{model.input_width}x{model.input_height}:{model.input_dtype}"
+
+
+def tensor_shape(model: ModelDescriptor) -> tuple[int, ...]:
+    if model.input_layout == "NCHW":
+        return (1, 3, model.input_height, model.input_width)
+    return (1, model.input_height, model.input_width, 3)
+
+
+def make_tensor(
+    image: np.ndarray, model: ModelDescriptor, out: np.ndarray, canvas: np.ndarray | None = None
+) -> Letterbox:
+    """Letterbox ``image`` and write the model's input tensor into ``out``."""
+    canvas, box = letterbox(image, model.input_width, model.input_height, out=canvas)
+    if model.input_layout == "NCHW":
+        to_nchw_float(canvas, out=out)
+    else:
+        to_nhwc_uint8(canvas, out=out)
+    return box
+
+
+class PreprocessStage:
+    def __init__(self, rt: StageRuntime, model: ModelDescriptor) -> None:
+        self.rt = rt
+        self.model = model
+        self.frames = rt.rings[FRAMES]
+        self.tensors = rt.rings[TENSORS]
+        self.canvas: np.ndarray | None = None
+        rt.command_handler = self.on_command
+
+    def on_command(self, command: Command) -> None:
+        if command.kind == "model":
+            self.model = command.data["model"]
+            self.canvas = None
+            log.info("input tensor now %s for %s", tensor_tag(self.model), self.model.key)
+
+    def process(self, frame: Frame) -> None:
+        if frame.end_of_stream:
+            self.rt.send_frame(frame)
+            return
+        slot = self.rt.acquire_slot(frame.seq, block=self.rt.lossless)
+        if slot is None:
+            self.rt.drop(frame)
+            return
+        start = time.monotonic()
+        model = self.model
+        image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        out = self.tensors.array(slot, tensor_shape(model), model.input_dtype)
+        if self.canvas is None:
+            self.canvas = np.empty((model.input_height, model.input_width, 3), np.uint8)
+        box = make_tensor(image, model, out, self.canvas)
+        if not self.frames.holds(frame.frame_slot, frame.seq):
+            # The frame slot was reused while we read it (only after a restart): discard.
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame, "error")
+            return
+        self.tensors.mark(slot, frame.seq)
+        end = time.monotonic()
+        self.rt.send_frame(
+            replace(
+                frame,
+                tensor_slot=slot,
+                tensor_layout=tensor_tag(model),
+                letterbox=box,
+                timings=frame.timed(PREPROCESS, start, end),
+            )
+        )
+        self.rt.count("ok")
+
+
+def run(setup: StageSetup) -> None:
+    rt = StageRuntime(setup)
+    rt.install_signal_handlers()
+    assert setup.model is not None
+    stage = PreprocessStage(rt, setup.model)
+    try:
+        while not rt.stopping:
+            for frame in rt.select_frames(rt.poll(200)):
+                try:
+                    stage.process(frame)
+                except StopRequested:
+                    raise
+                except Exception:
+                    log.exception("preprocess failed for frame %d", frame.seq)
+                    rt.drop(frame, "error")
+    except StopRequested:
+        pass
+    finally:
+        rt.close()

@@ -1,0 +1,88 @@
+"""Publish: send each frame's detections over ZeroMQ PUB and report it to the supervisor.
+
+PUB never blocks: a subscriber that stops reading loses messages once its high-water mark is
+reached, and the pipeline keeps its rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from edged.pipeline.messages import PUBLISH, Frame
+from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
+from edged.publish.schema import build_message, encode, topic_for
+
+log = logging.getLogger(__name__)
+
+
+class PublishStage:
+    def __init__(self, rt: StageRuntime) -> None:
+        self.rt = rt
+        cfg = rt.setup.config
+        self.camera_id = cfg.camera_id
+        self.format = cfg.publish.format
+        self.topic = topic_for(cfg.camera_id)
+        self.pub = rt.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, cfg.publish.send_hwm)
+        self.pub.setsockopt(zmq.LINGER, 500)
+        self.pub.bind(cfg.publish.endpoint)
+        self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+    def process(self, frame: Frame) -> None:
+        if frame.end_of_stream:
+            self.rt.send_event("eos", seq=frame.seq)
+            return
+        start = time.monotonic()
+        message = build_message(frame, self.camera_id, start)
+        payload = encode(message, self.format)
+        self.pub.send_multipart((self.topic, payload), copy=False)
+        self.rt.release(frame, FRAMES)
+        end = time.monotonic()
+        dets = frame.detections
+        model = frame.model
+        assert dets is not None and model is not None
+        self.rt.send_event(
+            "record",
+            seq=frame.seq,
+            captured=frame.captured,
+            published=end,
+            timings=frame.timed(PUBLISH, start, end),
+            class_ids=dets.class_ids.tolist(),
+            scores=dets.scores.tolist(),
+            model_key=model.key,
+            bytes=len(payload),
+        )
+        self.rt.count("ok")
+
+    def close(self) -> None:
+        self.pub.close()
+
+
+def run(setup: StageSetup) -> None:
+    rt = StageRuntime(setup)
+    rt.install_signal_handlers()
+    try:
+        stage = PublishStage(rt)
+    except zmq.ZMQError as exc:
+        rt.send_event("fatal", error=f"cannot bind publish endpoint: {exc}")
+        rt.close()
+        return
+    rt.send_event("ready", endpoint=stage.endpoint)
+    try:
+        while not rt.stopping:
+            # Lossless here even in live mode: detections are cheap to send and skipping a
+            # finished frame would only waste the work done upstream.
+            for frame in rt.poll(200):
+                try:
+                    stage.process(frame)
+                except Exception:
+                    log.exception("publish failed for frame %d", frame.seq)
+                    rt.drop(frame, "error")
+    except StopRequested:
+        pass
+    finally:
+        stage.close()
+        rt.close()

@@ -1,0 +1,570 @@
+"""The supervisor: owns config, shared memory and sockets; spawns and watches the five stages.
+
+It serves /metrics /healthz /readyz, answers the control socket, talks to systemd, turns
+SIGTERM/SIGINT into a drain (every frame already captured is still published) and SIGHUP into a
+config reload. Stages are started with the ``spawn`` method: no forked ONNX Runtime thread pools,
+no inherited sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from edged.config import ConfigError, EdgedConfig, default_runtime_dir, load_config
+from edged.control import (
+    ProtocolError,
+    configure_curve_server,
+    error_reply,
+    parse_request,
+    reply,
+    secure_ipc,
+)
+from edged.http_server import HttpServer
+from edged.metrics import Metrics, ProcessCollector
+from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_from_config
+from edged.pipeline import stage_main
+from edged.pipeline.endpoints import Endpoints
+from edged.pipeline.messages import (
+    CAPTURE,
+    INFER,
+    POSTPROCESS,
+    PREPROCESS,
+    PUBLISH,
+    STAGE_ORDER,
+    Command,
+    ModelDescriptor,
+    StageEvent,
+    dumps,
+    loads,
+)
+from edged.pipeline.ring import RingSpec, SharedRing, create_ring
+from edged.pipeline.runtime import FRAMES, OUTPUTS, TENSORS, StageSetup
+from edged.pipeline.shm_cleanup import remove_stale_segments
+from edged.pipeline.telemetry import Telemetry
+from edged.sdnotify import SystemdNotifier
+from edged.sources import source_kind
+
+log = logging.getLogger(__name__)
+
+SHM_PREFIX = "edged"
+MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
+STARTUP_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 15.0
+SWAP_TIMEOUT_S = 300.0
+
+
+class StartupError(RuntimeError):
+    """The pipeline could not start; the message says which part and why."""
+
+
+@dataclass
+class PendingReply:
+    """A control request waiting for the pipeline (a swap in progress)."""
+
+    identity: bytes
+    variant: str
+    started: float
+    resolved: ResolvedVariant
+    config: EdgedConfig | None = None  # a reloaded config, adopted when the swap succeeds
+    done_at_seq: int | None = None  # reply once this seq is published (old-model frames out)
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def pipeline_mode(config: EdgedConfig) -> tuple[bool, str]:
+    """(lossless, effective mode) from the configured mode and the source kind."""
+    kind = source_kind(config.source.uri)
+    mode = config.source.mode
+    if mode == "auto":
+        mode = "realtime" if kind == "file" else "live"
+    if mode == "lossless" and kind != "file":
+        raise ConfigError(
+            [("source.mode", f"lossless needs a file source; {kind} sources are live")]
+        )
+    return mode == "lossless", mode
+
+
+def ring_specs(config: EdgedConfig, tag: str) -> dict[str, RingSpec]:
+    p = config.pipeline
+    return {
+        FRAMES: RingSpec(
+            f"{tag}_{FRAMES}", p.ring_slots, p.max_frame_width * p.max_frame_height * 3
+        ),
+        TENSORS: RingSpec(f"{tag}_{TENSORS}", 4, MAX_INPUT_SIDE * MAX_INPUT_SIDE * 3 * 4),
+        OUTPUTS: RingSpec(f"{tag}_{OUTPUTS}", 4, int(p.max_output_mb * 1024 * 1024)),
+    }
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: EdgedConfig,
+        config_path: Path | None = None,
+        metrics: Metrics | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = metrics or Metrics()
+        self.telemetry = Telemetry(self.metrics)
+        self.notifier = notifier or SystemdNotifier()
+        self.lossless, self.mode = pipeline_mode(config)
+        self.runtime_dir = Path(config.runtime.runtime_dir or default_runtime_dir())
+        self.endpoints = Endpoints(self.runtime_dir)
+        self.ctx = zmq.Context.instance()
+        self.mp = mp.get_context("spawn")
+        self.processes: dict[str, Any] = {}
+        self.rings: list[SharedRing] = []
+        self.ring_specs: dict[str, RingSpec] = {}
+        self.pending: PendingReply | None = None
+        self.started_at = time.monotonic()
+        self.exit_code = 0
+        self._drain_requested = False
+        self._reload_requested = False
+        self._draining_since: float | None = None
+        self._published_ready = False
+        self._last_watchdog = 0.0
+        self._last_status = 0.0
+        self.http: HttpServer | None = None
+        self.control: zmq.Socket | None = None
+        self._auth: Any = None
+        self.resolved = resolve_from_config(config.model)
+
+    # -- start-up --------------------------------------------------------------------------------
+
+    def _prepare_runtime_dir(self) -> None:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.runtime_dir, 0o700)
+        for name in ("supervisor.sock", "control.sock", *(f"{s}.in" for s in STAGE_ORDER),
+                     *(f"{r}.free" for r in (FRAMES, TENSORS, OUTPUTS))):  # fmt: skip
+            with contextlib.suppress(FileNotFoundError):
+                (self.runtime_dir / name).unlink()
+
+    def _spawn(self, stage: str, model: ModelDescriptor | None = None) -> None:
+        setup = StageSetup(
+            stage=stage,
+            config=self.config,
+            runtime_dir=self.runtime_dir,
+            rings=self._rings_for(stage),
+            lossless=self.lossless,
+            model=model,
+            extra={"resolved": self.resolved} if stage == INFER else {},
+        )
+        proc = self.mp.Process(target=stage_main.main, args=(setup,), name=f"edged-{stage}")
+        proc.start()
+        self.processes[stage] = proc
+        log.info("started %s stage (pid %d)", stage, proc.pid)
+
+    def _rings_for(self, stage: str) -> dict[str, RingSpec]:
+        needs = {
+            CAPTURE: (FRAMES,),
+            PREPROCESS: (FRAMES, TENSORS, OUTPUTS),
+            INFER: (FRAMES, TENSORS, OUTPUTS),
+            POSTPROCESS: (FRAMES, TENSORS, OUTPUTS),
+            PUBLISH: (FRAMES, TENSORS, OUTPUTS),
+        }[stage]
+        return {name: self.ring_specs[name] for name in needs}
+
+    def _wait_for(self, stage: str, kinds: tuple[str, ...]) -> StageEvent:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._drain_requested:
+                raise StartupError("interrupted during start-up")
+            if self.events.poll(100):
+                event = self._recv_event()
+                if event is None:
+                    continue
+                if event.kind == "fatal" and event.stage == stage:
+                    raise StartupError(f"{stage} stage: {event.data.get('error')}")
+                if event.stage == stage and event.kind in kinds:
+                    return event
+                self.telemetry.handle(event)
+            elif not self.processes[stage].is_alive():
+                code = self.processes[stage].exitcode
+                raise StartupError(f"{stage} stage exited during start-up (exit code {code})")
+        raise StartupError(f"{stage} stage not ready within {STARTUP_TIMEOUT_S:.0f}s")
+
+    def start(self) -> None:
+        remove_stale_segments(SHM_PREFIX)
+        self._prepare_runtime_dir()
+        self.events = self.ctx.socket(zmq.ROUTER)
+        self.events.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.events.setsockopt(zmq.LINGER, 0)
+        self.events.bind(self.endpoints.supervisor)
+        tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.ring_specs = ring_specs(self.config, tag)
+        self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
+        self.metrics.registry.register(ProcessCollector(self.process_table))
+
+        self._spawn(INFER)
+        ready = self._wait_for(INFER, ("ready",))
+        model: ModelDescriptor = ready.data["model"]
+        self.telemetry.set_model(model)
+        log.info("serving %s (%s, %s, input %dx%d %s, output %s)", model.key, model.backend,
+                 model.precision, model.input_width, model.input_height, model.input_layout,
+                 model.output_layout)  # fmt: skip
+        self._spawn(PUBLISH)
+        published = self._wait_for(PUBLISH, ("ready",))
+        self.publish_endpoint = published.data["endpoint"]
+        log.info("publishing detections.%s on %s", self.config.camera_id, self.publish_endpoint)
+        self._spawn(POSTPROCESS)
+        self._spawn(PREPROCESS, model)
+        self._spawn(CAPTURE)
+        self._start_control()
+        self._start_http()
+
+    def _start_control(self) -> None:
+        cfg = self.config.control
+        endpoint = cfg.endpoint or self.endpoints.control
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        if endpoint.startswith("tcp://"):
+            assert cfg.curve_server_secret_key_file and cfg.curve_authorized_keys_dir
+            self._auth = configure_curve_server(
+                sock, cfg.curve_server_secret_key_file, cfg.curve_authorized_keys_dir
+            )
+        old_umask = os.umask(0o177)  # the ipc file is created 0600 from the start
+        try:
+            sock.bind(endpoint)
+        finally:
+            os.umask(old_umask)
+        secure_ipc(endpoint)
+        self.control = sock
+        self.control_endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        log.info("control socket on %s", self.control_endpoint)
+
+    def _start_http(self) -> None:
+        cfg = self.config.http
+        if not cfg.enabled:
+            return
+        self.http = HttpServer(
+            cfg.host, cfg.port, self.metrics.registry, self.health,
+            lambda: self.telemetry.ready(cfg.ready_max_age_s),
+        )  # fmt: skip
+        self.http.start()
+        log.info("metrics on http://%s:%d/metrics", cfg.host, self.http.port)
+
+    # -- probes ----------------------------------------------------------------------------------
+
+    def process_table(self) -> list[tuple[str, int]]:
+        table = [("supervisor", os.getpid())]
+        table += [(name, p.pid) for name, p in self.processes.items() if p.pid and p.is_alive()]
+        return table
+
+    def health(self) -> tuple[bool, str]:
+        dead = [name for name, p in self.processes.items() if not p.is_alive()]
+        if dead:
+            return False, f"stage(s) not running: {', '.join(dead)}"
+        return True, f"supervisor and {len(self.processes)} stages running"
+
+    # -- main loop -------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        def on_term(signum: int, _frame: object) -> None:
+            self._drain_requested = True
+
+        def on_hup(signum: int, _frame: object) -> None:
+            self._reload_requested = True
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def run(self) -> int:
+        """Start, serve until told to stop, drain, clean up; returns the exit status."""
+        self._install_signals()
+        try:
+            self.start()
+        except (StartupError, ModelError, OSError, zmq.ZMQError) as exc:
+            log.error("cannot start: %s", exc)
+            self.exit_code = 1
+            self.shutdown()
+            return self.exit_code
+        poller = zmq.Poller()
+        poller.register(self.events, zmq.POLLIN)
+        assert self.control is not None
+        poller.register(self.control, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(100))
+            if self.events in ready:
+                self._drain_events()
+            if self.control in ready:
+                self._handle_control()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload(identity=None)
+            self._check_pending_swap()
+            self._notify_systemd()
+            if self._check_processes():
+                break
+            if self._drain_requested and self._draining_since is None:
+                self._begin_drain()
+            if self._draining_since is not None and (
+                time.monotonic() - self._draining_since > DRAIN_TIMEOUT_S
+            ):
+                log.warning("drain did not finish within %.0fs; stopping now", DRAIN_TIMEOUT_S)
+                break
+            if self._drained:
+                break
+        self.shutdown()
+        return self.exit_code
+
+    _drained = False
+
+    def _recv_event(self) -> StageEvent | None:
+        try:
+            _identity, payload = self.events.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        event = loads(payload)
+        return event if isinstance(event, StageEvent) else None
+
+    def _drain_events(self) -> None:
+        while (event := self._recv_event()) is not None:
+            self.telemetry.handle(event)
+            if event.kind == "fatal":
+                log.error("%s stage failed: %s", event.stage, event.data.get("error"))
+                self.exit_code = 1
+                self._drain_requested = True
+            elif event.kind == "swap_result":
+                self._on_swap_result(event)
+            elif event.kind == "eos" and event.stage == PUBLISH:
+                if self._draining_since is not None:
+                    self._drained = True
+                elif self.config.pipeline.exit_at_end:
+                    log.info("source ended; exiting (pipeline.exit_at_end)")
+                    self._drained = True
+                else:
+                    log.info("source ended; idle until stopped (set source.loop to repeat)")
+
+    def _check_processes(self) -> bool:
+        """True when the daemon must stop because a stage died (restarts come with backoff)."""
+        for name, proc in self.processes.items():
+            if not proc.is_alive() and self._draining_since is None:
+                log.error("%s stage died (exit code %s); stopping edged", name, proc.exitcode)
+                self.exit_code = 1
+                return True
+        return False
+
+    def _send(self, stage: str, command: Command) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.events.send_multipart((stage.encode(), dumps(command)), zmq.NOBLOCK)
+
+    def _begin_drain(self) -> None:
+        log.info("stopping: draining frames in flight")
+        self.notifier.stopping()
+        self._draining_since = time.monotonic()
+        self._send(CAPTURE, Command("drain"))
+
+    def _notify_systemd(self) -> None:
+        state = self.telemetry.state
+        now = time.monotonic()
+        if not self._published_ready and state.published > 0:
+            self._published_ready = True
+            self.notifier.ready(self.status_line())
+            log.info("ready: first frame published")
+        interval = self.notifier.watchdog_interval()
+        if interval and self._published_ready and now - self._last_watchdog >= interval:
+            flowing = state.last_published_at is not None and (
+                now - state.last_published_at <= max(interval, self.config.http.ready_max_age_s)
+            )
+            if flowing:  # a stalled pipeline stops the pings and systemd restarts us
+                self.notifier.watchdog()
+                self._last_watchdog = now
+        if now - self._last_status >= 5.0 and self._published_ready:
+            self._last_status = now
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        s = self.telemetry.state
+        model = s.model
+        variant = f"{model.name}/{model.variant}" if model else "no model"
+        return f"{s.fps():.1f} fps, {variant}, {s.published} frames published"
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def _handle_control(self) -> None:
+        assert self.control is not None
+        while True:
+            try:
+                parts = self.control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) != 3 or parts[1] != b"":
+                continue  # not a REQ envelope: nothing sensible to answer
+            identity, body = parts[0], parts[2]
+            try:
+                request = parse_request(body)
+            except ProtocolError as exc:
+                self._reply(identity, error_reply(str(exc)))
+                continue
+            if request.command == "status":
+                self._reply(identity, reply(True, **self.status()))
+            elif request.command == "swap":
+                assert request.variant is not None
+                self.swap(request.variant, identity)
+            elif request.command == "reload":
+                self.reload(identity)
+
+    def _reply(self, identity: bytes | None, body: bytes) -> None:
+        if identity is None or self.control is None:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            self.control.send_multipart((identity, b"", body), zmq.NOBLOCK)
+
+    def status(self) -> dict[str, Any]:
+        s = self.telemetry.state
+        model = s.model
+        variants: list[str] = []
+        if self.config.model.manifest and self.resolved.manifest_path:
+            with contextlib.suppress(ModelError):
+                variants = list(load_manifest(self.resolved.manifest_path).variants)
+        return {
+            "camera_id": self.config.camera_id,
+            "model": None if model is None else {
+                "name": model.name, "variant": model.variant, "backend": model.backend,
+                "precision": model.precision, "path": model.path,
+                "input": [model.input_width, model.input_height],
+                "output_layout": model.output_layout,
+            },
+            "variants": variants,
+            "swap_in_progress": self.pending is not None,
+            "fps": round(s.fps(), 2),
+            "frames_published": s.published,
+            "last_seq": s.last_published_seq,
+            "source": {**s.source, "connected": s.source_connected, "ended": s.ended,
+                       "mode": self.mode},
+            "stages": {n: {"pid": p.pid, "alive": p.is_alive()} for n, p in
+                       self.processes.items()},
+            "publish_endpoint": getattr(self, "publish_endpoint", None),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }  # fmt: skip
+
+    def swap(self, variant: str, identity: bytes | None, config: EdgedConfig | None = None) -> None:
+        """Start a swap; the reply goes out when it finished (or right away when refused)."""
+        if self.pending is not None:
+            self._refuse(identity, variant, "another swap is in progress")
+            return
+        model_cfg = (config or self.config).model
+        try:
+            resolved = resolve_from_config(model_cfg, variant)
+        except ModelError as exc:
+            self._refuse(identity, variant, str(exc))
+            return
+        self.pending = PendingReply(identity or b"", variant, time.monotonic(), resolved,
+                                    config=config)  # fmt: skip
+        log.info("swap to %s requested (%s)", variant, resolved.path)
+        self._send(INFER, Command("swap", {"request_id": uuid.uuid4().hex, "resolved": resolved}))
+
+    def _refuse(self, identity: bytes | None, variant: str, error: str) -> None:
+        log.warning("swap to %s refused: %s", variant, error)
+        self.telemetry.record_swap(False, None)
+        self._reply(identity, reply(False, error=error, active=self._active_variant()))
+
+    def _active_variant(self) -> str | None:
+        model = self.telemetry.state.model
+        return None if model is None else model.variant
+
+    def _on_swap_result(self, event: StageEvent) -> None:
+        pending = self.pending
+        d = event.data
+        if pending is None:
+            return
+        if not d["ok"]:
+            self.pending = None
+            self._refuse(pending.identity or None, pending.variant, d.get("error") or "failed")
+            return
+        model: ModelDescriptor = d["model"]
+        self.telemetry.set_model(model)
+        self.telemetry.record_swap(True, d.get("duration"))
+        self.resolved = pending.resolved
+        if pending.config is not None:
+            self.config = self.config.model_copy(update={"model": pending.config.model})
+        self._send(PREPROCESS, Command("model", {"model": model}))
+        pending.done_at_seq = d.get("last_old_seq", -1)
+        pending.result = {"active": model.variant, "model": model.name,
+                          "duration_s": round(d.get("duration", 0.0), 3)}  # fmt: skip
+        log.info("swapped to %s in %.2fs", model.key, d.get("duration", 0.0))
+
+    def _check_pending_swap(self) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        now = time.monotonic()
+        if pending.done_at_seq is None:
+            if now - pending.started > SWAP_TIMEOUT_S:
+                self.pending = None
+                self._refuse(pending.identity or None, pending.variant, "swap timed out")
+            return
+        state = self.telemetry.state
+        # Reply once every frame inferred by the old model is out, so that every message the
+        # client sees after the reply names the new variant.
+        idle = state.last_published_at is None or now - state.last_published_at > 2.0
+        if state.last_published_seq >= pending.done_at_seq or idle:
+            self.pending = None
+            self._reply(pending.identity or None, reply(True, **pending.result))
+
+    def reload(self, identity: bytes | None) -> None:
+        """Re-read the config file: swap if the model changed; refuse an invalid file."""
+        if self.config_path is None:
+            self._reply(identity, error_reply("no config file to reload (started without one)"))
+            return
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+            pipeline_mode(new)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+            self._reply(identity, error_reply(str(exc)))
+            self.notifier.ready(self.status_line())
+            return
+        changed = [
+            name for name in type(new).model_fields if getattr(new, name) != getattr(self.config,
+                                                                                      name)
+        ]  # fmt: skip
+        later = [n for n in changed if n != "model"]
+        if later:
+            log.warning("reload: changes to %s take effect after a restart", ", ".join(later))
+        log.info("config reloaded from %s", self.config_path)
+        if "model" in changed:
+            self.swap(new.model.variant, identity, new)
+        else:
+            self._reply(identity, reply(True, changed=changed, active=self._active_variant()))
+        self.notifier.ready(self.status_line())
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        for stage in STAGE_ORDER:
+            if stage in self.processes:
+                self._send(stage, Command("stop"))
+        deadline = time.monotonic() + 5.0
+        for name, proc in self.processes.items():
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("%s stage did not stop; killing it", name)
+                proc.kill()
+                proc.join(2.0)
+        if self.http is not None:
+            self.http.stop()
+        if self._auth is not None:
+            self._auth.stop()
+        for sock in (self.control, getattr(self, "events", None)):
+            if sock is not None:
+                sock.close(0)
+        for ring in self.rings:
+            ring.close()
+            ring.unlink()
+        self.rings = []
+        log.info("stopped")

@@ -1,0 +1,114 @@
+"""Turns stage events into metrics and the supervisor's view of the pipeline (pure bookkeeping)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edged.metrics import Metrics
+from edged.pipeline.messages import ModelDescriptor, StageEvent
+
+
+@dataclass
+class PipelineState:
+    """What /readyz, `edged ctl status` and sd_notify STATUS report."""
+
+    model: ModelDescriptor | None = None
+    source: dict = field(default_factory=dict)
+    source_connected: bool = False
+    published: int = 0
+    last_published_seq: int = -1
+    last_published_at: float | None = None  # monotonic
+    ended: bool = False
+    reconnects: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=64))  # publish times
+
+    def fps(self, now: float | None = None) -> float:
+        """Published frames per second over the last few seconds."""
+        now = time.monotonic() if now is None else now
+        times = [t for t in self.recent if now - t <= 5.0]
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+
+
+class Telemetry:
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self.metrics = metrics
+        self.state = PipelineState()
+        self._clock = clock
+        self._labels_for: dict[str, tuple[str, ...]] = {}
+
+    def set_model(self, model: ModelDescriptor) -> None:
+        self.state.model = model
+        self._labels_for[model.key] = model.labels
+        self.metrics.set_active_model(model.name, model.variant, model.backend, model.precision)
+        self.metrics.prepare_labels(model.labels)
+
+    def handle(self, event: StageEvent) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_stats(self, event: StageEvent) -> None:
+        for outcome, n in event.data["counts"].items():
+            if n:
+                self.metrics.frames.labels(event.stage, outcome).inc(n)
+        self.metrics.queue_depth.labels(event.stage).set(event.data["queue_depth"])
+
+    def _on_record(self, event: StageEvent) -> None:
+        d = event.data
+        m = self.metrics
+        for stage, start, end in d["timings"]:
+            m.stage_latency.labels(stage).observe(end - start)
+        m.end_to_end_latency.observe(d["published"] - d["captured"])
+        labels = self._labels_for.get(d["model_key"], ())
+        for class_id, score in zip(d["class_ids"], d["scores"], strict=True):
+            label = labels[class_id] if class_id < len(labels) else "unknown"
+            m.detections.labels(label).inc()
+            m.confidence.labels(label).observe(score)
+        m.published_bytes.inc(d["bytes"])
+        s = self.state
+        s.published += 1
+        s.last_published_seq = d["seq"]
+        s.last_published_at = self._clock()
+        s.recent.append(s.last_published_at)
+
+    def _on_source(self, event: StageEvent) -> None:
+        d = event.data
+        connected = bool(d.get("connected"))
+        if connected:
+            self.state.source = {k: v for k, v in d.items() if k not in ("connected", "reconnect")}
+            self.metrics.source_fps.set(d.get("fps", 0))
+            if d.get("reconnect"):
+                self.state.reconnects += 1
+                self.metrics.source_reconnects.inc()
+            self.state.ended = False
+        self.state.source_connected = connected
+        self.metrics.source_connected.set(1 if connected else 0)
+
+    def _on_eos(self, event: StageEvent) -> None:
+        if event.stage == "capture":
+            self.state.ended = True
+            self.state.source_connected = False
+            self.metrics.source_connected.set(0)
+
+    def record_swap(self, ok: bool, duration: float | None) -> None:
+        self.metrics.model_swaps.labels("ok" if ok else "refused").inc()
+        if ok and duration is not None:
+            self.metrics.model_swap_duration.observe(duration)
+
+    def ready(self, max_age_s: float) -> tuple[bool, str]:
+        s = self.state
+        if s.model is None:
+            return False, "model not loaded"
+        if s.last_published_at is None:
+            return False, "no frame published yet"
+        age = self._clock() - s.last_published_at
+        if age > max_age_s:
+            why = "source ended" if s.ended else "source disconnected" if not \
+                s.source_connected else "pipeline stalled"  # fmt: skip
+            return False, f"no frame published for {age:.1f}s ({why})"
+        return True, f"{s.fps():.1f} fps, serving {s.model.name}/{s.model.variant}"

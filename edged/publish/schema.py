@@ -1,0 +1,120 @@
+"""The published detection message (schema version 1): built, encoded and described here.
+
+Topic ``detections.<camera_id>``; payload JSON (default) or msgpack with these fields::
+
+    {
+      "schema_version": 1,
+      "camera_id": "cam0",
+      "seq": 42,                         # contiguous per run; gaps = frames skipped
+      "timestamp": 1764000000.123,       # capture wall-clock time, seconds since the epoch
+      "source": {"width": 768, "height": 432},
+      "model": {"name": "yolov5n", "variant": "fp32", "backend": "onnxruntime",
+                "precision": "fp32"},
+      "latency_ms": {"capture": 1.2, "preprocess": 0.9, "infer": 61.0, "postprocess": 0.4,
+                     "end_to_end": 66.1},   # end_to_end: capture → start of publish
+      "detections": [{"label": "person", "class_id": 0, "confidence": 0.87,
+                      "box": [x1, y1, x2, y2]}]   # source pixels
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+from edged.pipeline.messages import Frame
+
+SCHEMA_VERSION = 1
+
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "edged detections message",
+    "type": "object",
+    "required": [
+        "schema_version", "camera_id", "seq", "timestamp", "source", "model", "latency_ms",
+        "detections",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "camera_id": {"type": "string"},
+        "seq": {"type": "integer", "minimum": 0},
+        "timestamp": {"type": "number"},
+        "source": {
+            "type": "object",
+            "required": ["width", "height"],
+            "properties": {
+                "width": {"type": "integer", "minimum": 1},
+                "height": {"type": "integer", "minimum": 1},
+            },
+        },
+        "model": {
+            "type": "object",
+            "required": ["name", "variant", "backend", "precision"],
+            "properties": {k: {"type": "string"} for k in
+                           ("name", "variant", "backend", "precision")},
+        },
+        "latency_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+        "detections": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["label", "class_id", "confidence", "box"],
+                "additionalProperties": False,
+                "properties": {
+                    "label": {"type": "string"},
+                    "class_id": {"type": "integer", "minimum": 0},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "box": {"type": "array", "items": {"type": "number"}, "minItems": 4,
+                            "maxItems": 4},
+                },
+            },
+        },
+    },
+}  # fmt: skip
+
+
+def topic_for(camera_id: str) -> bytes:
+    return f"detections.{camera_id}".encode()
+
+
+def build_message(frame: Frame, camera_id: str, now: float) -> dict[str, Any]:
+    """The payload for a frame that went through postprocess."""
+    model = frame.model
+    dets = frame.detections
+    assert model is not None and dets is not None
+    latency = {stage: round((end - start) * 1000, 3) for stage, start, end in frame.timings}
+    latency["end_to_end"] = round((now - frame.captured) * 1000, 3)
+    labels = model.labels
+    boxes = dets.boxes.round(1).tolist()
+    detections = [
+        {"label": labels[c] if c < len(labels) else str(c), "class_id": c,
+         "confidence": round(s, 4), "box": b}
+        for c, s, b in zip(dets.class_ids.tolist(), dets.scores.tolist(), boxes, strict=True)
+    ]  # fmt: skip
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "camera_id": camera_id,
+        "seq": frame.seq,
+        "timestamp": frame.wall_time,
+        "source": {"width": frame.width, "height": frame.height},
+        "model": {"name": model.name, "variant": model.variant, "backend": model.backend,
+                  "precision": model.precision},
+        "latency_ms": latency,
+        "detections": detections,
+    }  # fmt: skip
+
+
+def encode(message: dict[str, Any], fmt: str) -> bytes:
+    if fmt == "msgpack":
+        return msgpack.packb(message, use_bin_type=True)
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode_payload(payload: bytes) -> dict[str, Any]:
+    """JSON or msgpack, told apart by the first byte (JSON objects start with ``{``)."""
+    if payload[:1] == b"{":
+        return json.loads(payload)
+    return msgpack.unpackb(payload, raw=False)
