@@ -1,0 +1,207 @@
+"""Raspberry Pi cameras (libcamera) through picamera2.
+
+picamera2 and libcamera's Python bindings come from Raspberry Pi OS (``sudo apt install
+python3-picamera2``), not from PyPI in a usable form, so edged's venv must be created with
+``--system-site-packages``. The import is lazy: importing edged never needs a camera stack.
+
+The camera runs a *video* configuration whose ``main`` stream is ``RGB888``. libcamera names
+formats by their little-endian word order, so ``RGB888`` is stored ``[B, G, R]`` per pixel
+(picamera2 manual, appendix A) — exactly OpenCV's BGR, no conversion needed. ``FrameDurationLimits``
+pins the frame rate. ``read()`` takes the most recent completed frame (picamera2 keeps only the
+latest request queued), so a slow consumer gets fresh frames rather than a backlog.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edged.sources.base import SourceError, SourceInfo
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install the camera stack from Raspberry Pi OS with `sudo apt install python3-picamera2` "
+    "and create edged's venv with `python3 -m venv --system-site-packages` so the system "
+    "picamera2 and libcamera bindings are visible (pip cannot provide libcamera)"
+)
+DEFAULT_SIZE = (1280, 720)
+DEFAULT_FRAME_TIMEOUT_S = 2.0
+
+
+def import_picamera2() -> ModuleType:
+    """Import picamera2; a missing package or missing libcamera becomes :class:`SourceError`."""
+    try:
+        return importlib.import_module("picamera2")
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing.split(".")[0] == "libcamera":
+            raise SourceError(
+                f"picamera2 is installed but libcamera's Python bindings are not importable "
+                f"({exc}); {INSTALL_HINT}"
+            ) from None
+        raise SourceError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from None
+    except ImportError as exc:  # e.g. a libcamera/picamera2 ABI mismatch
+        raise SourceError(f"picamera2 failed to import ({exc}); {INSTALL_HINT}") from None
+
+
+def _even(value: float) -> int:
+    return max(2, round(value / 2) * 2)
+
+
+def requested_size(
+    width: int | None, height: int | None, sensor: tuple[int, int] | None
+) -> tuple[int, int]:
+    """The main-stream size to ask for: given size, or the other side from the sensor aspect."""
+    if width and height:
+        return _even(width), _even(height)
+    if not width and not height:
+        return DEFAULT_SIZE
+    sensor_w, sensor_h = sensor or (16, 9)
+    if width:
+        return _even(width), _even(width * sensor_h / sensor_w)
+    assert height is not None
+    return _even(height * sensor_w / sensor_h), _even(height)
+
+
+class Picamera2Source:
+    """A Raspberry Pi camera as a :class:`~edged.sources.base.FrameSource` of BGR frames."""
+
+    def __init__(
+        self,
+        camera_index: int,
+        width: int | None,
+        height: int | None,
+        fps: float | None,
+        *,
+        frame_timeout_s: float = DEFAULT_FRAME_TIMEOUT_S,
+    ) -> None:
+        self._camera: Any = None
+        self._timeout_s = frame_timeout_s
+        module = import_picamera2()
+        picamera2_cls = module.Picamera2
+        try:
+            cameras = list(picamera2_cls.global_camera_info())
+        except Exception as exc:
+            raise SourceError(f"libcamera could not list cameras: {exc}") from None
+        if not cameras:
+            raise SourceError(
+                "no camera detected by libcamera: check the ribbon cable and connector latch, "
+                "then `rpicam-hello --list-cameras`"
+            )
+        if not 0 <= camera_index < len(cameras):
+            found = ", ".join(f"{i}: {c.get('Model', '?')}" for i, c in enumerate(cameras))
+            raise SourceError(f"camera {camera_index} does not exist (libcamera sees {found})")
+        model = cameras[camera_index].get("Model", "camera")
+        try:
+            camera = picamera2_cls(camera_index)
+        except Exception as exc:
+            raise SourceError(
+                f"camera {camera_index} ({model}) could not be opened ({exc}); is it in use by "
+                "another process (rpicam-*, another edged)?"
+            ) from None
+        self._camera = camera
+        try:
+            self.info = self._configure(camera, camera_index, model, width, height, fps)
+        except SourceError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise SourceError(
+                f"camera {camera_index} ({model}): configuration failed: {exc}"
+            ) from None
+
+    def _configure(
+        self,
+        camera: Any,
+        index: int,
+        model: str,
+        width: int | None,
+        height: int | None,
+        fps: float | None,
+    ) -> SourceInfo:
+        sensor = getattr(camera, "sensor_resolution", None)
+        size = requested_size(width, height, tuple(sensor) if sensor else None)
+        controls: dict[str, Any] = {}
+        if fps:
+            frame_us = max(1, round(1_000_000 / fps))
+            controls["FrameDurationLimits"] = (frame_us, frame_us)
+        config = camera.create_video_configuration(
+            main={"size": size, "format": "RGB888"},
+            controls=controls,
+            buffer_count=4,
+            display=None,
+            encode=None,
+        )
+        camera.configure(config)
+        final = camera.camera_configuration() or config
+        main = final["main"]
+        if main.get("format") != "RGB888":
+            raise SourceError(f"the camera delivers {main.get('format')}, not RGB888 (BGR)")
+        actual_w, actual_h = (int(v) for v in main["size"])
+        if (actual_w, actual_h) != size:
+            log.info(
+                "camera %d: %dx%d requested, libcamera chose %dx%d",
+                index,
+                *size,
+                actual_w,
+                actual_h,
+            )
+        limits = (final.get("controls") or {}).get("FrameDurationLimits") or controls.get(
+            "FrameDurationLimits"
+        )
+        actual_fps = 1_000_000 / limits[0] if limits and limits[0] else float(fps or 30.0)
+        camera.start()
+        return SourceInfo(
+            kind="picamera2",
+            uri=f"picamera2:{index}",
+            width=actual_w,
+            height=actual_h,
+            fps=actual_fps,
+            live=True,
+        )
+
+    def read(self) -> np.ndarray | None:
+        """The newest frame as BGR ``H×W×3`` uint8; :class:`SourceError` on a stall or failure."""
+        camera = self._camera
+        if camera is None:
+            raise SourceError("camera is closed")
+        try:
+            job = camera.capture_array("main", wait=False)
+            frame = job.get_result(timeout=self._timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise SourceError(
+                f"{self.info.uri}: no frame for {self._timeout_s:.1f} s (camera stalled or "
+                "disconnected)"
+            ) from None
+        except Exception as exc:
+            raise SourceError(f"{self.info.uri}: capture failed: {exc}") from None
+        if frame.ndim != 3 or frame.shape[2] < 3:
+            raise SourceError(f"{self.info.uri}: unexpected frame shape {frame.shape}")
+        if frame.shape[2] != 3:
+            frame = frame[:, :, :3]
+        if not frame.flags.c_contiguous:
+            frame = np.ascontiguousarray(frame)
+        return frame
+
+    def close(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is None:
+            return
+        for step in (camera.stop, camera.close):
+            try:
+                step()
+            except Exception as exc:  # closing must not raise
+                log.debug("picamera2 %s failed: %s", step.__name__, exc)
+
+    def __enter__(self) -> Picamera2Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
