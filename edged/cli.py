@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import json
 import logging
@@ -78,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging(config.runtime.log_level, process_name="supervisor")
+    # A watchdog SIGABRT or a hang then leaves every thread's stack in the journal.
+    faulthandler.enable()
     from edged.models import ModelError
     from edged.pipeline.supervisor import Supervisor
 

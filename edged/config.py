@@ -70,7 +70,9 @@ class OnnxRuntimeOptions(_Strict):
         description="ONNX Runtime execution providers, in priority order.",
     )
     intra_op_threads: int | None = Field(
-        None, ge=1, description="Threads inside one operator; default: cores minus one (min 1)."
+        None,
+        ge=1,
+        description="Threads inside one operator; default: one per core this process may use.",
     )
     inter_op_threads: int = Field(1, ge=1, description="Threads across operators (sequential=1).")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ def session_options(options: OnnxRuntimeOptions) -> ort.SessionOptions:
     """A locked execution policy: explicit thread counts, sequential mode, no spinning."""
     so = ort.SessionOptions()
     so.graph_optimization_level = _GRAPH_OPT[options.graph_optimization]
-    so.intra_op_num_threads = options.intra_op_threads or 0
+    so.intra_op_num_threads = options.intra_op_threads or len(os.sched_getaffinity(0))
     so.inter_op_num_threads = options.inter_op_threads
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
