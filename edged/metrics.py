@@ -9,12 +9,22 @@ their own counters (ok/dropped/error, queue depth) as deltas over the supervisor
 
 from __future__ import annotations
 
+import platform
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from edged import __version__
 
 STAGES: tuple[str, ...] = ("capture", "preprocess", "infer", "postprocess", "publish")
 OUTCOMES: tuple[str, ...] = ("ok", "dropped", "error")
@@ -32,8 +42,25 @@ class Metrics:
     """The metric objects; the supervisor records into them, ``/metrics`` exposes ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # The text format exposes every counter/histogram child's ``_created`` timestamp as a
+        # separate gauge series; with a histogram per COCO label that is hundreds of series a
+        # Pi's Prometheus stores for nothing (counter resets are detected without them).
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build_info = Gauge(
+            "edged_build_info",
+            "Always 1; labels name the edged and Python versions running.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.start_time = Gauge(
+            "edged_start_time_seconds",
+            "Unix time the daemon started (uptime = time() - this; a jump means a restart).",
+            registry=r,
+        )
+        self.start_time.set(time.time())
         self.stage_latency = Histogram(
             "edged_stage_latency_seconds",
             "Time a frame spent being processed in each pipeline stage.",
