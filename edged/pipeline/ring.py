@@ -76,6 +76,10 @@ class SharedRing:
     def holds(self, slot: int, seq: int) -> bool:
         return int(self._headers[slot][0]) == seq
 
+    def latest_seq(self) -> int:
+        """The highest sequence number any slot holds (-1 for a fresh ring)."""
+        return max((int(h[0]) for h in self._headers), default=-1)
+
     def close(self) -> None:
         self._headers = []
         # A NumPy view may still be alive somewhere; the mapping then goes with the process.

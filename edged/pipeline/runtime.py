@@ -217,7 +217,9 @@ class StageRuntime:
         elif command.kind == "drain":
             self._stop_requested_by_signal = True
         elif command.kind == "reclaim" and self.allocator is not None:
+            stranded = self.allocator.in_use
             self.allocator.reclaim_all()
+            log.info("reclaimed %d slot(s) after a stage restart", stranded)
 
     def handle_commands(self) -> None:
         while True:

@@ -21,7 +21,13 @@ from typing import Any
 
 import zmq
 
-from edged.config import ConfigError, EdgedConfig, default_runtime_dir, load_config
+from edged.config import (
+    ConfigError,
+    EdgedConfig,
+    PipelineConfig,
+    default_runtime_dir,
+    load_config,
+)
 from edged.control import (
     ProtocolError,
     configure_curve_server,
@@ -49,7 +55,7 @@ from edged.pipeline.messages import (
     loads,
 )
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
-from edged.pipeline.runtime import FRAMES, OUTPUTS, TENSORS, StageSetup
+from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.shm_cleanup import remove_stale_segments
 from edged.pipeline.telemetry import Telemetry
 from edged.sdnotify import SystemdNotifier
@@ -62,6 +68,50 @@ MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 15.0
 SWAP_TIMEOUT_S = 300.0
+
+
+# Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
+RECLAIM_ON_RESTART: dict[str, tuple[str, ...]] = {
+    CAPTURE: (),
+    PREPROCESS: (FRAMES,),
+    INFER: (FRAMES, TENSORS),
+    POSTPROCESS: (FRAMES, OUTPUTS),
+    PUBLISH: (FRAMES,),
+}
+
+
+def exit_cause(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "unknown"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+class RestartPolicy:
+    """Exponential backoff between restarts of one stage, and a limit per time window."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.limit = cfg.restart_limit
+        self.window = cfg.restart_window_s
+        self.history: list[float] = []
+        self.due: float | None = None
+
+    def count_in_window(self, now: float) -> int:
+        return sum(1 for t in self.history if now - t <= self.window)
+
+    def allow(self, now: float) -> bool:
+        return self.count_in_window(now) < self.limit
+
+    def schedule(self, now: float) -> float:
+        recent = self.count_in_window(now)
+        delay = min(0.25 * (2**recent), 10.0)
+        self.history.append(now)
+        self.due = now + delay
+        return delay
 
 
 class StartupError(RuntimeError):
@@ -127,6 +177,7 @@ class Supervisor:
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
         self.pending: PendingReply | None = None
+        self.restarts: dict[str, RestartPolicy] = {}
         self.started_at = time.monotonic()
         self.exit_code = 0
         self._drain_requested = False
@@ -349,13 +400,49 @@ class Supervisor:
                     log.info("source ended; idle until stopped (set source.loop to repeat)")
 
     def _check_processes(self) -> bool:
-        """True when the daemon must stop because a stage died (restarts come with backoff)."""
-        for name, proc in self.processes.items():
-            if not proc.is_alive() and self._draining_since is None:
-                log.error("%s stage died (exit code %s); stopping edged", name, proc.exitcode)
-                self.exit_code = 1
-                return True
+        """Restart dead stages with backoff; True when edged must stop (restart limit hit)."""
+        if self._draining_since is not None:
+            return False
+        now = time.monotonic()
+        for name, proc in list(self.processes.items()):
+            if proc.is_alive():
+                continue
+            restart = self.restarts.setdefault(name, RestartPolicy(self.config.pipeline))
+            if restart.due is None:
+                cause = exit_cause(proc.exitcode)
+                if not restart.allow(now):
+                    log.error(
+                        "%s stage died (%s) %d times within %.0fs; giving up",
+                        name,
+                        cause,
+                        restart.count_in_window(now),
+                        self.config.pipeline.restart_window_s,
+                    )
+                    self.exit_code = 1
+                    return True
+                delay = restart.schedule(now)
+                log.error("%s stage died (%s); restarting in %.1fs", name, cause, delay)
+                if name == INFER and self.pending is not None:
+                    pending, self.pending = self.pending, None
+                    self._refuse(
+                        pending.identity or None,
+                        pending.variant,
+                        "inference stage restarted during the swap",
+                    )
+            elif now >= restart.due:
+                restart.due = None
+                self.metrics.stage_restarts.labels(name).inc()
+                self._restart(name)
         return False
+
+    def _restart(self, stage: str) -> None:
+        """Respawn a stage and take back the ring slots its death stranded."""
+        proc = self.processes[stage]
+        proc.join(0)
+        model = self.telemetry.state.model
+        self._spawn(stage, model)
+        for ring in RECLAIM_ON_RESTART[stage]:
+            self._send(RING_OWNER[ring], Command("reclaim", {"ring": ring}))
 
     def _send(self, stage: str, command: Command) -> None:
         with contextlib.suppress(zmq.ZMQError):

@@ -51,7 +51,9 @@ class CaptureStage:
         self.ring = rt.rings[FRAMES]
         self.max_w = rt.setup.config.pipeline.max_frame_width
         self.max_h = rt.setup.config.pipeline.max_frame_height
-        self.seq = 0
+        # A restarted capture continues the sequence from what the ring last held, so
+        # subscribers never see a number twice.
+        self.seq = self.ring.latest_seq() + 1
         self.source: FrameSource | None = None
         self.rng = random.Random()
         self.ended = False
