@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 
+from setproctitle import setproctitle
+
 from edged.logs import configure_logging
 from edged.pipeline.runtime import StageSetup
 
@@ -19,6 +21,8 @@ _MODULES = {
 
 def main(setup: StageSetup) -> None:
     configure_logging(setup.config.runtime.log_level, process_name=setup.stage)
+    # `ps`/`top`/`htop` then show "edged: infer" instead of a multiprocessing command line.
+    setproctitle(f"edged: {setup.stage}")
     try:
         importlib.import_module(_MODULES[setup.stage]).run(setup)
     except Exception:
