@@ -12,7 +12,8 @@ class SyntheticSource:
     """Colour bars with moving shapes and a frame counter, paced like a camera."""
 
     def __init__(self, width: int = 1280, height: int = 720, fps: float = 15.0) -> None:
-        self.info = SourceInfo("synthetic", "synthetic:", width, height, fps, live=True)
+        # Not live: frames are generated on demand, so capture paces them at `fps`.
+        self.info = SourceInfo("synthetic", "synthetic:", width, height, fps, live=False)
         bars = np.array(
             [[192, 192, 192], [0, 192, 192], [192, 192, 0], [0, 192, 0],
              [192, 0, 192], [0, 0, 192], [192, 0, 0], [16, 16, 16]],

@@ -120,6 +120,8 @@ class CaptureStage:
             info = self.source.info
             if pacer is None and not info.live:
                 pacer = None if lossless else Pacer(self.cfg.fps or info.fps)
+            if pacer is not None:
+                pacer.wait()  # before the read: a paced file frame "arrives" when it is due
             slot = self.rt.acquire_slot(self.seq, block=lossless)
             start = time.monotonic()
             try:
@@ -138,8 +140,6 @@ class CaptureStage:
                     continue
                 self.end_of_stream()
                 break
-            if pacer is not None:
-                pacer.wait()
             seq = self.seq
             self.seq += 1
             if slot is None:
