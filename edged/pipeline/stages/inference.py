@@ -133,6 +133,19 @@ class InferenceStage:
             offset += aligned(array.nbytes)
         return tuple(refs)
 
+    def run_into_slot(self, tensor: np.ndarray, slot: int) -> tuple[ArrayRef, ...]:
+        """Infer with outputs written straight into the slot when the backend can."""
+        backend = self.backend
+        if getattr(backend, "static_outputs", False) and hasattr(backend, "infer_into"):
+            refs, offset = [], 0
+            for shape in backend.output_shapes:
+                refs.append(ArrayRef(offset, tuple(shape), "float32"))
+                offset += aligned(int(np.prod(shape)) * 4)
+            views = [self.outputs.array(slot, r.shape, np.float32, r.offset) for r in refs]
+            backend.infer_into(tensor, views)
+            return tuple(refs)
+        return self.store_outputs(backend.infer(tensor), slot)
+
     def process(self, frame: Frame) -> None:
         self.maybe_switch()
         if frame.end_of_stream:
@@ -146,8 +159,7 @@ class InferenceStage:
         model = self.model
         try:
             tensor, frame = self.input_tensor(frame)
-            results = self.backend.infer(tensor)
-            refs = self.store_outputs(results, slot)
+            refs = self.run_into_slot(tensor, slot)
         except Exception as exc:
             log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
             self.rt.allocator.reclaim_slot(slot)
