@@ -592,7 +592,10 @@ class HailoBackend:
             self._stack.close()
         except Exception as exc:
             log.warning("%s: unloading the model failed: %s", self._name, exc)
+        # Drop HailoRT objects before the VDevice: an InferModel keeps its VDevice alive.
+        self._configured = None
         self._infer_model = None
+        self._free = []
         self._shared.release()
 
     def __enter__(self) -> HailoBackend:
