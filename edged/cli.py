@@ -49,6 +49,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["publish.endpoint"] = args.publish
     if args.format is not None:
         overrides["publish.format"] = args.format
+    if args.wait_subscribers is not None:
+        overrides["publish.wait_for_subscribers"] = args.wait_subscribers
     if args.http_port is not None:
         overrides["http.port"] = args.http_port
     if args.http_host is not None:
@@ -174,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--conf", type=float, help="confidence threshold")
     run.add_argument("--publish", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
     run.add_argument("--format", choices=["json", "msgpack"])
+    run.add_argument("--wait-subscribers", type=int, metavar="N",
+                     help="hold the first message until N subscribers joined")  # fmt: skip
     run.add_argument("--http-port", type=int)
     run.add_argument("--http-host")
     run.add_argument("--camera-id")

@@ -140,6 +140,17 @@ class PublishConfig(_Strict):
     send_hwm: int = Field(
         100, ge=1, description="Messages queued per slow subscriber before they are dropped."
     )
+    wait_for_subscribers: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Hold the first message until this many subscribers have joined (for lossless batch "
+            "runs that must not miss the start; ZeroMQ drops messages nobody subscribed to yet)."
+        ),
+    )
+    wait_timeout_s: float = Field(
+        30.0, gt=0, description="Give up waiting for subscribers after this long."
+    )
 
     @field_validator("endpoint")
     @classmethod

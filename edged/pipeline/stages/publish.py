@@ -25,16 +25,44 @@ class PublishStage:
         self.camera_id = cfg.camera_id
         self.format = cfg.publish.format
         self.topic = topic_for(cfg.camera_id)
-        self.pub = rt.ctx.socket(zmq.PUB)
+        # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
+        self.pub = rt.ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.SNDHWM, cfg.publish.send_hwm)
+        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # count every subscription, not just new topics
         self.pub.setsockopt(zmq.LINGER, 500)
         self.pub.bind(cfg.publish.endpoint)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.subscribers = 0
+        self.wait_for = cfg.publish.wait_for_subscribers
+        self.wait_timeout = cfg.publish.wait_timeout_s
+
+    def track_subscriptions(self, timeout_ms: int = 0) -> None:
+        while self.pub.poll(timeout_ms, zmq.POLLIN):
+            event = self.pub.recv()
+            if event[:1] == b"\x01":
+                self.subscribers += 1
+            elif event[:1] == b"\x00":
+                self.subscribers = max(0, self.subscribers - 1)
+            timeout_ms = 0
+
+    def wait_for_subscribers(self) -> None:
+        """Hold the first message until enough subscribers joined (or the timeout passed)."""
+        if self.wait_for <= 0:
+            return
+        deadline = time.monotonic() + self.wait_timeout
+        while self.subscribers < self.wait_for and time.monotonic() < deadline:
+            self.track_subscriptions(100)
+        if self.subscribers < self.wait_for:
+            log.warning("only %d of %d subscribers joined; publishing anyway",
+                        self.subscribers, self.wait_for)  # fmt: skip
+        self.wait_for = 0
 
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
             self.rt.send_event("eos", seq=frame.seq)
             return
+        self.wait_for_subscribers()
+        self.track_subscriptions()
         start = time.monotonic()
         message = build_message(frame, self.camera_id, start)
         payload = encode(message, self.format)
