@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 OUT = Path(__file__).resolve().parent / "dashboards" / "edged.json"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -574,6 +576,58 @@ def dashboard() -> dict[str, Any]:
         },
         "panels": layout(),
     }
+
+
+# -- reading a dashboard back (the tests use these) -----------------------------------------------
+
+
+class Query(NamedTuple):
+    panel: str
+    ref: str
+    expr: str
+
+
+def iter_queries(dash: dict[str, Any]) -> Iterator[Query]:
+    """Every PromQL expression of a dashboard: panel targets (rows included) and variables."""
+    panels = list(dash.get("panels", []))
+    while panels:
+        panel = panels.pop(0)
+        panels.extend(panel.get("panels", []))  # collapsed rows nest their panels
+        for tgt in panel.get("targets", []):
+            yield Query(panel.get("title", ""), tgt.get("refId", ""), tgt.get("expr", ""))
+
+
+def variable_queries(dash: dict[str, Any]) -> Iterator[Query]:
+    """The ``label_values(...)`` queries of the dashboard's query variables."""
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            query = var["query"]
+            yield Query(f"${var['name']}", "", query["query"] if isinstance(query, dict) else query)
+
+
+# Grafana's built-in interval variables, as Grafana would expand them for a 1 s scrape interval
+# over a short time range; tests evaluate the expressions with these.
+BUILTINS = {"__rate_interval": "15s", "__interval": "5s", "__range": "5m"}
+
+
+def substitute(expr: str, dash: dict[str, Any], values: dict[str, str] | None = None) -> str:
+    """``expr`` with $var / ${var} / [[var]] replaced the way Grafana would with "All" selected.
+
+    Query variables expand to their ``allValue`` (".*"); built-ins to :data:`BUILTINS`;
+    ``values`` overrides either. An unknown variable raises KeyError: a typo in a dashboard
+    would otherwise only surface as an empty panel.
+    """
+    known = dict(BUILTINS)
+    for var in dash["templating"]["list"]:
+        if var["type"] == "query":
+            known[var["name"]] = var.get("allValue") or ".*"
+    known.update(values or {})
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        return known[name]
+
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", replace, expr)
 
 
 def render() -> str:
