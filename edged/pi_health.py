@@ -41,7 +41,7 @@ OCCURRED_SHIFT = 16
 
 # Zone types become label values; keep them short and tame even if a driver reports oddities.
 _ZONE_TYPE = re.compile(r"[^A-Za-z0-9_.-]")
-_THROTTLED = re.compile(r"throttled=(0x[0-9a-fA-F]+|\d+)")
+_THROTTLED = re.compile(r"throttled=(0x[0-9a-f]+|\d+)\b", re.IGNORECASE)
 
 # Returns the stdout of `vcgencmd get_throttled`, or None when the tool is absent or failed.
 ThrottleReader = Callable[[], str | None]
