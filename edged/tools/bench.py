@@ -1,0 +1,229 @@
+"""``edged bench``: latency of models under a locked execution policy.
+
+The policy is explicit and recorded: intra/inter-op thread counts, the CPUs the process (and so
+ONNX Runtime's thread pool, created after pinning) may run on, graph optimisation, no spin-wait
+unless asked (the daemon's default), warm-up runs excluded from the statistics, N timed runs.
+Each model is measured in a fresh process by :func:`benchmark_isolated` so one model's memory
+and allocator state cannot leak into the next one's numbers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from edged.config import OnnxRuntimeOptions
+from edged.postprocess.decoders import DecodeParams
+from edged.tools.dataset import read_image
+from edged.tools.memory import PeakMemory
+from edged.tools.provenance import environment, model_identity
+from edged.tools.runner import ModelRunner
+from edged.tools.system import state_warnings, system_state
+
+RESULT_KIND = "edged.bench"
+RESULT_VERSION = 1
+PERCENTILES = (50, 90, 95, 99)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The execution policy. ``cpus=None``: every CPU this process may use."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int = 1
+    cpus: tuple[int, ...] | None = None
+    warmup: int = 10
+    runs: int = 100
+    graph_optimization: str = "all"
+    spin_wait: bool = False
+    image: str | None = None
+
+    def resolved(self) -> BenchSettings:
+        """Fill in the defaults from the machine, so the record says what actually ran."""
+        cpus = self.cpus or tuple(sorted(_allowed_cpus()))
+        threads = self.intra_op_threads or len(cpus)
+        return replace(self, cpus=tuple(cpus), intra_op_threads=threads)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds, over the timed runs only."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    fps: float
+
+    @staticmethod
+    def of(latencies_ms: Sequence[float]) -> LatencyStats:
+        a = np.asarray(latencies_ms, dtype=np.float64)
+        p = np.percentile(a, PERCENTILES)
+        return LatencyStats(
+            *(round(float(x), 3) for x in (a.mean(), a.std(), a.min(), a.max(), *p)),
+            fps=round(1000.0 / float(a.mean()), 2),
+        )
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    identity: dict[str, str]
+    settings: BenchSettings
+    infer: LatencyStats
+    # Whole frame on this CPU: letterbox + inference + decode/NMS, per run.
+    end_to_end: LatencyStats
+    preprocess_ms: float
+    postprocess_ms: float
+    latencies_ms: list[float]
+    load_s: float
+    peak_rss_bytes: int
+    cpu_percent: float
+    system_before: dict[str, Any]
+    system_after: dict[str, Any]
+    warnings: list[str]
+    environment: dict[str, str] = field(default_factory=environment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": RESULT_KIND, "version": RESULT_VERSION, **asdict(self)}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> BenchResult:
+        s = dict(d["settings"])
+        s["cpus"] = tuple(s["cpus"]) if s.get("cpus") is not None else None
+        fields = {k: v for k, v in d.items() if k not in ("kind", "version")}
+        fields.update(
+            settings=BenchSettings(**s),
+            infer=LatencyStats(**d["infer"]),
+            end_to_end=LatencyStats(**d["end_to_end"]),
+        )
+        return BenchResult(**fields)
+
+    def summary_row(self) -> dict[str, Any]:
+        i = self.infer
+        return {
+            "model": self.identity["name"],
+            "precision_format": self.identity["precision"],
+            "threads": self.settings.intra_op_threads,
+            "cpus": " ".join(map(str, self.settings.cpus or ())),
+            "runs": self.settings.runs,
+            "mean_ms": i.mean,
+            "p50_ms": i.p50,
+            "p90_ms": i.p90,
+            "p95_ms": i.p95,
+            "p99_ms": i.p99,
+            "fps": i.fps,
+            "e2e_p50_ms": self.end_to_end.p50,
+            "peak_rss_mib": round(self.peak_rss_bytes / 2**20, 1),
+            "cpu_percent": self.cpu_percent,
+            "sha256": self.identity["sha256"][:12],
+        }
+
+
+def _allowed_cpus() -> set[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))  # pragma: no cover - macOS/Windows
+
+
+def _bench_image(settings: BenchSettings) -> np.ndarray:
+    if settings.image:
+        return read_image(Path(settings.image))
+    # A fixed 1280×720 gradient: deterministic, and it exercises the letterbox resize.
+    y, x = np.mgrid[0:720, 0:1280]
+    return np.dstack([(x // 5) % 256, (y // 3) % 256, ((x + y) // 7) % 256]).astype(np.uint8)
+
+
+def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> BenchResult:
+    """Benchmark one model in this process (pins this thread's CPU affinity while running)."""
+    s = (settings or BenchSettings()).resolved()
+    if s.runs < 1 or s.warmup < 0:
+        raise ValueError("need runs ≥ 1 and warmup ≥ 0")
+    options = OnnxRuntimeOptions(
+        intra_op_threads=s.intra_op_threads,
+        inter_op_threads=s.inter_op_threads,
+        graph_optimization=s.graph_optimization,  # type: ignore[arg-type]
+        spin_wait=s.spin_wait,
+    )
+    image = _bench_image(s)
+    before = system_state()
+    previous_affinity = _allowed_cpus()
+    process = psutil.Process()
+    pinned = hasattr(os, "sched_setaffinity")
+    if pinned:
+        # Pin before the session exists: ORT's worker threads inherit the mask when created.
+        os.sched_setaffinity(0, s.cpus)
+    try:
+        with PeakMemory() as memory:
+            t0 = time.perf_counter()
+            runner = ModelRunner(model_path, options, DecodeParams())
+            load_s = time.perf_counter() - t0
+            try:
+                for _ in range(s.warmup):
+                    runner.detect(image)
+                pre, inf, post = [], [], []
+                cpu0, wall0 = process.cpu_times(), time.perf_counter()
+                for _ in range(s.runs):
+                    t0 = time.perf_counter()
+                    tensor, box = runner.preprocess(image)
+                    t1 = time.perf_counter()
+                    outputs = runner.infer(tensor)
+                    t2 = time.perf_counter()
+                    runner.postprocess(outputs, box)
+                    t3 = time.perf_counter()
+                    pre.append(t1 - t0)
+                    inf.append(t2 - t1)
+                    post.append(t3 - t2)
+                wall = time.perf_counter() - wall0
+                cpu1 = process.cpu_times()
+            finally:
+                runner.close()
+    finally:
+        if pinned:
+            os.sched_setaffinity(0, previous_affinity)
+    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    after = system_state()
+    infer_ms = [round(1000 * x, 4) for x in inf]
+    e2e_ms = [1000 * (a + b + c) for a, b, c in zip(pre, inf, post, strict=True)]
+    return BenchResult(
+        identity=model_identity(model_path),
+        settings=s,
+        infer=LatencyStats.of(infer_ms),
+        end_to_end=LatencyStats.of(e2e_ms),
+        preprocess_ms=round(1000 * float(np.mean(pre)), 3),
+        postprocess_ms=round(1000 * float(np.mean(post)), 3),
+        latencies_ms=infer_ms,
+        load_s=round(load_s, 3),
+        peak_rss_bytes=memory.peak_rss_bytes,
+        cpu_percent=round(100 * cpu_s / wall, 1),
+        system_before=before,
+        system_after=after,
+        warnings=sorted(set(state_warnings(before) + state_warnings(after))),
+    )
+
+
+def benchmark_isolated(
+    model_path: str | Path, settings: BenchSettings | None = None
+) -> BenchResult:
+    """:func:`benchmark` in a fresh spawned process (clean memory, clean thread pools)."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(benchmark, (str(model_path), settings))
+
+
+def benchmark_many(
+    model_paths: Sequence[str | Path], settings: BenchSettings | None = None, isolate: bool = True
+) -> list[BenchResult]:
+    run = benchmark_isolated if isolate else benchmark
+    return [run(p, settings) for p in model_paths]

@@ -1,0 +1,421 @@
+"""argparse wiring for ``edged export | quantize static|dynamic | eval | bench | report``.
+
+Each handler imports its tool lazily, so ``edged run`` never loads matplotlib, pycocotools or
+``onnxruntime.quantization``; each returns an exit code (0 ok, 2 user error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edged.tools.errors import ToolError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _guarded(handler: Handler) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ToolError as exc:
+            print(f"edged {args.command}: {exc}", file=sys.stderr)
+            return 2
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in rows[0] if rows else ():
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+def _write_outputs(args: argparse.Namespace, records: list[dict], rows: list[dict]) -> None:
+    from edged.tools.results import write_csv, write_json
+
+    if args.json:
+        print(f"wrote {write_json(args.json, records)}")
+    if args.csv:
+        print(f"wrote {write_csv(args.csv, rows)}")
+
+
+def _cpu_list(text: str) -> tuple[int, ...]:
+    """``0,2-3`` → (0, 2, 3)."""
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU list: {text!r} (e.g. 0-3 or 0,2)") from None
+    return tuple(sorted(set(cpus)))
+
+
+def _default_output(model: str, suffix: str) -> Path:
+    p = Path(model)
+    return p.with_name(f"{p.stem}-{suffix}.onnx")
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+@_guarded
+def run_export(args: argparse.Namespace) -> int:
+    from edged.tools.export import export_ultralytics
+
+    result = export_ultralytics(
+        args.weights, args.output, imgsz=args.imgsz, opset=args.opset, simplify=args.simplify
+    )
+    print(
+        f"exported {result.output_path} ({len(result.names)} classes, {result.duration_s} s); "
+        f"sidecar {result.sidecar_path}"
+    )
+    return 0
+
+
+def _exclusion_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "keep_head_float": args.head_float,
+        "head_levels": args.head_levels,
+        "exclude_nodes": tuple(args.exclude),
+        "exclude_op_types": tuple(args.exclude_op_type),
+        "preprocess": args.preprocess,
+    }
+
+
+def _print_quantized(result: Any) -> None:
+    memory = (
+        f", peak memory {result.peak_rss_bytes / 2**20:.0f} MiB" if result.peak_rss_bytes else ""
+    )
+    print(
+        f"wrote {result.output_path} ({result.precision}, {len(result.excluded_nodes)} nodes kept "
+        f"float, {result.duration_s} s{memory}); sidecar {result.sidecar_path}"
+    )
+
+
+@_guarded
+def run_quantize_static(args: argparse.Namespace) -> int:
+    from edged.tools.quantize import quantize_static
+
+    result = quantize_static(
+        args.model,
+        args.output or _default_output(args.model, "int8-static"),
+        args.calib,
+        method=args.method,
+        num_images=args.num_images,
+        per_channel=args.per_channel,
+        activation_type=args.activation_type,
+        weight_type=args.weight_type,
+        percentile=args.percentile,
+        chunk=args.chunk,
+        seed=args.seed,
+        progress=args.progress,
+        **_exclusion_kwargs(args),
+    )
+    _print_quantized(result)
+    return 0
+
+
+@_guarded
+def run_quantize_dynamic(args: argparse.Namespace) -> int:
+    from edged.tools.quantize import quantize_dynamic
+
+    result = quantize_dynamic(
+        args.model,
+        args.output or _default_output(args.model, "int8-dynamic"),
+        per_channel=args.per_channel,
+        weight_type=args.weight_type,
+        **_exclusion_kwargs(args),
+    )
+    _print_quantized(result)
+    return 0
+
+
+@_guarded
+def run_eval(args: argparse.Namespace) -> int:
+    from edged.tools.dataset import load_dataset
+    from edged.tools.evaluate import EvalSettings, evaluate
+
+    dataset = load_dataset(args.data, args.split)
+    settings = EvalSettings(
+        conf_threshold=args.conf,
+        iou_threshold=args.iou,
+        max_detections=args.max_det,
+        multi_label=args.multi_label,
+        intra_op_threads=args.threads,
+        max_images=args.max_images,
+    )
+    results = [
+        evaluate(m, dataset, settings, split=args.split, progress=args.progress)
+        for m in args.models
+    ]
+    rows = [r.summary_row() for r in results]
+    _print_table(rows, f"edged eval — {results[0].metrics.num_images} images, {args.data}")
+    _write_outputs(args, [r.to_dict() for r in results], rows)
+    return 0
+
+
+@_guarded
+def run_bench(args: argparse.Namespace) -> int:
+    from edged.tools.bench import BenchSettings, benchmark_many
+
+    settings = BenchSettings(
+        intra_op_threads=args.threads,
+        inter_op_threads=args.inter_threads,
+        cpus=args.cpus,
+        warmup=args.warmup,
+        runs=args.runs,
+        graph_optimization=args.graph_opt,
+        spin_wait=args.spin,
+        image=args.image,
+    )
+    for model in args.models:
+        if not Path(model).is_file():
+            raise ToolError(f"{model}: no such model file")
+    results = benchmark_many(args.models, settings, isolate=args.isolate)
+    rows = [r.summary_row() for r in results]
+    _print_table(rows, "edged bench — inference latency (ms), warm-up excluded")
+    for warning in sorted({w for r in results for w in r.warnings}):
+        print(f"warning: {warning}", file=sys.stderr)
+    _write_outputs(args, [r.to_dict() for r in results], rows)
+    return 0
+
+
+@_guarded
+def run_report(args: argparse.Namespace) -> int:
+    from edged.tools.report import generate_report
+    from edged.tools.results import load_results
+
+    evals, benches = load_results(args.results)
+    report = generate_report(evals, benches, args.output_dir, title=args.title)
+    print(
+        json.dumps({"report": str(report.markdown_path), "plots": [str(p) for p in report.plots]})
+    )
+    return 0
+
+
+# --- parsers --------------------------------------------------------------------------------
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, help="write the full results (a JSON list) here")
+    p.add_argument("--csv", type=Path, help="write one summary row per model here")
+
+
+def _add_exclusion_flags(p: argparse.ArgumentParser, head_levels: int) -> None:
+    p.add_argument(
+        "--no-head-float",
+        dest="head_float",
+        action="store_false",
+        help="quantize the detection head too (collapses YOLO accuracy; for experiments)",
+    )
+    p.add_argument(
+        "--head-levels",
+        type=int,
+        default=head_levels,
+        metavar="K",
+        help=f"also keep K rings of Conv layers before the head in float (default {head_levels})",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NODE",
+        help="keep this node in float (repeatable; names as in the pre-processed graph)",
+    )
+    p.add_argument(
+        "--exclude-op-type",
+        action="append",
+        default=[],
+        metavar="OP",
+        help="keep every node of this op type in float (repeatable)",
+    )
+    p.add_argument(
+        "--no-preprocess",
+        dest="preprocess",
+        action="store_false",
+        help="skip ONNX Runtime's quant_pre_process (shape inference + optimisation)",
+    )
+    p.add_argument("-o", "--output", type=Path, help="output model path")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="Ultralytics weights → ONNX (needs the [export] extra)",
+        description="Export an Ultralytics detector to ONNX with a fixed input size; class "
+        "names go into the model metadata. yolov8n.pt is downloaded by Ultralytics if absent; "
+        "yolov8n.yaml builds an untrained model offline.",
+    )
+    p.add_argument("weights", help="a .pt file, an Ultralytics model name, or a model .yaml")
+    p.add_argument("-o", "--output", type=Path, help="output .onnx path")
+    p.add_argument("--imgsz", type=int, default=640, help="square input size (default 640)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: Ultralytics')")
+    p.add_argument(
+        "--no-simplify", dest="simplify", action="store_false", help="skip the graph simplifier"
+    )
+    p.set_defaults(func=run_export)
+
+
+def _add_quantize(sub: argparse._SubParsersAction) -> None:
+    from edged.tools.presets import RECOMMENDED_STATIC as preset
+
+    p = sub.add_parser("quantize", help="INT8 variants of an FP32 ONNX model")
+    modes = p.add_subparsers(dest="quantize_mode", metavar="{static,dynamic}", required=True)
+
+    s = modes.add_parser(
+        "static",
+        help="static INT8 (QDQ) with calibration images",
+        description="Static INT8 quantization (QDQ, per-channel weights) calibrated on images "
+        "letterboxed like the daemon's frames; the detection head stays float.",
+    )
+    s.add_argument("model", help="FP32 ONNX model")
+    s.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
+    s.add_argument(
+        "--method",
+        choices=("minmax", "entropy", "percentile"),
+        default=preset.method,
+        help="calibration method",
+    )
+    s.add_argument(
+        "--num-images",
+        type=int,
+        default=preset.num_images,
+        help="calibration images (seeded sample)",
+    )
+    s.add_argument(
+        "--percentile", type=float, default=preset.percentile, help="for --method percentile"
+    )
+    s.add_argument(
+        "--chunk",
+        type=int,
+        default=preset.chunk,
+        help="images per calibration chunk (bounds memory)",
+    )
+    s.add_argument("--activation-type", choices=("uint8", "int8"), default=preset.activation_type)
+    s.add_argument("--weight-type", choices=("uint8", "int8"), default="int8")
+    s.add_argument(
+        "--no-per-channel",
+        dest="per_channel",
+        action="store_false",
+        help="one scale per weight tensor",
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    s.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_exclusion_flags(s, preset.head_levels)
+    s.set_defaults(func=run_quantize_static)
+
+    d = modes.add_parser(
+        "dynamic",
+        help="dynamic INT8 (weights only, no calibration)",
+        description="Dynamic INT8 quantization: weights offline, activation ranges per run. "
+        "Can be slower than FP32 on CPUs without fast integer convolutions: measure it.",
+    )
+    d.add_argument("model", help="FP32 ONNX model")
+    d.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
+    d.add_argument("--weight-type", choices=("uint8", "int8"), default="int8")
+    _add_exclusion_flags(d, 0)
+    d.set_defaults(func=run_quantize_dynamic)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="precision, recall, mAP50, mAP50-95 of models on a YOLO dataset",
+        description="Evaluate models the way the daemon runs them (letterbox, ONNX Runtime, "
+        "decode, NMS) at conventional validation settings; mAP by pycocotools.",
+    )
+    p.add_argument("models", nargs="+", help="ONNX models (side by side)")
+    p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
+    p.add_argument("--split", default="val", help="data.yaml split (default val)")
+    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300, help="detections per image")
+    p.add_argument(
+        "--single-label",
+        dest="multi_label",
+        action="store_false",
+        help="one class per box (predict-style) instead of val-style multi-label",
+    )
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate the first N only")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_output_flags(p)
+    p.set_defaults(func=run_eval)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency under a locked execution policy",
+        description="Benchmark models one at a time, each in a fresh process: fixed threads, "
+        "CPU pinning, warm-up excluded; records governor, clocks and temperature.",
+    )
+    p.add_argument("models", nargs="+", help="ONNX models")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op threads (default: number of pinned CPUs)",
+    )
+    p.add_argument("--inter-threads", type=int, default=1, help="inter-op threads")
+    p.add_argument(
+        "--cpus",
+        type=_cpu_list,
+        default=None,
+        help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
+    )
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
+    p.add_argument("--runs", type=int, default=100, help="timed runs")
+    p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
+    p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
+    p.add_argument("--spin", action="store_true", help="let ORT threads spin-wait")
+    p.add_argument(
+        "--no-isolate",
+        dest="isolate",
+        action="store_false",
+        help="run every model in this process (default: a fresh process each)",
+    )
+    _add_output_flags(p)
+    p.set_defaults(func=run_bench)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="Markdown + PNG report from eval/bench JSON",
+        description="Turn `edged eval --json` and `edged bench --json` results into a "
+        "Markdown report with plots, variants side by side with their FP32 source.",
+    )
+    p.add_argument("results", nargs="+", help="result JSON files or folders of them")
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=Path("report"),
+        help="where report.md and the PNGs go (default ./report)",
+    )
+    p.add_argument("--title", default="edged model report")
+    p.set_defaults(func=run_report)
+
+
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``export``, ``quantize {static,dynamic}``, ``eval``, ``bench``, ``report``."""
+    _add_export(subparsers)
+    _add_quantize(subparsers)
+    _add_eval(subparsers)
+    _add_bench(subparsers)
+    _add_report(subparsers)

@@ -1,0 +1,385 @@
+"""``edged quantize static|dynamic``: INT8 variants of an FP32 ONNX detector.
+
+Static (QDQ, per-channel weights) needs calibration images, preprocessed with the daemon's own
+letterbox. The detection head stays in float (see :mod:`edged.tools.head`), the calibration
+statistics are gathered in chunks so memory stays bounded, and the peak memory of the run is
+measured. Dynamic quantizes weights only and computes activation ranges at run time.
+
+Every output keeps the source model's metadata (``names``, ``stride``, ...), gains
+``edged_precision`` (read by the daemon's backend), and gets a sidecar JSON beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import onnx
+
+from edged.backends.onnxruntime import PRECISION_METADATA_KEY
+from edged.tools.calibration import LetterboxCalibrationReader, chunk_size
+from edged.tools.dataset import list_images, sample_images
+from edged.tools.errors import ToolError
+from edged.tools.head import find_head
+from edged.tools.memory import PeakMemory
+from edged.tools.presets import RECOMMENDED_STATIC
+from edged.tools.provenance import (
+    SOURCE_SHA_METADATA_KEY,
+    environment,
+    sha256_file,
+    write_sidecar,
+)
+
+log = logging.getLogger(__name__)
+
+CalibrationMethodName = Literal["minmax", "entropy", "percentile"]
+CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
+QUANT_TYPES: tuple[str, ...] = ("uint8", "int8")
+STATIC, DYNAMIC = "int8-static", "int8-dynamic"
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    output_path: Path
+    sidecar_path: Path
+    precision: str
+    excluded_nodes: tuple[str, ...]
+    duration_s: float
+    peak_rss_bytes: int | None = None
+    calibration_images: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _ort_quantization():
+    # Imported lazily: onnxruntime.quantization pulls in sympy & co, only needed here.
+    from onnxruntime import quantization
+
+    return quantization
+
+
+def _quant_type(name: str):
+    q = _ort_quantization()
+    try:
+        return {"uint8": q.QuantType.QUInt8, "int8": q.QuantType.QInt8}[name]
+    except KeyError:
+        raise ToolError(f"unknown quantization type {name!r} (use uint8 or int8)") from None
+
+
+def _preprocess(source: Path, destination: Path, enabled: bool) -> Path:
+    """ORT's quantization pre-processing: symbolic shape inference + graph optimisation."""
+    if not enabled:
+        return source
+    q = _ort_quantization()
+    try:
+        q.quant_pre_process(str(source), str(destination))
+    except Exception as exc:  # symbolic shape inference fails on some exotic graphs
+        log.warning("pre-processing failed (%s); retrying without symbolic shape inference", exc)
+        q.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
+    return destination
+
+
+def _exclusions(
+    model: onnx.ModelProto,
+    keep_head_float: bool,
+    head_levels: int,
+    exclude_nodes: Sequence[str],
+    exclude_op_types: Sequence[str],
+) -> tuple[list[str], dict[str, Any]]:
+    names = {n.name for n in model.graph.node}
+    missing = [n for n in exclude_nodes if n not in names]
+    if missing:
+        raise ToolError(
+            f"nodes not found in the (pre-processed) graph: {', '.join(missing)}; "
+            "node names are listed by e.g. `python -m onnx.tools.net_drawer` or Netron"
+        )
+    excluded: dict[str, None] = {}
+    info: dict[str, Any] = {}
+    if keep_head_float:
+        try:
+            head = find_head(model, head_levels)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        excluded.update(dict.fromkeys(head.nodes))
+        info = {"head_boundary": list(head.boundary), "head_op_types": head.op_types}
+    excluded.update(dict.fromkeys(exclude_nodes))
+    types = set(exclude_op_types)
+    excluded.update(dict.fromkeys(n.name for n in model.graph.node if n.op_type in types))
+    return list(excluded), info
+
+
+def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int]]:
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ToolError(f"expected one image input, found {len(inputs)}")
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] != 3 or dims[2] <= 0 or dims[3] <= 0:
+        raise ToolError(f"input shape {dims} is not a static 1×3×H×W image (export a fixed imgsz)")
+    return inputs[0].name, (dims[3], dims[2])
+
+
+def _write_output(
+    quantized: Path, output_path: Path, source_metadata: dict[str, str], extra: dict[str, str]
+) -> None:
+    """Save with the source's metadata (ORT's passes drop or keep it by version) + ours."""
+    model = onnx.load(str(quantized))
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta.update(source_metadata)
+    meta.update(extra)
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(output_path))
+
+
+def _our_metadata(precision: str, source_sha: str) -> dict[str, str]:
+    return {PRECISION_METADATA_KEY: precision, SOURCE_SHA_METADATA_KEY: source_sha}
+
+
+def _source_info(source: Path) -> tuple[str, dict[str, str]]:
+    """Hash and metadata of the FP32 source; refuses a model that is already quantized."""
+    meta = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+    if PRECISION_METADATA_KEY in meta:
+        precision = meta[PRECISION_METADATA_KEY]
+        raise ToolError(f"{source}: already quantized ({precision}); start from the FP32 model")
+    return sha256_file(source), meta
+
+
+def _check_paths(model_path: Path, output_path: Path) -> None:
+    if not model_path.is_file():
+        raise ToolError(f"{model_path}: no such model file")
+    if output_path.resolve() == model_path.resolve():
+        raise ToolError("the output must not overwrite the source model")
+
+
+def _sidecar(
+    output_path: Path,
+    precision: str,
+    source: Path,
+    source_sha: str,
+    settings: dict[str, Any],
+    excluded: list[str],
+    extra: dict[str, Any],
+) -> Path:
+    record = {
+        "kind": "edged.quantize",
+        "version": 1,
+        "output": output_path.name,
+        "output_sha256": sha256_file(output_path),
+        "precision": precision,
+        "source": {"path": str(source), "sha256": source_sha},
+        "settings": settings,
+        "excluded_nodes": excluded,
+        **extra,
+        "environment": environment(),
+    }
+    return write_sidecar(output_path, record)
+
+
+def quantize_static(
+    model_path: str | Path,
+    output_path: str | Path,
+    calib_dir: str | Path,
+    *,
+    method: CalibrationMethodName = RECOMMENDED_STATIC.method,  # type: ignore[assignment]
+    num_images: int | None = RECOMMENDED_STATIC.num_images,
+    per_channel: bool = True,
+    activation_type: str = RECOMMENDED_STATIC.activation_type,
+    weight_type: str = "int8",
+    keep_head_float: bool = True,
+    head_levels: int = RECOMMENDED_STATIC.head_levels,
+    exclude_nodes: Sequence[str] = (),
+    exclude_op_types: Sequence[str] = (),
+    percentile: float = RECOMMENDED_STATIC.percentile,
+    chunk: int = RECOMMENDED_STATIC.chunk,
+    preprocess: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> QuantizeResult:
+    """Static INT8 (QDQ) quantization calibrated on images from ``calib_dir``.
+
+    Args:
+        model_path: FP32 ONNX model with a static 1×3×H×W input.
+        output_path: where the INT8 model goes (a sidecar ``.json`` is written beside it).
+        calib_dir: folder of calibration images (searched recursively).
+        method: calibration method: ``minmax``, ``entropy`` or ``percentile``.
+        num_images: how many images to calibrate on (a seeded sample; None: all).
+        per_channel: per-output-channel weight scales.
+        activation_type / weight_type: ``uint8`` or ``int8``.
+        keep_head_float: leave the detection head (found automatically) in float.
+        head_levels: also keep this many rings of Conv layers before the head in float.
+        exclude_nodes: further node names to keep in float.
+        exclude_op_types: op types to keep in float everywhere.
+        percentile: the percentile for ``method="percentile"``.
+        chunk: images per calibration chunk: bounds memory for histogram methods (each chunk's
+            activations are binned, then dropped).
+        preprocess: run ORT's ``quant_pre_process`` (shape inference + optimisation) first.
+        seed: seed of the calibration image sample.
+        progress: show a progress bar on stderr.
+    """
+    q = _ort_quantization()
+    source, output = Path(model_path), Path(output_path)
+    _check_paths(source, output)
+    if method not in CALIBRATION_METHODS:
+        raise ToolError(f"unknown calibration method {method!r} ({', '.join(CALIBRATION_METHODS)})")
+    images = sample_images(list_images(calib_dir), num_images, seed)
+    settings: dict[str, Any] = {
+        "format": "QDQ",
+        "method": method,
+        "num_images": len(images),
+        "per_channel": per_channel,
+        "activation_type": activation_type,
+        "weight_type": weight_type,
+        "keep_head_float": keep_head_float,
+        "head_levels": head_levels,
+        "exclude_nodes": list(exclude_nodes),
+        "exclude_op_types": list(exclude_op_types),
+        "chunk": chunk_size(len(images), chunk),
+        "preprocess": preprocess,
+        "seed": seed,
+    }
+    if method == "percentile":
+        settings["percentile"] = percentile
+    source_sha, source_meta = _source_info(source)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edged-quant-") as tmp:
+        prepared = _preprocess(source, Path(tmp) / "prepared.onnx", preprocess)
+        model = onnx.load(str(prepared))
+        input_name, input_size = _input_spec(model)
+        excluded, head_info = _exclusions(
+            model, keep_head_float, head_levels, exclude_nodes, exclude_op_types
+        )
+        del model
+        reader = LetterboxCalibrationReader(images, input_name, input_size, progress)
+        extra_options: dict[str, Any] = {"CalibStridedMinMax": settings["chunk"]}
+        if method == "percentile":
+            extra_options["CalibPercentile"] = percentile
+        quantized = Path(tmp) / "quantized.onnx"
+        try:
+            # ORT prints calibration chatter on stdout; keep stdout for results.
+            with PeakMemory() as memory, contextlib.redirect_stdout(io.StringIO()):
+                q.quantize_static(
+                    str(prepared),
+                    str(quantized),
+                    reader,
+                    quant_format=q.QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    activation_type=_quant_type(activation_type),
+                    weight_type=_quant_type(weight_type),
+                    nodes_to_exclude=excluded,
+                    calibrate_method={
+                        "minmax": q.CalibrationMethod.MinMax,
+                        "entropy": q.CalibrationMethod.Entropy,
+                        "percentile": q.CalibrationMethod.Percentile,
+                    }[method],
+                    extra_options=extra_options,
+                )
+        finally:
+            reader.close()
+        _write_output(quantized, output, source_meta, _our_metadata(STATIC, source_sha))
+    duration = round(time.perf_counter() - start, 2)
+    file_list = [str(p.relative_to(Path(calib_dir))) for p in images]
+    sidecar = _sidecar(
+        output,
+        STATIC,
+        source,
+        source_sha,
+        settings,
+        excluded,
+        {
+            **head_info,
+            "calibration": {
+                "dir": str(calib_dir),
+                "images": len(images),
+                "files_sha256": hashlib.sha256("\n".join(file_list).encode()).hexdigest(),
+                "files": file_list,
+            },
+            "peak_rss_bytes": memory.peak_rss_bytes,
+            "baseline_rss_bytes": memory.baseline_rss_bytes,
+            "peak_rss_exact": memory.exact,
+            "duration_s": duration,
+        },
+    )
+    return QuantizeResult(
+        output,
+        sidecar,
+        STATIC,
+        tuple(excluded),
+        duration,
+        memory.peak_rss_bytes,
+        len(images),
+        settings,
+    )
+
+
+def quantize_dynamic(
+    model_path: str | Path,
+    output_path: str | Path,
+    *,
+    per_channel: bool = False,
+    weight_type: str = "int8",
+    keep_head_float: bool = True,
+    head_levels: int = 0,
+    exclude_nodes: Sequence[str] = (),
+    exclude_op_types: Sequence[str] = (),
+    preprocess: bool = True,
+) -> QuantizeResult:
+    """Dynamic INT8: weights quantized offline, activation ranges computed per run.
+
+    No calibration data. On CPUs without fast integer convolution kernels the result can be
+    slower than FP32 (Conv becomes ``ConvInteger``); measure it with ``edged bench``.
+    """
+    q = _ort_quantization()
+    source, output = Path(model_path), Path(output_path)
+    _check_paths(source, output)
+    settings: dict[str, Any] = {
+        "per_channel": per_channel,
+        "weight_type": weight_type,
+        "keep_head_float": keep_head_float,
+        "head_levels": head_levels,
+        "exclude_nodes": list(exclude_nodes),
+        "exclude_op_types": list(exclude_op_types),
+        "preprocess": preprocess,
+    }
+    source_sha, source_meta = _source_info(source)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edged-quant-") as tmp:
+        prepared = _preprocess(source, Path(tmp) / "prepared.onnx", preprocess)
+        model = onnx.load(str(prepared))
+        _input_spec(model)
+        excluded, head_info = _exclusions(
+            model, keep_head_float, head_levels, exclude_nodes, exclude_op_types
+        )
+        del model
+        quantized = Path(tmp) / "quantized.onnx"
+        with PeakMemory() as memory:
+            q.quantize_dynamic(
+                str(prepared),
+                str(quantized),
+                per_channel=per_channel,
+                weight_type=_quant_type(weight_type),
+                nodes_to_exclude=excluded,
+            )
+        _write_output(quantized, output, source_meta, _our_metadata(DYNAMIC, source_sha))
+    duration = round(time.perf_counter() - start, 2)
+    sidecar = _sidecar(
+        output,
+        DYNAMIC,
+        source,
+        source_sha,
+        settings,
+        excluded,
+        {**head_info, "peak_rss_bytes": memory.peak_rss_bytes, "duration_s": duration},
+    )
+    return QuantizeResult(
+        output, sidecar, DYNAMIC, tuple(excluded), duration, memory.peak_rss_bytes, 0, settings
+    )

@@ -1,0 +1,75 @@
+"""One model run the way the daemon runs it: letterbox → ONNX Runtime → decode + NMS.
+
+Evaluation and benchmarking both go through here, so their numbers describe the same code path
+(the daemon's ``edged.preprocess``, backend and ``edged.postprocess``), not a look-alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edged.backends.base import BackendError
+from edged.backends.onnxruntime import OnnxRuntimeBackend
+from edged.config import OnnxRuntimeOptions
+from edged.labels import labels_from_metadata
+from edged.postprocess.decoders import (
+    DecodeParams,
+    Detections,
+    OutputLayout,
+    UnsupportedLayoutError,
+    decode,
+    detect_layout,
+)
+from edged.preprocess import Letterbox, letterbox, to_nchw_float
+from edged.tools.errors import ToolError
+
+
+class ModelRunner:
+    """A loaded model plus preallocated input buffers; not thread-safe (one per process)."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        options: OnnxRuntimeOptions,
+        params: DecodeParams,
+        num_classes: int | None = None,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ToolError(f"{path}: no such model file")
+        try:
+            self.backend = OnnxRuntimeBackend(path, options)
+        except BackendError as exc:
+            raise ToolError(str(exc)) from None
+        names = labels_from_metadata(self.backend.metadata)
+        if num_classes is None and names is not None:
+            num_classes = len(names)
+        try:
+            self.layout: OutputLayout = detect_layout(self.backend.output_shapes, num_classes)
+        except UnsupportedLayoutError as exc:
+            raise ToolError(f"{path.name}: {exc}") from None
+        self.names = names
+        self.params = params
+        spec = self.backend.input
+        self.input_size = (spec.width, spec.height)
+        self._canvas = np.empty((spec.height, spec.width, 3), np.uint8)
+        self._tensor = np.empty((1, 3, spec.height, spec.width), np.float32)
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        canvas, box = letterbox(image_bgr, *self.input_size, out=self._canvas)
+        return to_nchw_float(canvas, out=self._tensor), box
+
+    def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
+        return self.backend.infer(tensor)
+
+    def postprocess(self, outputs: list[np.ndarray], box: Letterbox) -> Detections:
+        return decode(outputs, self.layout, self.params, self.input_size, box)
+
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        tensor, box = self.preprocess(image_bgr)
+        return self.postprocess(self.infer(tensor), box)
+
+    def close(self) -> None:
+        self.backend.close()
