@@ -581,6 +581,7 @@ class Supervisor:
         self._send(PREPROCESS, Command("model", {"model": model}))
         pending.done_at_seq = d.get("last_old_seq", -1)
         pending.result = {"active": model.variant, "model": model.name,
+                          "first_seq": pending.done_at_seq + 1,
                           "duration_s": round(d.get("duration", 0.0), 3)}  # fmt: skip
         log.info("swapped to %s in %.2fs", model.key, d.get("duration", 0.0))
 

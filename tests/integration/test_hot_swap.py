@@ -1,0 +1,168 @@
+"""Hot swap through the real daemon: nothing lost, every message names the variant that made it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+import zmq
+
+from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, poll_until, require
+
+pytestmark = pytest.mark.integration
+
+
+def manifest_args(variant_dir: Path, variant: str = "fp32") -> list[str]:
+    return ["--manifest", str(variant_dir / "yolov5n.yaml"), "--models-dir", str(variant_dir),
+            "--variant", variant]  # fmt: skip
+
+
+class Collector(threading.Thread):
+    """Reads every message from a subscriber in the background."""
+
+    def __init__(self, daemon: Daemon, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.sub = daemon.subscriber()
+        self.expected = expected
+        self.messages: list[dict] = []
+
+    def run(self) -> None:
+        while len(self.messages) < self.expected:
+            got = Daemon.receive(self.sub, timeout=60)
+            if got is None:
+                return
+            self.messages.append(got[1])
+
+
+def test_swaps_while_lossless_lose_nothing(tmp_path: Path, variant_dir: Path):
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless",
+                "--wait-subscribers", "1", *manifest_args(variant_dir)) as daemon:  # fmt: skip
+        collector = Collector(daemon, VIDEO_FRAMES)
+        collector.start()
+        poll_until(lambda: len(collector.messages) >= 40, 90, daemon.log_tail)
+        replies = []
+        for variant in ("static", "dynamic", "fp32"):
+            reply = daemon.ctl("swap", variant, timeout=120)
+            assert reply["ok"], reply
+            assert reply["active"] == variant
+            replies.append((variant, reply["first_seq"]))
+            seen = len(collector.messages)
+            poll_until(lambda seen=seen: len(collector.messages) >= seen + 90, 60, daemon.log_tail)
+        collector.join(120)
+        messages = collector.messages
+        assert daemon.stop() == 0
+    assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES)), "lost or repeated frames"
+    # The variant that produced each frame: fp32 until the first swap's first_seq, and so on.
+    expected = {}
+    boundaries = [(0, "fp32"), *((seq, variant) for variant, seq in replies)]
+    for (start, variant), (end, _) in zip(boundaries, [*boundaries[1:], (VIDEO_FRAMES, "")],
+                                          strict=True):  # fmt: skip
+        assert start < end, f"swap to {variant} happened after the video ended: {replies}"
+        expected.update(dict.fromkeys(range(start, end), variant))
+    got = {m["seq"]: m["model"]["variant"] for m in messages}
+    assert got == expected
+    precisions = {m["model"]["variant"]: m["model"]["precision"] for m in messages}
+    assert precisions == {"fp32": "fp32", "static": "int8-static", "dynamic": "int8-dynamic"}
+    # Each variant served a real stretch of the video and still detects things in it.
+    for variant in ("fp32", "static", "dynamic"):
+        served = [m for m in messages if m["model"]["variant"] == variant]
+        assert len(served) >= 80, variant
+        assert sum(len(m["detections"]) for m in served) > 0, variant
+
+
+@pytest.mark.parametrize(
+    ("variant", "reason"),
+    [
+        ("truncated", "cannot load"),
+        ("missing", "does not exist"),
+        ("escape", "outside the model directory"),
+        ("symlink", "outside the model directory"),
+        ("../../etc/passwd", "no variant"),
+    ],
+)
+def test_bad_swaps_are_refused_and_frames_keep_flowing(tmp_path, variant_dir, variant, reason):
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop",
+                *manifest_args(variant_dir)) as daemon:  # fmt: skip
+        daemon.wait_ready()
+        reply = daemon.ctl("swap", variant)
+        assert not reply["ok"]
+        assert reason in reply["error"], reply
+        assert reply["active"] == "fp32"
+        before = daemon.ctl("status")["frames_published"]
+        poll_until(lambda: daemon.ctl("status")["frames_published"] > before + 5, 30,
+                   daemon.log_tail)  # fmt: skip
+        status = daemon.ctl("status")
+        assert status["model"]["variant"] == "fp32"
+        scrape = daemon.metrics()
+        assert scrape.value("edged_model_swaps_total", result="refused") == 1
+        active = [s.labels for s in scrape.samples("edged_model_info") if s.value == 1]
+        assert active == [{"name": "yolov5n", "variant": "fp32", "backend": "onnxruntime",
+                           "precision": "fp32"}]  # fmt: skip
+        assert daemon.stop() == 0
+
+
+def test_sighup_reloads_a_valid_config_and_refuses_an_invalid_one(tmp_path, variant_dir):
+    config = {
+        "source": {"uri": str(require(VIDEO)), "loop": True},
+        "model": {"manifest": str(variant_dir / "yolov5n.yaml"), "variant": "fp32",
+                  "models_dir": str(variant_dir)},
+    }  # fmt: skip
+    with Daemon(tmp_path, config=config) as daemon:
+        daemon.wait_ready()
+        config["model"]["variant"] = "static"
+        daemon.config_path.write_text(yaml.safe_dump(config))
+        daemon.proc.send_signal(signal.SIGHUP)
+        poll_until(lambda: daemon.ctl("status")["model"]["variant"] == "static", 60,
+                   daemon.log_tail)  # fmt: skip
+        daemon.config_path.write_text("model:\n  variant: dynamic\n  colour: blue\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_log("reload refused")
+        assert "model.colour" in daemon.log_text()
+        status = daemon.ctl("status")
+        assert status["model"]["variant"] == "static"
+        before = status["frames_published"]
+        poll_until(lambda: daemon.ctl("status")["frames_published"] > before, 30, daemon.log_tail)
+        reply = daemon.ctl("reload")  # the same over the control socket: refused with reasons
+        assert not reply["ok"] and "model.colour" in reply["error"]
+        assert daemon.stop() == 0
+
+
+def raw_request(endpoint: str, payload: bytes) -> dict:
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send(payload)
+        assert sock.poll(10_000), "no reply"
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
+
+
+def test_control_socket_answers_garbage_with_errors(tmp_path: Path):
+    with Daemon(tmp_path, "--source", "synthetic:") as daemon:
+        daemon.wait_ready()
+        ep = daemon.control_endpoint
+        mode = (daemon.runtime_dir / "control.sock").stat().st_mode & 0o777
+        assert mode == 0o600
+        cases = {
+            b"{not json": "not valid JSON",
+            b"\xff\xfe": "not valid JSON",
+            b"[1, 2]": "JSON object",
+            b'{"version": 1, "command": "explode"}': "unknown command",
+            b'{"version": 2, "command": "status"}': "protocol version",
+            b'{"version": 1, "command": "swap"}': "variant",
+            b'{"version": 1, "command": "status", "x": 1}': "unknown field",
+        }
+        for payload, reason in cases.items():
+            reply = raw_request(ep, payload)
+            assert reply["ok"] is False and reason in reply["error"], (payload, reply)
+        assert raw_request(ep, b'{"version": 1, "command": "status"}')["ok"] is True
+        time.sleep(0)  # the daemon is still serving
+        assert daemon.running
+        assert daemon.stop() == 0
