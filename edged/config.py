@@ -87,6 +87,10 @@ class HailoOptions(_Strict):
     device_id: str | None = Field(None, description="PCIe device id; default: the first device.")
     timeout_ms: int = Field(2000, gt=0, description="Per-inference timeout on the NPU.")
     batch_size: int = Field(1, ge=1, description="Frames per NPU batch.")
+    multi_process_service: bool = Field(
+        False, description="Share the NPU with other processes through hailort.service."
+    )
+    group_id: str | None = Field(None, description="VDevice group id (multi-process service).")
 
 
 class ModelConfig(_Strict):

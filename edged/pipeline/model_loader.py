@@ -40,7 +40,11 @@ def describe(resolved: ResolvedVariant, backend: Backend, generation: int) -> Mo
     except (UnsupportedLayoutError, ValueError, OSError) as exc:
         raise BackendError(f"{resolved.path.name}: {exc}") from exc
     if labels is None:
-        count = class_count(layout, backend.output_shapes[0]) or len(COCO80)
+        count = (
+            class_count(layout, backend.output_shapes[0])
+            or int(backend.metadata.get("num_classes", 0))  # Hailo NMS HEFs say it
+            or len(COCO80)
+        )
         labels = COCO80 if count == len(COCO80) else tuple(f"class{i}" for i in range(count))
     spec = backend.input
     return ModelDescriptor(

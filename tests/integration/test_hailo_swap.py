@@ -1,0 +1,84 @@
+"""CPU ↔ Hailo hot swap through the real pipeline, with the hailo_platform test double.
+
+The daemon's processes import ``tests/fakes/hailo_platform`` (same call surface as HailoRT's
+InferModel API, NMS-by-class outputs, async callbacks); everything else is real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon import VIDEO, Daemon, poll_until, require
+from tests.fakes.fixtures import fake_env, write_hef
+
+pytestmark = pytest.mark.integration
+
+# One fake detection, normalised to the 640×640 HEF input: class 2 (car), centre of the image.
+FAKE_DETECTION = [2, 0.40, 0.30, 0.60, 0.70, 0.9]
+
+
+@pytest.fixture
+def hailo_models(tmp_path: Path, variant_dir: Path) -> Path:
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copyfile(variant_dir / "yolov5n.onnx", root / "yolov5n.onnx")
+    write_hef(root / "yolov8s_h8l.hef", arch="HAILO8L")
+    write_hef(root / "yolov8s_h8.hef", arch="HAILO8")
+    manifest = {
+        "name": "yolo",
+        "labels": "coco80",
+        "variants": {
+            "fp32": {"backend": "onnxruntime", "path": "yolov5n.onnx"},
+            "hailo": {"backend": "hailo", "path": "yolov8s_h8l.hef", "precision": "int8"},
+            "hailo8": {"backend": "hailo", "path": "yolov8s_h8.hef", "precision": "int8"},
+        },
+    }
+    (root / "yolo.yaml").write_text(yaml.safe_dump(manifest))
+    return root
+
+
+def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path):
+    env = fake_env(EDGED_FAKE_HAILO_DETECTIONS=json.dumps([FAKE_DETECTION]))
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop",
+                "--manifest", str(hailo_models / "yolo.yaml"),
+                "--models-dir", str(hailo_models), env=env) as daemon:  # fmt: skip
+        daemon.wait_ready()
+        sub = daemon.subscriber()
+        reply = daemon.ctl("swap", "hailo")
+        assert reply["ok"], reply
+        first = reply["first_seq"]
+
+        def hailo_message():
+            got = daemon.receive(sub, timeout=10)
+            assert got is not None, daemon.log_tail()
+            message = got[1]
+            return message if message["seq"] >= first else None
+
+        message = poll_until(hailo_message, 60, daemon.log_tail, interval=0)
+        assert message["model"] == {"name": "yolo", "variant": "hailo", "backend": "hailo",
+                                    "precision": "int8"}  # fmt: skip
+        # The NMS-by-class box, letterbox undone: 768×432 source → scale 5/6, pad_y 140.
+        [det] = message["detections"]
+        assert det["label"] == "car" and det["confidence"] == pytest.approx(0.9)
+        x1, y1, x2, y2 = det["box"]
+        assert x1 == pytest.approx(0.30 * 640 * 1.2, abs=1) and x2 == pytest.approx(537.6, abs=1)
+        assert y1 == pytest.approx((0.40 * 640 - 140) * 1.2, abs=1)
+        assert y2 == pytest.approx((0.60 * 640 - 140) * 1.2, abs=1)
+
+        # The Hailo-8 HEF on a Hailo-8L device is refused; the NPU variant keeps serving.
+        reply = daemon.ctl("swap", "hailo8")
+        assert not reply["ok"] and "different Hailo chip" in reply["error"], reply
+        assert daemon.ctl("status")["model"]["variant"] == "hailo"
+
+        reply = daemon.ctl("swap", "fp32")
+        assert reply["ok"], reply
+        back = reply["first_seq"]
+        poll_until(lambda: (m := daemon.receive(sub, 10)) and m[1]["seq"] >= back
+                   and m[1]["model"]["backend"] == "onnxruntime", 60, daemon.log_tail,
+                   interval=0)  # fmt: skip
+        assert daemon.stop() == 0
