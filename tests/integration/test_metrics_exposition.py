@@ -8,6 +8,7 @@ counts and the "source ended" readiness can be read at leisure.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -50,7 +51,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon,
         )
         messages.extend(daemon.drain(sub))
         yield daemon, scrape, messages
-        assert daemon.stop() == 0
+        if daemon.running:  # test_sigterm_when_idle_after_the_end stops it when it runs
+            assert daemon.stop() == 0
 
 
 def test_histograms_count_exactly_the_frames_published(finished) -> None:
@@ -127,3 +129,16 @@ def test_readyz_turns_503_when_the_source_ends(finished) -> None:
     # Still alive, just idle: liveness stays green, so systemd/k8s would not restart it.
     assert daemon.probe("/healthz")[0] == 200
     assert daemon.metrics().value("edged_source_connected") == 0
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="supervisor bug: SIGTERM after the source ended waits DRAIN_TIMEOUT_S (15 s) for an "
+    "end-of-stream that already went out (supervisor._begin_drain / _drain_events)",
+)
+def test_sigterm_when_idle_after_the_end_exits_promptly(finished) -> None:
+    """Runs last in this module: stops the shared daemon. Nothing is in flight, so no wait."""
+    daemon, _scrape, _messages = finished
+    started = time.monotonic()
+    assert daemon.stop(timeout=30) == 0
+    assert time.monotonic() - started < 5.0
