@@ -18,17 +18,22 @@ from edged.tools.errors import ToolError
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _guarded(handler: Handler) -> Handler:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except ToolError as exc:
-            print(f"edged {args.command}: {exc}", file=sys.stderr)
-            return 2
+def _guarded(command: str) -> Callable[[Handler], Handler]:
+    """Turn :class:`ToolError` into a one-line message and exit status 2."""
 
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
+    def wrap(handler: Handler) -> Handler:
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return handler(args)
+            except ToolError as exc:
+                print(f"edged {command}: {exc}", file=sys.stderr)
+                return 2
+
+        run.__name__ = handler.__name__
+        run.__doc__ = handler.__doc__
+        return run
+
+    return wrap
 
 
 def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
@@ -72,7 +77,7 @@ def _default_output(model: str, suffix: str) -> Path:
 # --- handlers -------------------------------------------------------------------------------
 
 
-@_guarded
+@_guarded("export")
 def run_export(args: argparse.Namespace) -> int:
     from edged.tools.export import export_ultralytics
 
@@ -106,7 +111,7 @@ def _print_quantized(result: Any) -> None:
     )
 
 
-@_guarded
+@_guarded("quantize static")
 def run_quantize_static(args: argparse.Namespace) -> int:
     from edged.tools.quantize import quantize_static
 
@@ -129,7 +134,7 @@ def run_quantize_static(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_guarded("quantize dynamic")
 def run_quantize_dynamic(args: argparse.Namespace) -> int:
     from edged.tools.quantize import quantize_dynamic
 
@@ -144,7 +149,7 @@ def run_quantize_dynamic(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_guarded("eval")
 def run_eval(args: argparse.Namespace) -> int:
     from edged.tools.dataset import load_dataset
     from edged.tools.evaluate import EvalSettings, evaluate
@@ -168,7 +173,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_guarded("bench")
 def run_bench(args: argparse.Namespace) -> int:
     from edged.tools.bench import BenchSettings, benchmark_many
 
@@ -194,7 +199,7 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-@_guarded
+@_guarded("report")
 def run_report(args: argparse.Namespace) -> int:
     from edged.tools.report import generate_report
     from edged.tools.results import load_results

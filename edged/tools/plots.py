@@ -25,7 +25,8 @@ def _figure(width: float = 7.0, height: float = 4.0):
 
 
 def label(identity: dict[str, str]) -> str:
-    return f"{identity['name']} ({identity['precision']})"
+    name, precision = identity["name"], identity["precision"]
+    return name if precision in name else f"{name} ({precision})"
 
 
 def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
@@ -79,7 +80,8 @@ def accuracy_vs_latency(points: Sequence[tuple[str, float, float]], path: Path) 
             name, (latency, accuracy), textcoords="offset points", xytext=(5, 5), fontsize="small"
         )
     ax.set(xlabel="p50 inference latency (ms)", ylabel="mAP50-95", title="Accuracy vs latency")
-    ax.set_xlim(left=0)
+    # Room on the right for the labels of the slowest points.
+    ax.set_xlim(0, 1.35 * max(p[1] for p in points))
     ax.grid(alpha=0.3)
     fig.savefig(path)
     return path

@@ -1,0 +1,65 @@
+"""Benchmark output schema, on a tiny synthetic model (runs in milliseconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edged.tools.bench import BenchSettings, LatencyStats, benchmark, benchmark_many
+from edged.tools.results import load_results, write_csv, write_json
+from tests.tools.models import tiny_yolov8
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_yolov8(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+def test_result_schema(tiny: Path) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    r = benchmark(tiny, BenchSettings(cpus=(cpu,), warmup=2, runs=7))
+    assert os.sched_getaffinity(0) == before  # pinning is undone
+    assert r.settings.cpus == (cpu,) and r.settings.intra_op_threads == 1
+    assert len(r.latencies_ms) == 7
+    i = r.infer
+    assert 0 < i.min <= i.p50 <= i.p90 <= i.p95 <= i.p99 <= i.max
+    assert i.fps == pytest.approx(1000 / i.mean, rel=0.01)
+    assert r.end_to_end.p50 >= i.p50
+    assert r.peak_rss_bytes > 0 and r.cpu_percent >= 0 and r.load_s > 0  # CPU%: 10 ms ticks
+    assert r.identity["precision"] == "fp32" and len(r.identity["sha256"]) == 64
+    assert "cpu_model" in r.system_before and "governors" in r.system_after
+    d = r.to_dict()
+    assert (d["kind"], d["version"]) == ("edged.bench", 1)
+    assert set(d["infer"]) == {"mean", "std", "min", "max", "p50", "p90", "p95", "p99", "fps"}
+    json.dumps(d)  # serialisable as is
+
+
+def test_json_and_csv_round_trip(tiny: Path, tmp_path: Path) -> None:
+    # Isolated: each model in its own spawned process (the CLI default).
+    results = benchmark_many([tiny, tiny], BenchSettings(warmup=1, runs=3), isolate=True)
+    write_json(tmp_path / "bench.json", [r.to_dict() for r in results])
+    write_csv(tmp_path / "bench.csv", [r.summary_row() for r in results])
+    evals, benches = load_results([tmp_path])
+    assert evals == [] and len(benches) == 2
+    assert benches[0] == results[0]
+    with (tmp_path / "bench.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert {"model", "p50_ms", "p99_ms", "fps", "peak_rss_mib", "cpu_percent"} <= set(rows[0])
+
+
+def test_latency_stats_by_hand() -> None:
+    s = LatencyStats.of([10.0] * 98 + [20.0, 30.0])
+    assert (s.p50, s.max, s.min) == (10.0, 30.0, 10.0)
+    assert s.mean == pytest.approx(10.3)
+    assert s.p99 == pytest.approx(20.1)
+
+
+def test_bad_settings(tiny: Path) -> None:
+    with pytest.raises(ValueError, match="runs"):
+        benchmark(tiny, BenchSettings(runs=0))

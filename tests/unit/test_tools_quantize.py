@@ -1,0 +1,126 @@
+"""Quantized variants load, run and keep their metadata; the head finder is what saves accuracy.
+
+A fast configuration (4 calibration images) keeps this to seconds; the full figures
+(128 images, 101 evaluation images) come from the commands in models/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edged.backends.onnxruntime import OnnxRuntimeBackend
+from edged.config import OnnxRuntimeOptions
+from edged.labels import labels_from_metadata
+from edged.tools.bench import BenchSettings, benchmark
+from edged.tools.calibration import chunk_size
+from edged.tools.errors import ToolError
+from edged.tools.evaluate import EvalSettings, evaluate
+from edged.tools.provenance import sha256_file
+from edged.tools.quantize import QuantizeResult, quantize_dynamic, quantize_static
+from tests.tools.data import COCO128_IMAGES, COCO_VAL, YOLOV5N, require
+
+CALIB = 4
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, QuantizeResult]:
+    out = tmp_path_factory.mktemp("variants")
+    source, calib = require(YOLOV5N), require(COCO128_IMAGES)
+    return {
+        "static": quantize_static(
+            source, out / "static.onnx", calib, num_images=CALIB, progress=False
+        ),
+        "dynamic": quantize_dynamic(source, out / "dynamic.onnx"),
+    }
+
+
+def _ops(path: Path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+def test_variant_loads_in_the_daemon_backend_and_keeps_metadata(
+    variants: dict[str, QuantizeResult], kind: str
+) -> None:
+    result = variants[kind]
+    backend = OnnxRuntimeBackend(result.output_path, OnnxRuntimeOptions(intra_op_threads=1))
+    source_meta = {p.key: p.value for p in onnx.load(str(YOLOV5N)).metadata_props}
+    assert backend.precision == f"int8-{kind}"
+    assert backend.metadata["names"] == source_meta["names"]
+    assert backend.metadata["stride"] == source_meta["stride"]
+    assert backend.metadata["edged_source_sha256"] == sha256_file(YOLOV5N)
+    assert len(labels_from_metadata(backend.metadata) or ()) == 80
+    assert backend.output_shapes == [(1, 25200, 85)]
+
+
+def test_static_is_qdq_with_the_head_in_float(variants: dict[str, QuantizeResult]) -> None:
+    result = variants["static"]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(result.output_path)
+    assert "/model.24/Concat_3" in result.excluded_nodes
+    assert result.peak_rss_bytes and result.peak_rss_bytes > 0
+    assert "ConvInteger" in _ops(variants["dynamic"].output_path)
+
+
+def test_sidecar_records_settings_calibration_and_provenance(
+    variants: dict[str, QuantizeResult],
+) -> None:
+    record = json.loads(variants["static"].sidecar_path.read_text())
+    assert variants["static"].sidecar_path.name == "static.onnx.json"
+    assert record["precision"] == "int8-static"
+    assert record["source"]["sha256"] == sha256_file(YOLOV5N)
+    assert record["output_sha256"] == sha256_file(variants["static"].output_path)
+    assert record["settings"]["format"] == "QDQ"
+    assert record["settings"]["per_channel"] is True
+    assert record["calibration"]["images"] == CALIB == len(record["calibration"]["files"])
+    assert record["peak_rss_bytes"] > record["baseline_rss_bytes"] > 0
+    assert record["duration_s"] > 0
+    assert record["head_boundary"]
+    dynamic = json.loads(variants["dynamic"].sidecar_path.read_text())
+    assert dynamic["precision"] == "int8-dynamic" and "calibration" not in dynamic
+
+
+def test_direction_head_in_float_keeps_accuracy_naive_collapses(
+    variants: dict[str, QuantizeResult], tmp_path: Path
+) -> None:
+    data = require(COCO_VAL)
+    settings = EvalSettings(max_images=12, intra_op_threads=2)
+    naive = quantize_static(
+        YOLOV5N, tmp_path / "naive.onnx", COCO128_IMAGES, num_images=CALIB,
+        keep_head_float=False, progress=False,
+    )  # fmt: skip
+    fp32, static, collapsed = (
+        evaluate(m, data, settings, progress=False).metrics.map50
+        for m in (YOLOV5N, variants["static"].output_path, naive.output_path)
+    )
+    assert fp32 > 0.4
+    assert static > fp32 - 0.1
+    assert collapsed < 0.05
+
+
+def test_direction_static_is_faster_than_fp32(variants: dict[str, QuantizeResult]) -> None:
+    settings = BenchSettings(intra_op_threads=2, warmup=3, runs=15)
+    fp32 = benchmark(YOLOV5N, settings).infer.p50
+    static = benchmark(variants["static"].output_path, settings).infer.p50
+    assert static < fp32
+
+
+def test_refusals(variants: dict[str, QuantizeResult], tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match="already quantized"):
+        quantize_dynamic(variants["static"].output_path, tmp_path / "again.onnx")
+    with pytest.raises(ToolError, match="overwrite"):
+        quantize_dynamic(YOLOV5N, YOLOV5N)
+    with pytest.raises(ToolError, match="calibration method"):
+        quantize_static(YOLOV5N, tmp_path / "x.onnx", COCO128_IMAGES, method="magic")  # type: ignore[arg-type]
+    with pytest.raises(ToolError, match="not found"):
+        quantize_dynamic(YOLOV5N, tmp_path / "y.onnx", exclude_nodes=["no-such-node"])
+
+
+def test_chunks_divide_the_calibration_set() -> None:
+    assert chunk_size(128, 4) == 4
+    assert chunk_size(10, 4) == 2
+    assert chunk_size(7, 4) == 1
+    assert chunk_size(3, 8) == 3

@@ -1,0 +1,54 @@
+"""Report generation from fixture results: tables, deltas against FP32, plots on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edged.tools.errors import ToolError
+from edged.tools.report import generate_report
+from edged.tools.results import load_results, write_json
+from tests.tools.results import bench_result, eval_result
+
+pytest.importorskip("matplotlib", reason="matplotlib not installed (the [tools] extra)")
+
+PRECISIONS = ("int8-dynamic", "fp32", "int8-static")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _row(markdown: str, name: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {name} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_full_report_puts_variants_side_by_side(tmp_path: Path) -> None:
+    write_json(tmp_path / "in" / "eval.json", [eval_result(p).to_dict() for p in PRECISIONS])
+    benches = [bench_result(p, ("governor is ondemand",)).to_dict() for p in PRECISIONS]
+    write_json(tmp_path / "in" / "bench.json", benches)
+    evals, benches_loaded = load_results([tmp_path / "in"])
+    report = generate_report(evals, benches_loaded, tmp_path / "out", title="T")
+
+    md = report.markdown_path.read_text()
+    assert md.startswith("# T")
+    names = {p.name for p in report.plots}
+    assert names == {"confidence_cdf.png", "latency_per_inference.png", "memory.png",
+                     "accuracy_vs_latency.png"}  # fmt: skip
+    for plot in report.plots:
+        assert plot.read_bytes().startswith(PNG) and f"]({plot.name})" in md
+    # FP32 first, then static, then dynamic, each compared with the FP32 source.
+    order = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| yolov5n")]
+    assert order[:3] == ["yolov5n", "yolov5n-int8-static", "yolov5n-int8-dynamic"]
+    assert _row(md, "yolov5n-int8-static")[6] == "-0.6"  # Δ mAP50-95 in points
+    static_speed = [row for row in md.splitlines() if row.startswith("| yolov5n-int8-static |")][1]
+    assert "1.6" in static_speed  # 40 ms / 25 ms speed-up
+    assert "governor is ondemand" in md
+    assert "pinned to CPUs 0,1" in md
+
+
+def test_eval_only_and_empty(tmp_path: Path) -> None:
+    report = generate_report([eval_result("fp32")], [], tmp_path)
+    assert [p.name for p in report.plots] == ["confidence_cdf.png"]
+    assert "## Speed" not in report.markdown_path.read_text()
+    with pytest.raises(ToolError, match="nothing to report"):
+        generate_report([], [], tmp_path)
