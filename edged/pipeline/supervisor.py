@@ -39,6 +39,7 @@ from edged.control import (
 from edged.http_server import HttpServer
 from edged.metrics import Metrics, ProcessCollector
 from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_from_config
+from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.messages import (
@@ -256,6 +257,10 @@ class Supervisor:
         self.ring_specs = ring_specs(self.config, tag)
         self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
         self.metrics.registry.register(ProcessCollector(self.process_table))
+        self.metrics.registry.register(PiHealthCollector())
+        # HTTP first: /healthz and /metrics answer (and /readyz says why not ready) while the
+        # model loads.
+        self._start_http()
 
         self._spawn(INFER)
         ready = self._wait_for(INFER, ("ready",))
@@ -272,7 +277,6 @@ class Supervisor:
         self._spawn(PREPROCESS, model)
         self._spawn(CAPTURE)
         self._start_control()
-        self._start_http()
 
     def _start_control(self) -> None:
         cfg = self.config.control
@@ -372,6 +376,7 @@ class Supervisor:
         return self.exit_code
 
     _drained = False
+    _source_finished = False
 
     def _recv_event(self) -> StageEvent | None:
         try:
@@ -391,6 +396,7 @@ class Supervisor:
             elif event.kind == "swap_result":
                 self._on_swap_result(event)
             elif event.kind == "eos" and event.stage == PUBLISH:
+                self._source_finished = True
                 if self._draining_since is not None:
                     self._drained = True
                 elif self.config.pipeline.exit_at_end:
@@ -449,9 +455,12 @@ class Supervisor:
             self.events.send_multipart((stage.encode(), dumps(command)), zmq.NOBLOCK)
 
     def _begin_drain(self) -> None:
-        log.info("stopping: draining frames in flight")
         self.notifier.stopping()
         self._draining_since = time.monotonic()
+        if self._source_finished:  # nothing in flight: the end already went through
+            self._drained = True
+            return
+        log.info("stopping: draining frames in flight")
         self._send(CAPTURE, Command("drain"))
 
     def _notify_systemd(self) -> None:

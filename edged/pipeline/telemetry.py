@@ -23,6 +23,7 @@ class PipelineState:
     last_published_at: float | None = None  # monotonic
     ended: bool = False
     reconnects: int = 0
+    source_error: str | None = None
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # publish times
 
     def fps(self, now: float | None = None) -> float:
@@ -86,6 +87,7 @@ class Telemetry:
                 self.state.reconnects += 1
                 self.metrics.source_reconnects.inc()
             self.state.ended = False
+        self.state.source_error = None if connected else d.get("error")
         self.state.source_connected = connected
         self.metrics.source_connected.set(1 if connected else 0)
 
@@ -105,7 +107,8 @@ class Telemetry:
         if s.model is None:
             return False, "model not loaded"
         if s.last_published_at is None:
-            return False, "no frame published yet"
+            error = s.source_error
+            return False, "no frame published yet" + (f" (source: {error})" if error else "")
         age = self._clock() - s.last_published_at
         if age > max_age_s:
             why = "source ended" if s.ended else "source disconnected" if not \

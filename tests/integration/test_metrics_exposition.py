@@ -131,11 +131,6 @@ def test_readyz_turns_503_when_the_source_ends(finished) -> None:
     assert daemon.metrics().value("edged_source_connected") == 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="supervisor bug: SIGTERM after the source ended waits DRAIN_TIMEOUT_S (15 s) for an "
-    "end-of-stream that already went out (supervisor._begin_drain / _drain_events)",
-)
 def test_sigterm_when_idle_after_the_end_exits_promptly(finished) -> None:
     """Runs last in this module: stops the shared daemon. Nothing is in flight, so no wait."""
     daemon, _scrape, _messages = finished
