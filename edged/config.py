@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edged.preview.config import PreviewConfig
+
 
 class ConfigError(ValueError):
     """An invalid configuration; ``errors`` holds ``(field_path, reason)`` pairs."""
@@ -246,6 +248,7 @@ class EdgedConfig(_Strict):
     control: ControlConfig = Field(default_factory=ControlConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
 
 
 def _check_zmq_endpoint(value: str) -> str:
