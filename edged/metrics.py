@@ -176,3 +176,20 @@ class ProcessCollector(Collector):
             cpu.add_metric([name], times.user + times.system)
         yield rss
         yield cpu
+
+
+class HailoCollector(Collector):
+    """Hailo chip temperature, read at scrape time while a Hailo variant is serving."""
+
+    def __init__(self, read_temperature: Callable[[], float | None]) -> None:
+        self._read = read_temperature
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        value = self._read()
+        if value is None:
+            return
+        family = GaugeMetricFamily(
+            "edged_hailo_temperature_celsius", "Hailo NPU chip temperature (hotter sensor)."
+        )
+        family.add_metric([], value)
+        yield family

@@ -37,7 +37,7 @@ from edged.control import (
     secure_ipc,
 )
 from edged.http_server import HttpServer
-from edged.metrics import Metrics, ProcessCollector
+from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_from_config
 from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
@@ -258,6 +258,7 @@ class Supervisor:
         self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
         self.metrics.registry.register(ProcessCollector(self.process_table))
         self.metrics.registry.register(PiHealthCollector())
+        self.metrics.registry.register(HailoCollector(self._hailo_temperature))
         # HTTP first: /healthz and /metrics answer (and /readyz says why not ready) while the
         # model loads.
         self._start_http()
@@ -316,6 +317,14 @@ class Supervisor:
         table = [("supervisor", os.getpid())]
         table += [(name, p.pid) for name, p in self.processes.items() if p.pid and p.is_alive()]
         return table
+
+    def _hailo_temperature(self) -> float | None:
+        model = self.telemetry.state.model
+        if model is None or model.backend != "hailo":
+            return None  # never import HailoRT in the supervisor of a CPU-only daemon
+        from edged.backends.hailo import hailo_temperature_celsius
+
+        return hailo_temperature_celsius(self.config.inference.hailo.device_id)
 
     def health(self) -> tuple[bool, str]:
         dead = [name for name, p in self.processes.items() if not p.is_alive()]

@@ -70,6 +70,9 @@ def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path):
         assert y1 == pytest.approx((0.40 * 640 - 140) * 1.2, abs=1)
         assert y2 == pytest.approx((0.60 * 640 - 140) * 1.2, abs=1)
 
+        # The supervisor reads the chip temperature at scrape time while Hailo serves.
+        assert daemon.metrics().value("edged_hailo_temperature_celsius") == pytest.approx(52.5)
+
         # The Hailo-8 HEF on a Hailo-8L device is refused; the NPU variant keeps serving.
         reply = daemon.ctl("swap", "hailo8")
         assert not reply["ok"] and "different Hailo chip" in reply["error"], reply
@@ -81,4 +84,5 @@ def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path):
         poll_until(lambda: (m := daemon.receive(sub, 10)) and m[1]["seq"] >= back
                    and m[1]["model"]["backend"] == "onnxruntime", 60, daemon.log_tail,
                    interval=0)  # fmt: skip
+        assert "edged_hailo_temperature_celsius" not in daemon.metrics().names()
         assert daemon.stop() == 0
