@@ -2,6 +2,14 @@
 
 A stdlib ``ThreadingHTTPServer`` on a daemon thread: no framework to keep patched on a Pi, and
 prometheus_client renders the exposition. Handlers only read state; they never touch files.
+
+Three kinds of route:
+
+- :data:`Route` — a GET answered from memory: ``() -> (status, content type, body[, headers])``;
+- :data:`RequestRoute` — sees the request (method, query, headers, a small body): for POSTs;
+- :data:`StreamRoute` — writes a response that never ends by itself (multipart MJPEG) through a
+  :class:`Stream`, until the client goes away or the server stops. Each stream runs on its own
+  daemon thread, so an open stream never blocks :meth:`HttpServer.stop`.
 """
 
 from __future__ import annotations
@@ -9,17 +17,86 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 64 * 1024
+# A stalled client cannot hold a handler thread (or a stream) for longer than this.
+SOCKET_TIMEOUT_S = 30.0
+
 # A probe returns (healthy, reason).
 Probe = Callable[[], tuple[bool, str]]
-# A route returns (status, content type, body) for a GET.
-Route = Callable[[], tuple[int, str, bytes]]
+# (status, content type, body) or (status, content type, body, extra headers).
+Response = tuple[int, str, bytes] | tuple[int, str, bytes, Mapping[str, str]]
+# A route returns a Response for a GET.
+Route = Callable[[], Response]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes = b""
+    client: str = ""
+
+
+RequestRoute = Callable[[Request], Response]
+
+
+class Stream:
+    """The response side of a streaming route."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler, stopping: threading.Event) -> None:
+        self._handler = handler
+        self._stopping = stopping
+        self.started = False
+        self.closed = False
+
+    @property
+    def stopping(self) -> bool:
+        """The server is shutting down or the client went away: return from the route."""
+        return self.closed or self._stopping.is_set()
+
+    def start(
+        self, status: int, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> bool:
+        """Send the status line and headers (no Content-Length: the body ends with the stream)."""
+        h = self._handler
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Cache-Control", "no-store")
+            h.send_header("Connection", "close")
+            for name, value in (headers or {}).items():
+                h.send_header(name, value)
+            h.end_headers()
+        except OSError:
+            self.closed = True
+        self.started = True
+        return not self.closed
+
+    def write(self, data: bytes) -> bool:
+        """Send ``data`` now; False (and :attr:`stopping`) once the client is gone."""
+        if self.closed:
+            return False
+        try:
+            self._handler.wfile.write(data)
+            self._handler.wfile.flush()
+        except OSError:  # BrokenPipe, ConnectionReset, socket timeout
+            self.closed = True
+        return not self.closed
+
+
+StreamRoute = Callable[[Request, Stream], None]
 
 
 class HttpServer:
@@ -32,33 +109,27 @@ class HttpServer:
         ready: Probe,
         routes: dict[str, Route] | None = None,
     ) -> None:
+        self.registry = registry
+        self.stopping = threading.Event()
         self.routes: dict[str, Route] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
             "/healthz": lambda: self._probe(health),
             "/readyz": lambda: self._probe(ready),
             **(routes or {}),
         }
+        self.request_routes: dict[tuple[str, str], RequestRoute] = {}  # (method, path)
+        self.streams: dict[str, StreamRoute] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "edged"
+            timeout = SOCKET_TIMEOUT_S
 
             def do_GET(self) -> None:
-                route = server.routes.get(self.path.split("?", 1)[0])
-                if route is None:
-                    self.send_error(404, "not found")
-                    return
-                try:
-                    status, content_type, body = route()
-                except Exception:  # a broken route must not kill the server thread
-                    log.exception("HTTP route %s failed", self.path)
-                    status, content_type, body = 500, "text/plain", b"internal error\n"
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                server._dispatch(self, "GET")
+
+            def do_POST(self) -> None:
+                server._dispatch(self, "POST")
 
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http: " + format, *args)
@@ -75,12 +146,93 @@ class HttpServer:
         body = json.dumps({"ok": ok, "reason": reason}).encode() + b"\n"
         return (200 if ok else 503), "application/json", body
 
+    # -- registration ----------------------------------------------------------------------------
+
     def add_route(self, path: str, route: Route) -> None:
+        """A GET route answered from memory."""
         self.routes[path] = route
+
+    def add_request_route(self, path: str, route: RequestRoute, methods: tuple[str, ...] = ("POST",)
+                          ) -> None:  # fmt: skip
+        """A route that sees the request; ``methods`` among GET and POST."""
+        for method in methods:
+            self.request_routes[(method, path)] = route
+
+    def add_stream(self, path: str, route: StreamRoute) -> None:
+        """A GET route that streams until the client leaves or the server stops."""
+        self.streams[path] = route
+
+    # -- serving ---------------------------------------------------------------------------------
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        path, _, query = handler.path.partition("?")
+        stream = self.streams.get(path) if method == "GET" else None
+        request_route = self.request_routes.get((method, path))
+        route = self.routes.get(path) if method == "GET" else None
+        if stream is None and request_route is None and route is None:
+            known = (
+                path in self.routes
+                or path in self.streams
+                or any(p == path for _, p in self.request_routes)
+            )
+            handler.send_error(
+                405 if known else 404, "method not allowed" if known else "not found"
+            )
+            return
+        body = b""
+        if method == "POST":
+            try:
+                length = int(handler.headers.get("Content-Length") or 0)
+            except ValueError:
+                handler.send_error(400, "bad Content-Length")
+                return
+            if length < 0 or length > MAX_BODY_BYTES:
+                handler.send_error(413, "request body too large")
+                return
+            body = handler.rfile.read(length)
+        request = Request(method, path, parse_qs(query), handler.headers, body,
+                          handler.client_address[0])  # fmt: skip
+        if stream is not None:
+            self._stream(handler, stream, request)
+            return
+        try:
+            response = request_route(request) if request_route is not None else route()  # type: ignore[misc]
+        except Exception:  # a broken route must not kill the server thread
+            log.exception("HTTP route %s failed", path)
+            response = 500, "text/plain", b"internal error\n"
+        self._respond(handler, response)
+
+    @staticmethod
+    def _respond(handler: BaseHTTPRequestHandler, response: Response) -> None:
+        status, content_type, body = response[:3]
+        extra: Mapping[str, str] = response[3] if len(response) > 3 else {}  # type: ignore[misc]
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.send_header("Cache-Control", "no-store")
+            for name, value in extra.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+        except OSError:
+            pass  # the client left before the answer
+
+    def _stream(self, handler: BaseHTTPRequestHandler, route: StreamRoute, request: Request
+                ) -> None:  # fmt: skip
+        stream = Stream(handler, self.stopping)
+        try:
+            route(request, stream)
+        except Exception:
+            log.exception("HTTP stream %s failed", request.path)
+            if not stream.started:
+                self._respond(handler, (500, "text/plain", b"internal error\n"))
+        handler.close_connection = True
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        self.stopping.set()  # streams notice within their poll interval and return
         self._httpd.shutdown()
         self._httpd.server_close()

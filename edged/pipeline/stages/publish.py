@@ -1,7 +1,8 @@
 """Publish: send each frame's detections over ZeroMQ PUB and report it to the supervisor.
 
 PUB never blocks: a subscriber that stops reading loses messages once its high-water mark is
-reached, and the pipeline keeps its rate.
+reached, and the pipeline keeps its rate. With ``preview.enabled`` it also taps annotated JPEGs
+off the frames it publishes (see edged.preview.tap) while someone watches.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import zmq
 
 from edged.pipeline.messages import PUBLISH, Frame
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
+from edged.preview.config import PreviewConfig
+from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
 from edged.publish.schema import build_message, encode, topic_for
 
 log = logging.getLogger(__name__)
@@ -28,22 +31,41 @@ class PublishStage:
         # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
         self.pub = rt.ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.SNDHWM, cfg.publish.send_hwm)
-        self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # count every subscription, not just new topics
+        configure_xpub(self.pub)  # count every (un)subscription, not just new topics
         self.pub.setsockopt(zmq.LINGER, 500)
         self.pub.bind(cfg.publish.endpoint)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.subscribers = 0
+        self.subs = SubscriptionTracker()
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
+        self.preview = None
+        preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
+        if preview_cfg.enabled:
+            from edged.preview.tap import PreviewTap  # cv2 drawing code only when enabled
+
+            self.preview = PreviewTap(preview_cfg, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
+                                      rt.setup.runtime_dir, self.pub)  # fmt: skip
+            for sock in (self.pub, *self.preview.sockets):
+                rt.poller.register(sock, zmq.POLLIN)  # subscriptions and JPEGs wake the loop
+
+    @property
+    def subscribers(self) -> int:
+        """Subscriptions that receive detections (a frames.* viewer does not count)."""
+        return self.subs.matching(self.topic)
 
     def track_subscriptions(self, timeout_ms: int = 0) -> None:
         while self.pub.poll(timeout_ms, zmq.POLLIN):
             event = self.pub.recv()
-            if event[:1] == b"\x01":
-                self.subscribers += 1
-            elif event[:1] == b"\x00":
-                self.subscribers = max(0, self.subscribers - 1)
+            self.subs.feed(event)
+            if self.preview is not None:
+                self.preview.public_event(event)
             timeout_ms = 0
+
+    def service(self) -> None:
+        """Every loop turn, frames or not: subscriptions, and finished preview JPEGs."""
+        if self.preview is not None:
+            self.track_subscriptions()
+            self.preview.service()
 
     def wait_for_subscribers(self) -> None:
         """Hold the first message until enough subscribers joined (or the timeout passed)."""
@@ -67,6 +89,8 @@ class PublishStage:
         message = build_message(frame, self.camera_id, start)
         payload = encode(message, self.format)
         self.pub.send_multipart((self.topic, payload), copy=False)
+        if self.preview is not None:
+            self.preview.offer(frame, message, start)  # before the slot goes back
         self.rt.release(frame, FRAMES)
         end = time.monotonic()
         dets = frame.detections
@@ -86,6 +110,8 @@ class PublishStage:
         self.rt.count("ok")
 
     def close(self) -> None:
+        if self.preview is not None:
+            self.preview.close()
         self.pub.close()
 
 
@@ -109,6 +135,7 @@ def run(setup: StageSetup) -> None:
                 except Exception:
                     log.exception("publish failed for frame %d", frame.seq)
                     rt.drop(frame, "error")
+            stage.service()
     except StopRequested:
         pass
     finally:

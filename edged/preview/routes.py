@@ -1,0 +1,247 @@
+"""The preview's HTTP routes on the supervisor's server.
+
+- ``GET /preview``              the page (package data, read once at start; no external assets)
+- ``GET /preview.mjpg``         multipart MJPEG, until the client leaves
+- ``GET /preview.jpg``          the next frame as one JPEG
+- ``GET /preview/status.json``  variant, variants, fps, recent per-stage latency
+- ``POST /preview/swap``        ``{"variant": "static"}`` → the control socket, exactly like
+  ``edged ctl swap`` (only with ``preview.control: true``)
+
+Frames come from the publish stage over a private ipc socket: each MJPEG viewer is a ZeroMQ
+subscriber of its own, so the publish stage encodes only while someone watches and a slow
+viewer only loses its own frames. Nothing here reads a file named by a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import zmq
+from prometheus_client import CollectorRegistry
+
+from edged import control
+from edged.http_server import HttpServer, Request, Response, Stream
+from edged.preview import mjpeg
+from edged.preview.config import PreviewConfig
+from edged.preview.latency import LatencyWindow
+from edged.preview.wire import decode_frame, frames_topic, private_endpoint
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 500  # how often a stream checks for shutdown while no frame comes
+KEEPALIVE_S = 2.0  # idle streams repeat the last frame: a vanished client is noticed
+SNAPSHOT_TIMEOUT_S = 3.0
+STATUS_CACHE_S = 0.5
+SWAP_TIMEOUT_S = 300.0
+JSON = "application/json"
+# What the page may know of the source: not its URI (it may hold credentials).
+SOURCE_FIELDS = ("width", "height", "fps", "kind", "mode", "connected", "ended")
+
+
+def _json(status: int, data: dict[str, Any]) -> Response:
+    return status, JSON, json.dumps(data).encode() + b"\n"
+
+
+def load_page() -> tuple[bytes, str]:
+    """The page and its Content-Security-Policy (the inline script allowed by its hash)."""
+    page = resources.files("edged.preview").joinpath("page.html").read_bytes()
+    scripts = re.findall(rb"<script>(.*?)</script>", page, re.S)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in scripts
+    )
+    csp = (
+        "default-src 'none'; img-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+        f"script-src {hashes}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return page, csp
+
+
+class PreviewRoutes:
+    def __init__(
+        self,
+        cfg: PreviewConfig,
+        camera_id: str,
+        frames_endpoint: str,
+        status: Callable[[], dict[str, Any]],
+        control_endpoint: str | None,
+        registry: CollectorRegistry,
+        ctx: zmq.Context | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.topic = frames_topic(camera_id)
+        self.frames_endpoint = frames_endpoint
+        self._status = status
+        self.control_endpoint = control_endpoint
+        self.latency = LatencyWindow(registry)
+        self.ctx = ctx or zmq.Context.instance()
+        self.page, self.csp = load_page()
+        self._viewers = threading.BoundedSemaphore(cfg.max_viewers)
+        self.viewers = 0
+        self._cache: tuple[float, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def install(self, http: HttpServer) -> None:
+        http.add_route("/preview", self.page_route)
+        http.add_stream("/preview.mjpg", self.mjpeg_route)
+        http.add_route("/preview.jpg", self.snapshot_route)
+        http.add_route("/preview/status.json", self.status_route)
+        http.add_request_route("/preview/swap", self.swap_route)
+
+    # -- frames ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _subscription(self) -> Iterator[zmq.Socket]:
+        sock = self.ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 2)  # keep only the newest frames; viewers never lag behind
+        sock.setsockopt(zmq.SUBSCRIBE, self.topic)
+        sock.connect(self.frames_endpoint)
+        try:
+            yield sock
+        finally:
+            sock.close(0)
+
+    @staticmethod
+    def _newest(sock: zmq.Socket) -> tuple[dict[str, Any], bytes]:
+        parts = sock.recv_multipart()
+        while sock.poll(0):
+            parts = sock.recv_multipart()
+        return decode_frame(parts)
+
+    def page_route(self) -> Response:
+        headers = {
+            "Content-Security-Policy": self.csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+        return 200, "text/html; charset=utf-8", self.page, headers
+
+    def mjpeg_route(self, request: Request, stream: Stream) -> None:
+        if not self._viewers.acquire(blocking=False):
+            stream.start(503, "text/plain", {"Retry-After": "5"})
+            stream.write(f"at most {self.cfg.max_viewers} preview viewers (preview.max_viewers)\n"
+                         .encode())  # fmt: skip
+            return
+        with self._lock:
+            self.viewers += 1
+        try:
+            with self._subscription() as sub:
+                self._pump(sub, stream)
+        finally:
+            with self._lock:
+                self.viewers -= 1
+            self._viewers.release()
+
+    def _pump(self, sub: zmq.Socket, stream: Stream) -> None:
+        if not stream.start(200, mjpeg.CONTENT_TYPE, {"X-Content-Type-Options": "nosniff"}):
+            return
+        if not stream.write(mjpeg.opening()):
+            return
+        last: bytes | None = None
+        last_write = time.monotonic()
+        while not stream.stopping:
+            if sub.poll(POLL_MS):
+                header, jpeg = self._newest(sub)
+                last = mjpeg.part(jpeg, header.get("seq"))
+            elif last is None or time.monotonic() - last_write < KEEPALIVE_S:
+                continue
+            if not stream.write(last):
+                return
+            last_write = time.monotonic()
+
+    def snapshot_route(self) -> Response:
+        with self._subscription() as sub:
+            if not sub.poll(int(SNAPSHOT_TIMEOUT_S * 1000)):
+                return 503, "text/plain", b"no preview frame yet (is the pipeline running?)\n"
+            header, jpeg = self._newest(sub)
+        return 200, "image/jpeg", jpeg, {"X-Edged-Seq": str(header.get("seq"))}
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def _supervisor_status(self) -> dict[str, Any]:
+        # One supervisor status() per interval however many pages poll.
+        with self._lock:
+            now = time.monotonic()
+            if self._cache is None or now - self._cache[0] >= STATUS_CACHE_S:
+                self._cache = (now, self._status())
+            return self._cache[1]
+
+    def status(self) -> dict[str, Any]:
+        s = self._supervisor_status()
+        model = s.get("model") or {}
+        source = s.get("source") or {}
+        return {
+            "camera_id": s.get("camera_id"),
+            # Not the model's file path, nor the source URI (it may hold credentials).
+            "model": {k: model.get(k) for k in ("name", "variant", "backend", "precision")},
+            "variants": list(s.get("variants") or []),
+            "control": self.cfg.control,
+            "swap_in_progress": bool(s.get("swap_in_progress")),
+            "fps": s.get("fps", 0.0),
+            "frames_published": s.get("frames_published", 0),
+            "last_seq": s.get("last_seq"),
+            "source": {k: source.get(k) for k in SOURCE_FIELDS},
+            "latency_ms": self.latency.read(),
+            "preview": {"fps": self.cfg.fps, "width": self.cfg.width, "viewers": self.viewers},
+        }
+
+    def status_route(self) -> Response:
+        return _json(200, self.status())
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def swap_route(self, request: Request) -> Response:
+        if not self.cfg.control:
+            return _json(403, {"ok": False, "error": "swapping from the preview is off "
+                                                     "(set preview.control: true)"})  # fmt: skip
+        # A cross-site form cannot send application/json, and a cross-site fetch with it needs
+        # a CORS preflight this server never grants: only same-origin pages get here.
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type != JSON:
+            return _json(415, {"ok": False, "error": "send application/json"})
+        origin = request.headers.get("Origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("Host"):
+            return _json(403, {"ok": False, "error": "cross-origin request refused"})
+        try:
+            variant = json.loads(request.body).get("variant")
+        except (ValueError, AttributeError):
+            variant = None
+        if not isinstance(variant, str) or not 0 < len(variant) <= 64:
+            return _json(400, {"ok": False, "error": 'expected {"variant": "<name>"}'})
+        if not self.control_endpoint or not self.control_endpoint.startswith("ipc://"):
+            return _json(501, {"ok": False, "error": "swapping from the preview needs the "
+                                                     "local ipc control socket"})  # fmt: skip
+        log.info("preview: swap to %s requested by %s", variant, request.client)
+        try:
+            reply = control.call(self.control_endpoint, "swap", variant, SWAP_TIMEOUT_S)
+        except TimeoutError as exc:
+            return _json(504, {"ok": False, "error": str(exc)})
+        self._cache = None  # the next status shows the outcome
+        return _json(200 if reply.get("ok") else 409, reply)
+
+
+def install_preview(
+    http: HttpServer,
+    config: Any,
+    runtime_dir: Path | str,
+    status: Callable[[], dict[str, Any]],
+    control_endpoint: str | None,
+) -> PreviewRoutes:
+    """Add the preview routes to the supervisor's HTTP server (``config``: an EdgedConfig)."""
+    cfg: PreviewConfig = getattr(config, "preview", None) or PreviewConfig()
+    routes = PreviewRoutes(cfg, config.camera_id, private_endpoint(runtime_dir), status,
+                           control_endpoint, http.registry)  # fmt: skip
+    routes.install(http)
+    return routes

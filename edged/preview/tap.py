@@ -1,0 +1,141 @@
+"""The publish stage's side of the preview: pick frames, copy them small, ship the JPEGs.
+
+Cost on the detection path, per frame: one clock read and a comparison. Only while someone
+watches (a subscriber to ``frames.<camera_id>`` on either publisher), at most ``preview.fps``
+times a second and only when the encoder is idle, the frame is resized straight out of its
+shared-memory slot into a private copy before the slot is released; drawing and JPEG encoding
+happen on the encoder thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import zmq
+
+from edged.pipeline.messages import Frame
+from edged.pipeline.ring import SharedRing
+from edged.preview.annotate import preview_size
+from edged.preview.config import PreviewConfig
+from edged.preview.encoder import Job, PreviewEncoder, RateMeter
+from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
+from edged.preview.wire import frames_topic, private_endpoint
+
+log = logging.getLogger(__name__)
+
+
+class PreviewTap:
+    def __init__(
+        self,
+        cfg: PreviewConfig,
+        camera_id: str,
+        ring: SharedRing,
+        ctx: zmq.Context,
+        runtime_dir: Path,
+        public: zmq.Socket | None,
+    ) -> None:
+        self.cfg = cfg
+        self.topic = frames_topic(camera_id)
+        self.ring = ring
+        self.public = public if cfg.publish_topic else None
+        self.public_subs = SubscriptionTracker()
+        self.private_subs = SubscriptionTracker()
+        # The supervisor's HTTP server reads this one. A tiny high-water mark: a viewer that
+        # falls behind gets the newest frames, not a backlog.
+        self.private = ctx.socket(zmq.XPUB)
+        configure_xpub(self.private)
+        self.private.setsockopt(zmq.SNDHWM, 2)
+        self.private.setsockopt(zmq.LINGER, 0)
+        self.private.bind(private_endpoint(runtime_dir))
+        inbox = f"inproc://edged-preview-{uuid.uuid4().hex}"
+        self.inbox = ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind(inbox)
+        self.encoder = PreviewEncoder(ctx, inbox, cfg.jpeg_quality)
+        self.encoder.start()
+        self.interval = 1.0 / cfg.fps
+        self.next_due = 0.0
+        self.rate = RateMeter()
+        self.last: tuple[bytes, bytes] | None = None  # (header, jpeg) sent last
+        self.sent = 0
+
+    @property
+    def sockets(self) -> tuple[zmq.Socket, ...]:
+        """Sockets whose input the publish loop must service (register them with its poller)."""
+        return (self.private, self.inbox)
+
+    @property
+    def watched(self) -> bool:
+        if self.private_subs.matching(self.topic):
+            return True
+        return self.public is not None and self.public_subs.matching(self.topic) > 0
+
+    # -- the detection path ----------------------------------------------------------------------
+
+    def offer(self, frame: Frame, message: dict[str, Any], now: float) -> None:
+        """Called for every published frame while it still holds its frame slot."""
+        self.rate.tick(now)
+        if now < self.next_due or not self.watched or self.encoder.busy:
+            return
+        # Keep the long-run rate at preview.fps, but never bank time while nobody watched.
+        self.next_due = max(self.next_due + self.interval, now)
+        image = self.snapshot(frame)
+        if image is not None:
+            self.encoder.submit(Job(image, message, self.rate.rate(now)))
+
+    def snapshot(self, frame: Frame) -> np.ndarray | None:
+        """A private copy of the frame at preview size, read straight from its slot."""
+        view = self.ring.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        w, h = preview_size(frame.width, frame.height, self.cfg.width)
+        if (w, h) == (frame.width, frame.height):
+            image = view.copy()
+        else:
+            # Bilinear: 0.2-0.5 ms from 768p-1080p to 640 wide (INTER_AREA: up to 2.4 ms, on the
+            # detection path). Slight aliasing is fine for aiming a camera.
+            image = cv2.resize(view, (w, h), interpolation=cv2.INTER_LINEAR)
+        if not self.ring.holds(frame.frame_slot, frame.seq):
+            return None  # cannot happen while we hold the slot; never show a torn frame
+        return image
+
+    # -- housekeeping (every loop turn) ----------------------------------------------------------
+
+    def public_event(self, event: bytes) -> None:
+        """A subscription event the publish stage read from the public XPUB."""
+        change, prefix = self.public_subs.feed(event)
+        if change > 0 and self.public is not None and self.topic.startswith(prefix):
+            self._resend(self.public)
+
+    def service(self) -> None:
+        """Track private subscriptions, send what the encoder finished."""
+        while self.private.poll(0, zmq.POLLIN):
+            change, prefix = self.private_subs.feed(self.private.recv())
+            if change > 0 and self.topic.startswith(prefix):
+                self._resend(self.private)
+        while self.inbox.poll(0, zmq.POLLIN):
+            header, jpeg = self.inbox.recv_multipart()
+            self.last = (header, jpeg)
+            self._send(self.private, header, jpeg)
+            if self.public is not None:
+                self._send(self.public, header, jpeg)
+            self.sent += 1
+
+    def _resend(self, sock: zmq.Socket) -> None:
+        # A new viewer sees the last picture at once, even when the source has ended.
+        if self.last is not None:
+            self._send(sock, *self.last)
+
+    def _send(self, sock: zmq.Socket, header: bytes, jpeg: bytes) -> None:
+        # PUB semantics: a slow viewer loses frames, the pipeline never waits.
+        with contextlib.suppress(zmq.Again):
+            sock.send_multipart((self.topic, header, jpeg), zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.encoder.stop()
+        self.private.close(0)
+        self.inbox.close(0)
