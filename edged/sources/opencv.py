@@ -1,4 +1,11 @@
-"""Video files, network streams (RTSP/HTTP/TCP/UDP) and V4L2 cameras through OpenCV."""
+"""Video files, network streams (RTSP/HTTP/TCP/UDP) and V4L2 cameras through OpenCV.
+
+Network streams go through OpenCV's FFmpeg backend with both of its timeouts set
+(``CAP_PROP_OPEN_TIMEOUT_MSEC``, ``CAP_PROP_READ_TIMEOUT_MSEC``): FFmpeg's interrupt callback
+then aborts a connect that nobody answers and a read that receives no frame, instead of
+blocking forever. The capture stage additionally times every call out on its own clock (see
+``edged.pipeline.stages.capture``), which also covers backends without such timeouts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ import numpy as np
 from edged.sources.base import SourceError, SourceInfo
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "tcp://", "udp://", "rtmp://")
+DEFAULT_OPEN_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 10.0
 
 
 def classify_uri(uri: str) -> str:
@@ -21,6 +30,25 @@ def classify_uri(uri: str) -> str:
     return "file"
 
 
+def to_bgr8(frame: np.ndarray) -> np.ndarray:
+    """Any frame OpenCV may hand out (grey, grey H×W×1, BGRA, 16-bit) as BGR ``H×W×3`` uint8.
+
+    Shapes that are not an image at all are returned unchanged; the capture stage refuses them
+    with a clear error.
+    """
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame
+
+
 class OpenCVSource:
     """``cv2.VideoCapture`` with FFmpeg for files/streams and V4L2 for local cameras."""
 
@@ -30,11 +58,14 @@ class OpenCVSource:
         width: int | None = None,
         height: int | None = None,
         fps: float | None = None,
-        open_timeout_s: float = 10.0,
+        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
+        read_timeout_s: float | None = None,
     ) -> None:
         kind = classify_uri(uri)
         if kind == "file" and not os.path.isfile(uri):
             raise SourceError(f"video file not found: {uri}")
+        if read_timeout_s is None:
+            read_timeout_s = max(open_timeout_s, DEFAULT_READ_TIMEOUT_S)
         if kind == "v4l2":
             target: int | str = int(uri) if uri.isdigit() else uri
             self._cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
@@ -48,12 +79,16 @@ class OpenCVSource:
                 self._cap.set(cv2.CAP_PROP_FPS, fps)
             self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
+            # Both timeouts verified with opencv-python-headless 5.0 against a TCP server that
+            # accepts and stays silent (open fails after the open timeout) and an FFmpeg stream
+            # that is paused mid-run (read fails after the read timeout).
             params = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(1, int(open_timeout_s * 1000)),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, max(1, int(read_timeout_s * 1000)),
             ]  # fmt: skip
             self._cap = cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
+            self._cap.release()
             raise SourceError(f"cannot open {kind} source {uri!r}")
         w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -66,16 +101,15 @@ class OpenCVSource:
         )
 
     def read(self) -> np.ndarray | None:
-        ok, frame = self._cap.read()
+        try:
+            ok, frame = self._cap.read()
+        except cv2.error as exc:
+            raise SourceError(f"{self.info.kind} source {self.info.uri!r}: {exc}") from None
         if not ok or frame is None:
             if self.info.kind == "file":
                 return None
             raise SourceError(f"{self.info.kind} source {self.info.uri!r} stopped delivering")
-        if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        return frame
+        return to_bgr8(frame)
 
     def close(self) -> None:
         self._cap.release()

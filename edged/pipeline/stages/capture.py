@@ -1,31 +1,64 @@
-"""Capture: read frames from the source into the frame ring, retrying a dead source.
+"""Capture: read frames from the source into the frame ring; reopen a failed or stalled source.
 
 Live sources never block on the pipeline: with no free slot the new frame is dropped and counted.
 Files in lossless mode wait for a free slot instead, so every frame is processed once, in order.
+
+Every blocking source call (open, read) runs on an I/O thread while the stage's own thread keeps
+the clock and keeps answering the supervisor (stop, drain, slot reclaims), so a source that hangs
+can never wedge the stage:
+
+- a live source that delivers no frame for ``source.reconnect.stall_timeout_s`` is stalled: the
+  supervisor hears ``connected=False`` at once (readiness follows) and the source is reopened;
+- an open that does not return within ``OPEN_TIMEOUT_S`` (+ grace) counts as a failed attempt;
+- a call still blocked ``HANG_GRACE_S`` after its deadline is abandoned (its thread closes the
+  source whenever the call returns; closing it under a running read could crash the process)
+  and a fresh source is opened; after ``MAX_HUNG_CALLS`` abandoned calls the process exits so
+  that the supervisor restarts capture from scratch (a restart, counted and logged there);
+- reopening waits with exponential backoff and jitter; the backoff only resets once a reopened
+  source has delivered a frame, so a source that opens but never delivers keeps backing off.
+
+A reopen after an error or a stall is reported as a reconnect (``edged_source_reconnects_total``);
+a looping file starting over is not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from edged.config import ReconnectConfig, SourceConfig
 from edged.pipeline.messages import CAPTURE, Frame
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
-from edged.sources import FrameSource, SourceError, open_source
+from edged.sources import FrameSource, SourceError, open_source, source_kind
 
 log = logging.getLogger(__name__)
 
+OPEN_TIMEOUT_S = 10.0  # FFmpeg's own connect/probe timeout for streams
+HANG_GRACE_S = 5.0  # how long past its deadline a blocked call may take before it is abandoned
+MAX_HUNG_CALLS = 3  # abandoned calls (each leaks a thread) before the process starts over
+EXIT_HUNG = 75  # exit status when the source keeps hanging (the supervisor restarts capture)
+ERROR_LOG_INTERVAL_S = 10.0  # bad frames: one log line per interval, with a count
+WAIT_STEP_S = 0.1  # how often the stage answers the supervisor while a call runs
 
-def backoff_delays(cfg: ReconnectConfig, rng: random.Random):
+
+def backoff_delays(cfg: ReconnectConfig, rng: random.Random) -> Iterator[float]:
     """Exponential backoff with ± jitter, capped: 0.5, 1, 2, 4, ... max_backoff_s."""
     delay = cfg.initial_backoff_s
     while True:
         yield delay * (1 + rng.uniform(-cfg.jitter, cfg.jitter))
         delay = min(delay * 2, cfg.max_backoff_s)
+
+
+class SourceStalled(SourceError):
+    """A source call did not return in time."""
 
 
 class Pacer:
@@ -44,6 +77,110 @@ class Pacer:
             self.next_due = now + self.interval
 
 
+class BlockingCall:
+    """A daemon thread that runs one blocking call at a time (source open/read) for the stage.
+
+    The caller submits a call, then polls :meth:`wait` with its own deadline. A call that never
+    returns can be abandoned with :meth:`close`: the thread runs the cleanup on the call's result
+    if it ever returns, then ends.
+    """
+
+    def __init__(self, name: str = "capture-io") -> None:
+        self._cond = threading.Condition()
+        self._job: Callable[[], Any] | None = None
+        self._result: Any = None
+        self._error: Exception | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._closed = False
+        self._cleanup: Callable[[Any], None] | None = None
+        self.started_at: float | None = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return not self._done.is_set()
+
+    @property
+    def running_for(self) -> float:
+        """Seconds the current call has been running (0 when idle)."""
+        if not self.busy or self.started_at is None:
+            return 0.0
+        return time.monotonic() - self.started_at
+
+    def submit(self, job: Callable[[], Any]) -> None:
+        with self._cond:
+            if self._closed or self.busy:
+                raise RuntimeError("BlockingCall is closed or busy")
+            self._job = job
+            self._result, self._error = None, None
+            self.started_at = time.monotonic()
+            self._done.clear()
+            self._cond.notify()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the call returned (or raised)."""
+        return self._done.wait(max(0.0, timeout))
+
+    def result(self) -> Any:
+        """The call's return value; re-raises what it raised."""
+        if self.busy:
+            raise RuntimeError("call still running")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def close(self, cleanup: Callable[[Any], None] | None = None) -> bool:
+        """End the thread. False when a call is still running: it is abandoned, and ``cleanup``
+        gets its result if it ever returns. Otherwise ``cleanup`` is not called."""
+        with self._cond:
+            self._closed = True
+            busy = self.busy
+            if busy:
+                self._cleanup = cleanup
+            self._cond.notify()
+        return not busy
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._closed:
+                    self._cond.wait()
+                job = self._job
+                if job is None:
+                    return
+            result: Any = None
+            error: Exception | None = None
+            try:
+                result = job()
+            except Exception as exc:  # handed to the caller, which decides
+                error = exc
+            with self._cond:
+                self._job = None
+                self._result, self._error = result, error
+                cleanup = self._cleanup if self._closed else None
+                closed = self._closed
+                self._done.set()
+            if cleanup is not None:
+                with contextlib.suppress(Exception):
+                    cleanup(result)
+            if closed:
+                return
+
+
+def open_configured(cfg: SourceConfig) -> FrameSource:
+    """Open the configured source, OpenCV ones with their read timeout set to the stall timeout."""
+    if source_kind(cfg.uri) in ("file", "stream", "v4l2"):
+        from edged.sources.opencv import OpenCVSource
+
+        return OpenCVSource(
+            cfg.uri, cfg.width, cfg.height, cfg.fps,
+            open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=cfg.reconnect.stall_timeout_s,
+        )  # fmt: skip
+    return open_source(cfg)
+
+
 class CaptureStage:
     def __init__(self, rt: StageRuntime, source_cfg: SourceConfig) -> None:
         self.rt = rt
@@ -56,17 +193,75 @@ class CaptureStage:
         self.seq = self.ring.latest_seq() + 1
         self.source: FrameSource | None = None
         self.rng = random.Random()
+        self.delays = backoff_delays(self.cfg.reconnect, self.rng)
         self.ended = False
+        self.io = BlockingCall()
+        self.hung_calls = 0
+        self.failed = False  # an open or read failed since the last successful open
+        self.awaiting_first_frame = False  # reset the backoff once the new source delivers
+        self.bad_frames = 0
+        self._last_bad_log = -float("inf")
 
-    def open_with_retry(self) -> FrameSource | None:
-        delays = backoff_delays(self.cfg.reconnect, self.rng)
+    # -- blocking calls with a deadline ----------------------------------------------------------
+
+    def _wait_io(self, limit_s: float | None) -> bool:
+        """Wait for the I/O thread, answering the supervisor meanwhile; False on the deadline."""
+        deadline = None if limit_s is None else time.monotonic() + limit_s
+        while True:
+            left = WAIT_STEP_S if deadline is None else deadline - time.monotonic()
+            if self.io.wait(min(WAIT_STEP_S, left)):
+                return True
+            self.rt.poll(0)  # commands (stop, drain, reclaim), stats, parent check
+            if self.rt.stopping:
+                raise StopRequested
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _call(self, job: Callable[[], Any], limit_s: float | None, stalled: str = "") -> Any:
+        """``job()`` on the I/O thread; :class:`SourceStalled` (``stalled``) past ``limit_s``."""
+        self.io.submit(job)
+        if not self._wait_io(limit_s):
+            raise SourceStalled(stalled or f"no answer within {limit_s:g}s")
+        return self.io.result()
+
+    def _release_io(self, cleanup: Callable[[Any], None]) -> bool:
+        """Make the I/O thread idle: give a blocked call a grace period, then abandon it.
+
+        True when the thread is idle (the caller may close what the call used); False when the
+        call was abandoned: ``cleanup`` then gets its result if it ever returns.
+        """
+        if not self.io.busy or self._wait_io(HANG_GRACE_S):
+            return True
+        running = self.io.running_for
+        self.io.close(cleanup)
+        self.io = BlockingCall()
+        self.hung_calls += 1
+        log.error("a source call has been blocked for %.0fs; abandoned it (%d of %d allowed)",
+                  running, self.hung_calls, MAX_HUNG_CALLS)  # fmt: skip
+        if self.hung_calls >= MAX_HUNG_CALLS:
+            log.error("the source keeps hanging; exiting so that the supervisor restarts capture")
+            logging.shutdown()
+            os._exit(EXIT_HUNG)
+        return False
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    def open_with_retry(self, after_failure: bool = False) -> FrameSource | None:
+        """Open the source, retrying with backoff; None when the stage is told to stop first."""
+        self.failed = self.failed or after_failure
         attempt = 0
+        limit = OPEN_TIMEOUT_S + HANG_GRACE_S
         while not self.rt.stopping and not self.rt.signalled:
             attempt += 1
             try:
-                source = open_source(self.cfg)
+                source = self._call(lambda: open_configured(self.cfg), limit,
+                                    f"opening the source took over {limit:g}s")  # fmt: skip
             except SourceError as exc:
-                delay = next(delays)
+                if isinstance(exc, SourceStalled) and self._release_io(_close_source):
+                    with contextlib.suppress(Exception):
+                        _close_source(self.io.result())  # it opened after all, too late
+                self.failed = True
+                delay = next(self.delays)
                 log.warning("source unavailable (attempt %d): %s; retrying in %.1fs",
                             attempt, exc, delay)  # fmt: skip
                 self.rt.send_event("source", connected=False, error=str(exc))
@@ -75,11 +270,17 @@ class CaptureStage:
             info = source.info
             log.info("source open: %s %dx%d @ %.1f fps (%s)", info.uri, info.width, info.height,
                      info.fps, info.kind)  # fmt: skip
+            if info.width > self.max_w or info.height > self.max_h:
+                log.error("source frames are %dx%d, larger than pipeline.max_frame_width/height "
+                          "%dx%d: every frame will be refused as an error until the limits are "
+                          "raised", info.width, info.height, self.max_w, self.max_h)  # fmt: skip
             self.rt.send_event(
-                "source", connected=True, reconnect=self.source is not None or attempt > 1,
+                "source", connected=True, reconnect=self.failed,
                 width=info.width, height=info.height, fps=info.fps, kind=info.kind,
                 live=info.live, uri=info.uri,
             )  # fmt: skip
+            self.failed = False
+            self.awaiting_first_frame = True
             return source
         return None
 
@@ -88,19 +289,54 @@ class CaptureStage:
         while not self.rt.stopping and not self.rt.signalled and time.monotonic() < end:
             self.rt.poll(int(min(0.1, max(0.0, end - time.monotonic())) * 1000) + 1)
 
-    def store(self, image: np.ndarray, slot: int, seq: int) -> bool:
-        h, w = image.shape[:2]
+    # -- frames ----------------------------------------------------------------------------------
+
+    def check_frame(self, image: object) -> str | None:
+        """Why ``image`` cannot go into the frame ring, or None when it can."""
+        if not isinstance(image, np.ndarray):
+            return f"is a {type(image).__name__}, not an image array"
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            log.error("frame %d has shape %s dtype %s; expected H×W×3 uint8", seq, image.shape,
-                      image.dtype)  # fmt: skip
-            return False
+            return f"has shape {image.shape} dtype {image.dtype}; expected H×W×3 uint8"
+        h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            return "is empty"
         if w > self.max_w or h > self.max_h:
-            log.error("frame %d is %dx%d, larger than pipeline.max_frame_width/height %dx%d",
-                      seq, w, h, self.max_w, self.max_h)  # fmt: skip
+            return (f"is {w}x{h}, larger than pipeline.max_frame_width/height "
+                    f"{self.max_w}x{self.max_h}")  # fmt: skip
+        return None
+
+    def store(self, image: np.ndarray, slot: int, seq: int) -> bool:
+        problem = self.check_frame(image)
+        if problem is not None:
+            self._bad_frame(seq, problem)
             return False
         self.ring.array(slot, image.shape, np.uint8)[...] = image
         self.ring.mark(slot, seq)
         return True
+
+    def _bad_frame(self, seq: int, problem: str) -> None:
+        """Log a refused frame: the first at once, then one line per interval with a count."""
+        self.bad_frames += 1
+        now = time.monotonic()
+        if now - self._last_bad_log >= ERROR_LOG_INTERVAL_S:
+            more = f" ({self.bad_frames} refused since the last report)" if self.bad_frames > 1 \
+                else ""  # fmt: skip
+            log.error("frame %d %s; refused%s", seq, problem, more)
+            self._last_bad_log = now
+            self.bad_frames = 0
+
+    def read_frame(self) -> np.ndarray | None:
+        """The next frame; SourceError (SourceStalled for a live source past its stall timeout)."""
+        source = self.source
+        assert source is not None
+        limit = self.cfg.reconnect.stall_timeout_s if source.info.live else None
+        stalled = f"no frame for {limit:g}s: source stalled" if limit is not None else ""
+        try:
+            return self._call(source.read, limit, stalled)
+        except (SourceError, StopRequested):
+            raise
+        except Exception as exc:  # a source bug or a library error: treat as a failed read
+            raise SourceError(f"reading the source failed: {type(exc).__name__}: {exc}") from exc
 
     def end_of_stream(self) -> None:
         log.info("end of stream after %d frames", self.seq)
@@ -122,26 +358,30 @@ class CaptureStage:
                 pacer = None if lossless else Pacer(self.cfg.fps or info.fps)
             if pacer is not None:
                 pacer.wait()  # before the read: a paced file frame "arrives" when it is due
-            slot = self.rt.acquire_slot(self.seq, block=lossless)
+            if lossless:
+                # Wait for room before reading (back-pressure up to the file), but hold no slot
+                # during the read: a reclaim after a downstream restart may free every slot.
+                self.rt.allocator.reclaim_slot(self.rt.acquire_slot(self.seq, block=True))
             start = time.monotonic()
             try:
-                image = self.source.read()
+                image = self.read_frame()
             except SourceError as exc:
-                log.warning("%s", exc)
-                self.reconnect(slot)
+                self.reconnect(str(exc))
                 continue
             end = time.monotonic()
             if image is None:
-                if slot is not None:
-                    self.rt.allocator.reclaim_slot(slot)
                 if self.cfg.loop:
-                    self.source.close()
+                    self.close_source()
                     self.source = self.open_with_retry()
                     continue
                 self.end_of_stream()
                 break
+            if self.awaiting_first_frame:
+                self.awaiting_first_frame = False
+                self.delays = backoff_delays(self.cfg.reconnect, self.rng)
             seq = self.seq
             self.seq += 1
+            slot = self.rt.acquire_slot(seq, block=lossless)
             if slot is None:
                 self.rt.count("dropped")  # every slot busy downstream: the newest frame loses
                 self.rt.maybe_flush_stats()
@@ -149,6 +389,7 @@ class CaptureStage:
             if not self.store(image, slot, seq):
                 self.rt.allocator.reclaim_slot(slot)
                 self.rt.count("error")
+                self.rt.poll(0)
                 continue
             stored = time.monotonic()
             h, w = image.shape[:2]
@@ -162,15 +403,36 @@ class CaptureStage:
             if self.rt.signalled and not self.ended:
                 self.end_of_stream()
 
-    def reconnect(self, slot: int | None) -> None:
-        if slot is not None:
-            self.rt.allocator.reclaim_slot(slot)
-        self.rt.send_event("source", connected=False, error="read failed")
-        if self.source is not None:
-            self.source.close()
-        delay = next(backoff_delays(self.cfg.reconnect, self.rng))
-        self._sleep(delay)
-        self.source = self.open_with_retry()
+    def reconnect(self, error: str) -> None:
+        """After a failed or stalled read: report it, close the source, back off, reopen."""
+        log.warning("%s; reconnecting", error)
+        self.rt.send_event("source", connected=False, error=error)
+        self.close_source()
+        self._sleep(next(self.delays))
+        self.source = self.open_with_retry(after_failure=True)
+
+    def close_source(self) -> None:
+        """Close the current source, never under a call still running on it."""
+        source, self.source = self.source, None
+        if source is not None and self._release_io(_close_source_of(source)):
+            _close_source(source)
+
+    def close(self) -> None:
+        """At exit: close the source unless a call on it is still running (never under it)."""
+        source, self.source = self.source, None
+        if self.io.close(_close_source_of(source)):
+            _close_source(source)
+
+
+def _close_source_of(source: object) -> Callable[[Any], None]:
+    """A cleanup for an abandoned call on ``source``: close the source once the call returns."""
+    return lambda _result: _close_source(source)
+
+
+def _close_source(source: object) -> None:
+    if source is not None:
+        with contextlib.suppress(Exception):
+            source.close()  # type: ignore[attr-defined]
 
 
 def run(setup: StageSetup) -> None:
@@ -182,6 +444,5 @@ def run(setup: StageSetup) -> None:
     except StopRequested:
         pass
     finally:
-        if stage.source is not None:
-            stage.source.close()
+        stage.close()
         rt.close()
