@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,9 +294,7 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
         tensors.append(to_nchw_float(canvas))
     outputs = [np.empty(s, np.float32) for s in backend.output_shapes]
     run = (
-        (lambda t: backend.infer_into(t, outputs))
-        if backend.static_outputs
-        else backend.infer  # type: ignore[assignment]
+        (lambda t: backend.infer_into(t, outputs)) if backend.static_outputs else backend.infer  # type: ignore[assignment]
     )
     for i in range(spec["warmup"]):
         run(tensors[i % len(tensors)])
@@ -409,8 +407,9 @@ def worker_ultralytics(spec: dict[str, Any]) -> dict[str, Any]:
     e2e, infer, added, gaps = [], [], [], []
     window = CpuWindow(psutil.Process())
     n = 0
-    stream = model.predict(source=spec["source"], stream=True, verbose=False, device="cpu",
-                           imgsz=spec["imgsz"])  # fmt: skip
+    stream = model.predict(
+        source=spec["source"], stream=True, verbose=False, device="cpu", imgsz=spec["imgsz"]
+    )
     last = time.perf_counter()
     for result in stream:
         now = time.perf_counter()
@@ -469,20 +468,31 @@ def _worker_main(kind: str, spec_path: str, result_path: str) -> int:
     return 0 if result["status"] == "ok" else 1
 
 
-def run_worker(kind: str, spec: dict[str, Any], settings: PipelineBenchSettings,
-               workdir: Path) -> dict[str, Any]:  # fmt: skip
+def run_worker(
+    kind: str, spec: dict[str, Any], settings: PipelineBenchSettings, workdir: Path
+) -> dict[str, Any]:
     """Run one contender in a fresh process, sampling its PSS from here."""
     spec_path = workdir / f"{kind}.spec.json"
     result_path = workdir / f"{kind}.result.json"
     log_path = workdir / f"{kind}.log"
     spec_path.write_text(json.dumps(spec))
     result_path.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "edged.tools.pipeline_bench", "--worker", kind,
-            "--spec", str(spec_path), "--result", str(result_path)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "edged.tools.pipeline_bench",
+        "--worker",
+        kind,
+        "--spec",
+        str(spec_path),
+        "--result",
+        str(result_path),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "YOLO_VERBOSE": "False"}
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
         try:
             proc.wait(settings.timeout_s)
@@ -493,8 +503,11 @@ def run_worker(kind: str, spec: dict[str, Any], settings: PipelineBenchSettings,
         finally:
             sampler.stop()
     if not result_path.exists():
-        return {"status": "failed", "reason": f"worker exited {proc.returncode} without a "
-                f"result; log tail:\n{_tail(log_path)}"}  # fmt: skip
+        return {
+            "status": "failed",
+            "reason": f"worker exited {proc.returncode} without a "
+            f"result; log tail:\n{_tail(log_path)}",
+        }
     result = json.loads(result_path.read_text())
     if result.get("status") == "ok":
         result.update(sampler.in_window(result["window_start"], result["window_end"]))
@@ -513,8 +526,14 @@ def _tail(path: Path, lines: int = 20) -> str:
 # -- the daemon ----------------------------------------------------------------------------------
 
 
-def daemon_config(settings: PipelineBenchSettings, model: str, mode: str, workdir: Path,
-                  endpoint: str, realtime_fps: float | None) -> dict[str, Any]:  # fmt: skip
+def daemon_config(
+    settings: PipelineBenchSettings,
+    model: str,
+    mode: str,
+    workdir: Path,
+    endpoint: str,
+    realtime_fps: float | None,
+) -> dict[str, Any]:
     """The YAML config the benchmark starts ``edged run`` with."""
     source: dict[str, Any] = {"uri": str(settings.source), "mode": mode}
     if mode == "realtime" and realtime_fps:
@@ -533,8 +552,14 @@ def daemon_config(settings: PipelineBenchSettings, model: str, mode: str, workdi
     }
 
 
-def run_edged(settings: PipelineBenchSettings, model: str, mode: str, workdir: Path,
-              frames: int | None, realtime_fps: float | None) -> dict[str, Any]:  # fmt: skip
+def run_edged(
+    settings: PipelineBenchSettings,
+    model: str,
+    mode: str,
+    workdir: Path,
+    frames: int | None,
+    realtime_fps: float | None,
+) -> dict[str, Any]:
     """Start the daemon, subscribe, collect ``frames`` messages after the warm-up, stop it."""
     import psutil
     import yaml
@@ -559,9 +584,13 @@ def run_edged(settings: PipelineBenchSettings, model: str, mode: str, workdir: P
     messages: list[dict[str, Any]] = []
     failure = None
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
         root = psutil.Process(proc.pid)
         sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
         window = CpuWindow(root)
@@ -620,10 +649,12 @@ def run_edged(settings: PipelineBenchSettings, model: str, mode: str, workdir: P
         "infer_ms": _percentiles(infer),
         "added_ms": _percentiles([a - b for a, b in zip(e2e, infer, strict=True)]),
         "stage_ms": {s: _percentiles([x.get(s, 0.0) for x in latency]) for s in stages},
-        "hand_off_ms": _percentiles([
-            x["end_to_end"] - sum(v for k, v in x.items() if k not in ("end_to_end", "capture"))
-            for x in latency
-        ]),  # fmt: skip
+        "hand_off_ms": _percentiles(
+            [
+                x["end_to_end"] - sum(v for k, v in x.items() if k not in ("end_to_end", "capture"))
+                for x in latency
+            ]
+        ),
         "skipped_frames": (seqs[-1] - seqs[0] + 1) - len(seqs),
         "precision": counted[-1]["model"]["precision"],
         "realtime_fps": realtime_fps if mode == "realtime" else None,
@@ -636,8 +667,9 @@ def run_edged(settings: PipelineBenchSettings, model: str, mode: str, workdir: P
 # -- decode + NMS micro-benchmark ----------------------------------------------------------------
 
 
-def synthetic_yolov8_output(scenario: str, num_classes: int = 80, anchors: int = 8400,
-                            size: int = 640, seed: int = 0) -> Any:  # fmt: skip
+def synthetic_yolov8_output(
+    scenario: str, num_classes: int = 80, anchors: int = 8400, size: int = 640, seed: int = 0
+) -> Any:
     """A ``1×(4+C)×N`` YOLOv8 output with a known score distribution.
 
     ``typical``: a scene of 20 objects, each seen by ~15 neighbouring anchors with scores
@@ -677,8 +709,9 @@ def synthetic_yolov8_output(scenario: str, num_classes: int = 80, anchors: int =
     return out
 
 
-def decode_nms_microbench(runs: int = 1000, scenarios: Sequence[str] = ("empty", "typical",
-                          "crowded", "dense")) -> dict[str, Any]:  # fmt: skip
+def decode_nms_microbench(
+    runs: int = 1000, scenarios: Sequence[str] = ("empty", "typical", "crowded", "dense")
+) -> dict[str, Any]:
     """p50/p99 of ``edged.postprocess.decoders.decode`` (decode + NMS + unletterbox) in ms."""
     import numpy as np
 
@@ -748,8 +781,9 @@ def _ultralytics_installed() -> bool:
     return importlib.util.find_spec("ultralytics") is not None
 
 
-def run_pipeline_bench(settings: PipelineBenchSettings,
-                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def run_pipeline_bench(
+    settings: PipelineBenchSettings, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Run every contender for every model; the full result record (JSON-serialisable)."""
     say = progress or (lambda _msg: None)
     for c in settings.contenders:
@@ -788,16 +822,25 @@ def run_pipeline_bench(settings: PipelineBenchSettings,
             for contender in settings.contenders:
                 modes = settings.edged_modes if contender == "edged" else ("",)
                 for mode in modes:
-                    entry = {"model": info["name"], "precision": info["precision"],
-                             "contender": contender, "mode": mode or None}  # fmt: skip
+                    entry = {
+                        "model": info["name"],
+                        "precision": info["precision"],
+                        "contender": contender,
+                        "mode": mode or None,
+                    }
                     skip = _skip_reason(contender, info, settings)
                     if skip:
                         record["results"].append({**entry, "status": "skipped", "reason": skip})
                         continue
                     say(f"{info['name']} ({info['precision']}): {contender} {mode}".rstrip())
-                    record["results"].append({**entry, **_run_one(contender, mode, info, settings,
-                                                                  threads, video, record,
-                                                                  workdir)})  # fmt: skip
+                    record["results"].append(
+                        {
+                            **entry,
+                            **_run_one(
+                                contender, mode, info, settings, threads, video, record, workdir
+                            ),
+                        }
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     record["machine"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -823,9 +866,16 @@ def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings)
     return None
 
 
-def _run_one(contender: str, mode: str, info: dict[str, Any], s: PipelineBenchSettings,
-             threads: int, video: dict[str, Any], record: dict[str, Any],
-             workdir: Path) -> dict[str, Any]:  # fmt: skip
+def _run_one(
+    contender: str,
+    mode: str,
+    info: dict[str, Any],
+    s: PipelineBenchSettings,
+    threads: int,
+    video: dict[str, Any],
+    record: dict[str, Any],
+    workdir: Path,
+) -> dict[str, Any]:
     frames = s.frames
     if contender == "edged":
         if mode == "realtime":
@@ -838,9 +888,16 @@ def _run_one(contender: str, mode: str, info: dict[str, Any], s: PipelineBenchSe
         return run_edged(s, info["path"], mode, workdir / f"edged-{mode}", frames, None)
     if frames is None and contender == "inference":
         frames = max(1, video["frame_count"] - s.warmup) if video["frame_count"] > 0 else 200
-    spec = {"model": info["path"], "source": s.source, "threads": s.threads,
-            "effective_threads": threads, "spin_wait": s.spin_wait, "warmup": s.warmup,
-            "frames": frames, "imgsz": info["imgsz"]}  # fmt: skip
+    spec = {
+        "model": info["path"],
+        "source": s.source,
+        "threads": s.threads,
+        "effective_threads": threads,
+        "spin_wait": s.spin_wait,
+        "warmup": s.warmup,
+        "frames": frames,
+        "imgsz": info["imgsz"],
+    }
     return run_worker(contender, spec, s, workdir)
 
 
@@ -854,8 +911,14 @@ def _inference_fps(record: dict[str, Any], model: str) -> float | None:
 # -- checks --------------------------------------------------------------------------------------
 
 
-def _find(record: dict[str, Any], contender: str, *, model: str | None = None,
-          precision: str | None = None, mode: str | None = None) -> dict[str, Any] | None:  # fmt: skip
+def _find(
+    record: dict[str, Any],
+    contender: str,
+    *,
+    model: str | None = None,
+    precision: str | None = None,
+    mode: str | None = None,
+) -> dict[str, Any] | None:
     for r in record["results"]:
         if r.get("status") != "ok" or r["contender"] != contender:
             continue
@@ -869,11 +932,16 @@ def _find(record: dict[str, Any], contender: str, *, model: str | None = None,
     return None
 
 
-def _check(name: str, target: str, value: float | None, passed: bool | None,
-           **inputs: Any) -> dict[str, Any]:  # fmt: skip
-    return {"name": name, "target": target,
-            "value": None if value is None else round(value, 3),
-            "passed": passed, "inputs": inputs}  # fmt: skip
+def _check(
+    name: str, target: str, value: float | None, passed: bool | None, **inputs: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "target": target,
+        "value": None if value is None else round(value, 3),
+        "passed": passed,
+        "inputs": inputs,
+    }
 
 
 def _ratio(a: dict | None, b: dict | None) -> float | None:
@@ -890,26 +958,41 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
         edged = _find(record, "edged", model=name, mode="lossless")
         inference = _find(record, "inference", model=name)
         ratio = _ratio(edged, inference)
-        checks.append(_check(
-            f"edged_vs_inference_fps[{name}]", f">= {TARGET_EDGED_VS_INFERENCE}", ratio,
-            None if ratio is None else ratio >= TARGET_EDGED_VS_INFERENCE,
-            edged_fps=edged and edged["fps"], inference_fps=inference and inference["fps"],
-            precision=precision,
-        ))  # fmt: skip
+        checks.append(
+            _check(
+                f"edged_vs_inference_fps[{name}]",
+                f">= {TARGET_EDGED_VS_INFERENCE}",
+                ratio,
+                None if ratio is None else ratio >= TARGET_EDGED_VS_INFERENCE,
+                edged_fps=edged and edged["fps"],
+                inference_fps=inference and inference["fps"],
+                precision=precision,
+            )
+        )
         latency = _find(record, "edged", model=name, mode="realtime") or edged
         for q, limit in (("p50", TARGET_ADDED_P50_MS), ("p99", TARGET_ADDED_P99_MS)):
             value = None if latency is None else latency["added_ms"][q]
-            checks.append(_check(
-                f"added_latency_{q}_ms[{name}]", f"<= {limit}", value,
-                None if value is None else value <= limit,
-                mode=latency and latency["mode"], precision=precision,
-            ))  # fmt: skip
+            checks.append(
+                _check(
+                    f"added_latency_{q}_ms[{name}]",
+                    f"<= {limit}",
+                    value,
+                    None if value is None else value <= limit,
+                    mode=latency and latency["mode"],
+                    precision=precision,
+                )
+            )
         pss = None if edged is None else edged.get("pss_mb")
-        checks.append(_check(
-            f"edged_pss_mb[{name}]", f"<= {TARGET_PSS_MB}", pss,
-            None if pss is None else pss <= TARGET_PSS_MB,
-            processes=edged and edged.get("processes"), precision=precision,
-        ))  # fmt: skip
+        checks.append(
+            _check(
+                f"edged_pss_mb[{name}]",
+                f"<= {TARGET_PSS_MB}",
+                pss,
+                None if pss is None else pss <= TARGET_PSS_MB,
+                processes=edged and edged.get("processes"),
+                precision=precision,
+            )
+        )
     ultra = _find(record, "ultralytics", precision="fp32")
     for label, precision, target in (
         ("edged_fp32_vs_ultralytics_fp32_fps", "fp32", TARGET_FP32_VS_ULTRALYTICS),
@@ -919,18 +1002,29 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
         model = ultra["model"] if ultra and precision == "fp32" else None
         edged = _find(record, "edged", precision=precision, mode="lossless", model=model)
         ratio = _ratio(edged, ultra)
-        checks.append(_check(
-            label, f">= {target}", ratio, None if ratio is None else ratio >= target,
-            edged_fps=edged and edged["fps"], ultralytics_fps=ultra and ultra["fps"],
-            edged_model=edged and edged["model"], ultralytics_model=ultra and ultra["model"],
-        ))  # fmt: skip
+        checks.append(
+            _check(
+                label,
+                f">= {target}",
+                ratio,
+                None if ratio is None else ratio >= target,
+                edged_fps=edged and edged["fps"],
+                ultralytics_fps=ultra and ultra["fps"],
+                edged_model=edged and edged["model"],
+                ultralytics_model=ultra and ultra["model"],
+            )
+        )
     micro = record.get("decode_nms", {}).get("scenarios", {}).get("typical")
     value = None if micro is None else micro["p99"]
-    checks.append(_check(
-        "decode_nms_p99_ms[typical, 8400 anchors]", f"<= {TARGET_DECODE_NMS_P99_MS}", value,
-        None if value is None else value <= TARGET_DECODE_NMS_P99_MS,
-        candidates=micro and micro["candidates"],
-    ))  # fmt: skip
+    checks.append(
+        _check(
+            "decode_nms_p99_ms[typical, 8400 anchors]",
+            f"<= {TARGET_DECODE_NMS_P99_MS}",
+            value,
+            None if value is None else value <= TARGET_DECODE_NMS_P99_MS,
+            candidates=micro and micro["candidates"],
+        )
+    )
     return checks
 
 
@@ -950,18 +1044,33 @@ def summary_rows(record: dict[str, Any]) -> list[dict[str, str]]:
     for r in record["results"]:
         label = r["contender"] + (f" ({r['mode']})" if r.get("mode") else "")
         if r.get("status") != "ok":
-            rows.append({"model": r["model"], "precision": r["precision"], "contender": label,
-                         "FPS": r.get("status", "?"), "note": r.get("reason", "")[:60]})  # fmt: skip
+            rows.append(
+                {
+                    "model": r["model"],
+                    "precision": r["precision"],
+                    "contender": label,
+                    "FPS": r.get("status", "?"),
+                    "note": r.get("reason", "")[:60],
+                }
+            )
             continue
-        rows.append({
-            "model": r["model"], "precision": r["precision"], "contender": label,
-            "frames": _fmt(r["frames"]), "FPS": _fmt(r["fps"]),
-            "e2e p50": _fmt(r["e2e_ms"]["p50"]), "e2e p99": _fmt(r["e2e_ms"]["p99"]),
-            "infer p50": _fmt(r["infer_ms"]["p50"]),
-            "added p50": _fmt(r["added_ms"]["p50"]), "added p99": _fmt(r["added_ms"]["p99"]),
-            "CPU%": _fmt(r["cpu_percent"]), "PSS MB": _fmt(r.get("pss_mb")),
-            "other CPU%": _fmt(r.get("other_cpu_percent")),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": r["model"],
+                "precision": r["precision"],
+                "contender": label,
+                "frames": _fmt(r["frames"]),
+                "FPS": _fmt(r["fps"]),
+                "e2e p50": _fmt(r["e2e_ms"]["p50"]),
+                "e2e p99": _fmt(r["e2e_ms"]["p99"]),
+                "infer p50": _fmt(r["infer_ms"]["p50"]),
+                "added p50": _fmt(r["added_ms"]["p50"]),
+                "added p99": _fmt(r["added_ms"]["p99"]),
+                "CPU%": _fmt(r["cpu_percent"]),
+                "PSS MB": _fmt(r.get("pss_mb")),
+                "other CPU%": _fmt(r.get("other_cpu_percent")),
+            }
+        )
     return rows
 
 
@@ -972,17 +1081,34 @@ def print_report(record: dict[str, Any]) -> None:
 
     # Not a terminal (a log, CI): wide enough that the table is not squeezed into 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=180)
-    columns = ["model", "precision", "contender", "frames", "FPS", "e2e p50", "e2e p99",
-               "infer p50", "added p50", "added p99", "CPU%", "PSS MB", "other CPU%", "note"]  # fmt: skip
+    columns = [
+        "model",
+        "precision",
+        "contender",
+        "frames",
+        "FPS",
+        "e2e p50",
+        "e2e p99",
+        "infer p50",
+        "added p50",
+        "added p99",
+        "CPU%",
+        "PSS MB",
+        "other CPU%",
+        "note",
+    ]
     rows = summary_rows(record)
     used = [c for c in columns if any(c in r for r in rows)]
-    table = Table(title=f"edged bench-pipeline — {Path(record['video']['path']).name} "
-                  f"{record['video']['width']}×{record['video']['height']}, ORT "
-                  f"{record['intra_op_threads']} threads, {record['machine']['cpus']} CPUs "
-                  "(latencies in ms)")  # fmt: skip
+    table = Table(
+        title=f"edged bench-pipeline — {Path(record['video']['path']).name} "
+        f"{record['video']['width']}×{record['video']['height']}, ORT "
+        f"{record['intra_op_threads']} threads, {record['machine']['cpus']} CPUs "
+        "(latencies in ms)"
+    )
     for c in used:
-        table.add_column(c, justify="left" if c in ("model", "precision", "contender", "note")
-                         else "right")  # fmt: skip
+        table.add_column(
+            c, justify="left" if c in ("model", "precision", "contender", "note") else "right"
+        )
     for r in rows:
         table.add_row(*(escape(r.get(c, "")) for c in used))
     console.print(table)
@@ -990,8 +1116,14 @@ def print_report(record: dict[str, Any]) -> None:
     for c in ("scenario", "candidates", "detections", "p50", "p99", "max"):
         micro.add_column(c, justify="left" if c == "scenario" else "right")
     for name, m in record["decode_nms"]["scenarios"].items():
-        micro.add_row(name, str(m["candidates"]), str(m["detections"]), _fmt(m["p50"]),
-                      _fmt(m["p99"]), _fmt(m["max"]))  # fmt: skip
+        micro.add_row(
+            name,
+            str(m["candidates"]),
+            str(m["detections"]),
+            _fmt(m["p50"]),
+            _fmt(m["p99"]),
+            _fmt(m["max"]),
+        )
     console.print(micro)
     checks = Table(title="issue 9 targets (this run)")
     for c in ("check", "target", "value", "result"):
@@ -1001,44 +1133,89 @@ def print_report(record: dict[str, Any]) -> None:
         checks.add_row(escape(c["name"]), c["target"], _fmt(c["value"]), verdict[c["passed"]])
     console.print(checks)
     load = record["machine"]
-    console.print(f"load average {load['load_start']} → {load['load_end']}; "
-                  f"{record['duration_s']:.0f}s")  # fmt: skip
+    console.print(
+        f"load average {load['load_start']} → {load['load_end']}; {record['duration_s']:.0f}s"
+    )
     if record.get("noisy"):
-        console.print(f"[yellow]warning: other processes used more than "
-                      f"{NOISY_OTHER_CPU_PERCENT:.0f}% CPU during a timed window "
-                      "(see other_cpu_percent); rerun on a quiet machine[/]")  # fmt: skip
+        console.print(
+            f"[yellow]warning: other processes used more than "
+            f"{NOISY_OTHER_CPU_PERCENT:.0f}% CPU during a timed window "
+            "(see other_cpu_percent); rerun on a quiet machine[/]"
+        )
 
 
 # -- command line --------------------------------------------------------------------------------
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", action="append", default=[], required=False,
-                   help="ONNX model; repeat for several (e.g. FP32 and static INT8)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        "-m",
+        action="append",
+        default=[],
+        required=False,
+        help="ONNX model; repeat for several (e.g. FP32 and static INT8)",
+    )
     p.add_argument("--source", "-s", help="video file (the same for every contender)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime intra-op threads (default: the daemon's default)")  # fmt: skip
-    p.add_argument("--frames", type=int, default=None,
-                   help="timed frames per contender (default: the whole video)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads (default: the daemon's default)",
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="timed frames per contender (default: the whole video)",
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed frames first (default 10)")
     p.add_argument("--out", "-o", help="write the JSON result here")
-    p.add_argument("--contenders", default=",".join(CONTENDERS),
-                   help=f"comma-separated subset of {','.join(CONTENDERS)}")  # fmt: skip
-    p.add_argument("--edged-modes", default=",".join(EDGED_MODES),
-                   help="edged runs: lossless (throughput), realtime (added latency)")  # fmt: skip
-    p.add_argument("--realtime-fps", type=float, default=None,
-                   help="pacing of the realtime run (default: the file's rate, kept below the "
-                        "inference limit)")  # fmt: skip
-    p.add_argument("--realtime-frames", type=int, default=240,
-                   help="timed frames of the realtime run (default 240)")  # fmt: skip
-    p.add_argument("--ultralytics", choices=("fp32", "all", "none"), default="fp32",
-                   help="models to run Ultralytics on (default: FP32 ones)")  # fmt: skip
-    p.add_argument("--spin", action="store_true",
-                   help="let ORT threads spin-wait (inference.onnxruntime.spin_wait)")  # fmt: skip
-    p.add_argument("--micro-runs", type=int, default=1000,
-                   help="decode + NMS micro-benchmark runs per scenario")  # fmt: skip
-    p.add_argument("--micro-only", action="store_true",
-                   help="only the decode + NMS micro-benchmark (no model or video needed)")  # fmt: skip
+    p.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"comma-separated subset of {','.join(CONTENDERS)}",
+    )
+    p.add_argument(
+        "--edged-modes",
+        default=",".join(EDGED_MODES),
+        help="edged runs: lossless (throughput), realtime (added latency)",
+    )
+    p.add_argument(
+        "--realtime-fps",
+        type=float,
+        default=None,
+        help="pacing of the realtime run (default: the file's rate, kept below the "
+        "inference limit)",
+    )
+    p.add_argument(
+        "--realtime-frames",
+        type=int,
+        default=240,
+        help="timed frames of the realtime run (default 240)",
+    )
+    p.add_argument(
+        "--ultralytics",
+        choices=("fp32", "all", "none"),
+        default="fp32",
+        help="models to run Ultralytics on (default: FP32 ones)",
+    )
+    p.add_argument(
+        "--spin",
+        action="store_true",
+        help="let ORT threads spin-wait (inference.onnxruntime.spin_wait)",
+    )
+    p.add_argument(
+        "--micro-runs",
+        type=int,
+        default=1000,
+        help="decode + NMS micro-benchmark runs per scenario",
+    )
+    p.add_argument(
+        "--micro-only",
+        action="store_true",
+        help="only the decode + NMS micro-benchmark (no model or video needed)",
+    )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per contender")
 
 
@@ -1093,8 +1270,9 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_pipeline_bench(subparsers: argparse._SubParsersAction,
-                            name: str = "bench-pipeline") -> argparse.ArgumentParser:  # fmt: skip
+def register_pipeline_bench(
+    subparsers: argparse._SubParsersAction, name: str = "bench-pipeline"
+) -> argparse.ArgumentParser:
     """Add ``edged bench-pipeline`` (or another ``name``) to ``edged``'s sub-commands."""
     p = subparsers.add_parser(
         name,
@@ -1107,8 +1285,11 @@ def register_pipeline_bench(subparsers: argparse._SubParsersAction,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edged bench-pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="edged bench-pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
