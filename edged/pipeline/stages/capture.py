@@ -384,7 +384,9 @@ class CaptureStage:
             slot = self.rt.acquire_slot(seq, block=lossless)
             if slot is None:
                 self.rt.count("dropped")  # every slot busy downstream: the newest frame loses
-                self.rt.maybe_flush_stats()
+                # Answer the supervisor here too: when every slot is stranded by a dead stage,
+                # its "reclaim" is the only way out (and stop/drain must still get through).
+                self.rt.poll(0)
                 continue
             if not self.store(image, slot, seq):
                 self.rt.allocator.reclaim_slot(slot)
