@@ -94,9 +94,10 @@ def annotate(
         (tw, th), base = cv2.getTextSize(label, FONT, scale, text)
         # The tab sits above the box, or inside it when the box touches the top edge.
         top = p1[1] - th - base - 2 if p1[1] - th - base - 2 >= 0 else p1[1]
-        cv2.rectangle(image, (p1[0], top), (p1[0] + tw + 4, top + th + base + 2), color, -1)
+        left = max(0, min(p1[0], w - tw - 4))  # shifted left rather than cut at the edge
+        cv2.rectangle(image, (left, top), (left + tw + 4, top + th + base + 2), color, -1)
         ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
-        cv2.putText(image, label, (p1[0] + 2, top + th + 1), FONT, scale, ink, text, cv2.LINE_AA)
+        cv2.putText(image, label, (left + 2, top + th + 1), FONT, scale, ink, text, cv2.LINE_AA)
     if status:
         band = hud_height(w)
         cv2.rectangle(image, (0, h - band), (w, h), HUD_BG, -1)

@@ -88,6 +88,15 @@ def test_label_tab_sits_above_the_box_or_inside_at_the_top_edge():
     assert near(image, round(400 * s) + 3, 5, color_for(2), radius=1, tolerance=10)
 
 
+def test_label_tab_at_the_right_edge_is_shifted_inside():
+    image = np.full((360, 640, 3), 90, np.uint8)
+    edge = {**PERSON, "box": [740.0, 100.0, 768.0, 300.0]}
+    annotate(image, [edge], SOURCE)
+    tab = image[: round(100 * 640 / 768), 560:]
+    assert (np.abs(tab.astype(int) - color_for(0)).max(axis=2) == 0).sum() > 200
+    assert (image[:, -1] != 90).any()  # reaches the right edge
+
+
 def test_status_band_along_the_bottom():
     image = np.full((360, 640, 3), 200, np.uint8)
     text = hud_text(message([PERSON]), 12.34)
