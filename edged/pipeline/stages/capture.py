@@ -61,6 +61,10 @@ class SourceStalled(SourceError):
     """A source call did not return in time."""
 
 
+class _Drained(Exception):
+    """A drain was requested while waiting for a call that may be abandoned."""
+
+
 class Pacer:
     """Sleeps so that a file plays at its frame rate (realtime mode)."""
 
@@ -204,8 +208,11 @@ class CaptureStage:
 
     # -- blocking calls with a deadline ----------------------------------------------------------
 
-    def _wait_io(self, limit_s: float | None) -> bool:
-        """Wait for the I/O thread, answering the supervisor meanwhile; False on the deadline."""
+    def _wait_io(self, limit_s: float | None, interruptible: bool = False) -> bool:
+        """Wait for the I/O thread, answering the supervisor meanwhile; False on the deadline.
+
+        Raises StopRequested on "stop", and _Drained on a drain when ``interruptible``.
+        """
         deadline = None if limit_s is None else time.monotonic() + limit_s
         while True:
             left = WAIT_STEP_S if deadline is None else deadline - time.monotonic()
@@ -214,13 +221,18 @@ class CaptureStage:
             self.rt.poll(0)  # commands (stop, drain, reclaim), stats, parent check
             if self.rt.stopping:
                 raise StopRequested
+            if interruptible and self.rt.signalled:
+                raise _Drained
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def _call(self, job: Callable[[], Any], limit_s: float | None, stalled: str = "") -> Any:
+    def _call(
+        self, job: Callable[[], Any], limit_s: float | None, stalled: str = "",
+        interruptible: bool = False,
+    ) -> Any:  # fmt: skip
         """``job()`` on the I/O thread; :class:`SourceStalled` (``stalled``) past ``limit_s``."""
         self.io.submit(job)
-        if not self._wait_io(limit_s):
+        if not self._wait_io(limit_s, interruptible):
             raise SourceStalled(stalled or f"no answer within {limit_s:g}s")
         return self.io.result()
 
@@ -255,7 +267,13 @@ class CaptureStage:
             attempt += 1
             try:
                 source = self._call(lambda: open_configured(self.cfg), limit,
-                                    f"opening the source took over {limit:g}s")  # fmt: skip
+                                    f"opening the source took over {limit:g}s",
+                                    interruptible=True)  # fmt: skip
+            except _Drained:
+                # Stopping while a connect hangs: nothing was captured, nothing to wait for.
+                self.io.close(_close_source)
+                self.io = BlockingCall()
+                return None
             except SourceError as exc:
                 if isinstance(exc, SourceStalled) and self._release_io(_close_source):
                     with contextlib.suppress(Exception):

@@ -1,0 +1,185 @@
+"""A real network stream that dies, stalls and comes back: edged reconnects by itself.
+
+FFmpeg serves the test video as MPEG-TS over TCP on loopback, at its frame rate (``-re``), like a
+camera. Two failures, in one daemon run:
+
+1. FFmpeg is killed (the connection drops): reads fail at once, capture backs off with growing
+   delays, /readyz turns 503; FFmpeg starts again and edged reconnects.
+2. FFmpeg is frozen with SIGSTOP (the connection stays open, no byte arrives): only the stall
+   timeout notices; FFmpeg is then replaced and edged reconnects again.
+
+The reconnect time is measured from FFmpeg listening again to the first published frame captured
+after that (``pytest -s`` prints it); it includes FFmpeg's stream probing on open (~2 s here).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import VIDEO, Daemon, free_port, poll_until, require
+
+pytestmark = pytest.mark.integration
+
+READY_MAX_AGE_S = 2.0
+STALL_TIMEOUT_S = 2.0
+
+
+class StreamServer:
+    """``ffmpeg -re -stream_loop -1 -i VIDEO -c copy -f mpegts tcp://127.0.0.1:PORT?listen=1``."""
+
+    def __init__(self, video: Path, port: int, log_path: Path) -> None:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            pytest.skip("ffmpeg not installed (apt-get install ffmpeg; .ci/setup does)")
+        self.port = port
+        self.argv = [
+            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-re", "-stream_loop", "-1", "-i", str(video),
+            "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1",
+        ]  # fmt: skip
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start FFmpeg; returns the wall time once it listens (for the reconnect figure)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)  # fmt: skip
+        poll_until(self.listening, 10, "ffmpeg never listened", interval=0.02)
+        return time.time()
+
+    def listening(self) -> bool:
+        """True once the port is bound (checked without connecting: FFmpeg serves one client)."""
+        with open("/proc/net/tcp") as table:
+            return any(
+                line.split()[1].endswith(f":{self.port:04X}") and line.split()[3] == "0A"
+                for line in table.readlines()[1:]
+            )
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # abrupt, like a camera losing power or the network dropping
+            self.proc.wait(10)
+        self.proc = None
+
+
+def first_frame_captured_after(daemon: Daemon, sub, wall: float, timeout: float) -> float:
+    """Seconds from ``wall`` to the arrival of a message captured after it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = Daemon.receive(sub, timeout=max(0.05, deadline - time.monotonic()))
+        if got is not None and got[1]["timestamp"] > wall:
+            return time.time() - wall
+    raise AssertionError(daemon._with_log(f"no frame captured after {wall} within {timeout}s"))
+
+
+def retry_delays(log: str) -> list[float]:
+    return [float(x) for x in re.findall(r"retrying in ([0-9.]+)s", log)]
+
+
+@pytest.fixture
+def stream(tmp_path: Path):
+    server = StreamServer(require(VIDEO), free_port(), tmp_path / "ffmpeg.log")
+    yield server
+    server.stop()
+
+
+def test_stream_killed_then_frozen_edged_reconnects_each_time(tmp_path: Path, stream) -> None:
+    stream.start()
+    config = {
+        "http": {"ready_max_age_s": READY_MAX_AGE_S},
+        "source": {"reconnect": {"initial_backoff_s": 0.2, "max_backoff_s": 1.6, "jitter": 0.2,
+                                 "stall_timeout_s": STALL_TIMEOUT_S}},
+    }  # fmt: skip
+    with Daemon(tmp_path / "edged", "--source", f"tcp://127.0.0.1:{stream.port}",
+                config=config) as daemon:  # fmt: skip
+        daemon.wait_ready(timeout=120)
+        sub = daemon.subscriber()
+        first = daemon.metrics()
+        assert first.value("edged_source_connected") == 1
+        reconnects = first.value("edged_source_reconnects_total")
+
+        # 1. The stream dies: back off (growing delays), 503, reconnect when it is back.
+        stream.stop()
+        reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 10)
+        assert "source disconnected" in reason, reason
+        assert daemon.probe("/healthz")[0] == 200, "a lost source is not a dead daemon"
+        assert daemon.metrics().value("edged_source_connected") == 0
+        poll_until(lambda: len(retry_delays(daemon.log_text())) >= 4, 20, daemon.log_tail)
+        delays = retry_delays(daemon.log_text())
+        assert delays[3] > delays[0] * 2, f"no exponential backoff: {delays}"
+        assert max(delays) <= 1.6 * 1.2 + 0.05, delays
+        back = stream.start()
+        reconnect_killed = first_frame_captured_after(daemon, sub, back, timeout=30)
+        daemon.wait_status("/readyz", 200, timeout=10)
+        scrape = daemon.metrics()
+        assert scrape.value("edged_source_reconnects_total") == reconnects + 1
+        assert scrape.value("edged_source_connected") == 1
+
+        # 2. The stream freezes: the connection stays up, nothing arrives.
+        Daemon.drain(sub)
+        frozen_at = time.monotonic()
+        stream.signal(signal.SIGSTOP)
+        daemon.wait_for_log("source stalled", timeout=STALL_TIMEOUT_S + 10)
+        stall_detected = time.monotonic() - frozen_at
+        reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 5)
+        assert "source disconnected" in reason, reason
+        stream.signal(signal.SIGCONT)  # so that kill() below is not delayed
+        stream.stop()
+        back = stream.start()
+        reconnect_frozen = first_frame_captured_after(daemon, sub, back, timeout=30)
+        daemon.wait_status("/readyz", 200, timeout=10)
+        assert daemon.metrics().value("edged_source_reconnects_total") == reconnects + 2
+        assert daemon.ctl("status")["stages"]["capture"]["alive"]
+        assert daemon.metrics().value("edged_stage_restarts_total", stage="capture") == 0
+        assert daemon.stop() == 0
+    print(f"\nstream killed: reconnect {reconnect_killed:.2f} s from ffmpeg listening again to "
+          f"the first frame published (retry delays {delays[:5]})")  # fmt: skip
+    print(
+        f"stream frozen: stall detected after {stall_detected:.2f} s "
+        f"(stall_timeout_s {STALL_TIMEOUT_S}), reconnect {reconnect_frozen:.2f} s"
+    )
+
+
+def test_a_silent_server_is_an_open_timeout_not_a_hang(tmp_path: Path) -> None:
+    """A server that accepts and never sends: opening times out, capture retries, stop works."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        port = server.getsockname()[1]
+        config = {"source": {"reconnect": {"initial_backoff_s": 0.2, "max_backoff_s": 0.5}}}
+        with Daemon(tmp_path, "--source", f"tcp://127.0.0.1:{port}", config=config) as daemon:
+            daemon.wait_for_log("source unavailable (attempt 1)", timeout=60)
+            assert daemon.probe("/readyz")[0] == 503
+            assert daemon.probe("/healthz")[0] == 200
+            assert daemon.ctl("status")["source"]["connected"] is False
+            started = time.monotonic()
+            assert daemon.stop() == 0
+            assert time.monotonic() - started < 10, "stop waited for the blocked open"
+
+
+def test_a_steady_stream_never_counts_as_stalled(tmp_path: Path, stream) -> None:
+    """The stall timeout bounds the gap between frames, not the frame rate: a 12 fps stream with
+    a 1 s stall timeout never reconnects."""
+    stream.start()
+    config = {"source": {"reconnect": {"stall_timeout_s": 1.0}}}
+    with Daemon(tmp_path / "edged", "--source", f"tcp://127.0.0.1:{stream.port}",
+                config=config) as daemon:  # fmt: skip
+        daemon.wait_ready(timeout=120)
+        published = daemon.wait_published(1).value("edged_end_to_end_latency_seconds_count")
+        daemon.wait_published(published + 60, timeout=60)
+        assert "stalled" not in daemon.log_text()
+        assert daemon.metrics().value("edged_source_reconnects_total") == 0
+        assert daemon.stop() == 0
