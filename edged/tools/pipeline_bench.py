@@ -749,7 +749,12 @@ def synthetic_yolov8_output(
 def decode_nms_microbench(
     runs: int = 1000, scenarios: Sequence[str] = ("empty", "typical", "crowded", "dense")
 ) -> dict[str, Any]:
-    """p50/p99 of ``edged.postprocess.decoders.decode`` (decode + NMS + unletterbox) in ms."""
+    """p50/p99 of ``edged.postprocess.decoders.decode`` (decode + NMS + unletterbox) in ms.
+
+    Both wall-clock time and this thread's CPU time per call are recorded: on a shared machine
+    the wall-clock tail is mostly time spent preempted by other processes, the CPU-time tail is
+    what the code costs (the two agree on a quiet machine).
+    """
     import numpy as np
 
     from edged.postprocess.decoders import DecodeParams, OutputLayout, decode
@@ -763,11 +768,13 @@ def decode_nms_microbench(
         n = runs if scenario != "dense" else max(10, runs // 20)
         for _ in range(min(20, n)):
             detections = decode([output], OutputLayout.YOLOV8, params, (640, 640), box)
-        times = []
+        times, cpu = [], []
         for _ in range(n):
+            c0 = time.thread_time_ns()
             t0 = time.perf_counter()
             detections = decode([output], OutputLayout.YOLOV8, params, (640, 640), box)
             times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((time.thread_time_ns() - c0) / 1e6)
         best = output[0, 4:].max(axis=0)
         results[scenario] = {
             "anchors": int(output.shape[2]),
@@ -775,6 +782,7 @@ def decode_nms_microbench(
             "detections": len(detections),
             "runs": n,
             **_percentiles(times),
+            "cpu_ms": _percentiles(cpu),
         }
     return {"load": [round(x, 2) for x in os.getloadavg()], "scenarios": results}
 
@@ -1052,16 +1060,19 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     micro = record.get("decode_nms", {}).get("scenarios", {}).get("typical")
-    value = None if micro is None else micro["p99"]
-    checks.append(
-        _check(
-            "decode_nms_p99_ms[typical, 8400 anchors]",
-            f"<= {TARGET_DECODE_NMS_P99_MS}",
-            value,
-            None if value is None else value <= TARGET_DECODE_NMS_P99_MS,
-            candidates=micro and micro["candidates"],
+    for label, value in (
+        ("decode_nms_p99_ms[typical: 8400 anchors]", micro and micro["p99"]),
+        ("decode_nms_cpu_p99_ms[typical: 8400 anchors]", micro and micro["cpu_ms"]["p99"]),
+    ):
+        checks.append(
+            _check(
+                label,
+                f"<= {TARGET_DECODE_NMS_P99_MS}",
+                value,
+                None if value is None else value <= TARGET_DECODE_NMS_P99_MS,
+                candidates=micro and micro["candidates"],
+            )
         )
-    )
     return checks
 
 
@@ -1150,7 +1161,7 @@ def print_report(record: dict[str, Any]) -> None:
         table.add_row(*(escape(r.get(c, "")) for c in used))
     console.print(table)
     micro = Table(title="decode + NMS (edged.postprocess.decoders.decode), YOLOv8 1×84×8400, ms")
-    for c in ("scenario", "candidates", "detections", "p50", "p99", "max"):
+    for c in ("scenario", "candidates", "detections", "p50", "p99", "max", "CPU p50", "CPU p99"):
         micro.add_column(c, justify="left" if c == "scenario" else "right")
     for name, m in record["decode_nms"]["scenarios"].items():
         micro.add_row(
@@ -1160,6 +1171,8 @@ def print_report(record: dict[str, Any]) -> None:
             _fmt(m["p50"]),
             _fmt(m["p99"]),
             _fmt(m["max"]),
+            _fmt(m["cpu_ms"]["p50"]),
+            _fmt(m["cpu_ms"]["p99"]),
         )
     console.print(micro)
     checks = Table(title="issue 9 targets (this run)")
