@@ -122,6 +122,7 @@ class TensorWriter:
         self.layout = layout
         self.swap_rb = swap_rb
         self._scratch: np.ndarray | None = None
+        self._planes: list[np.ndarray] = []
         self._padded: dict[object, tuple] = {}
 
     def forget(self, key: object | None = None) -> None:
@@ -169,7 +170,11 @@ class TensorWriter:
         if pad:
             fill = np.float32(PAD_VALUE) * _SCALE
             _fill_border(out[0], y0, y0 + new_h, x0, x0 + new_w, fill, channel_first=True)
-        planes = _cv2().split(self._resized(image, new_w, new_h))
+        resized = self._resized(image, new_w, new_h)
+        if not self._planes or self._planes[0].shape != (new_h, new_w):
+            self._planes = [np.empty((new_h, new_w), np.uint8) for _ in range(3)]
+        # Into preallocated planes: no fresh pages (and page faults) per frame.
+        planes = _cv2().split(resized, self._planes)
         order = (2, 1, 0) if self.swap_rb else (0, 1, 2)
         for dst, src in enumerate(order):
             # Contiguous uint8 plane → float32 rows: the same arithmetic as to_nchw_float.
