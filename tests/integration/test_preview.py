@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -177,4 +178,10 @@ def test_status_json_and_snapshot(tmp_path: Path):
         code, page = daemon.get("/preview")
         assert code == 200 and b"preview.mjpg" in page
         assert daemon.get("/preview/swap")[0] == 405  # POST only
-        assert daemon.stop() == 0
+        # A viewer still watching does not hold up the shutdown.
+        viewer = urllib.request.urlopen(daemon.base_url + "/preview.mjpg", timeout=30)
+        next(mjpeg.read_parts(viewer))
+        started = time.monotonic()
+        assert daemon.stop(timeout=20) == 0
+        assert time.monotonic() - started < 10
+        viewer.close()
