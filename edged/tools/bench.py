@@ -9,8 +9,10 @@ and allocator state cannot leak into the next one's numbers.
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -23,6 +25,7 @@ import psutil
 from edged.config import OnnxRuntimeOptions
 from edged.postprocess.decoders import DecodeParams
 from edged.tools.dataset import read_image
+from edged.tools.errors import ToolError
 from edged.tools.memory import PeakMemory
 from edged.tools.provenance import environment, model_identity
 from edged.tools.runner import ModelRunner
@@ -45,6 +48,11 @@ class BenchSettings:
     graph_optimization: str = "all"
     spin_wait: bool = False
     image: str | None = None
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> BenchSettings:
+        cpus = d.get("cpus")
+        return BenchSettings(**{**d, "cpus": tuple(cpus) if cpus is not None else None})
 
     def resolved(self) -> BenchSettings:
         """Fill in the defaults from the machine, so the record says what actually ran."""
@@ -100,11 +108,9 @@ class BenchResult:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> BenchResult:
-        s = dict(d["settings"])
-        s["cpus"] = tuple(s["cpus"]) if s.get("cpus") is not None else None
         fields = {k: v for k, v in d.items() if k not in ("kind", "version")}
         fields.update(
-            settings=BenchSettings(**s),
+            settings=BenchSettings.from_dict(d["settings"]),
             infer=LatencyStats(**d["infer"]),
             end_to_end=LatencyStats(**d["end_to_end"]),
         )
@@ -216,10 +222,23 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
 def benchmark_isolated(
     model_path: str | Path, settings: BenchSettings | None = None
 ) -> BenchResult:
-    """:func:`benchmark` in a fresh spawned process (clean memory, clean thread pools)."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(benchmark, (str(model_path), settings))
+    """:func:`benchmark` in a fresh interpreter (clean memory, clean thread pools).
+
+    A subprocess rather than ``multiprocessing``: works from any caller, including scripts
+    without an ``if __name__ == "__main__"`` guard.
+    """
+    request = {"model": str(model_path), "settings": asdict(settings or BenchSettings())}
+    done = subprocess.run(
+        [sys.executable, "-m", "edged.tools.bench"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ToolError(f"benchmark of {model_path} failed: {last}")
+    return BenchResult.from_dict(json.loads(done.stdout))
 
 
 def benchmark_many(
@@ -227,3 +246,14 @@ def benchmark_many(
 ) -> list[BenchResult]:
     run = benchmark_isolated if isolate else benchmark
     return [run(p, settings) for p in model_paths]
+
+
+def _worker() -> None:
+    """``python -m edged.tools.bench``: one request (JSON on stdin) → one result (stdout)."""
+    request = json.loads(sys.stdin.read())
+    result = benchmark(request["model"], BenchSettings.from_dict(request["settings"]))
+    sys.stdout.write(json.dumps(result.to_dict()))
+
+
+if __name__ == "__main__":
+    _worker()

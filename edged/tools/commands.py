@@ -45,7 +45,8 @@ def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+    # Not a terminal (CI logs, pipes): rich would squeeze the table into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _write_outputs(args: argparse.Namespace, records: list[dict], rows: list[dict]) -> None:
@@ -102,6 +103,8 @@ def _exclusion_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_quantized(result: Any) -> None:
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     memory = (
         f", peak memory {result.peak_rss_bytes / 2**20:.0f} MiB" if result.peak_rss_bytes else ""
     )

@@ -11,13 +11,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StaticPreset:
-    method: str = "minmax"
+    method: str = "percentile"
     num_images: int = 128
     head_levels: int = 1
     percentile: float = 99.999
-    chunk: int = 4
+    chunk: int = 1
     activation_type: str = "uint8"
 
 
-# Placeholder, replaced with the measured best configuration.
+# Measured on yolov5n, calibrated on coco128, evaluated on coco-val2017-100 (FP32 mAP50-95
+# 0.340; ORT 1.32, x86-64). Δ mAP50-95 in points against FP32:
+#   head float only (level 0): minmax −2.1, entropy(32 img) −1.3, percentile −0.9
+#   + last Conv ring float (level 1): minmax −0.9, entropy −1.2, percentile −0.4
+#   level 2: minmax −0.6, percentile −0.5 (no better than level 1, and slower)
+#   percentile 99.99 instead of 99.999: −1.3; 32/64 images: −0.7/−1.3 (sample noise ≈ ±0.3)
+# Chunk size changes memory, not accuracy: peak RSS 1.0 GB (chunk 1), 1.7 GB (4), 5.3 GB (16);
+# unchunked, 128 images need > 24 GB.
 RECOMMENDED_STATIC = StaticPreset()

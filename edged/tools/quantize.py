@@ -12,6 +12,7 @@ Every output keeps the source model's metadata (``names``, ``stride``, ...), gai
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -56,6 +57,7 @@ class QuantizeResult:
     peak_rss_bytes: int | None = None
     calibration_images: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def _ort_quantization():
@@ -185,6 +187,48 @@ def _sidecar(
     return write_sidecar(output_path, record)
 
 
+def _ort_static(
+    prepared: Path,
+    quantized: Path,
+    images: Sequence[Path],
+    input_name: str,
+    input_size: tuple[int, int],
+    settings: dict[str, Any],
+    excluded: list[str],
+    progress: bool,
+    method: str,
+) -> PeakMemory:
+    """One ``quantize_static`` run (calibration included) under a peak-memory probe."""
+    q = _ort_quantization()
+    reader = LetterboxCalibrationReader(images, input_name, input_size, progress)
+    # ORT's strided loop calls collect_data per chunk: histograms absorb and drop each chunk.
+    extra_options: dict[str, Any] = {"CalibStridedMinMax": settings["chunk"]}
+    if method == "percentile":
+        extra_options["CalibPercentile"] = settings["percentile"]
+    try:
+        # ORT prints calibration chatter on stdout; keep stdout for results.
+        with PeakMemory() as memory, contextlib.redirect_stdout(io.StringIO()):
+            q.quantize_static(
+                str(prepared),
+                str(quantized),
+                reader,
+                quant_format=q.QuantFormat.QDQ,
+                per_channel=settings["per_channel"],
+                activation_type=_quant_type(settings["activation_type"]),
+                weight_type=_quant_type(settings["weight_type"]),
+                nodes_to_exclude=excluded,
+                calibrate_method={
+                    "minmax": q.CalibrationMethod.MinMax,
+                    "entropy": q.CalibrationMethod.Entropy,
+                    "percentile": q.CalibrationMethod.Percentile,
+                }[method],
+                extra_options=extra_options,
+            )
+    finally:
+        reader.close()
+    return memory
+
+
 def quantize_static(
     model_path: str | Path,
     output_path: str | Path,
@@ -226,7 +270,6 @@ def quantize_static(
         seed: seed of the calibration image sample.
         progress: show a progress bar on stderr.
     """
-    q = _ort_quantization()
     source, output = Path(model_path), Path(output_path)
     _check_paths(source, output)
     if method not in CALIBRATION_METHODS:
@@ -249,6 +292,7 @@ def quantize_static(
     }
     if method == "percentile":
         settings["percentile"] = percentile
+    warnings: list[str] = []
     source_sha, source_meta = _source_info(source)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edged-quant-") as tmp:
@@ -259,32 +303,21 @@ def quantize_static(
             model, keep_head_float, head_levels, exclude_nodes, exclude_op_types
         )
         del model
-        reader = LetterboxCalibrationReader(images, input_name, input_size, progress)
-        extra_options: dict[str, Any] = {"CalibStridedMinMax": settings["chunk"]}
-        if method == "percentile":
-            extra_options["CalibPercentile"] = percentile
         quantized = Path(tmp) / "quantized.onnx"
+        run = functools.partial(
+            _ort_static, prepared, quantized, images, input_name, input_size, settings, excluded,
+            progress,
+        )  # fmt: skip
         try:
-            # ORT prints calibration chatter on stdout; keep stdout for results.
-            with PeakMemory() as memory, contextlib.redirect_stdout(io.StringIO()):
-                q.quantize_static(
-                    str(prepared),
-                    str(quantized),
-                    reader,
-                    quant_format=q.QuantFormat.QDQ,
-                    per_channel=per_channel,
-                    activation_type=_quant_type(activation_type),
-                    weight_type=_quant_type(weight_type),
-                    nodes_to_exclude=excluded,
-                    calibrate_method={
-                        "minmax": q.CalibrationMethod.MinMax,
-                        "entropy": q.CalibrationMethod.Entropy,
-                        "percentile": q.CalibrationMethod.Percentile,
-                    }[method],
-                    extra_options=extra_options,
-                )
-        finally:
-            reader.close()
+            memory = run(method)
+        except ValueError as exc:
+            # Histogram methods fail on near-constant tensors (numpy cannot make 2048 float32
+            # bins inside their range), e.g. the score branch of an untrained model.
+            if method == "minmax" or "bins" not in str(exc):
+                raise
+            warnings.append(f"{method} calibration failed ({exc}); fell back to minmax")
+            settings.update(requested_method=method, method="minmax")
+            memory = run("minmax")
         _write_output(quantized, output, source_meta, _our_metadata(STATIC, source_sha))
     duration = round(time.perf_counter() - start, 2)
     file_list = [str(p.relative_to(Path(calib_dir))) for p in images]
@@ -307,6 +340,7 @@ def quantize_static(
             "baseline_rss_bytes": memory.baseline_rss_bytes,
             "peak_rss_exact": memory.exact,
             "duration_s": duration,
+            "warnings": warnings,
         },
     )
     return QuantizeResult(
@@ -318,6 +352,7 @@ def quantize_static(
         memory.peak_rss_bytes,
         len(images),
         settings,
+        tuple(warnings),
     )
 
 

@@ -11,14 +11,20 @@ from onnx import TensorProto, helper, numpy_helper
 NAMES = {0: "cat", 1: "dog"}
 
 
-def tiny_yolov8(path: Path, size: int = 32, seed: int = 0) -> Path:
+def tiny_yolov8(path: Path, size: int = 32, seed: int = 0, constant: float | None = None) -> Path:
     """``1×3×size×size`` → Conv 3→6 → Sigmoid → ``1×6×size²`` (YOLOv8 layout, 2 classes).
 
     Box rows come out in 0–1 (tiny boxes), so decoding is exercised without real weights.
+    ``constant``: zero weights and this bias, a constant Conv output (a dead layer).
     """
     rng = np.random.default_rng(seed)
-    weight = numpy_helper.from_array(rng.normal(size=(6, 3, 1, 1)).astype(np.float32), "w")
-    bias = numpy_helper.from_array(np.zeros(6, np.float32), "b")
+    w = rng.normal(size=(6, 3, 1, 1)).astype(np.float32)
+    b = np.zeros(6, np.float32)
+    if constant is not None:
+        w[:] = 0
+        b[:] = constant
+    weight = numpy_helper.from_array(w, "w")
+    bias = numpy_helper.from_array(b, "b")
     shape = numpy_helper.from_array(np.array([1, 6, size * size], np.int64), "shape")
     graph = helper.make_graph(
         [

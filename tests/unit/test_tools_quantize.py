@@ -22,6 +22,7 @@ from edged.tools.evaluate import EvalSettings, evaluate
 from edged.tools.provenance import sha256_file
 from edged.tools.quantize import QuantizeResult, quantize_dynamic, quantize_static
 from tests.tools.data import COCO128_IMAGES, COCO_VAL, YOLOV5N, require
+from tests.tools.models import tiny_dataset, tiny_yolov8
 
 CALIB = 4
 
@@ -117,6 +118,20 @@ def test_refusals(variants: dict[str, QuantizeResult], tmp_path: Path) -> None:
         quantize_static(YOLOV5N, tmp_path / "x.onnx", COCO128_IMAGES, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ToolError, match="not found"):
         quantize_dynamic(YOLOV5N, tmp_path / "y.onnx", exclude_nodes=["no-such-node"])
+
+
+def test_histogram_failure_on_a_constant_tensor_falls_back_to_minmax(tmp_path: Path) -> None:
+    # A dead layer (constant 1e4 output): numpy cannot bin it in float32; ORT's percentile
+    # calibrator raises, as it does on untrained YOLOv8n's score branch.
+    model = tiny_yolov8(tmp_path / "dead.onnx", constant=1e4)
+    images = tiny_dataset(tmp_path / "data").parent / "images"
+    result = quantize_static(
+        model, tmp_path / "q.onnx", images, method="percentile", num_images=2, progress=False
+    )
+    assert result.settings["method"] == "minmax"
+    assert result.settings["requested_method"] == "percentile"
+    assert result.warnings and "fell back to minmax" in result.warnings[0]
+    assert json.loads(result.sidecar_path.read_text())["warnings"] == list(result.warnings)
 
 
 def test_chunks_divide_the_calibration_set() -> None:
