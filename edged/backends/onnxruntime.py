@@ -19,15 +19,52 @@ _GRAPH_OPT = {
 }
 
 
+def allowed_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; cgroup quotas are not looked at)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - macOS/Windows
+
+
+def default_intra_op_threads(cpus: int | None = None) -> int:
+    """The thread budget when ``intra_op_threads`` is not set: one ORT thread per allowed CPU.
+
+    The other stages get no core of their own: per frame they need a few ms of CPU (video
+    decode, letterbox, decode + NMS, hand-offs), which fits in the gaps ONNX Runtime leaves
+    between and inside operators, and they block (never spin) while they wait. On the 2-core
+    dev VM one ORT thread instead of two would cap the pipeline at the single-thread inference
+    rate (YOLOv8n FP32: ~55 ms per frame instead of ~37 ms). Set ``intra_op_threads`` (or
+    ``edged run --threads``) to reserve cores, e.g. ``cpus - 1`` on a machine whose source
+    decoding is heavy.
+    """
+    return max(1, cpus if cpus is not None else allowed_cpus())
+
+
 def session_options(options: OnnxRuntimeOptions) -> ort.SessionOptions:
-    """A locked execution policy: explicit thread counts, sequential mode, no spinning."""
+    """A locked execution policy: explicit thread counts, sequential mode, no idle spinning.
+
+    - Intra-op threads: ``options.intra_op_threads`` or :func:`default_intra_op_threads`.
+    - Spinning: off by default, so that ORT's worker threads sleep while they wait and leave
+      the cores to the other stages. ``spin_wait`` lets them spin *inside* a run only (between
+      the parallel sections of one inference) and stop the moment the run returns
+      (``session.force_spinning_stop``): a frame in flight may gain a little, the wait for the
+      next frame burns nothing.
+    - Memory pattern planning off: with it ORT keeps one block sized for every activation of the
+      graph at once; without it activations come from (and go back to) the arena as the graph
+      runs. YOLOv8n 640: 24 MB less private memory in the inference stage (109 → 85 MB USS after
+      warm-up), no measurable change in latency on the dev VM.
+    """
     so = ort.SessionOptions()
     so.graph_optimization_level = _GRAPH_OPT[options.graph_optimization]
-    so.intra_op_num_threads = options.intra_op_threads or len(os.sched_getaffinity(0))
+    so.intra_op_num_threads = options.intra_op_threads or default_intra_op_threads()
     so.inter_op_num_threads = options.inter_op_threads
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
-    if not options.spin_wait:
+    so.enable_mem_pattern = False
+    if options.spin_wait:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        so.add_session_config_entry("session.force_spinning_stop", "1")
+    else:
         # Idle ORT worker threads otherwise spin for a while after each run and steal the
         # cores the other pipeline stages need.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -863,6 +863,9 @@ def run_pipeline_bench(
     try:
         for model in settings.models:
             info = model_info(model)
+            names = {m["name"] for m in record["models"]}
+            if info["name"] in names:  # same file name in two folders: keep results apart
+                info["name"] = f"{info['name']}#{len(record['models']) + 1}"
             record["models"].append(info)
             for contender in settings.contenders:
                 modes = settings.edged_modes if contender == "edged" else ("",)

@@ -1,0 +1,161 @@
+"""edged bench-pipeline without running anything heavy: checks, report, CLI, daemon config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from edged.config import parse_config
+from edged.tools import pipeline_bench as pb
+
+
+def _result(model, precision, contender, fps, mode=None, added=(1.0, 5.0), pss=300.0):
+    stats = {"p50": 10.0, "p90": 11.0, "p99": 12.0, "mean": 10.0, "max": 13.0}
+    return {
+        "model": model, "precision": precision, "contender": contender, "mode": mode,
+        "status": "ok", "frames": 100, "fps": fps, "e2e_ms": stats, "infer_ms": stats,
+        "added_ms": {**stats, "p50": added[0], "p99": added[1]}, "cpu_percent": 150.0,
+        "other_cpu_percent": 3.0, "pss_mb": pss, "processes": 7,
+    }  # fmt: skip
+
+
+def _record(results):
+    return {
+        "models": [
+            {"name": "m32", "precision": "fp32"},
+            {"name": "m8", "precision": "int8-static"},
+        ],
+        "results": results,
+        "decode_nms": {
+            "scenarios": {
+                "typical": {"candidates": 300, "p99": 0.6, "cpu_ms": {"p99": 0.5}},
+            }
+        },
+    }
+
+
+def _by_name(checks):
+    return {c["name"]: c for c in checks}
+
+
+def test_checks_are_computed_from_the_figures_of_the_run():
+    record = _record([
+        _result("m32", "fp32", "inference", 26.0),
+        _result("m32", "fp32", "ultralytics", 20.0),
+        _result("m32", "fp32", "edged", 24.0, "lossless", pss=390.0),
+        _result("m32", "fp32", "edged", 12.0, "realtime", added=(2.5, 9.0)),
+        _result("m8", "int8-static", "inference", 60.0),
+        _result("m8", "int8-static", "edged", 50.0, "lossless", added=(4.0, 20.0), pss=410.0),
+    ])  # fmt: skip
+    checks = _by_name(pb.compute_checks(record))
+    c = checks["edged_vs_inference_fps[m32]"]
+    assert c["value"] == pytest.approx(24 / 26, abs=1e-3) and c["passed"] is True
+    assert c["inputs"]["edged_fps"] == 24.0 and c["inputs"]["inference_fps"] == 26.0
+    c = checks["edged_vs_inference_fps[m8]"]
+    assert c["value"] == pytest.approx(50 / 60, abs=1e-3) and c["passed"] is False
+    # Added latency from the realtime run when there is one, else from lossless.
+    assert checks["added_latency_p50_ms[m32]"]["value"] == 2.5
+    assert checks["added_latency_p50_ms[m32]"]["inputs"]["mode"] == "realtime"
+    assert checks["added_latency_p99_ms[m32]"]["passed"] is True
+    assert checks["added_latency_p50_ms[m8]"]["inputs"]["mode"] == "lossless"
+    assert checks["added_latency_p99_ms[m8]"]["passed"] is False
+    assert checks["edged_pss_mb[m32]"]["passed"] is True
+    assert checks["edged_pss_mb[m8]"]["passed"] is False
+    c = checks["edged_fp32_vs_ultralytics_fp32_fps"]
+    assert c["value"] == pytest.approx(1.2) and c["passed"] is True
+    c = checks["edged_static_vs_ultralytics_fp32_fps"]
+    assert c["value"] == pytest.approx(2.5) and c["passed"] is True
+    assert c["inputs"]["edged_model"] == "m8" and c["inputs"]["ultralytics_model"] == "m32"
+    assert checks["decode_nms_p99_ms[typical: 8400 anchors]"]["passed"] is True
+
+
+def test_checks_without_a_contender_are_not_measured_rather_than_failed():
+    record = _record([
+        _result("m32", "fp32", "inference", 26.0),
+        {"model": "m32", "precision": "fp32", "contender": "ultralytics", "mode": None,
+         "status": "skipped", "reason": "not installed"},
+        {"model": "m32", "precision": "fp32", "contender": "edged", "mode": "lossless",
+         "status": "failed", "reason": "boom"},
+    ])  # fmt: skip
+    checks = _by_name(pb.compute_checks(record))
+    for name in ("edged_vs_inference_fps[m32]", "edged_fp32_vs_ultralytics_fp32_fps",
+                 "edged_static_vs_ultralytics_fp32_fps", "edged_pss_mb[m32]"):  # fmt: skip
+        assert checks[name]["passed"] is None and checks[name]["value"] is None
+
+
+def test_report_prints_every_contender_and_check(capsys):
+    record = _record([
+        _result("m32", "fp32", "inference", 26.0),
+        _result("m32", "fp32", "edged", 24.0, "lossless"),
+        {"model": "m8", "precision": "int8-static", "contender": "ultralytics", "mode": None,
+         "status": "skipped", "reason": "FP32 only"},
+    ])  # fmt: skip
+    record.update(
+        video={"path": "/x/v.mp4", "width": 1280, "height": 720},
+        intra_op_threads=2,
+        machine={"cpus": 2, "load_start": [1.0, 1, 1], "load_end": [1.0, 1, 1]},
+        duration_s=1.0,
+        noisy=True,
+    )
+    record["decode_nms"] = pb.decode_nms_microbench(runs=3, scenarios=("empty", "typical"))
+    record["checks"] = pb.compute_checks(record)
+    pb.print_report(record)
+    out = capsys.readouterr().out
+    assert "edged (lossless)" in out and "skipped" in out
+    assert "edged_vs_inference_fps[m32]" in out  # brackets survive rich markup
+    assert "rerun on a quiet machine" in out
+
+
+def test_synthetic_outputs_and_micro_benchmark():
+    assert pb.synthetic_yolov8_output("typical").shape == (1, 84, 8400)
+    micro = pb.decode_nms_microbench(runs=5)
+    s = micro["scenarios"]
+    assert s["empty"]["candidates"] == 0 and s["empty"]["detections"] == 0
+    assert s["typical"]["candidates"] == 300 and 0 < s["typical"]["detections"] <= 20
+    assert s["dense"]["candidates"] == 8400 and s["dense"]["detections"] == 300
+    for m in s.values():
+        assert {"p50", "p99", "max"} <= set(m) and {"p50", "p99"} <= set(m["cpu_ms"])
+    json.dumps(micro)
+
+
+def test_daemon_config_is_a_valid_edged_config(tmp_path):
+    settings = pb.PipelineBenchSettings(models=("m.onnx",), source="v.mp4", threads=2)
+    for mode, fps in (("lossless", None), ("realtime", 7.5)):
+        data = pb.daemon_config(settings, "m.onnx", mode, tmp_path, "ipc:///tmp/x.sock", fps)
+        config = parse_config(data)
+        assert config.source.mode == mode and config.source.fps == fps
+        assert config.inference.onnxruntime.intra_op_threads == 2
+        assert config.publish.wait_for_subscribers == 1 and not config.http.enabled
+        assert config.pipeline.exit_at_end
+
+
+def test_effective_threads_follows_the_backend_default():
+    from edged.backends.onnxruntime import default_intra_op_threads
+
+    assert pb.effective_threads(None) == default_intra_op_threads()
+    assert pb.effective_threads(1) == 1
+
+
+def test_cli_registration_and_user_errors(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd")
+    pb.register_pipeline_bench(sub)
+    args = parser.parse_args(["bench-pipeline", "--model", "a.onnx", "--model", "b.onnx",
+                              "--source", "v.mp4", "--threads", "2", "--frames", "30"])  # fmt: skip
+    settings = pb.settings_from_args(args)
+    assert settings.models == ("a.onnx", "b.onnx") and settings.frames == 30
+    assert settings.contenders == pb.CONTENDERS and settings.threads == 2
+    assert args.func(args) == 2  # neither file exists
+    assert "no such model file" in capsys.readouterr().err
+    out = tmp_path / "micro.json"
+    assert pb.main(["--micro-only", "--micro-runs", "3", "--out", str(out)]) == 0
+    assert "typical" in json.loads(out.read_text())["scenarios"]
+
+
+def test_percentiles():
+    stats = pb._percentiles(np.arange(101, dtype=float))
+    assert stats["p50"] == 50 and stats["p99"] == 99 and stats["max"] == 100
+    assert pb._percentiles([])["p50"] is None
