@@ -155,16 +155,25 @@ def _process_label(p: Any) -> str:
 
 def tree_pss_bytes(root: Any) -> tuple[int, int]:
     """(summed PSS, number of processes) of ``root`` and its descendants."""
+    by_process = tree_pss_by_process(root)
+    return sum(by_process.values()), len(by_process)
+
+
+def tree_pss_by_process(root: Any) -> dict[str, int]:
+    """PSS bytes of ``root`` and each descendant, by role (``infer``, ``supervisor``, ...)."""
     import psutil
 
-    total, count = 0, 0
+    found: dict[str, int] = {}
     for p in _tree(root):
         try:
-            total += p.memory_full_info().pss
-            count += 1
+            pss = p.memory_full_info().pss
         except psutil.Error:
             continue
-    return total, count
+        label = _process_label(p)
+        while label in found:  # two of a kind (e.g. an Ultralytics helper): keep both
+            label += "'"
+        found[label] = pss
+    return found
 
 
 def machine_busy_seconds() -> float:
@@ -184,6 +193,7 @@ class PssSampler:
         self.root = psutil.Process(pid)
         self.interval = interval_s
         self.samples: list[tuple[float, int, int]] = []
+        self.by_process: list[tuple[float, dict[str, int]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pss-sampler", daemon=True)
 
@@ -192,9 +202,11 @@ class PssSampler:
         return self
 
     def sample(self) -> None:
-        pss, count = tree_pss_bytes(self.root)
-        if count:
-            self.samples.append((time.monotonic(), pss, count))
+        by_process = tree_pss_by_process(self.root)
+        if by_process:
+            now = time.monotonic()
+            self.samples.append((now, sum(by_process.values()), len(by_process)))
+            self.by_process.append((now, by_process))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -210,9 +222,12 @@ class PssSampler:
         inside = [s for s in self.samples if start <= s[0] <= end] or self.samples
         if not inside:
             return {"pss_mb": None, "pss_mb_mean": None, "processes": None, "pss_samples": 0}
+        peak = max(inside, key=lambda s: s[1])
+        breakdown = next((b for t, b in self.by_process if t == peak[0]), {})
         return {
-            "pss_mb": round(max(s[1] for s in inside) / MB, 1),
+            "pss_mb": round(peak[1] / MB, 1),
             "pss_mb_mean": round(sum(s[1] for s in inside) / len(inside) / MB, 1),
+            "pss_mb_by_process": {k: round(v / MB, 1) for k, v in sorted(breakdown.items())},
             "processes": max(s[2] for s in inside),
             "pss_samples": len(inside),
         }
@@ -698,6 +713,10 @@ def run_edged(
         "exit_code": code,
     }
     result.update(sampler.in_window(times[0], times[-1]))
+    per_frame = w["window_s"] * 1000 / max(1, len(counted) - 1) / 100
+    result["cpu_ms_per_frame_by_process"] = {
+        k: round(v * per_frame, 2) for k, v in w.get("cpu_percent_by_process", {}).items()
+    }
     return result
 
 
