@@ -67,6 +67,7 @@ class PreviewTap:
         self.rate = RateMeter()
         self.last: tuple[bytes, bytes] | None = None  # (header, jpeg) sent last
         self.sent = 0
+        self.failures = 0
 
     @property
     def sockets(self) -> tuple[zmq.Socket, ...]:
@@ -88,7 +89,14 @@ class PreviewTap:
             return
         # Keep the long-run rate at preview.fps, but never bank time while nobody watched.
         self.next_due = max(self.next_due + self.interval, now)
-        image = self.snapshot(frame)
+        try:
+            image = self.snapshot(frame)
+        except Exception:  # a preview problem must never fail the frame's publishing
+            self.failures += 1
+            if self.failures in (1, 10, 100) or self.failures % 1000 == 0:
+                log.exception("preview snapshot of frame %d failed (%d so far)", frame.seq,
+                              self.failures)  # fmt: skip
+            return
         if image is not None:
             self.encoder.submit(Job(image, message, self.rate.rate(now)))
 

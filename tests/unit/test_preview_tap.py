@@ -242,3 +242,21 @@ def test_header_is_json_and_names_the_source():
     assert header["schema_version"] == 1
     assert header["source"] == {"width": W, "height": H}
     assert header["fps"] == 4.0
+
+
+def test_a_failing_snapshot_never_fails_the_frame(ring, ctx, tmp_path, monkeypatch):
+    tap = make_tap(PreviewConfig(enabled=True, fps=30), ring, ctx, tmp_path)
+    sub = subscriber(ctx, private_endpoint(tmp_path))
+    try:
+        service_until(tap, lambda: tap.watched)
+
+        def broken(frame):
+            raise ValueError("torn slot")
+
+        monkeypatch.setattr(tap, "snapshot", broken)
+        for seq in range(3):
+            tap.offer(put_frame(ring, seq), message_for(put_frame(ring, seq)), seq * 1.0)
+        assert tap.failures == 3
+    finally:
+        sub.close(0)
+        tap.close()

@@ -43,10 +43,14 @@ class PublishStage:
         if preview_cfg.enabled:
             from edged.preview.tap import PreviewTap  # cv2 drawing code only when enabled
 
-            self.preview = PreviewTap(preview_cfg, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
-                                      rt.setup.runtime_dir, self.pub)  # fmt: skip
-            for sock in (self.pub, *self.preview.sockets):
-                rt.poller.register(sock, zmq.POLLIN)  # subscriptions and JPEGs wake the loop
+            try:
+                self.preview = PreviewTap(preview_cfg, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
+                                          rt.setup.runtime_dir, self.pub)  # fmt: skip
+            except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
+                log.error("live preview disabled: %s", exc)
+            else:
+                for sock in (self.pub, *self.preview.sockets):
+                    rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
 
     @property
     def subscribers(self) -> int:
