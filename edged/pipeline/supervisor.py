@@ -308,6 +308,12 @@ class Supervisor:
             cfg.host, cfg.port, self.metrics.registry, self.health,
             lambda: self.telemetry.ready(cfg.ready_max_age_s),
         )  # fmt: skip
+        if self.config.preview.enabled:
+            from edged.preview.routes import install_preview
+
+            install_preview(self.http, self.config, self.runtime_dir, self.status,
+                            self.config.control.endpoint or self.endpoints.control)  # fmt: skip
+            log.info("live preview on http://%s:%d/preview", cfg.host, self.http.port)
         self.http.start()
         log.info("metrics on http://%s:%d/metrics", cfg.host, self.http.port)
 

@@ -36,9 +36,14 @@ def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
             if idle_timeout_s > 0 and not sock.poll(int(idle_timeout_s * 1000)):
                 print(f"no message for {idle_timeout_s:.0f}s", file=sys.stderr)
                 return 1
-            _topic, payload = sock.recv_multipart()
-            message = decode_payload(payload)
-            print(json.dumps(message) if raw else format_message(message), flush=True)
+            parts = sock.recv_multipart()
+            if parts[0].startswith(b"frames."):  # [topic, header, jpeg]: show the header only
+                header = json.loads(parts[1])
+                print(json.dumps(header) if raw else
+                      f"#{header.get('seq')} frame {len(parts[-1])} bytes JPEG", flush=True)
+            else:
+                message = decode_payload(parts[1])
+                print(json.dumps(message) if raw else format_message(message), flush=True)
             received += 1
     except KeyboardInterrupt:
         pass
