@@ -12,8 +12,9 @@ from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, require
 pytestmark = pytest.mark.integration
 
 
-def edged_shm_segments() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("edged_")}
+def edged_shm_segments(pid: int) -> set[str]:
+    """Shared-memory segments of the daemon whose supervisor has this pid."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith(f"edged_{pid}_")}
 
 
 def collect(daemon: Daemon, sub, count: int, timeout: float = 120.0) -> list[dict]:
@@ -29,7 +30,6 @@ def collect(daemon: Daemon, sub, count: int, timeout: float = 120.0) -> list[dic
 
 @pytest.mark.parametrize("fmt", ["json", "msgpack"])
 def test_lossless_run_publishes_every_frame_once(tmp_path: Path, fmt: str):
-    before = edged_shm_segments()
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless",
                 "--format", fmt, "--wait-subscribers", "1") as daemon:  # fmt: skip
         sub = daemon.subscriber()
@@ -38,6 +38,7 @@ def test_lossless_run_publishes_every_frame_once(tmp_path: Path, fmt: str):
         daemon.wait_published(VIDEO_FRAMES)
         pids = [p.pid for p in daemon.processes()]
         assert len(pids) >= 6  # supervisor + five stages
+        assert len(edged_shm_segments(daemon.pid)) == 3  # frame, tensor and output rings
         assert daemon.stop() == 0
     assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES))
     for m in messages:
@@ -48,7 +49,7 @@ def test_lossless_run_publishes_every_frame_once(tmp_path: Path, fmt: str):
             assert 0 <= box[0] <= box[2] <= 768 and 0 <= box[1] <= box[3] <= 432
     confident = {d["label"] for m in messages for d in m["detections"] if d["confidence"] > 0.5}
     assert {"person", "car"} <= confident
-    assert edged_shm_segments() - before == set()
+    assert edged_shm_segments(daemon.pid) == set()
     if fmt == "json":
         report_figures(messages)
 
@@ -70,8 +71,8 @@ def test_sigint_to_the_whole_group_drains_cleanly(tmp_path: Path):
     """Ctrl-C in a terminal hits every process; the drain still ends with exit 0, nothing left."""
     import signal
 
-    before = edged_shm_segments()
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop") as daemon:
         daemon.wait_ready()
+        assert edged_shm_segments(daemon.pid)
         assert daemon.stop(signal.SIGINT, group=True) == 0
-    assert edged_shm_segments() - before == set()
+    assert edged_shm_segments(daemon.pid) == set()
