@@ -1,0 +1,126 @@
+"""Soak: the daemon runs for a while under a realistic load without growing.
+
+60 s in CI; a longer run is the same test with more time (``-s`` prints the figures)::
+
+    EDGED_SOAK_SECONDS=3600 .venv/bin/python -m pytest -s tests/integration/test_soak.py
+
+The video loops in realtime mode while a subscriber reads every message, a second subscriber
+never reads (bounded by the publisher's high-water mark), and the status, metrics and readiness
+endpoints are polled every couple of seconds (so that a socket or connection leak there would
+show). Every edged process is sampled meanwhile: resident memory must not grow by 5% or more from
+the end of the warm-up (``EDGED_SOAK_WARMUP_SECONDS``, default 20 s) to the end, and no process
+may hold more file descriptors at the end than after the warm-up. No stage may restart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+
+from tests.daemon import VIDEO, Daemon, require
+
+pytestmark = pytest.mark.integration
+
+SOAK_S = float(os.environ.get("EDGED_SOAK_SECONDS", "60"))
+WARMUP_S = float(os.environ.get("EDGED_SOAK_WARMUP_SECONDS", "20"))
+SAMPLE_S = 2.0
+MAX_RSS_GROWTH = 0.05
+
+
+class Reader(threading.Thread):
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon=True)
+        self.sub = daemon.subscriber()
+        self.count = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                if Daemon.receive(self.sub, timeout=0.5) is not None:
+                    self.count += 1
+            except zmq.ZMQError:
+                return
+
+
+def sample(procs: dict[str, psutil.Process]) -> dict[str, tuple[int, int]]:
+    """(RSS bytes, open file descriptors) per process name."""
+    out = {}
+    for name, proc in procs.items():
+        with proc.oneshot():
+            out[name] = (proc.memory_info().rss, proc.num_fds())
+    return out
+
+
+def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
+    assert SOAK_S > WARMUP_S + 10, "EDGED_SOAK_SECONDS must leave time after the warm-up"
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "realtime",
+                config={"publish": {"send_hwm": 50}}) as daemon:  # fmt: skip
+        daemon.wait_ready()
+        status = daemon.ctl("status")
+        procs = {"supervisor": psutil.Process(daemon.pid)}
+        procs |= {name: psutil.Process(s["pid"]) for name, s in status["stages"].items()}
+        reader = Reader(daemon)
+        reader.start()
+        stuck = zmq.Context.instance().socket(zmq.SUB)  # connects, subscribes, never reads
+        stuck.setsockopt(zmq.LINGER, 0)
+        stuck.setsockopt(zmq.SUBSCRIBE, b"")
+        stuck.connect(daemon.publish_endpoint)
+
+        started = time.monotonic()
+        samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        published: list[tuple[float, float]] = []
+        try:
+            while (elapsed := time.monotonic() - started) < SOAK_S:
+                # the endpoints an operator and Prometheus would use, every couple of seconds
+                assert daemon.ctl("status")["ok"]
+                assert daemon.probe("/readyz")[0] == 200, daemon.log_tail()
+                scrape = daemon.metrics()
+                published.append((elapsed, scrape.value("edged_end_to_end_latency_seconds_count")))
+                samples.append((elapsed, sample(procs)))
+                time.sleep(SAMPLE_S)  # the sampling interval itself, not a wait for a condition
+            restarts = daemon.metrics().total("edged_stage_restarts_total")
+            received = reader.count
+        finally:
+            reader.running = False
+            stuck.close(0)
+        reader.join(5)
+        assert daemon.stop() == 0
+
+    def window(lo: float, hi: float) -> list[dict[str, tuple[int, int]]]:
+        return [s for t, s in samples if lo <= t <= hi]
+
+    warm = window(WARMUP_S - 4, WARMUP_S + 1)
+    end = window(SOAK_S - 5, SOAK_S)
+    assert warm and end, samples
+    rate = [(b - a) / (tb - ta) for (ta, a), (tb, b) in itertools.pairwise(published)]
+    lines = [f"\nsoak {SOAK_S:.0f} s (warm-up {WARMUP_S:.0f} s): {published[-1][1]:.0f} frames "
+             f"published, {statistics.mean(rate):.1f} fps (min {min(rate):.1f}), subscriber got "
+             f"{received}, {restarts:.0f} restarts"]  # fmt: skip
+    problems = []
+    growth: dict[str, float] = defaultdict(float)
+    for name in procs:
+        rss0 = max(s[name][0] for s in warm)
+        rss1 = max(s[name][0] for s in end)
+        fds0 = max(s[name][1] for s in warm)
+        fds1 = max(s[name][1] for s in end)
+        growth[name] = rss1 / rss0 - 1
+        lines.append(f"  {name:12s} RSS {rss0 / 2**20:7.1f} -> {rss1 / 2**20:7.1f} MiB "
+                     f"({growth[name]:+.2%})   fds {fds0} -> {fds1}")  # fmt: skip
+        if growth[name] >= MAX_RSS_GROWTH:
+            problems.append(f"{name} RSS grew {growth[name]:.1%}")
+        if fds1 > fds0:
+            problems.append(f"{name} file descriptors {fds0} -> {fds1}")
+    print("\n".join(lines))
+    assert restarts == 0
+    assert not problems, "\n".join([*problems, *lines])
+    assert received >= 0.95 * (published[-1][1] - published[0][1])
