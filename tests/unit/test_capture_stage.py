@@ -490,3 +490,16 @@ def test_blocking_call_refuses_a_second_call_while_busy_and_abandons_cleanly() -
     assert cleaned == ["late result"]
     with pytest.raises(RuntimeError):
         call.submit(lambda: None)
+
+
+def test_stop_during_the_grace_after_a_stall_hands_the_source_to_the_io_thread(harness) -> None:
+    hung = ScriptedSource(["frame", "block"])
+    h, _ = harness([hung])
+    h.start()
+    h.wait(lambda: any(not e["connected"] for e in h.source_events()), what="stall report")
+    assert hung.reading  # the stage now waits HANG_GRACE_S (5 s) for the read to return
+    assert h.stop() < 1.0
+    assert not hung.closed
+    hung.unblock.set()
+    poll_until(lambda: hung.closed, 5, "source never closed after its read returned")
+    assert not hung.closed_during_read

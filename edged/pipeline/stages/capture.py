@@ -433,8 +433,13 @@ class CaptureStage:
 
     def close_source(self) -> None:
         """Close the current source, never under a call still running on it."""
-        source, self.source = self.source, None
-        if source is not None and self._release_io(_close_source_of(source)):
+        source = self.source
+        if source is None:
+            return
+        # On StopRequested the source stays set, for close() to hand to the busy I/O thread.
+        idle = self._release_io(_close_source_of(source))
+        self.source = None
+        if idle:
             _close_source(source)
 
     def close(self) -> None:
