@@ -61,6 +61,7 @@ def sample(procs: dict[str, psutil.Process]) -> dict[str, tuple[int, int]]:
     return out
 
 
+@pytest.mark.timeout(SOAK_S + 240)  # the default 300 s would cut a long soak short
 def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
     assert SOAK_S > WARMUP_S + 10, "EDGED_SOAK_SECONDS must leave time after the warm-up"
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "realtime",
