@@ -8,6 +8,7 @@ message lists each problem as ``field.path: reason``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +30,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: `.inf` would silently turn a timeout or a rate limit off.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class ReconnectConfig(_Strict):
@@ -284,17 +288,42 @@ def parse_config(data: Any, source: str = "config") -> EdgedConfig:
         raise ConfigError(errors_from_validation(exc), source) from None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML with only ``true``/``false`` as booleans.
+
+    YAML 1.1 also reads ``on``/``off``/``yes``/``no`` as booleans, which turns a key like
+    ``on:`` into ``True`` and makes its error unreadable; as values those words still work
+    (pydantic accepts them for boolean fields).
+    """
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def load_config(path: str | Path | None) -> EdgedConfig:
     """Read and validate a YAML config file; ``None`` gives the defaults."""
     if path is None:
         return EdgedConfig()
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("(file)", f"cannot read: {exc.strerror}")], str(p)) from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text (byte {exc.start}); is this a YAML file?"
+        raise ConfigError([("(file)", reason)], str(p)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no tags run
+    except RecursionError:
+        raise ConfigError([("(file)", "YAML nested too deeply")], str(p)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

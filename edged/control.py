@@ -37,6 +37,8 @@ def parse_request(raw: bytes) -> Request:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"request is not valid JSON: {exc}") from None
+    except (RecursionError, ValueError):  # absurd nesting or a 5000-digit number
+        raise ProtocolError("request is not valid JSON: too deeply nested or too large") from None
     if not isinstance(data, dict):
         raise ProtocolError("request must be a JSON object")
     version = data.get("version")

@@ -97,8 +97,11 @@ def find_manifest(reference: str, models_dir: Path) -> Path:
 
 def ensure_inside(path: Path, root: Path) -> Path:
     """``path`` with symlinks resolved, if it lies inside ``root``; else :class:`ModelError`."""
-    resolved = path.resolve()
-    root_resolved = root.resolve()
+    try:
+        resolved = path.resolve()
+        root_resolved = root.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loop, NUL byte, ...
+        raise ModelError(f"{path}: cannot be resolved ({exc})") from None
     if resolved != root_resolved and root_resolved not in resolved.parents:
         raise ModelError(
             f"{path} resolves to {resolved}, outside the model directory {root_resolved}; "
@@ -132,7 +135,8 @@ def resolve_variant(
         raise ModelError(f"variant {variant!r} file {resolved} does not exist")
     labels = manifest.labels
     if labels not in ("auto", "coco80"):
-        labels = str((manifest_path.parent / labels).resolve())
+        # A labels file is read and published: confined like the model files.
+        labels = str(_inside_any(manifest_path.parent / labels, (models_dir, *allowed_roots)))
     return ResolvedVariant(
         manifest.name, variant, spec.backend, resolved, spec.precision, labels,
         manifest.output_format, manifest_path,

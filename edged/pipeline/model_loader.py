@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from edged.backends import Backend, BackendError, load_backend
 from edged.config import InferenceConfig
 from edged.labels import COCO80, labels_from_metadata, load_labels
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import ModelDescriptor
+from edged.pipeline.ring import aligned
 from edged.postprocess.decoders import OutputLayout, UnsupportedLayoutError, detect_layout
 
 
@@ -63,13 +66,38 @@ def describe(resolved: ResolvedVariant, backend: Backend, generation: int) -> Mo
     )
 
 
+def check_fits(backend: Backend, max_input_bytes: int, max_output_bytes: int) -> None:
+    """Refuse a model whose tensors would not fit the shared-memory ring slots."""
+    if backend.input.nbytes > max_input_bytes:
+        raise BackendError(
+            f"input {backend.input.width}x{backend.input.height} needs {backend.input.nbytes} "
+            f"bytes per tensor; the tensor ring holds {max_input_bytes} (inputs up to 1280x1280)"
+        )
+    if all(d > 0 for shape in backend.output_shapes for d in shape):
+        needed = sum(aligned(int(np.prod(shape)) * 4) for shape in backend.output_shapes)
+        if needed > max_output_bytes:
+            raise BackendError(
+                f"outputs need {needed / 2**20:.1f} MiB per frame, more than "
+                f"pipeline.max_output_mb ({max_output_bytes / 2**20:.1f} MiB); raise it"
+            )
+
+
 def load_model(
-    resolved: ResolvedVariant, inference: InferenceConfig, warmup_runs: int, generation: int
+    resolved: ResolvedVariant,
+    inference: InferenceConfig,
+    warmup_runs: int,
+    generation: int,
+    limits: tuple[int, int] | None = None,
 ) -> tuple[Backend, ModelDescriptor]:
-    """Load + warm up + describe; on any failure nothing stays loaded."""
+    """Load + warm up + describe (+ check it fits ``limits``: input, output bytes).
+
+    On any failure nothing stays loaded.
+    """
     options = inference.onnxruntime if resolved.backend == "onnxruntime" else inference.hailo
     backend = load_backend(resolved.backend, Path(resolved.path), options, warmup_runs)
     try:
+        if limits is not None:
+            check_fits(backend, *limits)
         return backend, describe(resolved, backend, generation)
     except BackendError:
         backend.close()

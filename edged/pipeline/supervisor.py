@@ -520,13 +520,17 @@ class Supervisor:
             except ProtocolError as exc:
                 self._reply(identity, error_reply(str(exc)))
                 continue
-            if request.command == "status":
-                self._reply(identity, reply(True, **self.status()))
-            elif request.command == "swap":
-                assert request.variant is not None
-                self.swap(request.variant, identity)
-            elif request.command == "reload":
-                self.reload(identity)
+            try:
+                if request.command == "status":
+                    self._reply(identity, reply(True, **self.status()))
+                elif request.command == "swap":
+                    assert request.variant is not None
+                    self.swap(request.variant, identity)
+                elif request.command == "reload":
+                    self.reload(identity)
+            except Exception as exc:  # one bad request must never take the daemon down
+                log.exception("control request %s failed", request.command)
+                self._reply(identity, error_reply(f"internal error: {exc}"))
 
     def _reply(self, identity: bytes | None, body: bytes) -> None:
         if identity is None or self.control is None:

@@ -53,8 +53,10 @@ class InferenceStage:
         self.outputs = rt.rings[OUTPUTS]
         self.frames = rt.rings[FRAMES]
         self.generation = 0
+        self.limits = (self.tensors.spec.slot_bytes, self.outputs.spec.slot_bytes)
         self.backend, self.model = load_model(
-            resolved, self.config.inference, self.config.model.warmup_runs, self.generation
+            resolved, self.config.inference, self.config.model.warmup_runs, self.generation,
+            self.limits,
         )
         self.pending: PendingSwap | None = None
         self.last_seq = -1
@@ -78,7 +80,7 @@ class InferenceStage:
         try:
             pending.backend, pending.model = load_model(
                 pending.resolved, self.config.inference, self.config.model.warmup_runs,
-                self.generation + 1,
+                self.generation + 1, self.limits,
             )  # fmt: skip
         except BackendError as exc:
             pending.error = str(exc)
