@@ -30,7 +30,7 @@ from edged.backends import BackendError
 from edged.config import EdgedConfig, InferenceConfig
 from edged.models import resolve_single_file
 from edged.pipeline.model_loader import load_model
-from tests.daemon import REPO_ROOT, VIDEO, YOLOV5N, Daemon, poll_until, require
+from tests.daemon import REPO_ROOT, VIDEO, YOLOV5N, Daemon, require
 
 pytestmark = pytest.mark.integration
 
@@ -173,22 +173,21 @@ def test_edged_run_refuses_a_bad_model_in_one_line_and_leaves_nothing(tmp_path, 
     assert own_segments(daemon.pid) == set()
 
 
-@pytest.mark.xfail(strict=False, reason="edged/pipeline/stages/inference.py (or model_loader): "
-                   "a model whose outputs exceed pipeline.max_output_mb, or whose input is larger "
-                   "than supervisor.MAX_INPUT_SIDE (1280), loads and then fails every frame (an "
-                   "error line per frame, a traceback per frame from preprocess) instead of being "
-                   "refused at load")  # fmt: skip
-@pytest.mark.parametrize("shape", ["output-34MB", "input-1344"])
-def test_a_model_too_big_for_the_rings_is_refused_at_start(tmp_path: Path, shape: str) -> None:
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [("output-34MB", "more than pipeline.max_output_mb"), ("input-1344", "the tensor ring holds")],
+)
+def test_a_model_too_big_for_the_rings_is_refused_at_start(tmp_path, shape, reason) -> None:
+    """Used to load and then fail every frame (an error line, or a traceback, per frame)."""
     if shape == "output-34MB":
         path = tiny_model(tmp_path / "big.onnx", [1, 3, 64, 64], [1, 100_000, 85])
     else:
         path = tiny_model(tmp_path / "big.onnx", [1, 3, 1344, 1344], [1, 100, 85])
-    with Daemon(tmp_path / "d", "--source", "synthetic:", model=path) as daemon:
-        poll_until(lambda: not daemon.running or "failed" in daemon.log_text(), 60,
-                   daemon.log_tail)  # fmt: skip
-        assert not daemon.running, "loaded and failing every frame instead of refusing it"
-        assert "cannot start:" in daemon.log_text()
+    code, log, daemon = run_until_exit(tmp_path / "d", path)
+    assert code != 0 and "Traceback" not in log
+    lines = [line for line in log.splitlines() if "cannot start:" in line]
+    assert len(lines) == 1 and reason in lines[0], log
+    assert own_segments(daemon.pid) == set()
 
 
 # -- frames -------------------------------------------------------------------------------------

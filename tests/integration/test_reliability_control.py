@@ -159,18 +159,12 @@ def test_messages_that_are_no_request_are_ignored(daemon: Daemon) -> None:
     assert daemon.running and daemon.metrics().total("edged_stage_restarts_total") == 0
 
 
-@pytest.mark.xfail(strict=False, reason="edged/control.py parse_request lets RecursionError "
-                   "(deeply nested JSON) and ValueError (>4300-digit integers) escape, and "
-                   "edged/pipeline/supervisor.py _handle_control catches only ProtocolError: "
-                   "one such request kills the supervisor")  # fmt: skip
 @pytest.mark.parametrize("payload", [b"[" * 50_000, b'{"version": ' + b"9" * 5000 + b"}"],
                          ids=["nested-json", "huge-integer"])  # fmt: skip
 def test_pathological_json_does_not_kill_the_daemon(daemon: Daemon, payload: bytes) -> None:
-    """Runs last in the module: when the bug is there, it breaks the shared daemon.
-
-    (The supervisor then does not even exit: multiprocessing's exit handler joins the stage
-    processes, which wait for their parent to go away. /healthz keeps answering 200.)
-    """
+    """Runs last in the module: these once killed the supervisor (RecursionError / ValueError
+    escaping parse_request), and it then did not even exit: multiprocessing's exit handler
+    joined the stage processes, which wait for their parent to go away."""
     if not daemon.running:
         pytest.fail("the daemon is already dead")
     reply = ask(daemon.control_endpoint, payload, timeout_ms=5000)

@@ -145,7 +145,8 @@ def test_an_unknown_key_is_named_with_its_path(section: tuple[str, ...], key: An
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     errors = dict(check_error(info.value))
-    # pydantic names a bool key by its int value (True -> 1): see the xfail test below
+    # pydantic names a bool key by its int value (True -> 1); from YAML only true/false
+    # are booleans (see test_a_yaml_boolean_key_is_named_as_written)
     shown = str(int(key)) if isinstance(key, bool) else str(key)
     expected = ".".join([*section, shown]) if section or shown else "(root)"
     assert expected in errors, (expected, errors)
@@ -215,11 +216,6 @@ def test_any_yaml_file_is_a_config_or_a_clear_error(tmp_path: Path, text: str) -
     assert isinstance(config, EdgedConfig)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/config.py load_config: a non-UTF-8 file raises "
-    "UnicodeDecodeError (a traceback from `edged config check`), not ConfigError",
-)
 def test_a_binary_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00source: {}\n\xc3\x28")
@@ -228,11 +224,6 @@ def test_a_binary_file_is_a_clear_error(tmp_path: Path) -> None:
     check_error(info.value)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/config.py load_config: deeply nested YAML makes "
-    "PyYAML's composer raise RecursionError (a traceback), not ConfigError",
-)
 def test_deeply_nested_yaml_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text("[" * 5000 + "]" * 5000)
@@ -241,11 +232,6 @@ def test_deeply_nested_yaml_is_a_clear_error(tmp_path: Path) -> None:
     check_error(info.value)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/config.py: float fields accept inf (e.g. "
-    "http.ready_max_age_s: .inf turns /readyz off, source.fps: 1e400)",
-)
 @pytest.mark.parametrize("section, field", [("http", "ready_max_age_s"), ("source", "fps"),
                                             ("pipeline", "restart_window_s")])  # fmt: skip
 def test_infinite_numbers_are_refused(section: str, field: str) -> None:
@@ -253,12 +239,6 @@ def test_infinite_numbers_are_refused(section: str, field: str) -> None:
         parse_config({section: {field: math.inf}})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/config.py errors_from_validation: a YAML 1.1 "
-    "boolean key (on/off/yes/no) is reported as 'source.1: Keys should be "
-    "strings' instead of naming 'source.on' and saying to quote it",
-)
 def test_a_yaml_boolean_key_is_named_as_written(tmp_path: Path) -> None:
     path = tmp_path / "on.yaml"
     path.write_text("source:\n  on: true\n")

@@ -111,10 +111,6 @@ def test_any_text_is_a_request_or_a_protocol_error(text: str) -> None:
         pytest.param(b'{"version": ' + b"1" * 5000 + b"}", id="5000-digit-integer"),
     ],
 )
-@pytest.mark.xfail(strict=False, reason="edged/control.py parse_request: json.loads raises "
-                   "RecursionError / ValueError (int digit limit) that are not ProtocolError; "
-                   "the supervisor's _handle_control only catches ProtocolError, so one such "
-                   "request kills the daemon")  # fmt: skip
 def test_pathological_json_is_a_protocol_error(raw: bytes) -> None:
     with pytest.raises(ProtocolError):
         parse_request(raw)

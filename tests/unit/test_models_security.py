@@ -119,13 +119,6 @@ def test_the_error_names_the_path_and_the_directory(tree) -> None:
     assert str(tree["models"]) in message
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/models.py ensure_inside: Path.resolve() raises "
-    "RuntimeError on a symlink loop and ValueError on a NUL byte; neither is a "
-    "ModelError, so Supervisor.swap (which catches ModelError) lets it kill the "
-    "main loop. Catch (OSError, RuntimeError, ValueError) and raise ModelError",
-)
 @pytest.mark.parametrize("case", ["symlink-loop", "nul-byte"])
 def test_unresolvable_paths_are_a_model_error(tree, case: str) -> None:  # fmt: skip
     models = tree["models"]
@@ -189,12 +182,6 @@ def test_swapping_needs_a_manifest(tree) -> None:
         resolve_from_config(config, "static")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="edged/models.py resolve_variant: a manifest's 'labels' "
-    "file is resolved without ensure_inside, so a swap can read any file (its "
-    "lines are then published as class names); confine it like variant paths",
-)
 def test_a_labels_file_outside_the_model_directory_is_refused(tree) -> None:
     models = tree["models"]
     (tree["outside"] / "labels.txt").write_text("a\nb\n")
