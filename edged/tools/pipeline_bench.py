@@ -85,6 +85,9 @@ class PipelineBenchSettings:
     realtime_frames: int = 240  # timed frames of the realtime run
     ultralytics: str = "fp32"  # run Ultralytics on: fp32 models, all models, none
     spin_wait: bool = False  # the daemon's inference.onnxruntime.spin_wait
+    # Experiment: niceness added to the daemon's processes other than the inference stage
+    # once frames flow (0: leave them alone).
+    renice_others: int = 0
     sample_interval_s: float = 1.0  # PSS sampling period
     timeout_s: float = 900.0  # per contender
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
@@ -659,6 +662,8 @@ def run_edged(
                     continue
                 _topic, payload = sub.recv_multipart()
                 now = time.monotonic()
+                if len(messages) == 0 and settings.renice_others:
+                    _renice_all_but_infer(root, settings.renice_others)
                 if len(messages) == warmup:
                     window.begin()
                 messages.append(json.loads(payload))
@@ -718,6 +723,17 @@ def run_edged(
         k: round(v * per_frame, 2) for k, v in w.get("cpu_percent_by_process", {}).items()
     }
     return result
+
+
+def _renice_all_but_infer(root: Any, increment: int) -> None:
+    import psutil
+
+    for p in _tree(root):
+        if _process_label(p) in ("infer", "resource_tracker"):
+            continue
+        with contextlib.suppress(psutil.Error):
+            for thread in p.threads():  # niceness is per thread on Linux
+                os.setpriority(os.PRIO_PROCESS, thread.id, p.nice() + increment)
 
 
 # -- decode + NMS micro-benchmark ----------------------------------------------------------------
@@ -1278,6 +1294,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="let ORT threads spin-wait (inference.onnxruntime.spin_wait)",
     )
     p.add_argument(
+        "--renice-others",
+        type=int,
+        default=0,
+        metavar="N",
+        help="experiment: add N to the niceness of the daemon's processes other than the "
+        "inference stage once frames flow",
+    )
+    p.add_argument(
         "--micro-runs",
         type=int,
         default=1000,
@@ -1304,6 +1328,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
         realtime_frames=args.realtime_frames,
         ultralytics=args.ultralytics,
         spin_wait=args.spin,
+        renice_others=args.renice_others,
         timeout_s=args.timeout,
         micro_runs=args.micro_runs,
     )
