@@ -99,7 +99,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         from edged.pipeline.supervisor import pipeline_mode
 
-        pipeline_mode(config)
+        pipeline_mode(config, args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

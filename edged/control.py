@@ -42,7 +42,7 @@ def parse_request(raw: bytes) -> Request:
     if not isinstance(data, dict):
         raise ProtocolError("request must be a JSON object")
     version = data.get("version")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1 in Python
         raise ProtocolError(f"unsupported protocol version {version!r} (expected 1)")
     command = data.get("command")
     if command not in COMMANDS:

@@ -132,7 +132,7 @@ class PendingReply:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-def pipeline_mode(config: EdgedConfig) -> tuple[bool, str]:
+def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, str]:
     """(lossless, effective mode) from the configured mode and the source kind."""
     kind = source_kind(config.source.uri)
     mode = config.source.mode
@@ -140,7 +140,7 @@ def pipeline_mode(config: EdgedConfig) -> tuple[bool, str]:
         mode = "realtime" if kind == "file" else "live"
     if mode == "lossless" and kind != "file":
         raise ConfigError(
-            [("source.mode", f"lossless needs a file source; {kind} sources are live")]
+            [("source.mode", f"lossless needs a file source; {kind} sources are live")], source
         )
     return mode == "lossless", mode
 
@@ -355,12 +355,22 @@ class Supervisor:
         """Start, serve until told to stop, drain, clean up; returns the exit status."""
         self._install_signals()
         try:
-            self.start()
-        except (StartupError, ModelError, OSError, zmq.ZMQError) as exc:
-            log.error("cannot start: %s", exc)
+            try:
+                self.start()
+            except (StartupError, ModelError, OSError, zmq.ZMQError) as exc:
+                log.error("cannot start: %s", exc)
+                self.exit_code = 1
+                return self.exit_code
+            self._serve()
+        except Exception:
+            # Never hang on a bug: log it, stop the stages, exit non-zero (systemd restarts us).
+            log.exception("supervisor failed")
             self.exit_code = 1
+        finally:
             self.shutdown()
-            return self.exit_code
+        return self.exit_code
+
+    def _serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.events, zmq.POLLIN)
         assert self.control is not None
@@ -377,18 +387,16 @@ class Supervisor:
             self._check_pending_swap()
             self._notify_systemd()
             if self._check_processes():
-                break
+                return
             if self._drain_requested and self._draining_since is None:
                 self._begin_drain()
             if self._draining_since is not None and (
                 time.monotonic() - self._draining_since > DRAIN_TIMEOUT_S
             ):
                 log.warning("drain did not finish within %.0fs; stopping now", DRAIN_TIMEOUT_S)
-                break
+                return
             if self._drained:
-                break
-        self.shutdown()
-        return self.exit_code
+                return
 
     _drained = False
     _source_finished = False
@@ -466,6 +474,8 @@ class Supervisor:
             self._send(RING_OWNER[ring], Command("reclaim", {"ring": ring}))
 
     def _send(self, stage: str, command: Command) -> None:
+        if getattr(self, "events", None) is None or self.events.closed:
+            return
         with contextlib.suppress(zmq.ZMQError):
             self.events.send_multipart((stage.encode(), dumps(command)), zmq.NOBLOCK)
 
@@ -639,7 +649,7 @@ class Supervisor:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            pipeline_mode(new)
+            pipeline_mode(new, str(self.config_path))
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
             self._reply(identity, error_reply(str(exc)))

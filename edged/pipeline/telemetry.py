@@ -106,6 +106,10 @@ class Telemetry:
         s = self.state
         if s.model is None:
             return False, "model not loaded"
+        if s.source and not s.source_connected and not s.ended:
+            # Capture says the source is gone: not ready now, not ready_max_age_s later.
+            error = f": {s.source_error}" if s.source_error else ""
+            return False, f"source disconnected{error}"
         if s.last_published_at is None:
             error = s.source_error
             return False, "no frame published yet" + (f" (source: {error})" if error else "")

@@ -8,6 +8,9 @@ from edged.sources.base import FrameSource, SourceError, SourceInfo
 __all__ = ["FrameSource", "SourceError", "SourceInfo", "open_source", "source_kind"]
 
 
+OPEN_TIMEOUT_S = 10.0  # connecting to a stream; a dead camera is retried with backoff
+
+
 def source_kind(uri: str) -> str:
     """``synthetic``, ``picamera2``, ``file``, ``stream`` or ``v4l2``."""
     if uri.startswith("synthetic:"):
@@ -35,4 +38,7 @@ def open_source(config: SourceConfig) -> FrameSource:
         return Picamera2Source(int(index), config.width, config.height, config.fps)
     from edged.sources.opencv import OpenCVSource
 
-    return OpenCVSource(config.uri, config.width, config.height, config.fps)
+    return OpenCVSource(
+        config.uri, config.width, config.height, config.fps,
+        open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=config.reconnect.stall_timeout_s,
+    )  # fmt: skip

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 CalibrationMethodName = Literal["minmax", "entropy", "percentile"]
 CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
-QUANT_TYPES: tuple[str, ...] = ("uint8", "int8")
 STATIC, DYNAMIC = "int8-static", "int8-dynamic"
 
 
@@ -99,8 +98,9 @@ def _exclusions(
     missing = [n for n in exclude_nodes if n not in names]
     if missing:
         raise ToolError(
-            f"nodes not found in the (pre-processed) graph: {', '.join(missing)}; "
-            "node names are listed by e.g. `python -m onnx.tools.net_drawer` or Netron"
+            f"nodes not found in the (pre-processed) graph: {', '.join(missing)} "
+            "(ORT's pre-processing folds constants and fuses some nodes; --no-preprocess keeps "
+            "the original names, which Netron shows)"
         )
     excluded: dict[str, None] = {}
     info: dict[str, Any] = {}

@@ -86,7 +86,7 @@ class ScriptedSource:
 
 
 class Opener:
-    """Replaces capture.open_configured: hands out scripted sources, or raises for ``None``."""
+    """Replaces capture.open_source: hands out scripted sources, or raises for ``None``."""
 
     def __init__(self, sources: list[ScriptedSource | None]) -> None:
         self.sources = list(sources)
@@ -216,7 +216,7 @@ def harness(monkeypatch: pytest.MonkeyPatch):
 
     def make(sources: list[ScriptedSource | None], **kwargs: Any) -> tuple[Harness, Opener]:
         opener = Opener(sources)
-        monkeypatch.setattr(capture, "open_configured", opener)
+        monkeypatch.setattr(capture, "open_source", opener)
         h = Harness(short / f"h{len(made)}", **kwargs)
         made.append(h)
         return h, opener

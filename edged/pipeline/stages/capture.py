@@ -37,7 +37,7 @@ import numpy as np
 from edged.config import ReconnectConfig, SourceConfig
 from edged.pipeline.messages import CAPTURE, Frame
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
-from edged.sources import FrameSource, SourceError, open_source, source_kind
+from edged.sources import FrameSource, SourceError, open_source
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +173,6 @@ class BlockingCall:
                 return
 
 
-def open_configured(cfg: SourceConfig) -> FrameSource:
-    """Open the configured source, OpenCV ones with their read timeout set to the stall timeout."""
-    if source_kind(cfg.uri) in ("file", "stream", "v4l2"):
-        from edged.sources.opencv import OpenCVSource
-
-        return OpenCVSource(
-            cfg.uri, cfg.width, cfg.height, cfg.fps,
-            open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=cfg.reconnect.stall_timeout_s,
-        )  # fmt: skip
-    return open_source(cfg)
-
-
 class CaptureStage:
     def __init__(self, rt: StageRuntime, source_cfg: SourceConfig) -> None:
         self.rt = rt
@@ -266,7 +254,7 @@ class CaptureStage:
         while not self.rt.stopping and not self.rt.signalled:
             attempt += 1
             try:
-                source = self._call(lambda: open_configured(self.cfg), limit,
+                source = self._call(lambda: open_source(self.cfg), limit,
                                     f"opening the source took over {limit:g}s",
                                     interruptible=True)  # fmt: skip
             except _Drained:

@@ -55,7 +55,10 @@ class InferenceStage:
         self.generation = 0
         self.limits = (self.tensors.spec.slot_bytes, self.outputs.spec.slot_bytes)
         self.backend, self.model = load_model(
-            resolved, self.config.inference, self.config.model.warmup_runs, self.generation,
+            resolved,
+            self.config.inference,
+            self.config.model.warmup_runs,
+            self.generation,
             self.limits,
         )
         self.pending: PendingSwap | None = None
