@@ -95,6 +95,7 @@ class BenchResult:
     preprocess_ms: float
     postprocess_ms: float
     latencies_ms: list[float]
+    frame_latencies_ms: list[float]
     load_s: float
     peak_rss_bytes: int
     cpu_percent: float
@@ -201,7 +202,7 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     after = system_state()
     infer_ms = [round(1000 * x, 4) for x in inf]
-    e2e_ms = [1000 * (a + b + c) for a, b, c in zip(pre, inf, post, strict=True)]
+    e2e_ms = [round(1000 * (a + b + c), 4) for a, b, c in zip(pre, inf, post, strict=True)]
     return BenchResult(
         identity=model_identity(model_path),
         settings=s,
@@ -210,6 +211,7 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
         preprocess_ms=round(1000 * float(np.mean(pre)), 3),
         postprocess_ms=round(1000 * float(np.mean(post)), 3),
         latencies_ms=infer_ms,
+        frame_latencies_ms=e2e_ms,
         load_s=round(load_s, 3),
         peak_rss_bytes=memory.peak_rss_bytes,
         cpu_percent=round(100 * cpu_s / wall, 1),
@@ -241,11 +243,41 @@ def benchmark_isolated(
     return BenchResult.from_dict(json.loads(done.stdout))
 
 
+def merge_rounds(rounds: Sequence[BenchResult]) -> BenchResult:
+    """One result from several rounds of the same model: all timed runs pooled."""
+    first, last = rounds[0], rounds[-1]
+    latencies = [x for r in rounds for x in r.latencies_ms]
+    frames = [x for r in rounds for x in r.frame_latencies_ms]
+    return replace(
+        first,
+        settings=replace(first.settings, runs=len(latencies)),
+        infer=LatencyStats.of(latencies),
+        end_to_end=LatencyStats.of(frames),
+        preprocess_ms=round(float(np.mean([r.preprocess_ms for r in rounds])), 3),
+        postprocess_ms=round(float(np.mean([r.postprocess_ms for r in rounds])), 3),
+        latencies_ms=latencies,
+        frame_latencies_ms=frames,
+        peak_rss_bytes=max(r.peak_rss_bytes for r in rounds),
+        cpu_percent=round(float(np.mean([r.cpu_percent for r in rounds])), 1),
+        system_after=last.system_after,
+        warnings=sorted({w for r in rounds for w in r.warnings}),
+    )
+
+
 def benchmark_many(
-    model_paths: Sequence[str | Path], settings: BenchSettings | None = None, isolate: bool = True
+    model_paths: Sequence[str | Path],
+    settings: BenchSettings | None = None,
+    isolate: bool = True,
+    rounds: int = 1,
 ) -> list[BenchResult]:
+    """Each model in turn; with ``rounds`` > 1 the list is repeated round-robin and each
+    model's runs pooled, so a load change on a shared machine hits every model alike."""
     run = benchmark_isolated if isolate else benchmark
-    return [run(p, settings) for p in model_paths]
+    per_model: list[list[BenchResult]] = [[] for _ in model_paths]
+    for _ in range(max(1, rounds)):
+        for results, path in zip(per_model, model_paths, strict=True):
+            results.append(run(path, settings))
+    return [merge_rounds(r) if len(r) > 1 else r[0] for r in per_model]
 
 
 def _worker() -> None:

@@ -193,7 +193,7 @@ def run_bench(args: argparse.Namespace) -> int:
     for model in args.models:
         if not Path(model).is_file():
             raise ToolError(f"{model}: no such model file")
-    results = benchmark_many(args.models, settings, isolate=args.isolate)
+    results = benchmark_many(args.models, settings, isolate=args.isolate, rounds=args.rounds)
     rows = [r.summary_row() for r in results]
     _print_table(rows, "edged bench — inference latency (ms), warm-up excluded")
     for warning in sorted({w for r in results for w in r.warnings}):
@@ -387,7 +387,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
     )
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
-    p.add_argument("--runs", type=int, default=100, help="timed runs")
+    p.add_argument("--runs", type=int, default=100, help="timed runs (per round)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the model list round-robin this many times and pool the runs "
+        "(fairer comparisons on a machine whose load changes)",
+    )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
     p.add_argument("--spin", action="store_true", help="let ORT threads spin-wait")

@@ -54,6 +54,7 @@ def bench_result(precision: str, warnings: tuple[str, ...] = ()) -> BenchResult:
         preprocess_ms=3.0,
         postprocess_ms=2.0,
         latencies_ms=runs,
+        frame_latencies_ms=[r + 5 for r in runs],
         load_s=0.2,
         peak_rss_bytes=int((150 + latency) * 2**20),
         cpu_percent=190.0,

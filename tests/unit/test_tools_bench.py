@@ -53,6 +53,16 @@ def test_json_and_csv_round_trip(tiny: Path, tmp_path: Path) -> None:
     assert {"model", "p50_ms", "p99_ms", "fps", "peak_rss_mib", "cpu_percent"} <= set(rows[0])
 
 
+def test_rounds_pool_the_runs_of_each_model(tiny: Path, tmp_path: Path) -> None:
+    other = tiny_yolov8(tmp_path / "other.onnx", seed=1)
+    settings = BenchSettings(warmup=1, runs=4)
+    results = benchmark_many([tiny, other], settings, isolate=False, rounds=3)
+    assert [r.identity["name"] for r in results] == ["tiny", "other"]
+    for r in results:
+        assert r.settings.runs == 12 == len(r.latencies_ms) == len(r.frame_latencies_ms)
+        assert r.infer == LatencyStats.of(r.latencies_ms)
+
+
 def test_latency_stats_by_hand() -> None:
     s = LatencyStats.of([10.0] * 98 + [20.0, 30.0])
     assert (s.p50, s.max, s.min) == (10.0, 30.0, 10.0)
