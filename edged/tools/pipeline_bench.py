@@ -672,8 +672,10 @@ def run_edged(
                     window.end()
                     stopped = True
                     proc.send_signal(signal.SIGTERM)  # drain; frames after these are ignored
-            if not stopped and len(messages) > warmup:
-                window.end()
+                elif not stopped and len(messages) > warmup and now - window.stop >= 0.25:
+                    # Which message is the last one is known only once the daemon has exited
+                    # (and its CPU times are gone): keep the window's end up to date.
+                    window.end()
         finally:
             sub.close(0)
             try:
