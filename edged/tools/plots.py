@@ -29,10 +29,18 @@ def label(identity: dict[str, str]) -> str:
     return name if precision in name else f"{name} ({precision})"
 
 
+def bench_labels(benches: Sequence[BenchResult]) -> list[str]:
+    """Model labels, with the thread count when the results mix thread counts."""
+    mixed = len({b.settings.intra_op_threads for b in benches}) > 1
+    return [
+        label(b.identity) + (f" @{b.settings.intra_op_threads}t" if mixed else "") for b in benches
+    ]
+
+
 def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
     fig, ax = _figure()
-    for b in benches:
-        ax.plot(range(1, len(b.latencies_ms) + 1), b.latencies_ms, lw=1, label=label(b.identity))
+    for b, name in zip(benches, bench_labels(benches), strict=True):
+        ax.plot(range(1, len(b.latencies_ms) + 1), b.latencies_ms, lw=1, label=name)
     ax.set(xlabel="timed run", ylabel="inference latency (ms)", title="Latency per inference")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -43,7 +51,7 @@ def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
 
 def memory(benches: Sequence[BenchResult], path: Path) -> Path:
     fig, ax = _figure()
-    labels = [label(b.identity) for b in benches]
+    labels = bench_labels(benches)
     values = [b.peak_rss_bytes / 2**20 for b in benches]
     bars = ax.barh(labels, values, color="tab:purple")
     ax.bar_label(bars, fmt="%.0f MiB", fontsize="small")

@@ -31,9 +31,19 @@ def _sort_key(identity: dict[str, str]) -> tuple[str, int, str]:
     return (identity["source_sha256"], _ORDER.get(identity["precision"], 9), identity["name"])
 
 
-def _baselines(results: Sequence[EvalResult | BenchResult]) -> dict[str, Any]:
-    """FP32 result per source model hash."""
-    return {r.identity["sha256"]: r for r in results if r.identity["precision"] == "fp32"}
+def _threads(result: EvalResult | BenchResult) -> int | None:
+    return result.settings.intra_op_threads
+
+
+def _baselines(results: Sequence[EvalResult | BenchResult]) -> dict[tuple, Any]:
+    """FP32 result per (model hash, thread count): speed-ups compare equal thread counts."""
+    return {
+        (r.identity["sha256"], _threads(r)): r for r in results if r.identity["precision"] == "fp32"
+    }
+
+
+def _baseline_of(base: dict[tuple, Any], r: EvalResult | BenchResult) -> Any:
+    return base.get((r.identity["source_sha256"], _threads(r)))
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -50,7 +60,8 @@ def _signed(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def accuracy_table(evals: Sequence[EvalResult]) -> list[str]:
-    base = _baselines(evals)
+    # Accuracy does not depend on threads: any FP32 evaluation of the source will do.
+    base = {k[0]: v for k, v in _baselines(evals).items()}
     rows = []
     for e in sorted(evals, key=lambda r: _sort_key(r.identity)):
         m, ref = e.metrics, base.get(e.identity["source_sha256"])
@@ -83,8 +94,8 @@ def accuracy_table(evals: Sequence[EvalResult]) -> list[str]:
 def speed_table(benches: Sequence[BenchResult]) -> list[str]:
     base = _baselines(benches)
     rows = []
-    for b in sorted(benches, key=lambda r: _sort_key(r.identity)):
-        i, ref = b.infer, base.get(b.identity["source_sha256"])
+    for b in sorted(benches, key=lambda r: (_threads(r) or 0, *_sort_key(r.identity))):
+        i, ref = b.infer, _baseline_of(base, b)
         speedup = "—" if ref is None else f"{ref.infer.p50 / i.p50:.2f}×"
         rows.append(
             [
@@ -144,6 +155,12 @@ def _policy(benches: Sequence[BenchResult]) -> list[str]:
             f"{','.join(map(str, cpus or ()))}, {warmup} warm-up + {runs} timed runs, "
             f"graph optimisation `{opt}`, spin-wait {'on' if spin else 'off'}"
         )
+    loads = [
+        b.system_before["load_average"][0] for b in benches if b.system_before.get("load_average")
+    ]
+    if loads:
+        # A shared machine's other work inflates latencies; say how busy it was.
+        lines.append(f"- 1-minute load average before the runs: {min(loads):.2f}–{max(loads):.2f}")
     first = benches[0].system_before
     machine = [
         f"- CPU: {first.get('cpu_model')}" + (f" ({first['board']})" if first.get("board") else "")
@@ -205,11 +222,12 @@ def generate_report(
         warnings = sorted({w for b in benches for w in b.warnings})
         if warnings:
             lines += ["**Warnings**", "", *(f"- {w}" for w in warnings), ""]
-    by_sha = {b.identity["sha256"]: b for b in benches}
+    bench_labels = dict(zip(map(id, benches), plots.bench_labels(benches), strict=True))
     points = [
-        (plots.label(e.identity), by_sha[e.identity["sha256"]].infer.p50, e.metrics.map50_95)
+        (bench_labels[id(b)], b.infer.p50, e.metrics.map50_95)
         for e in evals
-        if e.identity["sha256"] in by_sha
+        for b in benches
+        if b.identity["sha256"] == e.identity["sha256"]
     ]
     if points:
         made.append(plots.accuracy_vs_latency(points, out / "accuracy_vs_latency.png"))

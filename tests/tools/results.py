@@ -41,14 +41,14 @@ def eval_result(precision: str) -> EvalResult:
     )
 
 
-def bench_result(precision: str, warnings: tuple[str, ...] = ()) -> BenchResult:
-    latency = VARIANTS[precision][3]
+def bench_result(precision: str, warnings: tuple[str, ...] = (), threads: int = 2) -> BenchResult:
+    latency = VARIANTS[precision][3] * 2 / threads
     runs = list(latency + np.random.default_rng(1).normal(0, 1, 50))
     system = {"cpu_model": "Test CPU", "governors": {"cpu0": "performance"},
               "temperature_c": {"thermal_zone0:cpu": 55.0}}  # fmt: skip
     return BenchResult(
         identity=identity(precision),
-        settings=BenchSettings(intra_op_threads=2, cpus=(0, 1), warmup=10, runs=50),
+        settings=BenchSettings(intra_op_threads=threads, cpus=(0, 1), warmup=10, runs=50),
         infer=LatencyStats.of(runs),
         end_to_end=LatencyStats.of([r + 5 for r in runs]),
         preprocess_ms=3.0,

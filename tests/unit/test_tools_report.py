@@ -52,3 +52,11 @@ def test_eval_only_and_empty(tmp_path: Path) -> None:
     assert "## Speed" not in report.markdown_path.read_text()
     with pytest.raises(ToolError, match="nothing to report"):
         generate_report([], [], tmp_path)
+
+
+def test_speed_ups_compare_equal_thread_counts(tmp_path: Path) -> None:
+    benches = [bench_result(p, threads=t) for t in (1, 2) for p in ("fp32", "int8-static")]
+    md = generate_report([eval_result("fp32")], benches, tmp_path).markdown_path.read_text()
+    static_rows = [row for row in md.splitlines() if row.startswith("| yolov5n-int8-static |")]
+    # 40/25 ms at 2 threads and 80/50 ms at 1 thread: 1.6× both times, never 80/25.
+    assert len(static_rows) == 2 and all("| 1.60× |" in row for row in static_rows)
