@@ -169,7 +169,7 @@ class Supervisor:
         self.metrics = metrics or Metrics()
         self.telemetry = Telemetry(self.metrics)
         self.notifier = notifier or SystemdNotifier()
-        self.lossless, self.mode = pipeline_mode(config)
+        self.lossless, self.mode = pipeline_mode(config, str(config_path or "command line"))
         self.runtime_dir = Path(config.runtime.runtime_dir or default_runtime_dir())
         self.endpoints = Endpoints(self.runtime_dir)
         self.ctx = zmq.Context.instance()
@@ -179,6 +179,7 @@ class Supervisor:
         self.ring_specs: dict[str, RingSpec] = {}
         self.pending: PendingReply | None = None
         self.restarts: dict[str, RestartPolicy] = {}
+        self._hailo_reader: Any = None
         self.started_at = time.monotonic()
         self.exit_code = 0
         self._drain_requested = False
@@ -328,9 +329,14 @@ class Supervisor:
         model = self.telemetry.state.model
         if model is None or model.backend != "hailo":
             return None  # never import HailoRT in the supervisor of a CPU-only daemon
-        from edged.backends.hailo import hailo_temperature_celsius
+        if self._hailo_reader is None:
+            from edged.backends.hailo import HailoTemperatureReader
 
-        return hailo_temperature_celsius(self.config.inference.hailo.device_id)
+            # A Hailo variant is serving, so the device exists: no /dev/hailo* probe first.
+            self._hailo_reader = HailoTemperatureReader(
+                self.config.inference.hailo.device_id, device_nodes=lambda: ["serving"]
+            )
+        return self._hailo_reader.read()
 
     def health(self) -> tuple[bool, str]:
         dead = [name for name, p in self.processes.items() if not p.is_alive()]

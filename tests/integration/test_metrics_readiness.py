@@ -67,7 +67,7 @@ def test_readyz_503_while_the_stream_is_down_and_200_when_it_is_back(tmp_path: P
 
             stream.stop()
             reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 15)
-            assert "no frame published" in reason and "source disconnected" in reason, reason
+            assert "source disconnected" in reason, reason
             assert daemon.probe("/healthz")[0] == 200, "a stalled source is not a dead daemon"
             assert daemon.metrics().value("edged_source_connected") == 0
 
