@@ -234,11 +234,20 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register_commands", None)
         if register is not None:
             register(sub)
+    try:
+        from edged.tools.pipeline_bench import register_pipeline_bench
+    except ImportError as exc:
+        log.debug("bench-pipeline unavailable: %s", exc)
+    else:
+        register_pipeline_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "pipeline"]:  # `edged bench pipeline` = `edged bench-pipeline`
+        argv = ["bench-pipeline", *argv[2:]]
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
