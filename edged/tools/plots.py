@@ -13,15 +13,16 @@ from edged.tools.evaluate import EvalResult
 CDF_MIN_CONFIDENCE = 0.05
 
 
-def _figure(width: float = 7.0, height: float = 4.0):
+def _figure(width: float = 7.0, height: float = 4.0, columns: int = 1):
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - exercised only without the extra
         from edged.tools.errors import ToolError
 
         raise ToolError("edged report needs matplotlib: pip install 'edged[tools]'") from None
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    return fig, fig.add_subplot()
+    fig = Figure(figsize=(width * columns**0.5, height), dpi=110, layout="constrained")
+    axes = fig.subplots(1, columns, sharey=True, squeeze=False)[0]
+    return fig, axes if columns > 1 else axes[0]
 
 
 def label(identity: dict[str, str]) -> str:
@@ -37,14 +38,35 @@ def bench_labels(benches: Sequence[BenchResult]) -> list[str]:
     ]
 
 
+def _colors(count: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
 def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
-    fig, ax = _figure()
-    for b, name in zip(benches, bench_labels(benches), strict=True):
-        ax.plot(range(1, len(b.latencies_ms) + 1), b.latencies_ms, lw=1, label=name)
-    ax.set(xlabel="timed run", ylabel="inference latency (ms)", title="Latency per inference")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    """One panel per thread count; log scale when the models are an order of magnitude apart."""
+    threads = sorted({b.settings.intra_op_threads or 0 for b in benches})
+    fig, axes = _figure(columns=len(threads))
+    axes = list(axes) if len(threads) > 1 else [axes]
+    names = sorted({label(b.identity) for b in benches})
+    color = dict(zip(names, _colors(len(names)), strict=True))
+    for ax, t in zip(axes, threads, strict=True):
+        for b in (b for b in benches if (b.settings.intra_op_threads or 0) == t):
+            name = label(b.identity)
+            runs = range(1, len(b.latencies_ms) + 1)
+            ax.plot(runs, b.latencies_ms, lw=1, label=name, color=color[name])
+        ax.set(xlabel="timed run", title=f"{t} thread{'s' if t != 1 else ''}")
+        ax.grid(alpha=0.3)
+    spread = max(b.infer.p50 for b in benches) / max(min(b.infer.p50 for b in benches), 1e-9)
+    if spread > 8:
+        axes[0].set_yscale("log")
+    else:
+        axes[0].set_ylim(bottom=0)
+    axes[0].set_ylabel("inference latency (ms)")
+    axes[-1].legend(fontsize="small")
+    fig.suptitle("Latency per inference")
     fig.savefig(path)
     return path
 
@@ -57,6 +79,7 @@ def memory(benches: Sequence[BenchResult], path: Path) -> Path:
     ax.bar_label(bars, fmt="%.0f MiB", fontsize="small")
     ax.set(xlabel="peak RSS (MiB)", title="Memory while benchmarking (whole process)")
     ax.invert_yaxis()
+    ax.margins(x=0.15)  # room for the bar labels
     fig.savefig(path)
     return path
 
@@ -79,17 +102,20 @@ def confidence_cdf(evals: Sequence[EvalResult], path: Path) -> Path:
     return path
 
 
-def accuracy_vs_latency(points: Sequence[tuple[str, float, float]], path: Path) -> Path:
-    """``points``: (label, p50 latency ms, mAP50-95)."""
+def accuracy_vs_latency(points: Sequence[tuple[str, int | None, float, float]], path: Path) -> Path:
+    """``points``: (model label, threads, p50 latency ms, mAP50-95); one marker per thread count."""
     fig, ax = _figure()
-    for name, latency, accuracy in points:
-        ax.scatter(latency, accuracy, s=40)
-        ax.annotate(
-            name, (latency, accuracy), textcoords="offset points", xytext=(5, 5), fontsize="small"
-        )
+    names = sorted({p[0] for p in points})
+    color = dict(zip(names, _colors(len(names)), strict=True))
+    thread_counts = sorted({p[1] or 0 for p in points})
+    marker = dict(zip(thread_counts, "os^Dv<>", strict=False))
+    for name, threads, latency, accuracy in points:
+        suffix = f" @{threads}t" if len(thread_counts) > 1 else ""
+        ax.scatter(latency, accuracy, s=50, color=color[name], marker=marker.get(threads or 0, "o"),
+                   label=name + suffix)  # fmt: skip
     ax.set(xlabel="p50 inference latency (ms)", ylabel="mAP50-95", title="Accuracy vs latency")
-    # Room on the right for the labels of the slowest points.
-    ax.set_xlim(0, 1.35 * max(p[1] for p in points))
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     fig.savefig(path)
     return path

@@ -222,9 +222,8 @@ def generate_report(
         warnings = sorted({w for b in benches for w in b.warnings})
         if warnings:
             lines += ["**Warnings**", "", *(f"- {w}" for w in warnings), ""]
-    bench_labels = dict(zip(map(id, benches), plots.bench_labels(benches), strict=True))
     points = [
-        (bench_labels[id(b)], b.infer.p50, e.metrics.map50_95)
+        (plots.label(e.identity), b.settings.intra_op_threads, b.infer.p50, e.metrics.map50_95)
         for e in evals
         for b in benches
         if b.identity["sha256"] == e.identity["sha256"]
