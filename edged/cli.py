@@ -20,49 +20,42 @@ log = logging.getLogger("edged")
 _PLUGGABLE = ("edged.tools", "edged.service", "edged.doctor")
 
 
+# `edged run` flag (argparse dest) → dotted config field it overrides.
+RUN_FLAG_FIELDS: dict[str, str] = {
+    "source": "source.uri",
+    "mode": "source.mode",
+    "variant": "model.variant",
+    "labels": "model.labels",
+    "models_dir": "model.models_dir",
+    "threads": "inference.onnxruntime.intra_op_threads",
+    "conf": "postprocess.conf_threshold",
+    "publish": "publish.endpoint",
+    "format": "publish.format",
+    "wait_subscribers": "publish.wait_for_subscribers",
+    "http_port": "http.port",
+    "http_host": "http.host",
+    "camera_id": "camera_id",
+    "runtime_dir": "runtime.runtime_dir",
+    "log_level": "runtime.log_level",
+}
+
+
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line flags of ``edged run`` as dotted config overrides."""
-    overrides: dict[str, Any] = {}
-    if args.source is not None:
-        overrides["source.uri"] = args.source
-    if args.mode is not None:
-        overrides["source.mode"] = args.mode
+    overrides: dict[str, Any] = {
+        field: getattr(args, dest)
+        for dest, field in RUN_FLAG_FIELDS.items()
+        if getattr(args, dest) is not None
+    }
     if args.loop:
         overrides["source.loop"] = True
-    if args.model is not None:
-        overrides["model.path"] = args.model
-        overrides["model.manifest"] = None
-    if args.manifest is not None:
-        overrides["model.manifest"] = args.manifest
-        overrides["model.path"] = None
-    if args.variant is not None:
-        overrides["model.variant"] = args.variant
-    if args.labels is not None:
-        overrides["model.labels"] = args.labels
-    if args.models_dir is not None:
-        overrides["model.models_dir"] = args.models_dir
-    if args.threads is not None:
-        overrides["inference.onnxruntime.intra_op_threads"] = args.threads
-    if args.conf is not None:
-        overrides["postprocess.conf_threshold"] = args.conf
-    if args.publish is not None:
-        overrides["publish.endpoint"] = args.publish
-    if args.format is not None:
-        overrides["publish.format"] = args.format
-    if args.wait_subscribers is not None:
-        overrides["publish.wait_for_subscribers"] = args.wait_subscribers
-    if args.http_port is not None:
-        overrides["http.port"] = args.http_port
-    if args.http_host is not None:
-        overrides["http.host"] = args.http_host
-    if args.camera_id is not None:
-        overrides["camera_id"] = args.camera_id
-    if args.runtime_dir is not None:
-        overrides["runtime.runtime_dir"] = args.runtime_dir
     if args.exit_at_end:
         overrides["pipeline.exit_at_end"] = True
-    if args.log_level is not None:
-        overrides["runtime.log_level"] = args.log_level
+    # --model and --manifest each replace the other (a config allows only one).
+    if args.model is not None:
+        overrides.update({"model.path": args.model, "model.manifest": None})
+    if args.manifest is not None:
+        overrides.update({"model.manifest": args.manifest, "model.path": None})
     return overrides
 
 
