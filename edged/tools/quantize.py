@@ -74,14 +74,29 @@ def _quant_type(name: str):
         raise ToolError(f"unknown quantization type {name!r} (use uint8 or int8)") from None
 
 
+def _has_sympy() -> bool:
+    try:
+        import sympy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _preprocess(source: Path, destination: Path, enabled: bool) -> Path:
-    """ORT's quantization pre-processing: symbolic shape inference + graph optimisation."""
+    """ORT's quantization pre-processing: shape inference + graph optimisation.
+
+    Its symbolic shape inference needs sympy, which onnxruntime no longer depends on; edged's
+    models have static shapes, so ONNX's own shape inference is enough without it.
+    """
     if not enabled:
         return source
     q = _ort_quantization()
+    skip_symbolic = not _has_sympy()
     try:
-        q.quant_pre_process(str(source), str(destination))
+        q.quant_pre_process(str(source), str(destination), skip_symbolic_shape=skip_symbolic)
     except Exception as exc:  # symbolic shape inference fails on some exotic graphs
+        if skip_symbolic:
+            raise
         log.warning("pre-processing failed (%s); retrying without symbolic shape inference", exc)
         q.quant_pre_process(str(source), str(destination), skip_symbolic_shape=True)
     return destination

@@ -7,6 +7,7 @@ A fast configuration (4 calibration images) keeps this to seconds; the full figu
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import onnx
@@ -132,6 +133,15 @@ def test_histogram_failure_on_a_constant_tensor_falls_back_to_minmax(tmp_path: P
     assert result.settings["requested_method"] == "percentile"
     assert result.warnings and "fell back to minmax" in result.warnings[0]
     assert json.loads(result.sidecar_path.read_text())["warnings"] == list(result.warnings)
+
+
+def test_pre_processing_works_without_sympy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # onnxruntime does not depend on sympy; its symbolic shape inference is then skipped.
+    monkeypatch.setitem(sys.modules, "sympy", None)
+    result = quantize_dynamic(require(YOLOV5N), tmp_path / "d.onnx")
+    assert OnnxRuntimeBackend(result.output_path, OnnxRuntimeOptions()).precision == "int8-dynamic"
 
 
 def test_chunks_divide_the_calibration_set() -> None:
