@@ -296,22 +296,25 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
         "--method",
         choices=("minmax", "entropy", "percentile"),
         default=preset.method,
-        help="calibration method",
+        help="calibration method (default %(default)s)",
     )
     s.add_argument(
         "--num-images",
         type=int,
         default=preset.num_images,
-        help="calibration images (seeded sample)",
+        help="calibration images, a seeded sample (default %(default)s)",
     )
     s.add_argument(
-        "--percentile", type=float, default=preset.percentile, help="for --method percentile"
+        "--percentile",
+        type=float,
+        default=preset.percentile,
+        help="for --method percentile (default %(default)s)",
     )
     s.add_argument(
         "--chunk",
         type=int,
         default=preset.chunk,
-        help="images per calibration chunk (bounds memory)",
+        help="images per calibration chunk; bounds memory (default %(default)s)",
     )
     s.add_argument("--activation-type", choices=("uint8", "int8"), default=preset.activation_type)
     s.add_argument("--weight-type", choices=("uint8", "int8"), default="int8")
@@ -348,10 +351,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("models", nargs="+", help="ONNX models (side by side)")
     p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
-    p.add_argument("--split", default="val", help="data.yaml split (default val)")
-    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="detections per image")
+    p.add_argument("--split", default="val", help="data.yaml split (default %(default)s)")
+    p.add_argument(
+        "--conf", type=float, default=0.001, help="confidence threshold (default %(default)s)"
+    )
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default %(default)s)")
+    p.add_argument(
+        "--max-det", type=int, default=300, help="detections per image (default %(default)s)"
+    )
     p.add_argument(
         "--single-label",
         dest="multi_label",
@@ -379,21 +386,27 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="intra-op threads (default: number of pinned CPUs)",
     )
-    p.add_argument("--inter-threads", type=int, default=1, help="inter-op threads")
+    p.add_argument(
+        "--inter-threads", type=int, default=1, help="inter-op threads (default %(default)s)"
+    )
     p.add_argument(
         "--cpus",
         type=_cpu_list,
         default=None,
         help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
     )
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first")
-    p.add_argument("--runs", type=int, default=100, help="timed runs (per round)")
+    p.add_argument(
+        "--warmup", type=int, default=10, help="untimed runs first (default %(default)s)"
+    )
+    p.add_argument(
+        "--runs", type=int, default=100, help="timed runs per round (default %(default)s)"
+    )
     p.add_argument(
         "--rounds",
         type=int,
         default=1,
-        help="repeat the model list round-robin this many times and pool the runs "
-        "(fairer comparisons on a machine whose load changes)",
+        help="repeat the model list round-robin this many times and pool the runs: fairer "
+        "comparisons on a machine whose load changes (default %(default)s)",
     )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
