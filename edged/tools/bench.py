@@ -56,7 +56,10 @@ class BenchSettings:
 
     def resolved(self) -> BenchSettings:
         """Fill in the defaults from the machine, so the record says what actually ran."""
-        cpus = self.cpus or tuple(sorted(_allowed_cpus()))
+        allowed = _allowed_cpus()
+        cpus = self.cpus or tuple(sorted(allowed))
+        if not set(cpus) <= allowed:
+            raise ToolError(f"CPUs {sorted(set(cpus) - allowed)} are not available to this process")
         threads = self.intra_op_threads or len(cpus)
         return replace(self, cpus=tuple(cpus), intra_op_threads=threads)
 

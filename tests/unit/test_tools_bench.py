@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edged.tools.bench import BenchSettings, LatencyStats, benchmark, benchmark_many
+from edged.tools.errors import ToolError
 from edged.tools.results import load_results, write_csv, write_json
 from tests.tools.models import tiny_yolov8
 
@@ -73,3 +74,5 @@ def test_latency_stats_by_hand() -> None:
 def test_bad_settings(tiny: Path) -> None:
     with pytest.raises(ValueError, match="runs"):
         benchmark(tiny, BenchSettings(runs=0))
+    with pytest.raises(ToolError, match="not available"):
+        benchmark(tiny, BenchSettings(cpus=(4096,)))
