@@ -90,6 +90,10 @@ class PipelineBenchSettings:
     renice_others: int = 0
     sample_interval_s: float = 1.0  # PSS sampling period
     timeout_s: float = 900.0  # per contender
+    # Shared machine: before each contender wait (up to this long) for a 2 s stretch in which
+    # the machine was busy less than quiet_percent of one CPU. 0: start at once.
+    quiet_wait_s: float = 0.0
+    quiet_percent: float = 15.0
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
 
 
@@ -918,14 +922,11 @@ def run_pipeline_bench(
                         record["results"].append({**entry, "status": "skipped", "reason": skip})
                         continue
                     say(f"{info['name']} ({info['precision']}): {contender} {mode}".rstrip())
-                    record["results"].append(
-                        {
-                            **entry,
-                            **_run_one(
-                                contender, mode, info, settings, threads, video, record, workdir
-                            ),
-                        }
+                    waited = wait_for_quiet(settings.quiet_wait_s, settings.quiet_percent)
+                    outcome = _run_one(
+                        contender, mode, info, settings, threads, video, record, workdir
                     )
+                    record["results"].append({**entry, **outcome, "quiet_wait_s": waited})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     record["machine"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -935,6 +936,21 @@ def run_pipeline_bench(
     )
     record["checks"] = compute_checks(record)
     return record
+
+
+def wait_for_quiet(max_wait_s: float, percent: float, step_s: float = 2.0) -> float | None:
+    """Wait until the machine was busy < ``percent`` % (of one CPU) for ``step_s``; seconds
+    waited, or None when it never got that quiet within ``max_wait_s`` (0: do not wait)."""
+    if max_wait_s <= 0:
+        return 0.0
+    start = time.monotonic()
+    while True:
+        busy0 = machine_busy_seconds()
+        time.sleep(step_s)
+        if 100 * (machine_busy_seconds() - busy0) / step_s < percent:
+            return round(time.monotonic() - start, 1)
+        if time.monotonic() - start >= max_wait_s:
+            return None
 
 
 def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings) -> str | None:
@@ -1315,6 +1331,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="only the decode + NMS micro-benchmark (no model or video needed)",
     )
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per contender")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="shared machine: before each contender wait up to S seconds for 2 quiet seconds "
+        "(machine busy < --quiet-percent of one CPU)",
+    )
+    p.add_argument("--quiet-percent", type=float, default=15.0, help=argparse.SUPPRESS)
 
 
 def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
@@ -1332,6 +1357,8 @@ def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
         spin_wait=args.spin,
         renice_others=args.renice_others,
         timeout_s=args.timeout,
+        quiet_wait_s=args.quiet_wait,
+        quiet_percent=args.quiet_percent,
         micro_runs=args.micro_runs,
     )
 

@@ -172,7 +172,6 @@ class InferenceStage:
             return
         self.outputs.mark(slot, frame.seq)
         end = time.monotonic()
-        self.rt.release(frame, TENSORS)
         self.last_seq = frame.seq
         self.rt.send_frame(
             replace(
@@ -184,6 +183,7 @@ class InferenceStage:
                 timings=frame.timed(INFER, start, end),
             )
         )
+        self.rt.release(frame, TENSORS)  # after the frame is on its way: off its critical path
         self.rt.count("ok")
 
     def idle(self) -> None:
