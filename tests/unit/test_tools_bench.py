@@ -29,7 +29,8 @@ def test_result_schema(tiny: Path) -> None:
     assert len(r.latencies_ms) == 7
     i = r.infer
     assert 0 < i.min <= i.p50 <= i.p90 <= i.p95 <= i.p99 <= i.max
-    assert i.fps == pytest.approx(1000 / i.mean, rel=0.01)
+    # mean is rounded to 3 decimals (±0.0005 ms): a relative error that matters for tiny models
+    assert i.fps == pytest.approx(1000 / i.mean, rel=max(0.01, 0.0006 / i.mean))
     assert r.end_to_end.p50 >= i.p50
     assert r.peak_rss_bytes > 0 and r.cpu_percent >= 0 and r.load_s > 0  # CPU%: 10 ms ticks
     assert r.identity["precision"] == "fp32" and len(r.identity["sha256"]) == 64
