@@ -312,3 +312,43 @@ class StageRuntime:
             self.maybe_flush_stats()
             if self._stop or not self.parent_alive():
                 raise StopRequested
+
+    def slot_for(self, frame: Frame) -> int | None:
+        """A slot of this stage's ring for ``frame``, or ``None`` when there is nothing to do:
+        end-of-stream markers are forwarded, and a frame with no slot (live mode) is dropped."""
+        if frame.end_of_stream:
+            self.send_frame(frame)
+            return None
+        slot = self.acquire_slot(frame.seq, block=self.lossless)
+        if slot is None:
+            self.drop(frame)
+        return slot
+
+    def serve(
+        self,
+        process: Callable[[Frame], None],
+        *,
+        latest_only: bool,
+        after_frames: Callable[[], None] | None = None,
+        timeout_ms: Callable[[], int] = lambda: 200,
+    ) -> None:
+        """The stage loop: wait for frames, (skip to the newest), process each until stopped.
+
+        A frame whose processing fails is logged, counted as an error and its slots freed;
+        the stage carries on with the next one.
+        """
+        try:
+            while not self.stopping:
+                frames = self.poll(timeout_ms())
+                for frame in self.select_frames(frames) if latest_only else frames:
+                    try:
+                        process(frame)
+                    except StopRequested:
+                        raise
+                    except Exception:
+                        log.exception("%s failed for frame %d", self.stage, frame.seq)
+                        self.drop(frame, "error")
+                if after_frames is not None:
+                    after_frames()
+        except StopRequested:
+            pass

@@ -25,7 +25,6 @@ from edged.pipeline.runtime import (
     TENSORS,
     StageRuntime,
     StageSetup,
-    StopRequested,
 )
 from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_tag
 
@@ -153,12 +152,8 @@ class InferenceStage:
 
     def process(self, frame: Frame) -> None:
         self.maybe_switch()
-        if frame.end_of_stream:
-            self.rt.send_frame(frame)
-            return
-        slot = self.rt.acquire_slot(frame.seq, block=self.rt.lossless)
+        slot = self.rt.slot_for(frame)
         if slot is None:
-            self.rt.drop(frame)
             return
         start = time.monotonic()
         model = self.model
@@ -206,13 +201,9 @@ def run(setup: StageSetup) -> None:
         return
     rt.send_event("ready", model=stage.model)
     try:
-        while not rt.stopping:
-            frames = rt.select_frames(rt.poll(50 if stage.pending else 200))
-            stage.idle()
-            for frame in frames:
-                stage.process(frame)
-    except StopRequested:
-        pass
+        # Poll faster while a swap loads, so the switch happens soon after it is ready.
+        rt.serve(stage.process, latest_only=True, after_frames=stage.idle,
+                 timeout_ms=lambda: 50 if stage.pending else 200)  # fmt: skip
     finally:
         stage.close()
         rt.close()

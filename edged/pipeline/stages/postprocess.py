@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from edged.config import PostprocessConfig
 from edged.pipeline.messages import POSTPROCESS, Frame
-from edged.pipeline.runtime import OUTPUTS, StageRuntime, StageSetup, StopRequested
+from edged.pipeline.runtime import OUTPUTS, StageRuntime, StageSetup
 from edged.postprocess.decoders import DecodeParams, OutputLayout, decode
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,8 @@ def run(setup: StageSetup) -> None:
     rt.install_signal_handlers()
     stage = PostprocessStage(rt)
     try:
-        while not rt.stopping:
-            # Lossless even in live mode: decoding is cheap next to inference, and skipping a
-            # frame here would throw away an inference already paid for.
-            for frame in rt.poll(200):
-                try:
-                    stage.process(frame)
-                except Exception:
-                    log.exception("postprocess failed for frame %d", frame.seq)
-                    rt.drop(frame, "error")
-    except StopRequested:
-        pass
+        # Lossless even in live mode: decoding is cheap next to inference, and skipping a
+        # frame here would throw away an inference already paid for.
+        rt.serve(stage.process, latest_only=False)
     finally:
         rt.close()

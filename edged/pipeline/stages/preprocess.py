@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor
-from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime, StageSetup, StopRequested
+from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime, StageSetup
 from edged.preprocess import Letterbox, TensorWriter
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,8 @@ class PreprocessStage:
             log.info("input tensor now %s for %s", tensor_tag(self.model), self.model.key)
 
     def process(self, frame: Frame) -> None:
-        if frame.end_of_stream:
-            self.rt.send_frame(frame)
-            return
-        slot = self.rt.acquire_slot(frame.seq, block=self.rt.lossless)
+        slot = self.rt.slot_for(frame)
         if slot is None:
-            self.rt.drop(frame)
             return
         start = time.monotonic()
         model = self.model
@@ -98,16 +94,6 @@ def run(setup: StageSetup) -> None:
     assert setup.model is not None
     stage = PreprocessStage(rt, setup.model)
     try:
-        while not rt.stopping:
-            for frame in rt.select_frames(rt.poll(200)):
-                try:
-                    stage.process(frame)
-                except StopRequested:
-                    raise
-                except Exception:
-                    log.exception("preprocess failed for frame %d", frame.seq)
-                    rt.drop(frame, "error")
-    except StopRequested:
-        pass
+        rt.serve(stage.process, latest_only=True)
     finally:
         rt.close()

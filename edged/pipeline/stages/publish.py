@@ -13,7 +13,7 @@ import time
 import zmq
 
 from edged.pipeline.messages import PUBLISH, Frame
-from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
+from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
 from edged.publish.schema import build_message, encode, topic_for
@@ -130,18 +130,9 @@ def run(setup: StageSetup) -> None:
         return
     rt.send_event("ready", endpoint=stage.endpoint)
     try:
-        while not rt.stopping:
-            # Lossless here even in live mode: detections are cheap to send and skipping a
-            # finished frame would only waste the work done upstream.
-            for frame in rt.poll(200):
-                try:
-                    stage.process(frame)
-                except Exception:
-                    log.exception("publish failed for frame %d", frame.seq)
-                    rt.drop(frame, "error")
-            stage.service()
-    except StopRequested:
-        pass
+        # Lossless here even in live mode: detections are cheap to send and skipping a
+        # finished frame would only waste the work done upstream.
+        rt.serve(stage.process, latest_only=False, after_frames=stage.service)
     finally:
         stage.close()
         rt.close()
