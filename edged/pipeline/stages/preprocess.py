@@ -65,7 +65,11 @@ class PreprocessStage:
         model = self.model
         image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
         out = self.tensors.array(slot, tensor_shape(model), model.input_dtype)
-        box = self.writer.write(image, out, key=slot)
+        try:
+            box = self.writer.write(image, out, key=slot)
+        except Exception:
+            self.rt.allocator.reclaim_slot(slot)  # the frame is dropped by the stage loop
+            raise
         if not self.frames.holds(frame.frame_slot, frame.seq):
             # The frame slot was reused while we read it (only after a restart): discard.
             self.rt.allocator.reclaim_slot(slot)
