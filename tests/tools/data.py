@@ -10,16 +10,11 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-YOLOV5N = SHARED_DATA / "models" / "yolov5n.onnx"
+from tests.paths import SHARED_DATA, YOLOV5N, require
+
 COCO128_IMAGES = SHARED_DATA / "coco128" / "images"
 COCO_VAL = SHARED_DATA / "coco-val2017-100"
-
-
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the shared test data lives in ../shared/data)")
-    return path
+__all__ = ["COCO128_IMAGES", "COCO_VAL", "SHARED_DATA", "YOLOV5N", "require", "yolov8n_onnx"]
 
 
 @functools.cache
