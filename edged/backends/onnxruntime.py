@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from edged.backends.base import BackendError, TensorSpec
+from edged.backends.ort_rewrites import rewrite_for_ort
 from edged.config import OnnxRuntimeOptions
+
+log = logging.getLogger(__name__)
 
 _GRAPH_OPT = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -76,6 +81,31 @@ def session_options(options: OnnxRuntimeOptions) -> ort.SessionOptions:
 PRECISION_METADATA_KEY = "edged_precision"
 
 
+def model_source(path: Path, rewrite: bool) -> str | bytes:
+    """What to hand ``InferenceSession``: the path, or the rewritten model's bytes.
+
+    Rewrites are in memory only (see :mod:`edged.backends.ort_rewrites`); anything they cannot
+    read or handle (external data, broken files) goes to ORT as the path, so ORT's own error
+    message reaches the user.
+    """
+    if not rewrite:
+        return str(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            return str(path)
+        report = rewrite_for_ort(model)
+    except Exception as exc:  # a broken file or a graph shape inference rejects
+        log.debug("%s: no graph rewrite (%s)", path.name, exc)
+        return str(path)
+    if not report.changed:
+        return str(path)
+    log.info(
+        "%s: Softmax moved to the last axis at %s", path.name, ", ".join(report.softmax_moved_last)
+    )
+    return model.SerializeToString()
+
+
 def precision_of(metadata: dict[str, str]) -> str:
     """``int8-static`` / ``int8-dynamic`` for models made by ``edged quantize``, else ``fp32``."""
     return metadata.get(PRECISION_METADATA_KEY, "fp32")
@@ -87,7 +117,9 @@ class OnnxRuntimeBackend:
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=session_options(options), providers=options.providers
+                model_source(path, options.graph_rewrites),
+                sess_options=session_options(options),
+                providers=options.providers,
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)

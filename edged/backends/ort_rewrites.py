@@ -1,0 +1,92 @@
+"""Exact graph rewrites for patterns ONNX Runtime's CPU provider runs slowly.
+
+ORT's own optimiser fuses what it knows; these are the patterns the profiler shows it does not.
+Each rewrite gives the same results (float rounding aside) and is applied in memory when a
+model loads, so the file on disk, its hash and its metadata stay as they were.
+
+``Softmax`` over an inner axis: ORT computes it element-strided, about 6 ms for YOLOv8's DFL
+(1×16×4×8400, axis 1) on a 2-core Xeon — 13 % of the whole FP32 model and a fifth of the INT8
+one, whose head stays in float. Moving the axis last with a ``Transpose`` on each side (ORT
+merges the first into the Transpose already feeding the DFL) costs under 1 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper
+
+# Softmax's ``axis`` means "this axis" from opset 13; before, it flattened the trailing axes.
+_SOFTMAX_AXIS_OPSET = 13
+
+
+@dataclass(frozen=True)
+class RewriteReport:
+    softmax_moved_last: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.softmax_moved_last)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    ranks: dict[str, int] = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        tensor = info.type.tensor_type
+        if tensor.HasField("shape"):
+            ranks[info.name] = len(tensor.shape.dim)
+    return ranks
+
+
+def _axis(node: onnx.NodeProto, default: int = -1) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), default)
+
+
+def move_softmax_axis_last(model: onnx.ModelProto) -> RewriteReport:
+    """Rewrite, in place, every inner-axis ``Softmax`` as Transpose → Softmax(-1) → Transpose."""
+    if _default_opset(model) < _SOFTMAX_AXIS_OPSET:
+        return RewriteReport()
+    if not any(n.op_type == "Softmax" and _axis(n) != -1 for n in model.graph.node):
+        return RewriteReport()
+    ranks = _ranks(model)
+    moved: list[str] = []
+    rewritten: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        rank = ranks.get(node.input[0], 0) if node.op_type == "Softmax" else 0
+        if rank == 0 or _axis(node) % rank == rank - 1:
+            kept = onnx.NodeProto()
+            kept.CopyFrom(node)  # survives the clearing of the graph's node list below
+            rewritten.append(kept)
+            continue
+        axis = _axis(node) % rank
+        perm = [d for d in range(rank) if d != axis] + [axis]
+        inverse = [perm.index(d) for d in range(rank)]
+        name, source, result = node.name or node.output[0], node.input[0], node.output[0]
+        rewritten += [
+            helper.make_node(
+                "Transpose", [source], [f"{name}/last_in"], perm=perm, name=f"{name}/to_last"
+            ),
+            helper.make_node(
+                "Softmax", [f"{name}/last_in"], [f"{name}/last_out"], axis=-1, name=name
+            ),
+            helper.make_node(
+                "Transpose", [f"{name}/last_out"], [result], perm=inverse, name=f"{name}/from_last"
+            ),
+        ]
+        moved.append(name)
+    if moved:
+        del model.graph.node[:]
+        model.graph.node.extend(rewritten)
+    return RewriteReport(softmax_moved_last=tuple(moved))
+
+
+def rewrite_for_ort(model: onnx.ModelProto) -> RewriteReport:
+    """Every rewrite in this module, in place."""
+    return move_softmax_axis_last(model)

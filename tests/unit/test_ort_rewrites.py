@@ -1,0 +1,102 @@
+"""In-memory graph rewrites: same outputs, the pattern really gone, and files untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from edged.backends.onnxruntime import OnnxRuntimeBackend, model_source
+from edged.backends.ort_rewrites import move_softmax_axis_last
+from edged.config import OnnxRuntimeOptions
+from tests.tools.data import yolov8n_onnx
+from tests.tools.models import tiny_yolov8
+
+
+def _softmax_model(axis: int, opset: int = 17, shape=(1, 16, 4, 30)) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["y"], axis=axis, name="sm")],
+        "softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -2, -4])
+def test_inner_axis_softmax_moves_last_with_equal_results(axis):
+    x = np.random.default_rng(0).normal(scale=4, size=(1, 16, 4, 30)).astype(np.float32)
+    original = _softmax_model(axis)
+    expected = _run(original, x)
+    rewritten = _softmax_model(axis)
+
+    report = move_softmax_axis_last(rewritten)
+
+    assert report.softmax_moved_last == ("sm",)
+    ops = [
+        (n.op_type, next((a.i for a in n.attribute if a.name == "axis"), None))
+        for n in rewritten.graph.node
+    ]
+    assert ops == [("Transpose", None), ("Softmax", -1), ("Transpose", None)]
+    onnx.checker.check_model(rewritten)
+    np.testing.assert_allclose(_run(rewritten, x), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("axis", [-1, 3])
+def test_last_axis_softmax_is_left_alone(axis):
+    model = _softmax_model(axis)
+    before = model.SerializeToString()
+    assert not move_softmax_axis_last(model).changed
+    assert model.SerializeToString() == before
+
+
+def test_pre_opset13_softmax_is_left_alone():
+    # Before opset 13 the axis flattened the trailing dimensions: another function entirely.
+    model = _softmax_model(1, opset=12)
+    assert not move_softmax_axis_last(model).changed
+
+
+def test_yolov8_dfl_is_rewritten_and_detections_unchanged(tmp_path):
+    path = yolov8n_onnx()  # skips without Ultralytics
+    digest_before = path.read_bytes()
+    x = np.random.default_rng(1).random((1, 3, 640, 640), dtype=np.float32)
+    plain = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1, graph_rewrites=False))
+    fast = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
+
+    source = model_source(path, rewrite=True)
+
+    assert isinstance(source, bytes)
+    softmaxes = [n for n in onnx.load_from_string(source).graph.node if n.op_type == "Softmax"]
+    assert [next(a.i for a in n.attribute if a.name == "axis") for n in softmaxes] == [-1]
+    np.testing.assert_allclose(fast.infer(x)[0], plain.infer(x)[0], rtol=1e-4, atol=1e-3)
+    assert fast.metadata == plain.metadata  # names, stride, imgsz survive
+    assert path.read_bytes() == digest_before
+
+
+def test_models_without_the_pattern_load_from_their_path(tmp_path):
+    path = tiny_yolov8(tmp_path / "tiny.onnx")
+    assert model_source(path, rewrite=True) == str(path)
+
+
+def test_unreadable_model_goes_to_ort_by_path_so_its_error_reaches_the_user(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x07garbage")
+    assert model_source(broken, rewrite=True) == str(broken)
+
+
+def test_rewrites_can_be_turned_off(tmp_path):
+    path: Path = tmp_path / "sm.onnx"
+    onnx.save(_softmax_model(1), str(path))
+    assert model_source(path, rewrite=False) == str(path)
+    assert isinstance(model_source(path, rewrite=True), bytes)
