@@ -80,6 +80,10 @@ def _default_output(model: str, suffix: str) -> Path:
 
 @_guarded("export")
 def run_export(args: argparse.Namespace) -> int:
+    """Export an Ultralytics detector to ONNX with a fixed input size; class names go into the
+    model metadata. yolov8n.pt is downloaded by Ultralytics if absent; yolov8n.yaml builds an
+    untrained model offline.
+    """
     from edged.tools.export import export_ultralytics
 
     result = export_ultralytics(
@@ -114,46 +118,64 @@ def _print_quantized(result: Any) -> None:
     )
 
 
+def _run_quantizer(
+    quantize: Callable[..., Any],
+    args: argparse.Namespace,
+    suffix: str,
+    *inputs: Any,
+    **options: Any,
+) -> int:
+    """What both quantize modes share: the default output name, the flags both take, the summary."""
+    result = quantize(
+        args.model,
+        args.output or _default_output(args.model, suffix),
+        *inputs,
+        per_channel=args.per_channel,
+        weight_type=args.weight_type,
+        **options,
+        **_exclusion_kwargs(args),
+    )
+    _print_quantized(result)
+    return 0
+
+
 @_guarded("quantize static")
 def run_quantize_static(args: argparse.Namespace) -> int:
+    """Static INT8 quantization (QDQ, per-channel weights) calibrated on images letterboxed like
+    the daemon's frames; the detection head stays float.
+    """
     from edged.tools.quantize import quantize_static
 
-    result = quantize_static(
-        args.model,
-        args.output or _default_output(args.model, "int8-static"),
+    return _run_quantizer(
+        quantize_static,
+        args,
+        "int8-static",
         args.calib,
         method=args.method,
         num_images=args.num_images,
-        per_channel=args.per_channel,
         activation_type=args.activation_type,
-        weight_type=args.weight_type,
         percentile=args.percentile,
         chunk=args.chunk,
         seed=args.seed,
         progress=args.progress,
-        **_exclusion_kwargs(args),
     )
-    _print_quantized(result)
-    return 0
 
 
 @_guarded("quantize dynamic")
 def run_quantize_dynamic(args: argparse.Namespace) -> int:
+    """Dynamic INT8 quantization: weights offline, activation ranges per run. Can be slower than
+    FP32 on CPUs without fast integer convolutions: measure it.
+    """
     from edged.tools.quantize import quantize_dynamic
 
-    result = quantize_dynamic(
-        args.model,
-        args.output or _default_output(args.model, "int8-dynamic"),
-        per_channel=args.per_channel,
-        weight_type=args.weight_type,
-        **_exclusion_kwargs(args),
-    )
-    _print_quantized(result)
-    return 0
+    return _run_quantizer(quantize_dynamic, args, "int8-dynamic")
 
 
 @_guarded("eval")
 def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate models the way the daemon runs them (letterbox, ONNX Runtime, decode, NMS) at
+    conventional validation settings; mAP by pycocotools.
+    """
     from edged.tools.dataset import load_dataset
     from edged.tools.evaluate import EvalSettings, evaluate
 
@@ -178,6 +200,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 @_guarded("bench")
 def run_bench(args: argparse.Namespace) -> int:
+    """Benchmark models one at a time, each in a fresh process: fixed threads, CPU pinning,
+    warm-up excluded; records governor, clocks and temperature.
+    """
     from edged.tools.bench import BenchSettings, benchmark_many
 
     settings = BenchSettings(
@@ -204,6 +229,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 @_guarded("report")
 def run_report(args: argparse.Namespace) -> int:
+    """Turn `edged eval --json` and `edged bench --json` results into a Markdown report with
+    plots, variants side by side with their FP32 source.
+    """
     from edged.tools.report import generate_report
     from edged.tools.results import load_results
 
@@ -216,6 +244,38 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 # --- parsers --------------------------------------------------------------------------------
+
+# Integer types a quantized tensor may take (ONNX Runtime's QuantType, lower-case).
+_QUANT_TYPES = ("uint8", "int8")
+
+
+def _add_command(
+    sub: argparse._SubParsersAction, name: str, func: Handler, summary: str
+) -> argparse.ArgumentParser:
+    """A leaf subcommand: its parser, with ``func`` set so ``edged`` can dispatch to it.
+
+    ``summary`` is the line in the parent's ``--help``; the handler's docstring is the
+    command's own ``--help`` description (as ``edged``'s module docstring is its own).
+    """
+    p = sub.add_parser(name, help=summary, description=func.__doc__)
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_number(
+    p: argparse.ArgumentParser, flag: str, kind: type, default: float, summary: str
+) -> None:
+    """A numeric option whose help ends with its default, as most of them here do."""
+    p.add_argument(flag, type=kind, default=default, help=f"{summary} (default %(default)s)")
+
+
+def _add_threads(p: argparse.ArgumentParser, summary: str) -> None:
+    """``--threads`` (ORT intra-op threads) of ``eval`` and ``bench``; each words its default."""
+    p.add_argument("--threads", type=int, default=None, help=summary)
+
+
+def _add_progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def _add_output_flags(p: argparse.ArgumentParser) -> None:
@@ -261,12 +321,8 @@ def _add_exclusion_flags(p: argparse.ArgumentParser, head_levels: int) -> None:
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="Ultralytics weights → ONNX (needs the [export] extra)",
-        description="Export an Ultralytics detector to ONNX with a fixed input size; class "
-        "names go into the model metadata. yolov8n.pt is downloaded by Ultralytics if absent; "
-        "yolov8n.yaml builds an untrained model offline.",
+    p = _add_command(
+        sub, "export", run_export, "Ultralytics weights → ONNX (needs the [export] extra)"
     )
     p.add_argument("weights", help="a .pt file, an Ultralytics model name, or a model .yaml")
     p.add_argument("-o", "--output", type=Path, help="output .onnx path")
@@ -275,7 +331,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-simplify", dest="simplify", action="store_false", help="skip the graph simplifier"
     )
-    p.set_defaults(func=run_export)
 
 
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
@@ -284,11 +339,8 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="INT8 variants of an FP32 ONNX model")
     modes = p.add_subparsers(dest="quantize_mode", metavar="{static,dynamic}", required=True)
 
-    s = modes.add_parser(
-        "static",
-        help="static INT8 (QDQ) with calibration images",
-        description="Static INT8 quantization (QDQ, per-channel weights) calibrated on images "
-        "letterboxed like the daemon's frames; the detection head stays float.",
+    s = _add_command(
+        modes, "static", run_quantize_static, "static INT8 (QDQ) with calibration images"
     )
     s.add_argument("model", help="FP32 ONNX model")
     s.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
@@ -298,26 +350,11 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
         default=preset.method,
         help="calibration method (default %(default)s)",
     )
-    s.add_argument(
-        "--num-images",
-        type=int,
-        default=preset.num_images,
-        help="calibration images, a seeded sample (default %(default)s)",
-    )
-    s.add_argument(
-        "--percentile",
-        type=float,
-        default=preset.percentile,
-        help="for --method percentile (default %(default)s)",
-    )
-    s.add_argument(
-        "--chunk",
-        type=int,
-        default=preset.chunk,
-        help="images per calibration chunk; bounds memory (default %(default)s)",
-    )
-    s.add_argument("--activation-type", choices=("uint8", "int8"), default=preset.activation_type)
-    s.add_argument("--weight-type", choices=("uint8", "int8"), default="int8")
+    _add_number(s, "--num-images", int, preset.num_images, "calibration images, a seeded sample")
+    _add_number(s, "--percentile", float, preset.percentile, "for --method percentile")
+    _add_number(s, "--chunk", int, preset.chunk, "images per calibration chunk; bounds memory")
+    s.add_argument("--activation-type", choices=_QUANT_TYPES, default=preset.activation_type)
+    s.add_argument("--weight-type", choices=_QUANT_TYPES, default="int8")
     s.add_argument(
         "--no-per-channel",
         dest="per_channel",
@@ -325,88 +362,60 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
         help="one scale per weight tensor",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the image sample")
-    s.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_progress_flag(s)
     _add_exclusion_flags(s, preset.head_levels)
-    s.set_defaults(func=run_quantize_static)
 
-    d = modes.add_parser(
-        "dynamic",
-        help="dynamic INT8 (weights only, no calibration)",
-        description="Dynamic INT8 quantization: weights offline, activation ranges per run. "
-        "Can be slower than FP32 on CPUs without fast integer convolutions: measure it.",
+    d = _add_command(
+        modes, "dynamic", run_quantize_dynamic, "dynamic INT8 (weights only, no calibration)"
     )
     d.add_argument("model", help="FP32 ONNX model")
     d.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    d.add_argument("--weight-type", choices=("uint8", "int8"), default="int8")
+    d.add_argument("--weight-type", choices=_QUANT_TYPES, default="int8")
     _add_exclusion_flags(d, 0)
-    d.set_defaults(func=run_quantize_dynamic)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="precision, recall, mAP50, mAP50-95 of models on a YOLO dataset",
-        description="Evaluate models the way the daemon runs them (letterbox, ONNX Runtime, "
-        "decode, NMS) at conventional validation settings; mAP by pycocotools.",
+    p = _add_command(
+        sub, "eval", run_eval, "precision, recall, mAP50, mAP50-95 of models on a YOLO dataset"
     )
     p.add_argument("models", nargs="+", help="ONNX models (side by side)")
     p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
     p.add_argument("--split", default="val", help="data.yaml split (default %(default)s)")
-    p.add_argument(
-        "--conf", type=float, default=0.001, help="confidence threshold (default %(default)s)"
-    )
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold (default %(default)s)")
-    p.add_argument(
-        "--max-det", type=int, default=300, help="detections per image (default %(default)s)"
-    )
+    _add_number(p, "--conf", float, 0.001, "confidence threshold")
+    _add_number(p, "--iou", float, 0.6, "NMS IoU threshold")
+    _add_number(p, "--max-det", int, 300, "detections per image")
     p.add_argument(
         "--single-label",
         dest="multi_label",
         action="store_false",
         help="one class per box (predict-style) instead of val-style multi-label",
     )
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    _add_threads(p, "ONNX Runtime intra-op threads")
     p.add_argument("--max-images", type=int, default=None, help="evaluate the first N only")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_progress_flag(p)
     _add_output_flags(p)
-    p.set_defaults(func=run_eval)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="latency under a locked execution policy",
-        description="Benchmark models one at a time, each in a fresh process: fixed threads, "
-        "CPU pinning, warm-up excluded; records governor, clocks and temperature.",
-    )
+    p = _add_command(sub, "bench", run_bench, "latency under a locked execution policy")
     p.add_argument("models", nargs="+", help="ONNX models")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="intra-op threads (default: number of pinned CPUs)",
-    )
-    p.add_argument(
-        "--inter-threads", type=int, default=1, help="inter-op threads (default %(default)s)"
-    )
+    _add_threads(p, "intra-op threads (default: number of pinned CPUs)")
+    _add_number(p, "--inter-threads", int, 1, "inter-op threads")
     p.add_argument(
         "--cpus",
         type=_cpu_list,
         default=None,
         help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
     )
-    p.add_argument(
-        "--warmup", type=int, default=10, help="untimed runs first (default %(default)s)"
-    )
-    p.add_argument(
-        "--runs", type=int, default=100, help="timed runs per round (default %(default)s)"
-    )
-    p.add_argument(
+    _add_number(p, "--warmup", int, 10, "untimed runs first")
+    _add_number(p, "--runs", int, 100, "timed runs per round")
+    _add_number(
+        p,
         "--rounds",
-        type=int,
-        default=1,
-        help="repeat the model list round-robin this many times and pool the runs: fairer "
-        "comparisons on a machine whose load changes (default %(default)s)",
+        int,
+        1,
+        "repeat the model list round-robin this many times and pool the runs: fairer "
+        "comparisons on a machine whose load changes",
     )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
@@ -418,16 +427,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="run every model in this process (default: a fresh process each)",
     )
     _add_output_flags(p)
-    p.set_defaults(func=run_bench)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="Markdown + PNG report from eval/bench JSON",
-        description="Turn `edged eval --json` and `edged bench --json` results into a "
-        "Markdown report with plots, variants side by side with their FP32 source.",
-    )
+    p = _add_command(sub, "report", run_report, "Markdown + PNG report from eval/bench JSON")
     p.add_argument("results", nargs="+", help="result JSON files or folders of them")
     p.add_argument(
         "-o",
@@ -437,7 +440,6 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="where report.md and the PNGs go (default ./report)",
     )
     p.add_argument("--title", default="edged model report")
-    p.set_defaults(func=run_report)
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
