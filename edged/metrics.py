@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import psutil
 from prometheus_client import (
@@ -47,84 +48,72 @@ class Metrics:
         # Pi's Prometheus stores for nothing (counter resets are detected without them).
         disable_created_metrics()
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.build_info = Gauge(
+        # Every metric goes into this registry, never prometheus_client's global one.
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        histogram = partial(Histogram, registry=self.registry)
+        self.build_info = gauge(
             "edged_build_info",
             "Always 1; labels name the edged and Python versions running.",
             ["version", "python"],
-            registry=r,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.start_time = Gauge(
+        self.start_time = gauge(
             "edged_start_time_seconds",
             "Unix time the daemon started (uptime = time() - this; a jump means a restart).",
-            registry=r,
         )
         self.start_time.set(time.time())
-        self.stage_latency = Histogram(
+        self.stage_latency = histogram(
             "edged_stage_latency_seconds",
             "Time a frame spent being processed in each pipeline stage.",
             ["stage"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = histogram(
             "edged_end_to_end_latency_seconds",
             "Time from frame capture to its detections being published.",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.frames = Counter(
+        self.frames = counter(
             "edged_frames",
             "Frames handled by each stage, by outcome (ok, dropped, error).",
             ["stage", "outcome"],
-            registry=r,
         )
-        self.queue_depth = Gauge(
-            "edged_queue_depth",
-            "Frames waiting in front of each stage.",
-            ["stage"],
-            registry=r,
+        self.queue_depth = gauge(
+            "edged_queue_depth", "Frames waiting in front of each stage.", ["stage"]
         )
-        self.detections = Counter(
-            "edged_detections", "Detections published, by label.", ["label"], registry=r
-        )
-        self.confidence = Histogram(
+        self.detections = counter("edged_detections", "Detections published, by label.", ["label"])
+        self.confidence = histogram(
             "edged_detection_confidence",
             "Confidence of published detections, by label.",
             ["label"],
             buckets=CONFIDENCE_BUCKETS,
-            registry=r,
         )
-        self.model_info = Gauge(
+        self.model_info = gauge(
             "edged_model_info",
             "The active model: 1 for the variant serving frames.",
             ["name", "variant", "backend", "precision"],
-            registry=r,
         )
-        self.model_swaps = Counter(
-            "edged_model_swaps", "Model swaps by result (ok, refused).", ["result"], registry=r
+        self.model_swaps = counter(
+            "edged_model_swaps", "Model swaps by result (ok, refused).", ["result"]
         )
-        self.model_swap_duration = Histogram(
+        self.model_swap_duration = histogram(
             "edged_model_swap_duration_seconds",
             "Time to load and warm up a new variant and switch to it.",
             buckets=SWAP_BUCKETS,
-            registry=r,
         )
-        self.source_reconnects = Counter(
-            "edged_source_reconnects",
-            "Times the source was reopened after an error or stall.",
-            registry=r,
+        self.source_reconnects = counter(
+            "edged_source_reconnects", "Times the source was reopened after an error or stall."
         )
-        self.source_connected = Gauge(
-            "edged_source_connected", "1 while the source delivers frames.", registry=r
+        self.source_connected = gauge(
+            "edged_source_connected", "1 while the source delivers frames."
         )
-        self.source_fps = Gauge("edged_source_fps", "Frame rate the source reports.", registry=r)
-        self.stage_restarts = Counter(
-            "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"], registry=r
+        self.source_fps = gauge("edged_source_fps", "Frame rate the source reports.")
+        self.stage_restarts = counter(
+            "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"]
         )
-        self.published_bytes = Counter(
-            "edged_published_bytes", "Payload bytes published over ZeroMQ.", registry=r
+        self.published_bytes = counter(
+            "edged_published_bytes", "Payload bytes published over ZeroMQ."
         )
         for stage in STAGES:
             self.stage_latency.labels(stage)
