@@ -8,8 +8,9 @@ when several model families are in one report.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -59,77 +60,68 @@ def _signed(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
     return "—" if value is None else f"{value * scale:+.{digits}f}"
 
 
+# A table column: its header and how to get its cell from one result. Declaring the two
+# together keeps headers and values aligned when a column is added or moved.
+_Column = tuple[str, Callable[[Any], Any]]
+_IDENTITY_COLUMNS: tuple[_Column, ...] = (
+    ("model", lambda r: r.identity["name"]),
+    ("precision", lambda r: r.identity["precision"]),
+)
+
+
+def _fixed(digits: int, attribute: str) -> Callable[[Any], str]:
+    """A cell: the (dotted) ``attribute`` of a result with ``digits`` decimals."""
+    get = attrgetter(attribute)
+    return lambda r: f"{get(r):.{digits}f}"
+
+
+def _column_table(columns: Sequence[_Column], results: Sequence[Any]) -> list[str]:
+    return _table([h for h, _ in columns], [[cell(r) for _, cell in columns] for r in results])
+
+
 def accuracy_table(evals: Sequence[EvalResult]) -> list[str]:
     # Accuracy does not depend on threads: any FP32 evaluation of the source will do.
     base = {k[0]: v for k, v in _baselines(evals).items()}
-    rows = []
-    for e in sorted(evals, key=lambda r: _sort_key(r.identity)):
-        m, ref = e.metrics, base.get(e.identity["source_sha256"])
-        delta = None if ref is None else m.map50_95 - ref.metrics.map50_95
-        rows.append(
-            [
-                e.identity["name"],
-                e.identity["precision"],
-                f"{m.precision:.3f}",
-                f"{m.recall:.3f}",
-                f"{m.map50:.3f}",
-                f"{m.map50_95:.3f}",
-                _signed(delta, 100),
-                e.confidence.per_image_at_least.get("0.25", "—"),
-            ]
-        )
-    header = [
-        "model",
-        "precision",
-        "P",
-        "R",
-        "mAP50",
-        "mAP50-95",
-        "Δ mAP50-95 (pts)",
-        "dets/img ≥0.25",
+
+    def delta(e: EvalResult) -> str:
+        ref = base.get(e.identity["source_sha256"])
+        return _signed(None if ref is None else e.metrics.map50_95 - ref.metrics.map50_95, 100)
+
+    columns = [
+        *_IDENTITY_COLUMNS,
+        ("P", _fixed(3, "metrics.precision")),
+        ("R", _fixed(3, "metrics.recall")),
+        ("mAP50", _fixed(3, "metrics.map50")),
+        ("mAP50-95", _fixed(3, "metrics.map50_95")),
+        ("Δ mAP50-95 (pts)", delta),
+        ("dets/img ≥0.25", lambda e: e.confidence.per_image_at_least.get("0.25", "—")),
     ]
-    return _table(header, rows)
+    return _column_table(columns, sorted(evals, key=lambda r: _sort_key(r.identity)))
 
 
 def speed_table(benches: Sequence[BenchResult]) -> list[str]:
     base = _baselines(benches)
-    rows = []
-    for b in sorted(benches, key=lambda r: (_threads(r) or 0, *_sort_key(r.identity))):
-        i, ref = b.infer, _baseline_of(base, b)
-        speedup = "—" if ref is None else f"{ref.infer.p50 / i.p50:.2f}×"
-        rows.append(
-            [
-                b.identity["name"],
-                b.identity["precision"],
-                b.settings.intra_op_threads,
-                f"{i.mean:.1f}",
-                f"{i.p50:.1f}",
-                f"{i.p90:.1f}",
-                f"{i.p95:.1f}",
-                f"{i.p99:.1f}",
-                f"{i.fps:.1f}",
-                speedup,
-                f"{b.end_to_end.p50:.1f}",
-                f"{b.peak_rss_bytes / 2**20:.0f}",
-                f"{b.cpu_percent:.0f}",
-            ]
-        )
-    header = [
-        "model",
-        "precision",
-        "threads",
-        "mean ms",
-        "p50 ms",
-        "p90 ms",
-        "p95 ms",
-        "p99 ms",
-        "FPS",
-        "speed-up (p50)",
-        "frame p50 ms",
-        "peak RSS MiB",
-        "CPU %",
+
+    def speedup(b: BenchResult) -> str:
+        ref = _baseline_of(base, b)
+        return "—" if ref is None else f"{ref.infer.p50 / b.infer.p50:.2f}×"
+
+    columns = [
+        *_IDENTITY_COLUMNS,
+        ("threads", _threads),
+        ("mean ms", _fixed(1, "infer.mean")),
+        ("p50 ms", _fixed(1, "infer.p50")),
+        ("p90 ms", _fixed(1, "infer.p90")),
+        ("p95 ms", _fixed(1, "infer.p95")),
+        ("p99 ms", _fixed(1, "infer.p99")),
+        ("FPS", _fixed(1, "infer.fps")),
+        ("speed-up (p50)", speedup),
+        ("frame p50 ms", _fixed(1, "end_to_end.p50")),
+        ("peak RSS MiB", lambda b: f"{b.peak_rss_bytes / 2**20:.0f}"),
+        ("CPU %", _fixed(0, "cpu_percent")),
     ]
-    return _table(header, rows)
+    order = sorted(benches, key=lambda r: (_threads(r) or 0, *_sort_key(r.identity)))
+    return _column_table(columns, order)
 
 
 def _policy(benches: Sequence[BenchResult]) -> list[str]:
@@ -193,6 +185,12 @@ def generate_report(
             f"{env.get('platform')}."
         )
     made: list[Path] = []
+
+    def figure(alt: str, draw: Callable[[Any, Path], Path], data: Any, name: str) -> list[str]:
+        """Draw a plot into ``out``; the Markdown lines that show it."""
+        made.append(draw(data, out / name))
+        return [f"![{alt}]({name})", ""]
+
     if evals:
         e0 = evals[0]
         s = e0.settings
@@ -207,18 +205,16 @@ def generate_report(
             *accuracy_table(evals),
             "",
         ]
-        made.append(plots.confidence_cdf(evals, out / "confidence_cdf.png"))
-        lines += ["![confidence CDF](confidence_cdf.png)", ""]
+        lines += figure("confidence CDF", plots.confidence_cdf, evals, "confidence_cdf.png")
     if benches:
         lines += ["## Speed", "", *_policy(benches), "", *speed_table(benches), ""]
-        made.append(plots.latency_per_inference(benches, out / "latency_per_inference.png"))
-        made.append(plots.memory(benches, out / "memory.png"))
-        lines += [
-            "![latency per inference](latency_per_inference.png)",
-            "",
-            "![memory](memory.png)",
-            "",
-        ]
+        lines += figure(
+            "latency per inference",
+            plots.latency_per_inference,
+            benches,
+            "latency_per_inference.png",
+        )
+        lines += figure("memory", plots.memory, benches, "memory.png")
         warnings = sorted({w for b in benches for w in b.warnings})
         if warnings:
             lines += ["**Warnings**", "", *(f"- {w}" for w in warnings), ""]
@@ -229,13 +225,10 @@ def generate_report(
         if b.identity["sha256"] == e.identity["sha256"]
     ]
     if points:
-        made.append(plots.accuracy_vs_latency(points, out / "accuracy_vs_latency.png"))
-        lines += [
-            "## Accuracy vs latency",
-            "",
-            "![accuracy vs latency](accuracy_vs_latency.png)",
-            "",
-        ]
+        lines += ["## Accuracy vs latency", ""]
+        lines += figure(
+            "accuracy vs latency", plots.accuracy_vs_latency, points, "accuracy_vs_latency.png"
+        )
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return Report(path, tuple(made))
