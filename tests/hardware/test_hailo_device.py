@@ -19,8 +19,7 @@ import pytest
 
 from edged.backends.base import BackendError, load_backend
 from edged.config import HailoOptions
-from edged.postprocess.decoders import DecodeParams, decode, detect_layout
-from edged.preprocess import letterbox, to_nhwc_uint8
+from tests.inference import detect
 
 pytestmark = pytest.mark.hardware
 
@@ -82,15 +81,7 @@ def test_detects_the_person_in_a_coco_image(arch: str) -> None:
     backend = load_backend("hailo", _hef(arch), HailoOptions(), warmup_runs=2)
     try:
         assert backend.output_shapes == [(-1, 6)]
-        canvas, box = letterbox(image, backend.input.width, backend.input.height)
-        outputs = backend.infer(to_nhwc_uint8(canvas))
-        dets = decode(
-            outputs,
-            detect_layout(backend.output_shapes, 80),
-            DecodeParams(conf_threshold=0.4),
-            (backend.input.width, backend.input.height),
-            box,
-        )
+        dets = detect(backend, image, conf_threshold=0.4)
         assert backend.last_latency_s is not None and backend.last_latency_s < 0.5
     finally:
         backend.close()

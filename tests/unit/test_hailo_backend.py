@@ -29,14 +29,16 @@ from edged.backends.hailo import (
 )
 from edged.backends.hailo_errors import HailoBackendError, HailoFailure
 from edged.config import HailoOptions
-from edged.postprocess.decoders import DecodeParams, OutputLayout, decode, detect_layout
-from edged.preprocess import letterbox, letterbox_geometry, to_nhwc_uint8
+from edged.postprocess.decoders import OutputLayout, detect_layout
+from edged.preprocess import letterbox_geometry
 
 try:
     from tests.fakes.fixtures import FAKES_DIR, fake_env, fake_hailo, write_hef
+    from tests.inference import detect
 except ModuleNotFoundError:  # tests/unit is not a package and the repo root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.fakes.fixtures import FAKES_DIR, fake_env, fake_hailo, write_hef
+    from tests.inference import detect
 
 __all__ = ["fake_hailo"]  # the fixture, imported for pytest
 
@@ -130,17 +132,9 @@ def test_letterbox_is_undone_end_to_end(fake_hailo: ModuleType, tmp_path: Path) 
     hef = write_hef(tmp_path / "m.hef", detections=rows)
 
     frame = np.full((src_h, src_w, 3), 60, np.uint8)
-    canvas, box = letterbox(frame, size, size)
-    tensor = to_nhwc_uint8(canvas)
     with _load(hef) as backend:
-        outputs = backend.infer(tensor)
-        dets = decode(
-            outputs,
-            detect_layout(backend.output_shapes, 80),
-            DecodeParams(conf_threshold=0.25),
-            (backend.input.width, backend.input.height),
-            box,
-        )
+        assert (backend.input.width, backend.input.height) == (size, size)
+        dets = detect(backend, frame, conf_threshold=0.25)
     order = np.argsort(dets.class_ids)
     np.testing.assert_array_equal(dets.class_ids[order], [0, 2])
     np.testing.assert_allclose(dets.boxes[order], truth, atol=0.5)
