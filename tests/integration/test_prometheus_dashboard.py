@@ -11,7 +11,6 @@ label-values API, as Grafana would.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import re
@@ -34,11 +33,11 @@ from tests.daemon import (
     poll_until,
     require,
 )
+from tests.grafana import DASHBOARD, load_generator
 
 pytestmark = pytest.mark.integration
 
 PROMETHEUS_YML = REPO_ROOT / "configs" / "prometheus.yml"
-DASHBOARD = REPO_ROOT / "configs" / "grafana" / "dashboards" / "edged.json"
 
 # Panels whose queries may legitimately come back empty on a CI machine, with the reason. They
 # must still be valid PromQL (Prometheus answers "success"), and must have data where the
@@ -49,16 +48,7 @@ EXEMPT: dict[str, str] = {
 }
 
 
-def _load_generator() -> Any:
-    path = REPO_ROOT / "configs" / "grafana" / "generate_dashboard.py"
-    spec = importlib.util.spec_from_file_location("edged_generate_dashboard", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
+gen = load_generator()
 
 
 class Prometheus:

@@ -7,13 +7,11 @@ tests/integration/test_prometheus_dashboard.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,22 +20,10 @@ import yaml
 from edged.config import HttpConfig
 from edged.metrics import Metrics, ProcessCollector
 from edged.pi_health import PiHealthCollector
+from tests.grafana import DASHBOARD, GRAFANA, load_generator
+from tests.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-GRAFANA = REPO / "configs" / "grafana"
-DASHBOARD = GRAFANA / "dashboards" / "edged.json"
-PROMETHEUS_YML = REPO / "configs" / "prometheus.yml"
-
-
-def load_generator() -> ModuleType:
-    """configs/grafana/generate_dashboard.py (a script, not a package module)."""
-    path = GRAFANA / "generate_dashboard.py"
-    spec = importlib.util.spec_from_file_location("edged_generate_dashboard", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+PROMETHEUS_YML = REPO_ROOT / "configs" / "prometheus.yml"
 
 gen = load_generator()
 
