@@ -1,4 +1,4 @@
-"""Where the pipeline's private sockets live: ``ipc://`` files in the runtime directory."""
+"""Where the pipeline's private sockets live: socket files in the runtime directory."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 class Endpoints:
     runtime_dir: Path
 
-    def stage_inbox(self, stage: str) -> str:
-        """Frames flowing into ``stage`` (PULL bound by the stage, PUSH from its producer)."""
-        return f"ipc://{self.runtime_dir / f'{stage}.in'}"
+    def stage_inbox(self, stage: str) -> Path:
+        """Frames flowing into ``stage``: a Unix datagram socket (see edged.pipeline.handoff)."""
+        return self.runtime_dir / f"{stage}.in"
 
     def ring_release(self, ring: str) -> str:
         """Slot releases for ``ring`` (PULL bound by the ring's producer)."""

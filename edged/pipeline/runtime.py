@@ -23,6 +23,7 @@ import zmq
 
 from edged.config import EdgedConfig
 from edged.pipeline.endpoints import Endpoints
+from edged.pipeline.handoff import FrameInbox, FrameOutbox
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
@@ -132,16 +133,12 @@ class StageRuntime:
         self.supervisor.connect(self.endpoints.supervisor)
 
         index = STAGE_ORDER.index(self.stage)
-        self.inbox: zmq.Socket | None = None
+        self.inbox: FrameInbox | None = None
         if index > 0:
-            self.inbox = self.ctx.socket(zmq.PULL)
-            self.inbox.setsockopt(zmq.LINGER, 0)
-            self.inbox.bind(self.endpoints.stage_inbox(self.stage))
-        self.outbox: zmq.Socket | None = None
+            self.inbox = FrameInbox(self.endpoints.stage_inbox(self.stage))
+        self.outbox: FrameOutbox | None = None
         if index < len(STAGE_ORDER) - 1:
-            self.outbox = self.ctx.socket(zmq.PUSH)
-            self.outbox.setsockopt(zmq.LINGER, 2000)
-            self.outbox.connect(self.endpoints.stage_inbox(STAGE_ORDER[index + 1]))
+            self.outbox = FrameOutbox(self.endpoints.stage_inbox(STAGE_ORDER[index + 1]))
 
         self.allocator: SlotAllocator | None = None
         for ring, owner in RING_OWNER.items():
@@ -160,7 +157,7 @@ class StageRuntime:
         self.poller = zmq.Poller()
         self.poller.register(self.supervisor, zmq.POLLIN)
         if self.inbox is not None:
-            self.poller.register(self.inbox, zmq.POLLIN)
+            self.poller.register(self.inbox.fileno(), zmq.POLLIN)  # pyzmq reports raw fds as ints
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -196,12 +193,14 @@ class StageRuntime:
         self.flush_stats()
         for ring in self.rings.values():
             ring.close()
-        sockets = [self.supervisor, self.inbox, self.outbox, *self._release.values()]
+        sockets = [self.supervisor, *self._release.values()]
         if self.allocator is not None:
             sockets.append(self.allocator.socket)
         for sock in sockets:
-            if sock is not None:
-                sock.close()
+            sock.close()
+        for box in (self.inbox, self.outbox):
+            if box is not None:
+                box.close()
 
     # -- supervisor channel --------------------------------------------------------------------
 
@@ -253,9 +252,20 @@ class StageRuntime:
 
     # -- frames --------------------------------------------------------------------------------
 
-    def send_frame(self, frame: Frame) -> None:
+    def send_frame(self, frame: Frame) -> bool:
+        """Hand ``frame`` to the next stage; if it cannot be (the next stage is down, or this
+        one must stop), the frame is dropped here and its slots freed. True when delivered."""
         assert self.outbox is not None
-        self.outbox.send(dumps(frame), copy=True)
+        if self.outbox.send(dumps(frame), self._must_stop_sending):
+            return True
+        log.warning("%s: next stage unavailable; frame %d dropped", self.stage, frame.seq)
+        self.drop(frame)
+        return False
+
+    def _must_stop_sending(self) -> bool:
+        """Checked while a send waits: commands still get answered (stop, drain, reclaim)."""
+        self.handle_commands()
+        return self._stop or not self.parent_alive()
 
     def release(self, frame: Frame, *rings: str) -> None:
         """Give back the slots ``frame`` holds in ``rings`` (all of them when none named)."""
@@ -276,12 +286,8 @@ class StageRuntime:
         if self.supervisor in events:
             self.handle_commands()
         frames: list[Frame] = []
-        if self.inbox is not None and self.inbox in events:
-            while True:
-                try:
-                    frames.append(loads(self.inbox.recv(zmq.NOBLOCK)))  # type: ignore[arg-type]
-                except zmq.Again:
-                    break
+        if self.inbox is not None and self.inbox.fileno() in events:
+            frames = [loads(m) for m in self.inbox.receive_all()]  # type: ignore[misc]
         self.set_queue_depth(len(frames))
         self.maybe_flush_stats()
         if not self.parent_alive():

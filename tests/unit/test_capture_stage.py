@@ -25,6 +25,7 @@ import zmq
 
 from edged.config import EdgedConfig
 from edged.pipeline.endpoints import Endpoints
+from edged.pipeline.handoff import FrameInbox
 from edged.pipeline.messages import Command, Frame, StageEvent, dumps, loads
 from edged.pipeline.ring import RingSpec, create_ring
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
@@ -124,9 +125,7 @@ class Harness:
         self.events_sock = ctx.socket(zmq.ROUTER)
         self.events_sock.setsockopt(zmq.LINGER, 0)
         self.events_sock.bind(endpoints.supervisor)
-        self.inbox = ctx.socket(zmq.PULL)
-        self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.bind(endpoints.stage_inbox("preprocess"))
+        self.inbox = FrameInbox(endpoints.stage_inbox("preprocess"))
         self.release_sock = ctx.socket(zmq.PUSH)
         self.release_sock.setsockopt(zmq.LINGER, 0)
         self.release_sock.connect(endpoints.ring_release(FRAMES))
@@ -159,8 +158,8 @@ class Harness:
         while self.events_sock.poll(0):
             _identity, payload = self.events_sock.recv_multipart()
             self.events.append(loads(payload))
-        while self.inbox.poll(0):
-            frame = loads(self.inbox.recv())
+        for payload in self.inbox.receive_all():
+            frame = loads(payload)
             self.frames.append(frame)
             if self.auto_release and frame.frame_slot >= 0:
                 self.release_sock.send(struct.pack("<qq", frame.frame_slot, frame.seq))
@@ -202,8 +201,9 @@ class Harness:
         if self.thread.is_alive():
             self.events_sock.send_multipart((b"capture", dumps(Command("stop"))))
             self.thread.join(5)
-        for sock in (self.events_sock, self.inbox, self.release_sock):
+        for sock in (self.events_sock, self.release_sock):
             sock.close(0)
+        self.inbox.close()
         self.ring.close()
         self.ring.unlink()
 

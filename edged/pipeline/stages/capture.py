@@ -402,8 +402,8 @@ class CaptureStage:
             stored = time.monotonic()
             h, w = image.shape[:2]
             frame = Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),))
-            self.rt.send_frame(frame)
-            self.rt.count("ok")
+            if self.rt.send_frame(frame):
+                self.rt.count("ok")
             self.rt.poll(0)
         # Stay alive (idle) after the end so the pipeline drains and the supervisor decides.
         while not self.rt.stopping:

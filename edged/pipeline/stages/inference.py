@@ -168,7 +168,7 @@ class InferenceStage:
         self.outputs.mark(slot, frame.seq)
         end = time.monotonic()
         self.last_seq = frame.seq
-        self.rt.send_frame(
+        sent = self.rt.send_frame(
             replace(
                 frame,
                 tensor_slot=-1,
@@ -179,7 +179,8 @@ class InferenceStage:
             )
         )
         self.rt.release(frame, TENSORS)  # after the frame is on its way: off its critical path
-        self.rt.count("ok")
+        if sent:
+            self.rt.count("ok")
 
     def idle(self) -> None:
         self.maybe_switch()

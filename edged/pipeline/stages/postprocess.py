@@ -49,7 +49,7 @@ class PostprocessStage:
             frame.letterbox,
         )
         end = time.monotonic()
-        self.rt.send_frame(
+        sent = self.rt.send_frame(
             replace(
                 frame,
                 output_slot=-1,
@@ -61,7 +61,8 @@ class PostprocessStage:
         # Detections are copies; the output slot goes back to the inference stage, after the
         # frame is on its way (the release is not on the frame's critical path).
         self.rt.release(frame, OUTPUTS)
-        self.rt.count("ok")
+        if sent:
+            self.rt.count("ok")
 
 
 def run(setup: StageSetup) -> None:

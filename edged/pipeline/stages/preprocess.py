@@ -77,7 +77,7 @@ class PreprocessStage:
             return
         self.tensors.mark(slot, frame.seq)
         end = time.monotonic()
-        self.rt.send_frame(
+        if self.rt.send_frame(
             replace(
                 frame,
                 tensor_slot=slot,
@@ -85,8 +85,8 @@ class PreprocessStage:
                 letterbox=box,
                 timings=frame.timed(PREPROCESS, start, end),
             )
-        )
-        self.rt.count("ok")
+        ):
+            self.rt.count("ok")
 
 
 def run(setup: StageSetup) -> None:

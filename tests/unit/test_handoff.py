@@ -1,0 +1,108 @@
+"""Frame hand-off over Unix datagrams: order, back-pressure, absent and restarted receivers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edged.pipeline.handoff import MAX_MESSAGE_BYTES, FrameInbox, FrameOutbox, HandoffError
+
+
+def never() -> bool:
+    return False
+
+
+def test_messages_arrive_whole_and_in_order(tmp_path: Path) -> None:
+    inbox = FrameInbox(tmp_path / "a.in")
+    outbox = FrameOutbox(tmp_path / "a.in")
+    sent = [bytes([i]) * (i * 1000 + 1) for i in range(8)]
+    for payload in sent:
+        assert outbox.send(payload, never)
+    assert inbox.wait(1.0)
+    assert inbox.receive_all() == sent
+    assert inbox.receive_all() == []
+    inbox.close()
+    outbox.close()
+    assert not (tmp_path / "a.in").exists()
+
+
+def test_a_full_receiver_makes_the_sender_wait_not_lose(tmp_path: Path) -> None:
+    inbox = FrameInbox(tmp_path / "b.in")
+    outbox = FrameOutbox(tmp_path / "b.in")
+    total = 40  # well past Linux's default max_dgram_qlen of 10
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(total):
+            assert outbox.send(i.to_bytes(4, "little"), never)
+        done.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    time.sleep(0.3)
+    assert not done.is_set(), "the sender should be held back by the full queue"
+    received: list[int] = []
+    deadline = time.monotonic() + 10
+    while len(received) < total and time.monotonic() < deadline:
+        if inbox.wait(0.1):
+            received += [int.from_bytes(m, "little") for m in inbox.receive_all()]
+    assert received == list(range(total))
+    assert done.wait(2)
+    inbox.close()
+
+
+def test_the_first_message_waits_for_a_receiver_that_starts_late(tmp_path: Path) -> None:
+    outbox = FrameOutbox(tmp_path / "c.in", absent_wait_s=0.1)
+    result: list[bool] = []
+    sender = threading.Thread(target=lambda: result.append(outbox.send(b"first", never)))
+    sender.start()
+    time.sleep(0.4)  # longer than absent_wait_s: the first message waits regardless
+    inbox = FrameInbox(tmp_path / "c.in")
+    sender.join(5)
+    assert result == [True]
+    assert inbox.wait(1.0) and inbox.receive_all() == [b"first"]
+    inbox.close()
+
+
+def test_a_receiver_that_stays_gone_gives_the_frame_up_after_the_wait(tmp_path: Path) -> None:
+    inbox = FrameInbox(tmp_path / "d.in")
+    outbox = FrameOutbox(tmp_path / "d.in", absent_wait_s=0.2)
+    assert outbox.send(b"one", never)
+    inbox.close()  # the stage died
+    started = time.monotonic()
+    assert not outbox.send(b"two", never)
+    assert 0.15 <= time.monotonic() - started < 2.0
+
+
+def test_a_restarted_receiver_gets_the_next_messages(tmp_path: Path) -> None:
+    path = tmp_path / "e.in"
+    first = FrameInbox(path)
+    outbox = FrameOutbox(path, absent_wait_s=2.0)
+    assert outbox.send(b"before", never)
+    first.sock.close()  # killed: its socket file stays behind
+    second = FrameInbox(path)  # the restarted stage binds the same path
+    assert outbox.send(b"after", never)
+    assert second.wait(1.0) and second.receive_all() == [b"after"]
+    first.close()  # a late close of the dead one must not remove the new socket file
+    assert path.exists()
+    second.close()
+
+
+def test_stop_interrupts_a_wait(tmp_path: Path) -> None:
+    outbox = FrameOutbox(tmp_path / "nobody.in")
+    calls = []
+
+    def stop_on_third() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    assert not outbox.send(b"x", stop_on_third)
+
+
+def test_oversize_messages_are_refused_clearly(tmp_path: Path) -> None:
+    inbox = FrameInbox(tmp_path / "f.in")
+    with pytest.raises(HandoffError, match="exceeds"):
+        FrameOutbox(tmp_path / "f.in").send(b"x" * (MAX_MESSAGE_BYTES + 1), never)
+    inbox.close()
