@@ -39,8 +39,12 @@ def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
             parts = sock.recv_multipart()
             if parts[0].startswith(b"frames."):  # [topic, header, jpeg]: show the header only
                 header = json.loads(parts[1])
-                print(json.dumps(header) if raw else
-                      f"#{header.get('seq')} frame {len(parts[-1])} bytes JPEG", flush=True)
+                print(
+                    json.dumps(header)
+                    if raw
+                    else f"#{header.get('seq')} frame {len(parts[-1])} bytes JPEG",
+                    flush=True,
+                )
             else:
                 message = decode_payload(parts[1])
                 print(json.dumps(message) if raw else format_message(message), flush=True)
