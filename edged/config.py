@@ -85,7 +85,9 @@ class OnnxRuntimeOptions(_Strict):
         "all", description="ONNX Runtime graph optimisation level."
     )
     spin_wait: bool = Field(
-        False, description="Let idle ORT threads spin (lower latency, burns the other stages' CPU)."
+        True,
+        description="Let ORT's threads spin-wait inside a run (between its parallel sections), "
+        "never after it: −12 % per frame for YOLOv8n on 2 cores; false: they always sleep.",
     )
     graph_rewrites: bool = Field(
         True,

@@ -46,7 +46,7 @@ class BenchSettings:
     warmup: int = 10
     runs: int = 100
     graph_optimization: str = "all"
-    spin_wait: bool = False
+    spin_wait: bool = True
     image: str | None = None
 
     @staticmethod

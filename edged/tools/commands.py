@@ -419,7 +419,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
-    p.add_argument("--spin", action="store_true", help="let ORT threads spin-wait")
+    p.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let ORT threads spin-wait inside a run, as the daemon does (default: on)",
+    )
     p.add_argument(
         "--no-isolate",
         dest="isolate",
