@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import mmap
 import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from edged.backends.base import BackendError, TensorSpec
-from edged.backends.ort_rewrites import rewrite_for_ort
 from edged.config import OnnxRuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -82,29 +86,51 @@ def session_options(options: OnnxRuntimeOptions) -> ort.SessionOptions:
 PRECISION_METADATA_KEY = "edged_precision"
 
 
-def model_source(path: Path, rewrite: bool) -> str | bytes:
-    """What to hand ``InferenceSession``: the path, or the rewritten model's bytes.
-
-    Rewrites are in memory only (see :mod:`edged.backends.ort_rewrites`); anything they cannot
-    read or handle (external data, broken files) goes to ORT as the path, so ORT's own error
-    message reaches the user.
-    """
-    if not rewrite:
-        return str(path)
+def _mentions(path: Path, op_type: bytes) -> bool:
+    """Whether the file contains ``op_type`` at all: a cheap test before parsing it with onnx."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-            return str(path)
-        report = rewrite_for_ort(model)
-    except Exception as exc:  # a broken file or a graph shape inference rejects
-        log.debug("%s: no graph rewrite (%s)", path.name, exc)
-        return str(path)
-    if not report.changed:
-        return str(path)
-    log.info(
-        "%s: Softmax moved to the last axis at %s", path.name, ", ".join(report.softmax_moved_last)
-    )
-    return model.SerializeToString()
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(op_type) >= 0
+    except (OSError, ValueError):  # missing or empty: ORT reports it
+        return False
+
+
+def _rewrite_apart(path: Path, copy: Path) -> bool:
+    """Run the rewrites in a short-lived process; True when it wrote a rewritten ``copy``.
+
+    Apart, because parsing and shape-inferring the graph with ``onnx`` leaves the inference
+    process ~26 MB larger for good (the onnx module, heap it never returns); a process that
+    exits gives everything back. Costs ~0.5 s per load.
+    """
+    command = [sys.executable, "-m", "edged.backends.ort_rewrites", str(path), str(copy)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("%s: graph rewrite skipped (%s)", path.name, exc)
+        return False
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        log.warning("%s: graph rewrite skipped (%s)", path.name, tail)
+        return False
+    if done.stdout.strip():
+        log.info("%s: %s", path.name, done.stdout.strip())
+    return copy.exists()
+
+
+@contextlib.contextmanager
+def loadable_model(path: Path, rewrite: bool) -> Iterator[str]:
+    """The file ``InferenceSession`` should load: ``path`` itself, or a rewritten copy.
+
+    The copy (see :mod:`edged.backends.ort_rewrites`) exists only while the session is
+    created; the model's own file, hash and metadata stay as they are. Only models that contain
+    a pattern to rewrite pay for it.
+    """
+    with tempfile.TemporaryDirectory(prefix="edged-model-") as folder:
+        copy = Path(folder) / path.name
+        if rewrite and _mentions(path, b"Softmax") and _rewrite_apart(path, copy):
+            yield str(copy)
+        else:
+            yield str(path)
 
 
 def precision_of(metadata: dict[str, str]) -> str:
@@ -117,11 +143,10 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
         try:
-            self._session = ort.InferenceSession(
-                model_source(path, options.graph_rewrites),
-                sess_options=session_options(options),
-                providers=options.providers,
-            )
+            with loadable_model(path, options.graph_rewrites) as source:
+                self._session = ort.InferenceSession(
+                    source, sess_options=session_options(options), providers=options.providers
+                )
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
             raise BackendError(

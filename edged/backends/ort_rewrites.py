@@ -12,10 +12,14 @@ merges the first into the Transpose already feeding the DFL) costs under 1 ms.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnx
 from onnx import helper
+
+log = logging.getLogger(__name__)
 
 # Softmax's ``axis`` means "this axis" from opset 13; before, it flattened the trailing axes.
 _SOFTMAX_AXIS_OPSET = 13
@@ -90,3 +94,34 @@ def move_softmax_axis_last(model: onnx.ModelProto) -> RewriteReport:
 def rewrite_for_ort(model: onnx.ModelProto) -> RewriteReport:
     """Every rewrite in this module, in place."""
     return move_softmax_axis_last(model)
+
+
+def rewritten_model(path: Path) -> tuple[bytes, RewriteReport] | None:
+    """``path`` with every rewrite applied, serialised; None when nothing changed or the file
+    is not for us to touch (external data, unreadable: ORT then reports on the original)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            return None
+        report = rewrite_for_ort(model)
+    except Exception as exc:  # a broken file, or a graph shape inference rejects
+        log.debug("%s: no graph rewrite (%s)", path.name, exc)
+        return None
+    return (model.SerializeToString(), report) if report.changed else None
+
+
+def main(argv: list[str]) -> int:
+    """``python -m edged.backends.ort_rewrites SOURCE TARGET``: write TARGET only if changed."""
+    source, target = Path(argv[0]), Path(argv[1])
+    result = rewritten_model(source)
+    if result is not None:
+        data, report = result
+        target.write_bytes(data)
+        print("Softmax moved to the last axis at " + ", ".join(report.softmax_moved_last))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edged.backends.onnxruntime import OnnxRuntimeBackend, model_source
-from edged.backends.ort_rewrites import move_softmax_axis_last
+from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model
+from edged.backends.ort_rewrites import move_softmax_axis_last, rewritten_model
 from edged.config import OnnxRuntimeOptions
 from tests.tools.data import yolov8n_onnx
 from tests.tools.models import tiny_yolov8
@@ -69,34 +69,46 @@ def test_pre_opset13_softmax_is_left_alone():
 
 def test_yolov8_dfl_is_rewritten_and_detections_unchanged(tmp_path):
     path = yolov8n_onnx()  # skips without Ultralytics
-    digest_before = path.read_bytes()
+    original = path.read_bytes()
     x = np.random.default_rng(1).random((1, 3, 640, 640), dtype=np.float32)
     plain = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1, graph_rewrites=False))
     fast = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
 
-    source = model_source(path, rewrite=True)
+    with loadable_model(path, rewrite=True) as source:
+        assert source != str(path)
+        rewritten = onnx.load(source)
+    assert not Path(source).exists()  # the copy lives only while the session is created
 
-    assert isinstance(source, bytes)
-    softmaxes = [n for n in onnx.load_from_string(source).graph.node if n.op_type == "Softmax"]
+    softmaxes = [n for n in rewritten.graph.node if n.op_type == "Softmax"]
     assert [next(a.i for a in n.attribute if a.name == "axis") for n in softmaxes] == [-1]
     np.testing.assert_allclose(fast.infer(x)[0], plain.infer(x)[0], rtol=1e-4, atol=1e-3)
     assert fast.metadata == plain.metadata  # names, stride, imgsz survive
-    assert path.read_bytes() == digest_before
+    assert path.read_bytes() == original
 
 
-def test_models_without_the_pattern_load_from_their_path(tmp_path):
+def test_models_without_the_pattern_load_from_their_own_path(tmp_path):
     path = tiny_yolov8(tmp_path / "tiny.onnx")
-    assert model_source(path, rewrite=True) == str(path)
+    with loadable_model(path, rewrite=True) as source:
+        assert source == str(path)
 
 
-def test_unreadable_model_goes_to_ort_by_path_so_its_error_reaches_the_user(tmp_path):
+def test_unreadable_model_goes_to_ort_by_its_path_so_its_error_reaches_the_user(tmp_path):
     broken = tmp_path / "broken.onnx"
-    broken.write_bytes(b"\x08\x07garbage")
-    assert model_source(broken, rewrite=True) == str(broken)
+    broken.write_bytes(b"\x08\x07Softmax garbage")
+    assert rewritten_model(broken) is None
+    with loadable_model(broken, rewrite=True) as source:
+        assert source == str(broken)
 
 
 def test_rewrites_can_be_turned_off(tmp_path):
     path: Path = tmp_path / "sm.onnx"
     onnx.save(_softmax_model(1), str(path))
-    assert model_source(path, rewrite=False) == str(path)
-    assert isinstance(model_source(path, rewrite=True), bytes)
+    with loadable_model(path, rewrite=False) as source:
+        assert source == str(path)
+    with loadable_model(path, rewrite=True) as source:
+        assert source != str(path)
+        assert [n.op_type for n in onnx.load(source).graph.node] == [
+            "Transpose",
+            "Softmax",
+            "Transpose",
+        ]

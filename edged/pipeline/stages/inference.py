@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from edged.backends import Backend, BackendError
+from edged.heap import release_free_heap
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import INFER, ArrayRef, Command, Frame, ModelDescriptor
 from edged.pipeline.model_loader import load_model
@@ -63,6 +64,7 @@ class InferenceStage:
         self.pending: PendingSwap | None = None
         self.last_seq = -1
         rt.command_handler = self.on_command
+        release_free_heap()
 
     # -- swaps ---------------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class InferenceStage:
         self.backend, self.model = pending.backend, pending.model
         self.generation += 1
         old.close()
+        release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
         self.rt.send_event("swap_result", request_id=pending.request_id, ok=True,
                            model=self.model, duration=duration,
