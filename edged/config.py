@@ -84,10 +84,10 @@ class OnnxRuntimeOptions(_Strict):
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="ONNX Runtime graph optimisation level."
     )
-    spin_wait: bool = Field(
-        True,
+    spin_wait: bool | Literal["auto"] = Field(
+        "auto",
         description="Let ORT's threads spin-wait inside a run (between its parallel sections), "
-        "never after it: −12 % per frame for YOLOv8n on 2 cores; false: they always sleep.",
+        "never after it. auto: only when they leave a core free for the other stages.",
     )
     graph_rewrites: bool = Field(
         True,

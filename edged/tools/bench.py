@@ -1,8 +1,9 @@
 """``edged bench``: latency of models under a locked execution policy.
 
 The policy is explicit and recorded: intra/inter-op thread counts, the CPUs the process (and so
-ONNX Runtime's thread pool, created after pinning) may run on, graph optimisation, no spin-wait
-unless asked (the daemon's default), warm-up runs excluded from the statistics, N timed runs.
+ONNX Runtime's thread pool, created after pinning) may run on, graph optimisation, spin-wait
+inside a run (ORT's default; ``--no-spin`` for sleeping workers), warm-up runs excluded from the
+statistics, N timed runs.
 Each model is measured in a fresh process by :func:`benchmark_isolated` so one model's memory
 and allocator state cannot leak into the next one's numbers.
 """

@@ -84,7 +84,7 @@ class PipelineBenchSettings:
     realtime_fps: float | None = None  # pacing of the realtime run; None: the file's rate
     realtime_frames: int = 240  # timed frames of the realtime run
     ultralytics: str = "fp32"  # run Ultralytics on: fp32 models, all models, none
-    spin_wait: bool = True  # the daemon's inference.onnxruntime.spin_wait
+    spin_wait: bool | str = "auto"  # the daemon's inference.onnxruntime.spin_wait
     # Experiment: niceness added to the daemon's processes other than the inference stage
     # once frames flow (0: leave them alone).
     renice_others: int = 0
@@ -1309,9 +1309,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spin",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default="auto",
         help="let ORT threads spin-wait inside a run (inference.onnxruntime.spin_wait; "
-        "default: on, as in the daemon)",
+        "default: auto, as in the daemon)",
     )
     p.add_argument(
         "--renice-others",

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model
+from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model, session_options, spins
 from edged.backends.ort_rewrites import move_softmax_axis_last, rewritten_model
 from edged.config import OnnxRuntimeOptions
 from tests.tools.data import yolov8n_onnx
@@ -112,3 +112,20 @@ def test_rewrites_can_be_turned_off(tmp_path):
             "Softmax",
             "Transpose",
         ]
+
+
+@pytest.mark.parametrize(
+    ("spin_wait", "threads", "cpus", "expected"),
+    [("auto", 2, 2, False), ("auto", 3, 4, True), ("auto", 4, 4, False), (True, 2, 2, True),
+     (False, 1, 4, False)],
+)  # fmt: skip
+def test_spin_wait_auto_spins_only_with_a_core_to_spare(spin_wait, threads, cpus, expected):
+    assert spins(spin_wait, threads, cpus) is expected
+
+
+def test_session_options_carry_the_resolved_spin_policy():
+    so = session_options(OnnxRuntimeOptions(intra_op_threads=1, spin_wait=False))
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    so = session_options(OnnxRuntimeOptions(intra_op_threads=1, spin_wait=True))
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"
