@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edged.tools.head import find_head
+from edged.tools.head import find_head, find_stem
 from tests.tools.data import YOLOV5N, require, yolov8n_onnx
 
 
@@ -71,3 +71,25 @@ def test_synthetic_graph_and_unnamed_nodes() -> None:
     graph.node[1].name = ""
     with pytest.raises(ValueError, match="no name"):
         find_head(helper.make_model(graph))
+
+
+@pytest.mark.parametrize("which", ["yolov5n", "yolov8n"])
+def test_the_stem_is_the_image_conv_and_its_silu(which: str) -> None:
+    path = require(YOLOV5N) if which == "yolov5n" else yolov8n_onnx()
+    model = onnx.load(str(path))
+    stem = find_stem(model)
+    assert stem == ("/model.0/conv/Conv", "/model.0/act/Sigmoid", "/model.0/act/Mul")
+    conv = next(n for n in model.graph.node if n.name == stem[0])
+    assert conv.input[0] == model.graph.input[0].name  # it reads the image itself
+
+
+def test_no_stem_when_no_conv_reads_few_channels() -> None:
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 8, 1, 1], [0.0] * 32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])],
+        [weight],
+    )
+    assert find_stem(helper.make_model(graph)) == ()
