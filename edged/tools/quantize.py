@@ -282,8 +282,8 @@ def quantize_static(
         activation_type / weight_type: ``uint8`` or ``int8``.
         keep_head_float: leave the detection head (found automatically) in float.
         head_levels: also keep this many rings of Conv layers before the head in float.
-        float_stem: keep the Convs reading the image (≤ 4 channels) and their activations in
-            float: faster on x86 (see :func:`edged.tools.head.find_stem`), never less accurate.
+        float_stem: keep the Convs reading the image (≤ 4 channels) in float: faster on x86
+            and no less accurate (see :func:`edged.tools.head.find_stem`).
         exclude_nodes: further node names to keep in float.
         exclude_op_types: op types to keep in float everywhere.
         percentile: the percentile for ``method="percentile"``.
