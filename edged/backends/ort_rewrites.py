@@ -8,6 +8,11 @@ model loads, so the file on disk, its hash and its metadata stay as they were.
 (1×16×4×8400, axis 1) on a 2-core Xeon — 13 % of the whole FP32 model and a fifth of the INT8
 one, whose head stays in float. Moving the axis last with a ``Transpose`` on each side (ORT
 merges the first into the Transpose already feeding the DFL) costs under 1 ms.
+
+A float 1×3×H×W image input becomes a uint8 1×H×W×3 one (Transpose → Cast → Mul by 1/255 in
+front of the graph, the same arithmetic as the daemon's own normalisation, so outputs are
+bit-identical): the letterbox then writes 1.2 MB of bytes instead of 4.9 MB of floats
+(0.47 → 0.14 ms per 720p frame), and ORT does the conversion in its threads (+0.1–0.3 ms).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +34,19 @@ _SOFTMAX_AXIS_OPSET = 13
 @dataclass(frozen=True)
 class RewriteReport:
     softmax_moved_last: tuple[str, ...] = ()
+    uint8_input: str = ""  # the input now fed uint8 NHWC
 
     @property
     def changed(self) -> bool:
-        return bool(self.softmax_moved_last)
+        return bool(self.softmax_moved_last or self.uint8_input)
+
+    def describe(self) -> str:
+        parts = []
+        if self.softmax_moved_last:
+            parts.append("Softmax moved to the last axis at " + ", ".join(self.softmax_moved_last))
+        if self.uint8_input:
+            parts.append(f"input {self.uint8_input} takes uint8 NHWC (normalised in the graph)")
+        return "; ".join(parts)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -91,9 +106,62 @@ def move_softmax_axis_last(model: onnx.ModelProto) -> RewriteReport:
     return RewriteReport(softmax_moved_last=tuple(moved))
 
 
+def _image_input(model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, int, int] | None:
+    """The single float 1×3×H×W input (static H, W), or None."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        return None
+    tensor = inputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
+    if tensor.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or dims[:2] != [1, 3]:
+        return None
+    if dims[2] <= 0 or dims[3] <= 0:
+        return None
+    return inputs[0], dims[2], dims[3]
+
+
+def feed_uint8_nhwc(model: onnx.ModelProto) -> str:
+    """Rewrite, in place, a float 1×3×H×W input as uint8 1×H×W×3 normalised inside the graph.
+
+    The input keeps its name (so callers bind it as before); returns that name, or "" when the
+    model has no such input.
+    """
+    found = _image_input(model)
+    if found is None:
+        return ""
+    original, height, width = found
+    graph, name = model.graph, original.name
+    floats = f"{name}/float_nchw"
+    for node in graph.node:
+        for i, tensor in enumerate(node.input):
+            if tensor == name:
+                node.input[i] = floats
+    for output in graph.output:  # an input passed straight through (never in practice)
+        if output.name == name:
+            return ""
+    scale = numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), f"{name}/scale")
+    graph.initializer.append(scale)
+    prefix = [
+        helper.make_node("Transpose", [name], [f"{name}/u8_nchw"], perm=[0, 3, 1, 2],
+                         name=f"{name}/to_nchw"),
+        helper.make_node("Cast", [f"{name}/u8_nchw"], [f"{name}/f_nchw"],
+                         to=onnx.TensorProto.FLOAT, name=f"{name}/to_float"),
+        helper.make_node("Mul", [f"{name}/f_nchw", scale.name], [floats], name=f"{name}/scale"),
+    ]  # fmt: skip
+    for position, node in enumerate(prefix):
+        graph.node.insert(position, node)
+    index = list(graph.input).index(original)
+    replacement = helper.make_tensor_value_info(name, onnx.TensorProto.UINT8, [1, height, width, 3])
+    graph.input.remove(original)
+    graph.input.insert(index, replacement)
+    return name
+
+
 def rewrite_for_ort(model: onnx.ModelProto) -> RewriteReport:
     """Every rewrite in this module, in place."""
-    return move_softmax_axis_last(model)
+    moved = move_softmax_axis_last(model).softmax_moved_last
+    return RewriteReport(softmax_moved_last=moved, uint8_input=feed_uint8_nhwc(model))
 
 
 def rewritten_model(path: Path) -> tuple[bytes, RewriteReport] | None:
@@ -117,7 +185,7 @@ def main(argv: list[str]) -> int:
     if result is not None:
         data, report = result
         target.write_bytes(data)
-        print("Softmax moved to the last axis at " + ", ".join(report.softmax_moved_last))
+        print(report.describe())
     return 0
 
 

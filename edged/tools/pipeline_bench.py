@@ -342,15 +342,16 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
     import psutil
 
     from edged.backends.onnxruntime import OnnxRuntimeBackend, session_options
-    from edged.preprocess import letterbox, to_nchw_float
+    from edged.preprocess import TensorWriter
 
     options = _ort_options(spec)
     backend = OnnxRuntimeBackend(Path(spec["model"]), options)
-    w, h = backend.input.width, backend.input.height
+    writer = TensorWriter(backend.input.layout)
     tensors = []
     for image in _read_frames(spec["source"], 4):
-        canvas, _ = letterbox(image, w, h)
-        tensors.append(to_nchw_float(canvas))
+        tensor = np.empty(backend.input.shape, backend.input.dtype)
+        writer.write(image, tensor)
+        tensors.append(tensor)
     outputs = [np.empty(s, np.float32) for s in backend.output_shapes]
     run = (
         (lambda t: backend.infer_into(t, outputs)) if backend.static_outputs else backend.infer  # type: ignore[assignment]

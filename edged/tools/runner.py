@@ -22,7 +22,7 @@ from edged.postprocess.decoders import (
     decode,
     detect_layout,
 )
-from edged.preprocess import Letterbox, letterbox, to_nchw_float
+from edged.preprocess import Letterbox, TensorWriter
 from edged.tools.errors import ToolError
 
 
@@ -54,12 +54,13 @@ class ModelRunner:
         self.params = params
         spec = self.backend.input
         self.input_size = (spec.width, spec.height)
-        self._canvas = np.empty((spec.height, spec.width, 3), np.uint8)
-        self._tensor = np.empty((1, 3, spec.height, spec.width), np.float32)
+        # The daemon's preprocessing, in whatever layout the (rewritten) model takes.
+        self._writer = TensorWriter(spec.layout)
+        self._tensor = np.empty(spec.shape, spec.dtype)
 
     def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        canvas, box = letterbox(image_bgr, *self.input_size, out=self._canvas)
-        return to_nchw_float(canvas, out=self._tensor), box
+        box = self._writer.write(image_bgr, self._tensor, key=0)
+        return self._tensor, box
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
         return self.backend.infer(tensor)

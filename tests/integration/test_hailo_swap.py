@@ -42,11 +42,15 @@ def hailo_models(tmp_path: Path, variant_dir: Path) -> Path:
     return root
 
 
-def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path):
+# With the ORT rewrites the CPU model takes uint8 NHWC like the HEF; without them it takes float
+# NCHW, and the frames in flight at the switch are letterboxed again for the other format.
+@pytest.mark.parametrize("rewrites", [True, False], ids=["same-input-format", "reletterbox"])
+def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path, rewrites: bool):
     env = fake_env(EDGED_FAKE_HAILO_DETECTIONS=json.dumps([FAKE_DETECTION]))
+    config = {"inference": {"onnxruntime": {"graph_rewrites": rewrites}}}
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop",
                 "--manifest", str(hailo_models / "yolo.yaml"),
-                "--models-dir", str(hailo_models), env=env) as daemon:  # fmt: skip
+                "--models-dir", str(hailo_models), config=config, env=env) as daemon:  # fmt: skip
         daemon.wait_ready()
         sub = daemon.subscriber()
         reply = daemon.ctl("swap", "hailo")

@@ -11,8 +11,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model, session_options, spins
-from edged.backends.ort_rewrites import move_softmax_axis_last, rewritten_model
+from edged.backends.ort_rewrites import feed_uint8_nhwc, move_softmax_axis_last, rewritten_model
 from edged.config import OnnxRuntimeOptions
+from edged.preprocess import TensorWriter
 from tests.tools.data import yolov8n_onnx
 from tests.tools.models import tiny_yolov8
 
@@ -67,10 +68,16 @@ def test_pre_opset13_softmax_is_left_alone():
     assert not move_softmax_axis_last(model).changed
 
 
-def test_yolov8_dfl_is_rewritten_and_detections_unchanged(tmp_path):
+def _letterboxed(backend: OnnxRuntimeBackend, image: np.ndarray) -> np.ndarray:
+    tensor = np.empty(backend.input.shape, backend.input.dtype)
+    TensorWriter(backend.input.layout).write(image, tensor)
+    return tensor
+
+
+def test_yolov8_is_rewritten_and_its_outputs_are_unchanged(tmp_path):
     path = yolov8n_onnx()  # skips without Ultralytics
     original = path.read_bytes()
-    x = np.random.default_rng(1).random((1, 3, 640, 640), dtype=np.float32)
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     plain = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1, graph_rewrites=False))
     fast = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
 
@@ -81,15 +88,33 @@ def test_yolov8_dfl_is_rewritten_and_detections_unchanged(tmp_path):
 
     softmaxes = [n for n in rewritten.graph.node if n.op_type == "Softmax"]
     assert [next(a.i for a in n.attribute if a.name == "axis") for n in softmaxes] == [-1]
-    np.testing.assert_allclose(fast.infer(x)[0], plain.infer(x)[0], rtol=1e-4, atol=1e-3)
+    assert (plain.input.layout, plain.input.dtype) == ("NCHW", "float32")
+    assert (fast.input.layout, fast.input.dtype) == ("NHWC", "uint8")
+    expected = plain.infer(_letterboxed(plain, image))[0]
+    np.testing.assert_allclose(fast.infer(_letterboxed(fast, image))[0], expected,
+                               rtol=1e-4, atol=1e-3)  # fmt: skip
     assert fast.metadata == plain.metadata  # names, stride, imgsz survive
     assert path.read_bytes() == original
 
 
-def test_models_without_the_pattern_load_from_their_own_path(tmp_path):
+def test_uint8_input_gives_bit_identical_outputs(tmp_path):
     path = tiny_yolov8(tmp_path / "tiny.onnx")
+    image = np.random.default_rng(2).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    plain = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1, graph_rewrites=False))
+    fast = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
+    assert fast.input.shape == (1, 32, 32, 3)
+    np.testing.assert_array_equal(
+        fast.infer(_letterboxed(fast, image))[0], plain.infer(_letterboxed(plain, image))[0]
+    )
+
+
+def test_models_without_an_image_input_or_pattern_load_from_their_own_path(tmp_path):
+    path = tmp_path / "plain.onnx"
+    onnx.save(_softmax_model(-1), str(path))  # 1×16×4×30 input: not an image
     with loadable_model(path, rewrite=True) as source:
         assert source == str(path)
+    model = _softmax_model(-1)
+    assert feed_uint8_nhwc(model) == ""
 
 
 def test_unreadable_model_goes_to_ort_by_its_path_so_its_error_reaches_the_user(tmp_path):
