@@ -144,7 +144,13 @@ class InferenceConfig(_Strict):
 class PostprocessConfig(_Strict):
     conf_threshold: float = Field(0.25, ge=0, le=1, description="Minimum detection confidence.")
     iou_threshold: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold.")
-    max_detections: int = Field(300, ge=1, description="Detections kept per frame after NMS.")
+    max_detections: int = Field(
+        300,
+        ge=1,
+        le=5000,
+        description="Detections kept per frame after NMS (≤ 5000: a frame's message between "
+        "stages must fit one datagram).",
+    )
     classes: list[int] | None = Field(None, description="Keep only these class ids.")
     agnostic_nms: bool = Field(False, description="NMS across classes instead of per class.")
 

@@ -106,3 +106,29 @@ def test_oversize_messages_are_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(HandoffError, match="exceeds"):
         FrameOutbox(tmp_path / "f.in").send(b"x" * (MAX_MESSAGE_BYTES + 1), never)
     inbox.close()
+
+
+def test_the_largest_frame_the_config_allows_fits_one_datagram() -> None:
+    """``postprocess.max_detections`` is bounded so a published frame always fits a message."""
+    import dataclasses
+
+    import numpy as np
+
+    from edged.config import ConfigError, PostprocessConfig, parse_config
+    from edged.pipeline.messages import Frame, ModelDescriptor, dumps
+    from edged.postprocess.decoders import Detections
+    from edged.preprocess import Letterbox
+
+    limit = PostprocessConfig.model_fields["max_detections"].metadata
+    most = next(m.le for m in limit if hasattr(m, "le"))
+    with pytest.raises(ConfigError) as info:
+        parse_config({"postprocess": {"max_detections": most + 1}})
+    assert "postprocess.max_detections" in dict(info.value.errors)
+    labels = tuple(f"a fairly long class label {i}" for i in range(1000))
+    model = ModelDescriptor("m/v/0", "m", "v", "onnxruntime", "fp32", 640, 640, "NHWC", "uint8",
+                            "yolov8", labels, "/models/" + "x" * 200)  # fmt: skip
+    detections = Detections(np.zeros((most, 4), np.float32), np.zeros(most, np.float32),
+                            np.zeros(most, np.int64))  # fmt: skip
+    frame = Frame(1, 0.0, 0.0, 1920, 1080, 0, (("capture", 0.0, 1.0),) * 5,
+                  letterbox=Letterbox(1.0, 0, 0, 1920, 1080), model=model)  # fmt: skip
+    assert len(dumps(dataclasses.replace(frame, detections=detections))) < MAX_MESSAGE_BYTES
