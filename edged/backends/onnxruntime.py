@@ -145,6 +145,11 @@ def _image_spec(path: Path, node: ort.NodeArg) -> TensorSpec:
         return TensorSpec(node.name, width=shape[2], height=shape[1], layout="NHWC", dtype="uint8")
     if kind not in ("tensor(float)", "tensor(uint8)"):
         raise BackendError(f"{path.name}: input type {kind} is neither float32 nor uint8")
+    if kind == "tensor(uint8)":
+        raise BackendError(
+            f"{path.name}: uint8 input of shape {shape}; uint8 images must be a static 1×H×W×3 "
+            "(NHWC RGB) input"
+        )
     raise BackendError(
         f"{path.name}: unsupported input shape {shape}; expected a static 1×3×H×W float or "
         "1×H×W×3 uint8 image input (export with a fixed imgsz)"

@@ -68,10 +68,12 @@ def describe(resolved: ResolvedVariant, backend: Backend, generation: int) -> Mo
 
 def check_fits(backend: Backend, max_input_bytes: int, max_output_bytes: int) -> None:
     """Refuse a model whose tensors would not fit the shared-memory ring slots."""
-    if backend.input.nbytes > max_input_bytes:
+    spec = backend.input
+    if spec.nbytes > max_input_bytes:
+        side = int((max_input_bytes / (3 * np.dtype(spec.dtype).itemsize)) ** 0.5)
         raise BackendError(
-            f"input {backend.input.width}x{backend.input.height} needs {backend.input.nbytes} "
-            f"bytes per tensor; the tensor ring holds {max_input_bytes} (inputs up to 1280x1280)"
+            f"input {spec.width}x{spec.height} needs {spec.nbytes} bytes per tensor; the tensor "
+            f"ring holds {max_input_bytes} ({spec.dtype} inputs up to {side}x{side})"
         )
     if all(d > 0 for shape in backend.output_shapes for d in shape):
         needed = sum(aligned(int(np.prod(shape)) * 4) for shape in backend.output_shapes)

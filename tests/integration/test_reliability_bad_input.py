@@ -113,8 +113,8 @@ BAD_MODELS = {
                       "unsupported input shape"),
     "grey-input": (lambda p: tiny_model(p, [1, 1, 64, 64], [1, 100, 85]),
                    "unsupported input shape"),
-    "uint8-input": (lambda p: tiny_model(p, [1, 3, 64, 64], [1, 100, 85], in_type="uint8"),
-                    "is not float32"),
+    "uint8-nchw-input": (lambda p: tiny_model(p, [1, 3, 64, 64], [1, 100, 85], in_type="uint8"),
+                         "must be a static 1×H×W×3"),
     "two-inputs": (lambda p: tiny_model(p, [1, 3, 64, 64], [1, 100, 85], inputs=2),
                    "expected one image input"),
     "classifier-output": (lambda p: tiny_model(p, [1, 3, 64, 64], [1, 10]),
@@ -173,14 +173,15 @@ def test_edged_run_refuses_a_bad_model_in_one_line_and_leaves_nothing(tmp_path, 
 
 @pytest.mark.parametrize(
     ("shape", "reason"),
-    [("output-34MB", "more than pipeline.max_output_mb"), ("input-1344", "the tensor ring holds")],
+    [("output-34MB", "more than pipeline.max_output_mb"), ("input-2688", "the tensor ring holds")],
 )
 def test_a_model_too_big_for_the_rings_is_refused_at_start(tmp_path, shape, reason) -> None:
     """Used to load and then fail every frame (an error line, or a traceback, per frame)."""
     if shape == "output-34MB":
         path = tiny_model(tmp_path / "big.onnx", [1, 3, 64, 64], [1, 100_000, 85])
     else:
-        path = tiny_model(tmp_path / "big.onnx", [1, 3, 1344, 1344], [1, 100, 85])
+        # Fed as uint8 after the load-time rewrite: 2688² × 3 bytes > the 1280² float slot.
+        path = tiny_model(tmp_path / "big.onnx", [1, 3, 2688, 2688], [1, 100, 85])
     code, log, daemon = run_until_exit(tmp_path / "d", path)
     assert code != 0 and "Traceback" not in log
     lines = [line for line in log.splitlines() if "cannot start:" in line]
