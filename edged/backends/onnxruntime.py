@@ -106,17 +106,22 @@ def _rewrite_apart(path: Path, copy: Path) -> bool:
     """
     command = [sys.executable, "-m", "edged.backends.ort_rewrites", str(path), str(copy)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        done = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=REWRITE_TIMEOUT_S
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
         log.warning("%s: graph rewrite skipped (%s)", path.name, exc)
         return False
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        log.warning("%s: graph rewrite skipped (%s)", path.name, tail)
+    reason = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode != 0 or reason.startswith("no graph rewrite"):
+        log.warning("%s: graph rewrite skipped (%s)", path.name, reason or done.returncode)
         return False
     if done.stdout.strip():
         log.info("%s: %s", path.name, done.stdout.strip())
     return copy.exists()
+
+
+REWRITE_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
@@ -133,6 +138,20 @@ def loadable_model(path: Path, rewrite: bool) -> Iterator[str]:
             yield str(copy)
         else:
             yield str(path)
+
+
+def _open_session(path: Path, options: OnnxRuntimeOptions) -> ort.InferenceSession:
+    """A session on the rewritten model, or on the original when ORT refuses the rewrite."""
+    so, providers = session_options(options), options.providers
+    with loadable_model(path, options.graph_rewrites) as source:
+        if source == str(path):
+            return ort.InferenceSession(source, sess_options=so, providers=providers)
+        try:
+            return ort.InferenceSession(source, sess_options=so, providers=providers)
+        except Exception as exc:  # a rewrite bug must never cost a model that works
+            log.warning("%s: rewritten graph refused (%s); loading it as it is", path.name,
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc)  # fmt: skip
+    return ort.InferenceSession(str(path), sess_options=so, providers=providers)
 
 
 def _image_spec(path: Path, node: ort.NodeArg) -> TensorSpec:
@@ -166,10 +185,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
         try:
-            with loadable_model(path, options.graph_rewrites) as source:
-                self._session = ort.InferenceSession(
-                    source, sess_options=session_options(options), providers=options.providers
-                )
+            self._session = _open_session(path, options)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
             raise BackendError(

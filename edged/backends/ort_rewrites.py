@@ -18,6 +18,7 @@ bit-identical): the letterbox then writes 1.2 MB of bytes instead of 4.9 MB of f
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,11 @@ def _image_input(model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, int, int]
     return inputs[0], dims[2], dims[3]
 
 
+def _has_subgraphs(graph: onnx.GraphProto) -> bool:
+    graph_kinds = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+    return any(a.type in graph_kinds for n in graph.node for a in n.attribute)
+
+
 def feed_uint8_nhwc(model: onnx.ModelProto) -> str:
     """Rewrite, in place, a float 1×3×H×W input as uint8 1×H×W×3 normalised inside the graph.
 
@@ -132,14 +138,14 @@ def feed_uint8_nhwc(model: onnx.ModelProto) -> str:
         return ""
     original, height, width = found
     graph, name = model.graph, original.name
+    if any(o.name == name for o in graph.output) or _has_subgraphs(graph):
+        # An input passed straight through, or read inside If/Loop bodies: leave it alone.
+        return ""
     floats = f"{name}/float_nchw"
     for node in graph.node:
         for i, tensor in enumerate(node.input):
             if tensor == name:
                 node.input[i] = floats
-    for output in graph.output:  # an input passed straight through (never in practice)
-        if output.name == name:
-            return ""
     scale = numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), f"{name}/scale")
     graph.initializer.append(scale)
     prefix = [
@@ -173,7 +179,7 @@ def rewritten_model(path: Path) -> tuple[bytes, RewriteReport] | None:
             return None
         report = rewrite_for_ort(model)
     except Exception as exc:  # a broken file, or a graph shape inference rejects
-        log.debug("%s: no graph rewrite (%s)", path.name, exc)
+        print(f"no graph rewrite: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
     return (model.SerializeToString(), report) if report.changed else None
 
@@ -190,6 +196,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     raise SystemExit(main(sys.argv[1:]))

@@ -89,7 +89,7 @@ STEM_MAX_CHANNELS = 4
 
 
 def find_stem(model: onnx.ModelProto) -> tuple[str, ...]:
-    """The Convs that read the image itself (≤ 4 input channels).
+    """The Convs that read the image input itself (≤ 4 input channels).
 
     Why keep them float: with 3 input channels an int8 convolution packs badly, and ONNX
     Runtime's runs slower than the FP32 one (yolov5n's 6×6 stem: 3.7 vs 1.8 ms; YOLOv8n's 3×3:
@@ -99,9 +99,12 @@ def find_stem(model: onnx.ModelProto) -> tuple[str, ...]:
     """
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
+    images = {i.name for i in graph.input if i.name not in initializers}
     stem = []
     for node in _named_nodes(graph):
-        weight = initializers.get(node.input[1]) if node.op_type == "Conv" else None
+        if node.op_type != "Conv" or node.input[0] not in images:
+            continue  # a depthwise Conv deeper in has 1 input channel per group: not a stem
+        weight = initializers.get(node.input[1])
         if weight is not None and len(weight.dims) == 4 and weight.dims[1] <= STEM_MAX_CHANNELS:
             stem.append(node.name)
     return tuple(stem)

@@ -11,7 +11,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model, session_options, spins
-from edged.backends.ort_rewrites import feed_uint8_nhwc, move_softmax_axis_last, rewritten_model
+from edged.backends.ort_rewrites import (
+    feed_uint8_nhwc,
+    move_softmax_axis_last,
+    rewrite_for_ort,
+    rewritten_model,
+)
 from edged.config import OnnxRuntimeOptions
 from edged.preprocess import TensorWriter
 from tests.tools.data import yolov8n_onnx
@@ -154,3 +159,39 @@ def test_session_options_carry_the_resolved_spin_policy():
     so = session_options(OnnxRuntimeOptions(intra_op_threads=1, spin_wait=True))
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+
+
+def test_an_input_that_is_also_an_output_is_left_as_it_is():
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["images"], ["y"], axis=1, name="sm")],
+        "passthrough",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8]),
+         helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    report = rewrite_for_ort(model)
+    assert report.uint8_input == "" and report.softmax_moved_last == ("sm",)
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(3).random((1, 3, 8, 8), dtype=np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, passed = session.run(None, {"images": x})
+    np.testing.assert_array_equal(passed, x)
+    expected = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+
+
+def test_a_rewrite_ort_refuses_falls_back_to_the_original(tmp_path, monkeypatch, caplog):
+    import edged.backends.onnxruntime as backend_module
+
+    path = tiny_yolov8(tmp_path / "tiny.onnx")
+
+    def broken_rewrite(source: Path, copy: Path) -> bool:
+        copy.write_bytes(b"not a model")  # what a rewrite bug would hand ORT
+        return True
+
+    monkeypatch.setattr(backend_module, "_rewrite_apart", broken_rewrite)
+    backend = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
+    assert (backend.input.layout, backend.input.dtype) == ("NCHW", "float32")
+    assert "rewritten graph refused" in caplog.text

@@ -93,3 +93,19 @@ def test_no_stem_when_no_conv_reads_few_channels() -> None:
         [weight],
     )
     assert find_stem(helper.make_model(graph)) == ()
+
+
+def test_depthwise_convs_deeper_in_are_not_the_stem() -> None:
+    stem_w = helper.make_tensor("w0", TensorProto.FLOAT, [8, 3, 3, 3], [0.0] * 216)
+    depthwise_w = helper.make_tensor("w1", TensorProto.FLOAT, [8, 1, 3, 3], [0.0] * 72)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w0"], ["a"], name="stem"),
+            helper.make_node("Conv", ["a", "w1"], ["y"], name="depthwise", group=8),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [stem_w, depthwise_w],
+    )
+    assert find_stem(helper.make_model(graph)) == ("stem",)
