@@ -8,15 +8,16 @@ receiver directly. ZeroMQ stays where its features matter (supervisor channel, s
 control, publishing).
 
 Unix datagrams are reliable and ordered. A receiver whose queue is full (``max_dgram_qlen``,
-10 on Linux by default; at most one message per ring slot is ever in flight) makes the sender
-wait, which is back-pressure. A receiver that is not there (starting, or dead and being
-restarted) is waited for at most ``absent_wait_s``; after that the frame is given up and the
-caller frees its slots, as for any frame lost with a crashed stage.
+10 on Linux by default) makes the sender wait, which is back-pressure. A receiver that is not
+there (starting, or dead and being restarted) is waited for: without limit for a ``patient``
+send (lossless mode, end-of-stream markers), else at most ``absent_wait_s``, after which the
+frame is given up and the caller frees its slots, as for any frame lost with a crashed stage.
 """
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import select
 import socket
@@ -24,9 +25,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# Largest message: a frame with ``postprocess.max_detections`` (≤ 5000) detections pickles to
-# ~150 KB; Linux's default socket send buffer (212 KB) bounds a datagram.
-MAX_MESSAGE_BYTES = 212_992
+# A datagram must fit the sender's socket buffer (less 32 bytes of kernel overhead). Asking for
+# 1 MiB gets min(1 MiB, net.core.wmem_max) × 2: ≥ 416 KB on a stock Linux, while a frame with
+# the most detections the config allows (5000) and 1000 labels pickles to ~175 KB.
+SEND_BUFFER_BYTES = 1 << 20
+MAX_MESSAGE_BYTES = 212_992 - 64  # the floor: Linux's default buffer, whatever setsockopt gave
 _ABSENT = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EDESTADDRREQ)
 _RETRY_S = 0.02
 
@@ -52,6 +55,12 @@ class FrameInbox:
         os.chmod(path, 0o600)
         self.sock.setblocking(False)
         self._identity = _identity(path)
+        # Bigger than any datagram a sender can be granted (2 × the 1 MiB it asks for), and
+        # reused: a fresh buffer that size per message would cost an mmap each time. Anonymous
+        # memory: only the pages messages actually reach become resident (a bytearray would
+        # zero, and so commit, all 2 MiB in every stage).
+        self._buffer = mmap.mmap(-1, 2 * SEND_BUFFER_BYTES + 1024)
+        self._view = memoryview(self._buffer)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -61,14 +70,17 @@ class FrameInbox:
         messages = []
         while True:
             try:
-                messages.append(self.sock.recv(MAX_MESSAGE_BYTES))
+                size = self.sock.recv_into(self._buffer)
             except BlockingIOError:
                 return messages
+            messages.append(bytes(self._view[:size]))
 
     def wait(self, timeout_s: float) -> bool:
         return bool(select.select([self.sock], [], [], timeout_s)[0])
 
     def close(self) -> None:
+        self._view.release()
+        self._buffer.close()
         self.sock.close()
         # A restarted successor may already have bound the same path: leave its socket alone.
         try:
@@ -86,10 +98,14 @@ class FrameOutbox:
         self.absent_wait_s = absent_wait_s
         self.sock: socket.socket | None = None
         self.delivered = 0
+        self.max_bytes = MAX_MESSAGE_BYTES
 
     def _connect(self) -> bool:
         self._close_socket()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.max_bytes = max(MAX_MESSAGE_BYTES, granted - 64)
         try:
             sock.connect(str(self.path))
         except OSError as exc:
@@ -101,20 +117,22 @@ class FrameOutbox:
         self.sock = sock
         return True
 
-    def send(self, payload: bytes, should_stop: Callable[[], bool]) -> bool:
+    def send(self, payload: bytes, should_stop: Callable[[], bool], patient: bool = False) -> bool:
         """Deliver ``payload``; False when the receiver stayed absent or we must stop.
 
-        The very first message waits for the receiver as long as it takes (stages start in
-        any order); later ones wait ``absent_wait_s`` for a restarting receiver.
+        The very first message, and every ``patient`` one, waits for the receiver as long as
+        it takes (stages start in any order; lossless mode loses nothing to a restart); others
+        wait ``absent_wait_s`` for a restarting receiver.
         """
-        if len(payload) > MAX_MESSAGE_BYTES:
-            raise HandoffError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+        if len(payload) > max(self.max_bytes, MAX_MESSAGE_BYTES):
+            raise HandoffError(f"message of {len(payload)} bytes exceeds {self.max_bytes}")
         absent_since: float | None = None
         while True:
             if self.sock is None and not self._connect():
                 now = time.monotonic()
                 absent_since = absent_since if absent_since is not None else now
-                waited_too_long = self.delivered and now - absent_since >= self.absent_wait_s
+                limited = self.delivered and not patient
+                waited_too_long = limited and now - absent_since >= self.absent_wait_s
                 if waited_too_long or should_stop():
                     return False
                 time.sleep(_RETRY_S)
@@ -128,6 +146,8 @@ class FrameOutbox:
                 select.select([], [self.sock], [], 0.1)
                 continue
             except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    raise HandoffError(f"message of {len(payload)} bytes is too large") from exc
                 if exc.errno not in _ABSENT:
                     raise
                 self._close_socket()  # the receiver we were connected to is gone

@@ -23,7 +23,7 @@ import zmq
 
 from edged.config import EdgedConfig
 from edged.pipeline.endpoints import Endpoints
-from edged.pipeline.handoff import FrameInbox, FrameOutbox
+from edged.pipeline.handoff import FrameInbox, FrameOutbox, HandoffError
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
@@ -256,15 +256,21 @@ class StageRuntime:
         """Hand ``frame`` to the next stage; if it cannot be (the next stage is down, or this
         one must stop), the frame is dropped here and its slots freed. True when delivered."""
         assert self.outbox is not None
-        if self.outbox.send(dumps(frame), self._must_stop_sending):
-            return True
-        log.warning("%s: next stage unavailable; frame %d dropped", self.stage, frame.seq)
-        self.drop(frame)
+        patient = self.lossless or frame.end_of_stream
+        try:
+            if self.outbox.send(dumps(frame), self._must_stop_sending, patient):
+                return True
+            log.warning("%s: next stage unavailable; frame %d dropped", self.stage, frame.seq)
+        except (HandoffError, OSError) as exc:
+            log.error("%s: frame %d cannot be handed on: %s", self.stage, frame.seq, exc)
+        self.drop(frame)  # frees the slots it holds, this stage's own included
         return False
 
     def _must_stop_sending(self) -> bool:
-        """Checked while a send waits: commands still get answered (stop, drain, reclaim)."""
+        """Checked while a send waits: commands still get answered (stop, drain, reclaim) and
+        counters still reach the supervisor."""
         self.handle_commands()
+        self.maybe_flush_stats()
         return self._stop or not self.parent_alive()
 
     def release(self, frame: Frame, *rings: str) -> None:

@@ -132,3 +132,34 @@ def test_the_largest_frame_the_config_allows_fits_one_datagram() -> None:
     frame = Frame(1, 0.0, 0.0, 1920, 1080, 0, (("capture", 0.0, 1.0),) * 5,
                   letterbox=Letterbox(1.0, 0, 0, 1920, 1080), model=model)  # fmt: skip
     assert len(dumps(dataclasses.replace(frame, detections=detections))) < MAX_MESSAGE_BYTES
+
+
+def test_messages_past_the_default_buffer_size_arrive_whole_when_granted(tmp_path: Path) -> None:
+    inbox = FrameInbox(tmp_path / "g.in")
+    outbox = FrameOutbox(tmp_path / "g.in")
+    assert outbox.send(b"first", never)
+    big = bytes(range(256)) * ((outbox.max_bytes - 1024) // 256)
+    if len(big) <= MAX_MESSAGE_BYTES:
+        pytest.skip("this kernel grants no more than the default socket buffer")
+    assert outbox.send(big, never)
+    assert inbox.wait(1.0)
+    assert inbox.receive_all() == [b"first", big]
+    inbox.close()
+
+
+def test_a_patient_send_waits_for_a_restarting_receiver_past_the_usual_wait(tmp_path: Path):
+    path = tmp_path / "h.in"
+    first = FrameInbox(path)
+    outbox = FrameOutbox(path, absent_wait_s=0.1)
+    assert outbox.send(b"before", never)
+    first.close()
+    result: list[bool] = []
+    sender = threading.Thread(target=lambda: result.append(outbox.send(b"kept", never, True)))
+    sender.start()
+    time.sleep(0.5)  # five times absent_wait_s
+    assert not result, "a patient send must still be waiting"
+    second = FrameInbox(path)
+    sender.join(5)
+    assert result == [True]
+    assert second.wait(1.0) and second.receive_all() == [b"kept"]
+    second.close()
