@@ -69,6 +69,7 @@ class SlotAllocator:
         self._free: deque[int] = deque(range(slots))
         self._in_use: dict[int, int] = {}
         self.socket = release_socket
+        self.reclaims = 0  # how many times every slot was taken back
 
     def collect(self) -> None:
         """Take back every slot released so far (non-blocking)."""
@@ -101,6 +102,7 @@ class SlotAllocator:
         for slot in list(self._in_use):
             del self._in_use[slot]
             self._free.append(slot)
+        self.reclaims += 1
 
     @property
     def in_use(self) -> int:
@@ -126,6 +128,7 @@ class StageRuntime:
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
         self.command_handler: Callable[[Command], None] = self._default_command
+        self._reclaims_before_send = 0
 
         self.supervisor = self.ctx.socket(zmq.DEALER)
         self.supervisor.setsockopt(zmq.IDENTITY, self.stage.encode())
@@ -257,6 +260,7 @@ class StageRuntime:
         one must stop), the frame is dropped here and its slots freed. True when delivered."""
         assert self.outbox is not None
         patient = self.lossless or frame.end_of_stream
+        self._reclaims_before_send = self.allocator.reclaims if self.allocator else 0
         try:
             if self.outbox.send(dumps(frame), self._must_stop_sending, patient):
                 return True
@@ -268,10 +272,14 @@ class StageRuntime:
 
     def _must_stop_sending(self) -> bool:
         """Checked while a send waits: commands still get answered (stop, drain, reclaim) and
-        counters still reach the supervisor."""
+        counters still reach the supervisor. A reclaim meanwhile took back the slot the waiting
+        frame holds (the next frame could overwrite it under the reader): give the frame up."""
         self.handle_commands()
         self.maybe_flush_stats()
-        return self._stop or not self.parent_alive()
+        reclaimed = self.allocator is not None and (
+            self.allocator.reclaims != self._reclaims_before_send
+        )
+        return self._stop or reclaimed or not self.parent_alive()
 
     def release(self, frame: Frame, *rings: str) -> None:
         """Give back the slots ``frame`` holds in ``rings`` (all of them when none named)."""

@@ -89,6 +89,17 @@ def test_reclaiming_one_slot(sockets) -> None:
     assert alloc.try_acquire(2) == slot and alloc.try_acquire(3) is None
 
 
+def test_reclaim_all_frees_every_slot_and_counts_itself(sockets) -> None:
+    """A stage waiting to hand a frame on compares this count to know its slot was taken."""
+    pull, _ = sockets
+    alloc = SlotAllocator(2, pull)
+    held = {alloc.try_acquire(1), alloc.try_acquire(2)}
+    assert alloc.try_acquire(3) is None and alloc.reclaims == 0
+    alloc.reclaim_all()
+    assert alloc.reclaims == 1 and alloc.in_use == 0
+    assert {alloc.try_acquire(4), alloc.try_acquire(5)} == held
+
+
 def test_select_frames_keeps_the_newest_and_end_of_stream() -> None:
     from edged.pipeline.runtime import StageRuntime
 
