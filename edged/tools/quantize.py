@@ -142,6 +142,8 @@ def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int]]:
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise ToolError(f"expected one image input, found {len(inputs)}")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ToolError("the image input is not float32: quantize the FP32 export")
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or dims[1] != 3 or dims[2] <= 0 or dims[3] <= 0:
         raise ToolError(f"input shape {dims} is not a static 1×3×H×W image (export a fixed imgsz)")
