@@ -119,6 +119,11 @@ def test_refusals(variants: dict[str, QuantizeResult], tmp_path: Path) -> None:
         quantize_static(YOLOV5N, tmp_path / "x.onnx", COCO128_IMAGES, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ToolError, match="not found"):
         quantize_dynamic(YOLOV5N, tmp_path / "y.onnx", exclude_nodes=["no-such-node"])
+    uint8_model = onnx.load(str(tiny_yolov8(tmp_path / "u8.onnx")))
+    uint8_model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    onnx.save(uint8_model, str(tmp_path / "u8.onnx"))
+    with pytest.raises(ToolError, match="not float32"):
+        quantize_dynamic(tmp_path / "u8.onnx", tmp_path / "u8-q.onnx", preprocess=False)
 
 
 def test_histogram_failure_on_a_constant_tensor_falls_back_to_minmax(tmp_path: Path) -> None:
