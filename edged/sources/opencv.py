@@ -101,8 +101,13 @@ class OpenCVSource:
         )
 
     def read(self) -> np.ndarray | None:
+        return self.read_into(None)
+
+    def read_into(self, out: np.ndarray | None) -> np.ndarray | None:
+        """The next frame, decoded straight into ``out`` when it has the frame's shape (then
+        ``out`` itself is returned); otherwise into a new array."""
         try:
-            ok, frame = self._cap.read()
+            ok, frame = self._cap.read(image=out) if out is not None else self._cap.read()
         except cv2.error as exc:
             raise SourceError(f"{self.info.kind} source {self.info.uri!r}: {exc}") from None
         if not ok or frame is None:

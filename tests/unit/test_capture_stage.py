@@ -86,6 +86,23 @@ class ScriptedSource:
         self.closed = True
 
 
+class DecodingSource(ScriptedSource):
+    """A file-like source that can decode into a caller's array, as OpenCVSource.read_into."""
+
+    def __init__(self, script: list[str] | None = None) -> None:
+        super().__init__(script, live=False)
+        self.in_place = 0
+
+    def read_into(self, out: np.ndarray | None) -> Any:
+        image = self.read()
+        if out is not None and isinstance(image, np.ndarray) and image.shape == out.shape \
+                and image.dtype == out.dtype:  # fmt: skip
+            out[...] = image
+            self.in_place += 1
+            return out
+        return image
+
+
 class Opener:
     """Replaces capture.open_source: hands out scripted sources, or raises for ``None``."""
 
@@ -439,6 +456,41 @@ def test_lossless_waits_for_free_slots_instead_of_dropping(harness) -> None:
     h.stop()
     assert [f.seq for f in h.frames if not f.end_of_stream] == list(range(30))
     assert h.counts()["dropped"] == 0
+
+
+def test_a_file_is_decoded_straight_into_the_frame_slots(harness) -> None:
+    source = DecodingSource(["frame", "shape:32x40x3", "frame", "eof"])
+    h, _ = harness([source], lossless=True, source={"uri": "video.mp4"})
+    h.auto_release = False  # keep every slot's content for the check below
+    h.start()
+    h.wait(lambda: any(f.end_of_stream for f in h.frames), what="end of stream")
+    h.stop()
+    frames = [f for f in h.frames if not f.end_of_stream]
+    assert [f.seq for f in frames] == [0, 1, 2]
+    assert source.in_place == 2  # the 40×32 frame did not fit the slot view: copied instead
+    for frame, value in zip(frames, (1, 0, 3), strict=True):
+        stored = h.ring.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        assert h.ring.holds(frame.frame_slot, frame.seq)
+        assert (stored == value).all(), (frame.seq, stored.flat[0])
+    assert len({f.frame_slot for f in frames}) == 3
+    assert h.counts()["dropped"] == 0 and h.counts()["error"] == 0
+
+
+def test_a_reclaim_during_a_direct_read_sends_no_reclaimed_slot(harness) -> None:
+    """A slot decoded into while a reclaim freed it must not travel as that slot: the frame is
+    stored again in a slot acquired afresh."""
+    slow = DecodingSource(["frame", "block"])
+    h, _ = harness([slow], source={"uri": "video.mp4", "fps": 200})
+    h.auto_release = False
+    h.start()
+    h.wait(lambda: len(h.frames) == 1 and slow.reading, what="slow read")
+    h.events_sock.send_multipart((b"capture", dumps(Command("reclaim", {"ring": FRAMES}))))
+    time.sleep(0.25)  # the stage answers commands every 0.1 s while the read runs
+    slow.unblock.set()
+    h.wait(lambda: h.counts()["dropped"] >= 3, what="ring full after the reclaim")
+    h.stop()
+    after = [f.frame_slot for f in h.frames[1:]]
+    assert len(after) == 4 and len(set(after)) == 4, after  # four slots, each used once
 
 
 def test_reclaim_during_a_slow_read_never_hands_out_a_slot_twice(harness) -> None:

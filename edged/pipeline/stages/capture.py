@@ -24,6 +24,7 @@ a looping file starting over is not.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -331,14 +332,18 @@ class CaptureStage:
             self._last_bad_log = now
             self.bad_frames = 0
 
-    def read_frame(self) -> np.ndarray | None:
-        """The next frame; SourceError (SourceStalled for a live source past its stall timeout)."""
+    def read_frame(self, into: np.ndarray | None = None) -> np.ndarray | None:
+        """The next frame; SourceError (SourceStalled for a live source past its stall timeout).
+
+        ``into``: decode straight into this array (a frame slot) when the source can.
+        """
         source = self.source
         assert source is not None
         limit = self.cfg.reconnect.stall_timeout_s if source.info.live else None
         stalled = f"no frame for {limit:g}s: source stalled" if limit is not None else ""
+        job = source.read if into is None else functools.partial(source.read_into, into)
         try:
-            return self._call(source.read, limit, stalled)
+            return self._call(job, limit, stalled)
         except (SourceError, StopRequested):
             raise
         except Exception as exc:  # a source bug or a library error: treat as a failed read
@@ -364,18 +369,21 @@ class CaptureStage:
                 pacer = None if lossless else Pacer(self.cfg.fps or info.fps)
             if pacer is not None:
                 pacer.wait()  # before the read: a paced file frame "arrives" when it is due
-            if lossless:
+            direct = self.direct_slot()
+            if lossless and direct is None:
                 # Wait for room before reading (back-pressure up to the file), but hold no slot
                 # during the read: a reclaim after a downstream restart may free every slot.
                 self.rt.allocator.reclaim_slot(self.rt.acquire_slot(self.seq, block=True))
             start = time.monotonic()
             try:
-                image = self.read_frame()
+                image = self.read_frame(None if direct is None else direct[1])
             except SourceError as exc:
+                self.give_back(direct)
                 self.reconnect(str(exc))
                 continue
             end = time.monotonic()
             if image is None:
+                self.give_back(direct)
                 if self.cfg.loop:
                     self.close_source()
                     self.source = self.open_with_retry()
@@ -387,6 +395,12 @@ class CaptureStage:
                 self.delays = backoff_delays(self.cfg.reconnect, self.rng)
             seq = self.seq
             self.seq += 1
+            if self.decoded_in_place(direct, image, seq):
+                assert direct is not None
+                self.send(Frame(seq, time.time(), end, image.shape[1], image.shape[0], direct[0],
+                                ((CAPTURE, start, time.monotonic()),)))  # fmt: skip
+                continue
+            self.give_back(direct)
             slot = self.rt.acquire_slot(seq, block=lossless)
             if slot is None:
                 self.rt.count("dropped")  # every slot busy downstream: the newest frame loses
@@ -401,15 +415,52 @@ class CaptureStage:
                 continue
             stored = time.monotonic()
             h, w = image.shape[:2]
-            frame = Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),))
-            if self.rt.send_frame(frame):
-                self.rt.count("ok")
-            self.rt.poll(0)
+            self.send(Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),)))
         # Stay alive (idle) after the end so the pipeline drains and the supervisor decides.
         while not self.rt.stopping:
             self.rt.poll(200)
             if self.rt.signalled and not self.ended:
                 self.end_of_stream()
+
+    def direct_slot(self) -> tuple[int, np.ndarray, int] | None:
+        """A frame slot to decode the next frame straight into: (slot, view, reclaims) or None.
+
+        Only for files: their reads are never abandoned (no stall timeout), so nothing can
+        write into a slot after it was handed on. Saves copying every frame (0.6 ms at 720p).
+        Lossless waits here for a free slot; realtime takes one only if free.
+        """
+        source, allocator = self.source, self.rt.allocator
+        info = source.info if source is not None else None
+        if info is None or info.live or not hasattr(source, "read_into") or allocator is None:
+            return None
+        if not (0 < info.width <= self.max_w and 0 < info.height <= self.max_h):
+            return None
+        slot = self.rt.acquire_slot(self.seq, block=self.rt.lossless)
+        if slot is None:
+            return None
+        view = self.ring.array(slot, (info.height, info.width, 3), np.uint8)
+        return slot, view, allocator.reclaims
+
+    def give_back(self, direct: tuple[int, np.ndarray, int] | None) -> None:
+        """Return a slot taken for a direct read that did not become a frame."""
+        if direct is not None and self.rt.allocator.reclaims == direct[2]:
+            self.rt.allocator.reclaim_slot(direct[0])
+
+    def decoded_in_place(
+        self, direct: tuple[int, np.ndarray, int] | None, image: object, seq: int
+    ) -> bool:
+        """The frame landed in the slot, and the slot is still ours (no reclaim meanwhile)."""
+        if direct is None or image is not direct[1]:
+            return False
+        if self.rt.allocator.reclaims != direct[2]:
+            return False
+        self.ring.mark(direct[0], seq)
+        return True
+
+    def send(self, frame: Frame) -> None:
+        if self.rt.send_frame(frame):
+            self.rt.count("ok")
+        self.rt.poll(0)
 
     def reconnect(self, error: str) -> None:
         """After a failed or stalled read: report it, close the source, back off, reopen."""
