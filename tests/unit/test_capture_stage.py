@@ -476,29 +476,9 @@ def test_a_file_is_decoded_straight_into_the_frame_slots(harness) -> None:
     assert h.counts()["dropped"] == 0 and h.counts()["error"] == 0
 
 
-def test_a_reclaim_during_a_direct_read_sends_no_reclaimed_slot(harness) -> None:
-    """A slot decoded into while a reclaim freed it must not travel as that slot: the frame is
-    stored again in a slot acquired afresh."""
-    slow = DecodingSource(["frame", "block"])
-    h, _ = harness([slow], source={"uri": "video.mp4", "fps": 200})
-    h.auto_release = False
-    h.start()
-    h.wait(lambda: len(h.frames) == 1 and slow.reading, what="slow read")
-    h.events_sock.send_multipart((b"capture", dumps(Command("reclaim", {"ring": FRAMES}))))
-    time.sleep(0.25)  # the stage answers commands every 0.1 s while the read runs
-    slow.unblock.set()
-    h.wait(lambda: h.counts()["dropped"] >= 3, what="ring full after the reclaim")
-    h.stop()
-    after = [f.frame_slot for f in h.frames[1:]]
-    assert len(after) == 4 and len(set(after)) == 4, after  # four slots, each used once
-
-
-def test_reclaim_during_a_slow_read_never_hands_out_a_slot_twice(harness) -> None:
-    """A reclaim (after a downstream restart) may arrive while a read runs: the stage answers
-    commands then, so it must not hold a slot across the read, or that slot would be both
-    freed and written, and handed out twice."""
-    slow = ScriptedSource(["frame", "block"])
-    h, _ = harness([slow])
+def reclaim_while_reading(harness, slow: ScriptedSource, **source: Any) -> list[int]:
+    """Frame slots handed out after a reclaim that arrived during a slow read."""
+    h, _ = harness([slow], **({"source": source} if source else {}))
     h.auto_release = False  # downstream keeps every frame: any slot reuse is a double use
     h.start()
     h.wait(lambda: len(h.frames) == 1 and slow.reading, what="slow read")
@@ -508,7 +488,22 @@ def test_reclaim_during_a_slow_read_never_hands_out_a_slot_twice(harness) -> Non
     slow.unblock.set()
     h.wait(lambda: h.counts()["dropped"] >= 3, what="ring full after the reclaim")
     h.stop()
-    after = [f.frame_slot for f in h.frames[1:]]
+    return [f.frame_slot for f in h.frames[1:]]
+
+
+def test_a_reclaim_during_a_direct_read_sends_no_reclaimed_slot(harness) -> None:
+    """A slot decoded into while a reclaim freed it must not travel as that slot: the frame is
+    stored again in a slot acquired afresh."""
+    slow = DecodingSource(["frame", "block"])
+    after = reclaim_while_reading(harness, slow, uri="video.mp4", fps=200)
+    assert len(after) == 4 and len(set(after)) == 4, after  # four slots, each used once
+
+
+def test_reclaim_during_a_slow_read_never_hands_out_a_slot_twice(harness) -> None:
+    """A reclaim (after a downstream restart) may arrive while a read runs: the stage answers
+    commands then, so it must not hold a slot across the read, or that slot would be both
+    freed and written, and handed out twice."""
+    after = reclaim_while_reading(harness, ScriptedSource(["frame", "block"]))
     assert len(after) == 4 and len(set(after)) == 4, after  # four slots, each used once
 
 
