@@ -16,6 +16,7 @@ beside them must keep receiving every frame published.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -100,6 +101,11 @@ class Collector(threading.Thread):
     def between(self, start: float, end: float) -> int:
         return sum(1 for t, _ in self.arrivals if start <= t < end)
 
+    def gaps(self, start: float, end: float) -> list[tuple[int, int]]:
+        """Missing sequence numbers (as first, last) among the messages received in a window."""
+        seqs = [seq for t, seq in self.arrivals if start <= t < end]
+        return [(a + 1, b - 1) for a, b in itertools.pairwise(seqs) if b != a + 1]
+
 
 def published(daemon: Daemon) -> float:
     return daemon.metrics().value("edged_end_to_end_latency_seconds_count")
@@ -111,20 +117,28 @@ def publish_latency_buckets(daemon: Daemon) -> dict[float, float]:
             scrape.samples("edged_stage_latency_seconds_bucket", stage="publish")}  # fmt: skip
 
 
+def dropped(daemon: Daemon) -> float:
+    """Frames the pipeline itself dropped (any stage): those never reach any subscriber."""
+    samples = daemon.metrics().samples("edged_frames_total")
+    return sum(s.value for s in samples if s.labels.get("outcome") != "ok")
+
+
 def window(daemon: Daemon, seconds: float, publish: psutil.Process) -> dict:
     """Frame rate, frames published, publish-stage latency and publish RSS over a window."""
+    lost0 = dropped(daemon)
     start, count0, buckets0 = time.monotonic(), published(daemon), publish_latency_buckets(daemon)
     rss = []
     while time.monotonic() - start < seconds:
         rss.append(publish.memory_info().rss)
         time.sleep(0.5)  # sampling interval, not a wait for a condition
     end, count1, buckets1 = time.monotonic(), published(daemon), publish_latency_buckets(daemon)
+    lost = dropped(daemon) - lost0
     frames = count1 - count0
     fast = (buckets1[0.05] - buckets0[0.05]) / max(
         buckets1[float("inf")] - buckets0[float("inf")], 1
     )
     return {"fps": frames / (end - start), "frames": frames, "start": start, "end": end,
-            "rss": rss, "fast_publish": fast}  # fmt: skip
+            "rss": rss, "fast_publish": fast, "dropped": lost}  # fmt: skip
 
 
 def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: Path) -> None:
@@ -167,6 +181,7 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
             stuck = window(daemon, 6.0, publish)
             # arrival lags publishing a little
             received = collector.between(stuck["start"] + 0.3, stuck["end"] + 0.3)
+            gaps = collector.gaps(stuck["start"], stuck["end"] + 0.3)
             # the kernel queue stays within the socket's buffer limit: the rest was dropped
             assert (send_queue(daemon.publish_port, frames_port) or 0) <= tcp_wmem_max()
             assert daemon.ctl("status")["stages"]["publish"]["alive"]
@@ -190,4 +205,10 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
     assert stuck["fps"] >= 0.6 * base["fps"], (base["fps"], stuck["fps"])
     assert stuck["fast_publish"] >= 0.9, "publishing slowed down with stuck subscribers"
     assert growth_mb < 4, f"publish RSS grew {growth_mb:.1f} MiB with stuck subscribers"
-    assert abs(received - stuck["frames"]) <= 3, (received, stuck["frames"])
+    # Every message published reached the healthy subscriber: no hole in its sequence numbers
+    # (unless the pipeline itself dropped frames, which no subscriber sees). The count over a
+    # time window only approximates it: the metrics scrapes and arrivals are not aligned, and
+    # realtime pacing delivers in small bursts.
+    if stuck["dropped"] == 0:
+        assert gaps == [], gaps
+    assert abs(received - stuck["frames"]) <= 3 + 0.1 * stuck["frames"], (received, stuck)
