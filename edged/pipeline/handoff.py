@@ -29,7 +29,7 @@ from pathlib import Path
 # 1 MiB gets min(1 MiB, net.core.wmem_max) × 2: ≥ 416 KB on a stock Linux, while a frame with
 # the most detections the config allows (5000) and 1000 labels pickles to ~175 KB.
 SEND_BUFFER_BYTES = 1 << 20
-MAX_MESSAGE_BYTES = 212_992 - 64  # the floor: Linux's default buffer, whatever setsockopt gave
+MAX_MESSAGE_BYTES = 212_992 - 64  # the limit before connecting: Linux's default buffer
 _ABSENT = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTCONN, errno.EDESTADDRREQ)
 _RETRY_S = 0.02
 
@@ -98,14 +98,14 @@ class FrameOutbox:
         self.absent_wait_s = absent_wait_s
         self.sock: socket.socket | None = None
         self.delivered = 0
-        self.max_bytes = MAX_MESSAGE_BYTES
+        self.max_bytes = MAX_MESSAGE_BYTES  # until connected: then what the kernel granted
 
     def _connect(self) -> bool:
         self._close_socket()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        self.max_bytes = max(MAX_MESSAGE_BYTES, granted - 64)
+        self.max_bytes = granted - 64  # what this kernel will take in one datagram
         try:
             sock.connect(str(self.path))
         except OSError as exc:
@@ -124,8 +124,6 @@ class FrameOutbox:
         it takes (stages start in any order; lossless mode loses nothing to a restart); others
         wait ``absent_wait_s`` for a restarting receiver.
         """
-        if len(payload) > max(self.max_bytes, MAX_MESSAGE_BYTES):
-            raise HandoffError(f"message of {len(payload)} bytes exceeds {self.max_bytes}")
         absent_since: float | None = None
         while True:
             if self.sock is None and not self._connect():
@@ -138,6 +136,8 @@ class FrameOutbox:
                 time.sleep(_RETRY_S)
                 continue
             assert self.sock is not None
+            if len(payload) > self.max_bytes:
+                raise HandoffError(f"message of {len(payload)} bytes exceeds {self.max_bytes}")
             try:
                 self.sock.send(payload)
             except BlockingIOError:  # the receiver's queue is full: back-pressure

@@ -103,8 +103,11 @@ def test_stop_interrupts_a_wait(tmp_path: Path) -> None:
 
 def test_oversize_messages_are_refused_clearly(tmp_path: Path) -> None:
     inbox = FrameInbox(tmp_path / "f.in")
+    outbox = FrameOutbox(tmp_path / "f.in")
+    assert outbox.send(b"small", never)  # connected: max_bytes is what the kernel granted
+    assert outbox.max_bytes >= MAX_MESSAGE_BYTES
     with pytest.raises(HandoffError, match="exceeds"):
-        FrameOutbox(tmp_path / "f.in").send(b"x" * (MAX_MESSAGE_BYTES + 1), never)
+        outbox.send(b"x" * (outbox.max_bytes + 1), never)
     inbox.close()
 
 
