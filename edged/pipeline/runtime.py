@@ -128,7 +128,6 @@ class StageRuntime:
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
         self.command_handler: Callable[[Command], None] = self._default_command
-        self._reclaims_before_send = 0
 
         self.supervisor = self.ctx.socket(zmq.DEALER)
         self.supervisor.setsockopt(zmq.IDENTITY, self.stage.encode())
@@ -260,9 +259,9 @@ class StageRuntime:
         one must stop), the frame is dropped here and its slots freed. True when delivered."""
         assert self.outbox is not None
         patient = self.lossless or frame.end_of_stream
-        self._reclaims_before_send = self.allocator.reclaims if self.allocator else 0
+        reclaims = self.allocator.reclaims if self.allocator else 0
         try:
-            if self.outbox.send(dumps(frame), self._must_stop_sending, patient):
+            if self.outbox.send(dumps(frame), lambda: self._must_stop_sending(reclaims), patient):
                 return True
             log.warning("%s: next stage unavailable; frame %d dropped", self.stage, frame.seq)
         except (HandoffError, OSError) as exc:
@@ -270,15 +269,13 @@ class StageRuntime:
         self.drop(frame)  # frees the slots it holds, this stage's own included
         return False
 
-    def _must_stop_sending(self) -> bool:
+    def _must_stop_sending(self, reclaims_at_send: int) -> bool:
         """Checked while a send waits: commands still get answered (stop, drain, reclaim) and
         counters still reach the supervisor. A reclaim meanwhile took back the slot the waiting
         frame holds (the next frame could overwrite it under the reader): give the frame up."""
         self.handle_commands()
         self.maybe_flush_stats()
-        reclaimed = self.allocator is not None and (
-            self.allocator.reclaims != self._reclaims_before_send
-        )
+        reclaimed = self.allocator is not None and self.allocator.reclaims != reclaims_at_send
         return self._stop or reclaimed or not self.parent_alive()
 
     def release(self, frame: Frame, *rings: str) -> None:
