@@ -458,7 +458,15 @@ def test_lossless_waits_for_free_slots_instead_of_dropping(harness) -> None:
     assert h.counts()["dropped"] == 0
 
 
-def test_a_file_is_decoded_straight_into_the_frame_slots(harness) -> None:
+def test_a_file_is_decoded_straight_into_the_frame_slots(harness, monkeypatch) -> None:
+    copies: list[tuple[int, ...]] = []
+    store = capture.CaptureStage.store
+
+    def counting_store(self, image, slot, seq):  # the copy into a slot that in-place avoids
+        copies.append(image.shape)
+        return store(self, image, slot, seq)
+
+    monkeypatch.setattr(capture.CaptureStage, "store", counting_store)
     source = DecodingSource(["frame", "shape:32x40x3", "frame", "eof"])
     h, _ = harness([source], lossless=True, source={"uri": "video.mp4"})
     h.auto_release = False  # keep every slot's content for the check below
@@ -468,6 +476,7 @@ def test_a_file_is_decoded_straight_into_the_frame_slots(harness) -> None:
     frames = [f for f in h.frames if not f.end_of_stream]
     assert [f.seq for f in frames] == [0, 1, 2]
     assert source.in_place == 2  # the 40×32 frame did not fit the slot view: copied instead
+    assert copies == [(32, 40, 3)]  # only the frame that missed the slot view was copied
     for frame, value in zip(frames, (1, 0, 3), strict=True):
         stored = h.ring.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
         assert h.ring.holds(frame.frame_slot, frame.seq)

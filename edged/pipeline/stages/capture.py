@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -172,6 +172,15 @@ class BlockingCall:
                     cleanup(result)
             if closed:
                 return
+
+
+class DirectRead(NamedTuple):
+    """A frame slot lent to one read: ``view`` is the slot as an image, ``reclaims`` the
+    allocator's reclaim count when it was lent (a change means the slot is no longer ours)."""
+
+    slot: int
+    view: np.ndarray
+    reclaims: int
 
 
 class CaptureStage:
@@ -376,7 +385,7 @@ class CaptureStage:
                 self.rt.allocator.reclaim_slot(self.rt.acquire_slot(self.seq, block=True))
             start = time.monotonic()
             try:
-                image = self.read_frame(None if direct is None else direct[1])
+                image = self.read_frame(None if direct is None else direct.view)
             except SourceError as exc:
                 self.give_back(direct)
                 self.reconnect(str(exc))
@@ -395,10 +404,10 @@ class CaptureStage:
                 self.delays = backoff_delays(self.cfg.reconnect, self.rng)
             seq = self.seq
             self.seq += 1
-            if self.decoded_in_place(direct, image, seq):
-                assert direct is not None
-                self.send(Frame(seq, time.time(), end, image.shape[1], image.shape[0], direct[0],
-                                ((CAPTURE, start, time.monotonic()),)))  # fmt: skip
+            if direct is not None and image is direct.view and self.still_ours(direct):
+                self.ring.mark(direct.slot, seq)  # decoded in place: nothing to copy
+                self.send(Frame(seq, time.time(), end, image.shape[1], image.shape[0],
+                                direct.slot, ((CAPTURE, start, time.monotonic()),)))  # fmt: skip
                 continue
             self.give_back(direct)
             slot = self.rt.acquire_slot(seq, block=lossless)
@@ -422,8 +431,8 @@ class CaptureStage:
             if self.rt.signalled and not self.ended:
                 self.end_of_stream()
 
-    def direct_slot(self) -> tuple[int, np.ndarray, int] | None:
-        """A frame slot to decode the next frame straight into: (slot, view, reclaims) or None.
+    def direct_slot(self) -> DirectRead | None:
+        """A frame slot to decode the next frame straight into, or None.
 
         Only for files: their reads are never abandoned (no stall timeout), so nothing can
         write into a slot after it was handed on. Saves copying every frame (0.6 ms at 720p).
@@ -439,23 +448,16 @@ class CaptureStage:
         if slot is None:
             return None
         view = self.ring.array(slot, (info.height, info.width, 3), np.uint8)
-        return slot, view, allocator.reclaims
+        return DirectRead(slot, view, allocator.reclaims)
 
-    def give_back(self, direct: tuple[int, np.ndarray, int] | None) -> None:
+    def still_ours(self, direct: DirectRead) -> bool:
+        """No reclaim (after a downstream restart) took the slot back during the read."""
+        return self.rt.allocator.reclaims == direct.reclaims
+
+    def give_back(self, direct: DirectRead | None) -> None:
         """Return a slot taken for a direct read that did not become a frame."""
-        if direct is not None and self.rt.allocator.reclaims == direct[2]:
-            self.rt.allocator.reclaim_slot(direct[0])
-
-    def decoded_in_place(
-        self, direct: tuple[int, np.ndarray, int] | None, image: object, seq: int
-    ) -> bool:
-        """The frame landed in the slot, and the slot is still ours (no reclaim meanwhile)."""
-        if direct is None or image is not direct[1]:
-            return False
-        if self.rt.allocator.reclaims != direct[2]:
-            return False
-        self.ring.mark(direct[0], seq)
-        return True
+        if direct is not None and self.still_ours(direct):
+            self.rt.allocator.reclaim_slot(direct.slot)
 
     def send(self, frame: Frame) -> None:
         if self.rt.send_frame(frame):
