@@ -53,8 +53,9 @@ def spins(spin_wait: bool | str, intra_op_threads: int, cpus: int | None = None)
 
     Why: a spinning worker waits for the straggler of each parallel section; when the light
     stages preempt one of ORT's threads on every core, the others spin for nothing. Measured on
-    2 cores, 2 threads, YOLOv8n: spinning makes inference alone 12 % faster (43.4 → 38.3 ms)
-    but the daemon no faster (20.7 vs 20.8 FPS) — its inference stretches to 46.7 ms.
+    2 cores, 2 threads, YOLOv8n 720p, alternating runs: spinning makes inference alone 11 %
+    faster (21.6 → 23.9 FPS) but the daemon only 3 % (19.7 → 20.3 FPS, at 196 % CPU instead of
+    181 %; its inference stretches from 41 to 48 ms), so off unless a core is spare.
     """
     if spin_wait == "auto":
         return intra_op_threads < (cpus if cpus is not None else allowed_cpus())
@@ -144,11 +145,11 @@ def _open_session(path: Path, options: OnnxRuntimeOptions) -> ort.InferenceSessi
     """A session on the rewritten model, or on the original when ORT refuses the rewrite."""
     so, providers = session_options(options), options.providers
     with loadable_model(path, options.graph_rewrites) as source:
-        if source == str(path):
-            return ort.InferenceSession(source, sess_options=so, providers=providers)
         try:
             return ort.InferenceSession(source, sess_options=so, providers=providers)
         except Exception as exc:  # a rewrite bug must never cost a model that works
+            if source == str(path):
+                raise
             log.warning("%s: rewritten graph refused (%s); loading it as it is", path.name,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else exc)  # fmt: skip
     return ort.InferenceSession(str(path), sess_options=so, providers=providers)
