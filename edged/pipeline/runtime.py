@@ -56,6 +56,11 @@ class StageSetup:
     lossless: bool
     model: ModelDescriptor | None = None
     extra: dict = field(default_factory=dict)
+    group: tuple[str, ...] = ()  # the stages sharing this process (see edged.pipeline.layout)
+
+    @property
+    def process_group(self) -> tuple[str, ...]:
+        return self.group or (self.stage,)
 
 
 class StopRequested(Exception):
@@ -110,9 +115,20 @@ class SlotAllocator:
 
 
 class StageRuntime:
-    """Sockets and bookkeeping of one stage process. Stage logic lives in the stage modules."""
+    """Sockets and bookkeeping of one stage. Stage logic lives in the stage modules.
 
-    def __init__(self, setup: StageSetup, context: zmq.Context | None = None) -> None:
+    Stages that share a process (a layout's group) each get a runtime; they share one poller
+    and answer each other's supervisor commands while any of them waits (``peers``). A frame
+    goes to a neighbour in the same process by a direct call (``local_next``), to the next
+    process over its inbox.
+    """
+
+    def __init__(
+        self,
+        setup: StageSetup,
+        context: zmq.Context | None = None,
+        peers: list[StageRuntime] | None = None,
+    ) -> None:
         self.setup = setup
         self.stage = setup.stage
         self.lossless = setup.lossless
@@ -128,6 +144,10 @@ class StageRuntime:
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
         self.command_handler: Callable[[Command], None] = self._default_command
+        self.peers: list[StageRuntime] = peers if peers is not None else []
+        self.peers.append(self)
+        self.local_next: Callable[[Frame], bool] | None = None
+        self._stop_requested_by_signal = False
 
         self.supervisor = self.ctx.socket(zmq.DEALER)
         self.supervisor.setsockopt(zmq.IDENTITY, self.stage.encode())
@@ -135,11 +155,12 @@ class StageRuntime:
         self.supervisor.connect(self.endpoints.supervisor)
 
         index = STAGE_ORDER.index(self.stage)
+        group = setup.process_group
         self.inbox: FrameInbox | None = None
-        if index > 0:
+        if index > 0 and STAGE_ORDER[index - 1] not in group:
             self.inbox = FrameInbox(self.endpoints.stage_inbox(self.stage))
         self.outbox: FrameOutbox | None = None
-        if index < len(STAGE_ORDER) - 1:
+        if index < len(STAGE_ORDER) - 1 and STAGE_ORDER[index + 1] not in group:
             self.outbox = FrameOutbox(self.endpoints.stage_inbox(STAGE_ORDER[index + 1]))
 
         self.allocator: SlotAllocator | None = None
@@ -156,7 +177,8 @@ class StageRuntime:
             sock.connect(self.endpoints.ring_release(ring))
             self._release[ring] = sock
 
-        self.poller = zmq.Poller()
+        # One poller per process: whichever stage waits also wakes for its peers' commands.
+        self.poller = self.peers[0].poller if len(self.peers) > 1 else zmq.Poller()
         self.poller.register(self.supervisor, zmq.POLLIN)
         if self.inbox is not None:
             self.poller.register(self.inbox.fileno(), zmq.POLLIN)  # pyzmq reports raw fds as ints
@@ -171,19 +193,20 @@ class StageRuntime:
         """
 
         def _request(signum: int, _frame: object) -> None:
-            self._stop_requested_by_signal = True
+            for rt in self.peers:
+                rt._stop_requested_by_signal = True
 
-        self._stop_requested_by_signal = False
         signal.signal(signal.SIGTERM, _request)
         signal.signal(signal.SIGINT, _request)
 
     @property
     def signalled(self) -> bool:
-        return getattr(self, "_stop_requested_by_signal", False)
+        return self._stop_requested_by_signal
 
     @property
     def stopping(self) -> bool:
-        return self._stop
+        """A stop for any stage of the process stops them all (they share one loop)."""
+        return any(rt._stop for rt in self.peers)
 
     def request_stop(self) -> None:
         self._stop = True
@@ -223,6 +246,11 @@ class StageRuntime:
             log.info("reclaimed %d slot(s) after a stage restart", stranded)
 
     def handle_commands(self) -> None:
+        """Answer the supervisor, for every stage of this process."""
+        for rt in self.peers:
+            rt._handle_own_commands()
+
+    def _handle_own_commands(self) -> None:
         while True:
             try:
                 command = loads(self.supervisor.recv(zmq.NOBLOCK))
@@ -243,8 +271,10 @@ class StageRuntime:
         self._queue_depth = depth
 
     def maybe_flush_stats(self) -> None:
-        if time.monotonic() - self._last_stats >= self._stats_interval:
-            self.flush_stats()
+        now = time.monotonic()
+        for rt in self.peers:
+            if now - rt._last_stats >= rt._stats_interval:
+                rt.flush_stats()
 
     def flush_stats(self) -> None:
         self._last_stats = time.monotonic()
@@ -257,6 +287,8 @@ class StageRuntime:
     def send_frame(self, frame: Frame) -> bool:
         """Hand ``frame`` to the next stage; if it cannot be (the next stage is down, or this
         one must stop), the frame is dropped here and its slots freed. True when delivered."""
+        if self.local_next is not None:
+            return self.local_next(frame)
         assert self.outbox is not None
         patient = self.lossless or frame.end_of_stream
         reclaims = self.allocator.reclaims if self.allocator else 0
@@ -276,7 +308,7 @@ class StageRuntime:
         self.handle_commands()
         self.maybe_flush_stats()
         reclaimed = self.allocator is not None and self.allocator.reclaims != reclaims_at_send
-        return self._stop or reclaimed or not self.parent_alive()
+        return self.stopping or reclaimed or not self.parent_alive()
 
     def release(self, frame: Frame, *rings: str) -> None:
         """Give back the slots ``frame`` holds in ``rings`` (all of them when none named)."""
@@ -294,7 +326,7 @@ class StageRuntime:
     def poll(self, timeout_ms: int) -> list[Frame]:
         """Wait for frames (handling commands meanwhile); returns all frames waiting, in order."""
         events = dict(self.poller.poll(timeout_ms))
-        if self.supervisor in events:
+        if any(rt.supervisor in events for rt in self.peers):
             self.handle_commands()
         frames: list[Frame] = []
         if self.inbox is not None and self.inbox.fileno() in events:
@@ -327,7 +359,7 @@ class StageRuntime:
                 continue
             self.handle_commands()
             self.maybe_flush_stats()
-            if self._stop or not self.parent_alive():
+            if self.stopping or not self.parent_alive():
                 raise StopRequested
 
     def slot_for(self, frame: Frame) -> int | None:
@@ -369,3 +401,24 @@ class StageRuntime:
                     after_frames()
         except StopRequested:
             pass
+
+
+def link_local(upstream: StageRuntime, downstream: StageRuntime,
+               process: Callable[[Frame], None]) -> None:  # fmt: skip
+    """Frames ``upstream`` sends go straight into ``process``, the next stage in this process.
+
+    A frame the next stage fails on is counted as its error and its slots freed, as its own
+    loop would; the sender still counts it as handed on.
+    """
+
+    def deliver(frame: Frame) -> bool:
+        try:
+            process(frame)
+        except StopRequested:
+            raise
+        except Exception:
+            log.exception("%s failed for frame %d", downstream.stage, frame.seq)
+            downstream.drop(frame, "error")
+        return True
+
+    upstream.local_next = deliver

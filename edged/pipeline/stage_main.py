@@ -1,15 +1,21 @@
-"""Entry point of every spawned stage process."""
+"""Entry point of every spawned stage process: the stages of one layout group (see
+edged.pipeline.layout), chained by direct calls, with the first stage's loop as the process's."""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import os
+from collections.abc import Callable
+from typing import Protocol
 
+import zmq
 from setproctitle import setproctitle
 
 from edged.logs import configure_logging
-from edged.pipeline.runtime import StageSetup
+from edged.pipeline.layout import process_name
+from edged.pipeline.messages import INFER, Frame
+from edged.pipeline.runtime import StageRuntime, StageSetup, StopRequested, link_local
 
 _MODULES = {
     "capture": "edged.pipeline.stages.capture",
@@ -20,15 +26,67 @@ _MODULES = {
 }
 
 
-def main(setup: StageSetup) -> None:
-    configure_logging(setup.config.runtime.log_level, process_name=setup.stage)
+class Stage(Protocol):
+    def process(self, frame: Frame) -> None: ...
+
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def main(setups: list[StageSetup]) -> None:
+    first = setups[0]
+    name = process_name(first.process_group)
+    configure_logging(first.config.runtime.log_level, process_name=name)
     # `ps`/`top`/`htop` then show "edged: infer" instead of a multiprocessing command line.
-    setproctitle(f"edged: {setup.stage}")
-    if setup.stage != "infer" and setup.config.pipeline.stage_nice:
+    setproctitle(f"edged: {name}")
+    if INFER not in first.process_group and first.config.pipeline.stage_nice:
         # Only the stages: the supervisor stays at 0 so respawned stages start from there.
-        os.nice(setup.config.pipeline.stage_nice)
+        os.nice(first.config.pipeline.stage_nice)
     try:
-        importlib.import_module(_MODULES[setup.stage]).run(setup)
+        run_group(setups)
     except Exception:
-        logging.getLogger(f"edged.{setup.stage}").exception("%s stage crashed", setup.stage)
+        logging.getLogger(f"edged.{name}").exception("%s stage crashed", name)
         raise
+
+
+def open_stage(rt: StageRuntime) -> Stage | None:
+    """The stage object for ``rt``; None when it could not start (it told the supervisor)."""
+    return importlib.import_module(_MODULES[rt.stage]).open_stage(rt)
+
+
+def _every_turn(hooks: list[Callable[[], None]]) -> Callable[[], None] | None:
+    """The following stages' per-loop-turn work (publish: subscriptions, preview)."""
+    if not hooks:
+        return None
+
+    def run_hooks() -> None:
+        for hook in hooks:
+            hook()
+
+    return run_hooks
+
+
+def run_group(setups: list[StageSetup]) -> None:
+    """Run the stages of one process until stopped: the first one's loop drives them all."""
+    peers: list[StageRuntime] = []
+    context = zmq.Context.instance()
+    runtimes = [StageRuntime(setup, context, peers) for setup in setups]
+    runtimes[0].install_signal_handlers()
+    stages: list[Stage] = []
+    try:
+        for rt in runtimes:
+            stage = open_stage(rt)
+            if stage is None:
+                return
+            stages.append(stage)
+        for upstream, downstream, stage in zip(runtimes, runtimes[1:], stages[1:], strict=False):
+            link_local(upstream, downstream, stage.process)
+        stages[0].serve(_every_turn([s.service for s in stages[1:] if hasattr(s, "service")]))
+    except StopRequested:
+        pass
+    finally:
+        for stage in reversed(stages):
+            stage.close()
+        for rt in runtimes:
+            rt.close()

@@ -42,6 +42,7 @@ from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_fro
 from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
 from edged.pipeline.endpoints import Endpoints
+from edged.pipeline.layout import ProcessGroup, group_of, process_groups, process_name
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
@@ -174,7 +175,8 @@ class Supervisor:
         self.endpoints = Endpoints(self.runtime_dir)
         self.ctx = zmq.Context.instance()
         self.mp = mp.get_context("spawn")
-        self.processes: dict[str, Any] = {}
+        self.groups = {process_name(g): g for g in process_groups(config.pipeline.layout)}
+        self.processes: dict[str, Any] = {}  # by process name (see edged.pipeline.layout)
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
         self.pending: PendingReply | None = None
@@ -203,20 +205,34 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / name).unlink()
 
-    def _spawn(self, stage: str, model: ModelDescriptor | None = None) -> None:
-        setup = StageSetup(
-            stage=stage,
-            config=self.config,
-            runtime_dir=self.runtime_dir,
-            rings=self._rings_for(stage),
-            lossless=self.lossless,
-            model=model,
-            extra={"resolved": self.resolved} if stage == INFER else {},
-        )
-        proc = self.mp.Process(target=stage_main.main, args=(setup,), name=f"edged-{stage}")
+    def _process_of(self, stage: str) -> str:
+        return process_name(group_of(stage, tuple(self.groups.values())))
+
+    def _spawn(self, group: ProcessGroup, model: ModelDescriptor | None = None) -> None:
+        """Start the process that runs the stages of ``group``."""
+        setups = [
+            StageSetup(
+                stage=stage,
+                config=self.config,
+                runtime_dir=self.runtime_dir,
+                rings=self._rings_for(stage),
+                lossless=self.lossless,
+                model=model,
+                extra={"resolved": self.resolved} if stage == INFER else {},
+                group=group,
+            )
+            for stage in group
+        ]
+        name = process_name(group)
+        proc = self.mp.Process(target=stage_main.main, args=(setups,), name=f"edged-{name}")
         proc.start()
-        self.processes[stage] = proc
-        log.info("started %s stage (pid %d)", stage, proc.pid)
+        self.processes[name] = proc
+        log.info("started %s stage (pid %d)", name, proc.pid)
+
+    def _spawn_stage(self, stage: str, model: ModelDescriptor | None = None) -> None:
+        """Start the process hosting ``stage`` unless it already runs (with a neighbour)."""
+        if self._process_of(stage) not in self.processes:
+            self._spawn(self.groups[self._process_of(stage)], model)
 
     def _rings_for(self, stage: str) -> dict[str, RingSpec]:
         needs = {
@@ -242,8 +258,8 @@ class Supervisor:
                 if event.stage == stage and event.kind in kinds:
                     return event
                 self.telemetry.handle(event)
-            elif not self.processes[stage].is_alive():
-                code = self.processes[stage].exitcode
+            elif not self.processes[self._process_of(stage)].is_alive():
+                code = self.processes[self._process_of(stage)].exitcode
                 raise StartupError(f"{stage} stage exited during start-up (exit code {code})")
         raise StartupError(f"{stage} stage not ready within {STARTUP_TIMEOUT_S:.0f}s")
 
@@ -264,20 +280,20 @@ class Supervisor:
         # model loads.
         self._start_http()
 
-        self._spawn(INFER)
+        self._spawn_stage(INFER)
         ready = self._wait_for(INFER, ("ready",))
         model: ModelDescriptor = ready.data["model"]
         self.telemetry.set_model(model)
         log.info("serving %s (%s, %s, input %dx%d %s, output %s)", model.key, model.backend,
                  model.precision, model.input_width, model.input_height, model.input_layout,
                  model.output_layout)  # fmt: skip
-        self._spawn(PUBLISH)
+        self._spawn_stage(PUBLISH, model)
         published = self._wait_for(PUBLISH, ("ready",))
         self.publish_endpoint = published.data["endpoint"]
         log.info("publishing detections.%s on %s", self.config.camera_id, self.publish_endpoint)
-        self._spawn(POSTPROCESS)
-        self._spawn(PREPROCESS, model)
-        self._spawn(CAPTURE)
+        self._spawn_stage(POSTPROCESS, model)
+        self._spawn_stage(PREPROCESS, model)
+        self._spawn_stage(CAPTURE, model)
         self._start_control()
 
     def _start_control(self) -> None:
@@ -342,7 +358,7 @@ class Supervisor:
         dead = [name for name, p in self.processes.items() if not p.is_alive()]
         if dead:
             return False, f"stage(s) not running: {', '.join(dead)}"
-        return True, f"supervisor and {len(self.processes)} stages running"
+        return True, f"supervisor and {len(self.processes)} stage processes running"
 
     # -- main loop -------------------------------------------------------------------------------
 
@@ -457,7 +473,7 @@ class Supervisor:
                     return True
                 delay = restart.schedule(now)
                 log.error("%s stage died (%s); restarting in %.1fs", name, cause, delay)
-                if name == INFER and self.pending is not None:
+                if INFER in self.groups[name] and self.pending is not None:
                     pending, self.pending = self.pending, None
                     self._refuse(
                         pending.identity or None,
@@ -466,18 +482,21 @@ class Supervisor:
                     )
             elif now >= restart.due:
                 restart.due = None
-                self.metrics.stage_restarts.labels(name).inc()
+                for stage in self.groups[name]:  # every stage of the process restarted
+                    self.metrics.stage_restarts.labels(stage).inc()
                 self._restart(name)
         return False
 
-    def _restart(self, stage: str) -> None:
-        """Respawn a stage and take back the ring slots its death stranded."""
-        proc = self.processes[stage]
+    def _restart(self, name: str) -> None:
+        """Respawn a stage process and take back the ring slots its death stranded."""
+        proc = self.processes[name]
         proc.join(0)
-        model = self.telemetry.state.model
-        self._spawn(stage, model)
-        for ring in RECLAIM_ON_RESTART[stage]:
-            self._send(RING_OWNER[ring], Command("reclaim", {"ring": ring}))
+        group = self.groups[name]
+        self._spawn(group, self.telemetry.state.model)
+        stranded = {ring for stage in group for ring in RECLAIM_ON_RESTART[stage]}
+        for ring in sorted(stranded):
+            if RING_OWNER[ring] not in group:  # a ring of the new process starts out free
+                self._send(RING_OWNER[ring], Command("reclaim", {"ring": ring}))
 
     def _send(self, stage: str, command: Command) -> None:
         if getattr(self, "events", None) is None or self.events.closed:
@@ -576,11 +595,20 @@ class Supervisor:
             "last_seq": s.last_published_seq,
             "source": {**s.source, "connected": s.source_connected, "ended": s.ended,
                        "mode": self.mode},
-            "stages": {n: {"pid": p.pid, "alive": p.is_alive()} for n, p in
-                       self.processes.items()},
+            "stages": self._stage_status(),
             "publish_endpoint": getattr(self, "publish_endpoint", None),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }  # fmt: skip
+
+    def _stage_status(self) -> dict[str, dict[str, Any]]:
+        """Per stage: its process (shared with its neighbours in the fused layout)."""
+        status = {}
+        for stage in STAGE_ORDER:
+            name = self._process_of(stage)
+            proc = self.processes.get(name)
+            if proc is not None:
+                status[stage] = {"pid": proc.pid, "alive": proc.is_alive(), "process": name}
+        return status
 
     def swap(self, variant: str, identity: bytes | None, config: EdgedConfig | None = None) -> None:
         """Start a swap; the reply goes out when it finished (or right away when refused)."""
@@ -679,7 +707,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         for stage in STAGE_ORDER:
-            if stage in self.processes:
+            if self._process_of(stage) in self.processes:
                 self._send(stage, Command("stop"))
         deadline = time.monotonic() + 5.0
         for name, proc in self.processes.items():

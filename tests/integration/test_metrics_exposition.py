@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from edged.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS, OUTCOMES, STAGES
+from edged.pipeline.layout import process_groups, process_name
 from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, Scrape, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -113,7 +114,8 @@ def test_every_family_is_exposed_with_bounded_labels(finished) -> None:
         ("yolov5n", "onnxruntime", 1.0)
     ]
     processes = {s.labels["process"] for s in scrape.samples("edged_process_resident_memory_bytes")}
-    assert processes == {"supervisor", *STAGES}
+    # The default layout: capture+preprocess | infer | postprocess+publish.
+    assert processes == {"supervisor", *map(process_name, process_groups("fused"))}
     # Labels come from the model's class list only (80 COCO names), never from free text.
     labels = {s.labels["label"] for s in scrape.samples("edged_detections_total")}
     assert len(labels) <= 81 and {"person", "car", "bicycle"} <= labels

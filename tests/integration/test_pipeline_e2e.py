@@ -6,6 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from edged.pipeline.messages import STAGE_ORDER
 from edged.publish.schema import JSON_SCHEMA
 from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, require
 
@@ -28,16 +29,21 @@ def collect(daemon: Daemon, sub, count: int, timeout: float = 120.0) -> list[dic
     return messages
 
 
-@pytest.mark.parametrize("fmt", ["json", "msgpack"])
-def test_lossless_run_publishes_every_frame_once(tmp_path: Path, fmt: str):
-    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless",
-                "--format", fmt, "--wait-subscribers", "1") as daemon:  # fmt: skip
+@pytest.mark.parametrize(("fmt", "layout", "processes"),
+                         [("json", "fused", 3), ("msgpack", "isolated", 5)])  # fmt: skip
+def test_lossless_run_publishes_every_frame_once(
+    tmp_path: Path, fmt: str, layout: str, processes: int
+):
+    args = ("--source", str(require(VIDEO)), "--mode", "lossless", "--format", fmt,
+            "--wait-subscribers", "1", "--layout", layout)  # fmt: skip
+    with Daemon(tmp_path, *args) as daemon:
         sub = daemon.subscriber()
         messages = collect(daemon, sub, VIDEO_FRAMES)
         assert daemon.receive(sub, timeout=2.0) is None  # nothing after the last frame
         daemon.wait_published(VIDEO_FRAMES)
-        pids = [p.pid for p in daemon.processes()]
-        assert len(pids) >= 6  # supervisor + five stages
+        stages = daemon.ctl("status")["stages"]
+        assert list(stages) == list(STAGE_ORDER)
+        assert len({s["pid"] for s in stages.values()}) == processes  # the layout's processes
         assert len(edged_shm_segments(daemon.pid)) == 3  # frame, tensor and output rings
         assert daemon.stop() == 0
     assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.pipeline.layout import process_groups, process_name
 from tests.daemon import VIDEO, Daemon, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -50,23 +51,28 @@ def kill_and_time(daemon: Daemon, sub, pid: int) -> float:
     return first_frame_captured_after(daemon, sub, wall, timeout=RESTART_BUDGET_S)
 
 
-def test_kill_9_each_stage_in_turn_and_frames_flow_again_within_5s(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["fused", "isolated"])
+def test_kill_9_each_stage_process_in_turn_and_frames_flow_again_within_5s(
+    tmp_path: Path, layout: str
+) -> None:
     figures: dict[str, float] = {}
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode",
-                "realtime") as daemon:  # fmt: skip
+                "realtime", "--layout", layout) as daemon:  # fmt: skip
         daemon.wait_ready()
         supervisor = daemon.pid
         assert len(own_segments(supervisor)) == 3
         sub = daemon.subscriber()
-        for stage in STAGES:
-            old = stage_pid(daemon, stage)
-            figures[stage] = kill_and_time(daemon, sub, old)
-            scrape = daemon.wait_metric("edged_stage_restarts_total", lambda v: v >= 1,
-                                        timeout=10, stage=stage)  # fmt: skip
-            assert scrape.value("edged_stage_restarts_total", stage=stage) == 1
-            status = daemon.ctl("status")["stages"][stage]
-            assert status["alive"] and status["pid"] != old
-            assert f"{stage} stage died (killed by SIGKILL)" in daemon.log_text()
+        for group in process_groups(layout):
+            name = process_name(group)
+            old = stage_pid(daemon, group[0])
+            figures[name] = kill_and_time(daemon, sub, old)
+            for stage in group:  # every stage of the process restarted, once
+                scrape = daemon.wait_metric("edged_stage_restarts_total", lambda v: v >= 1,
+                                            timeout=10, stage=stage)  # fmt: skip
+                assert scrape.value("edged_stage_restarts_total", stage=stage) == 1
+                status = daemon.ctl("status")["stages"][stage]
+                assert status["alive"] and status["pid"] != old and status["process"] == name
+            assert f"{name} stage died (killed by SIGKILL)" in daemon.log_text()
         scrape = daemon.metrics()
         assert {s.labels["stage"]: s.value for s in scrape.samples("edged_stage_restarts_total")} \
             == dict.fromkeys(STAGES, 1.0)  # fmt: skip
@@ -75,27 +81,39 @@ def test_kill_9_each_stage_in_turn_and_frames_flow_again_within_5s(tmp_path: Pat
         assert daemon.stop() == 0
     assert own_segments(supervisor) == set(), "shared memory left after shutdown"
     print("\nrestart time (kill -9 -> first frame captured after the kill is published):")
-    for stage, seconds in figures.items():
-        print(f"  {stage:12s} {seconds:5.2f} s")
+    for name, seconds in figures.items():
+        print(f"  {name:20s} {seconds:5.2f} s")
 
 
-def test_kill_9_of_a_stage_holding_every_frame_slot(tmp_path: Path) -> None:
-    """Preprocess is frozen until capture has no free slot left, then killed: every frame slot
-    is stranded in its lost inbox. Capture must still hear the supervisor's "reclaim" (it used
-    not to while dropping every frame, and the pipeline stayed dead)."""
+@pytest.mark.parametrize(
+    ("layout", "frozen", "dropping", "reclaimed"),
+    [
+        # Capture drops every frame: all 8 frame slots are stranded in preprocess's lost inbox.
+        ("isolated", "preprocess", "capture", "reclaimed 8 slot(s)"),
+        # Preprocess drops every frame (no tensor slot): the frames in infer's lost inbox hold
+        # tensor and frame slots, both owned by the capture+preprocess process.
+        ("fused", "infer", "preprocess", "slot(s) after a stage restart"),
+    ],
+)
+def test_kill_9_of_a_stage_holding_every_slot(
+    tmp_path: Path, layout: str, frozen: str, dropping: str, reclaimed: str
+) -> None:
+    """A stage process is frozen until the stage before it has no free slot left, then killed:
+    the slots are stranded in its lost inbox. The ring's owner must still hear the supervisor's
+    "reclaim" while it drops every frame (it used not to, and the pipeline stayed dead)."""
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode",
-                "realtime") as daemon:  # fmt: skip
+                "realtime", "--layout", layout) as daemon:  # fmt: skip
         daemon.wait_ready()
         sub = daemon.subscriber()
-        pid = stage_pid(daemon, "preprocess")
-        dropped = daemon.metrics().value("edged_frames_total", stage="capture", outcome="dropped")
+        pid = stage_pid(daemon, frozen)
+        dropped = daemon.metrics().value("edged_frames_total", stage=dropping, outcome="dropped")
         os.kill(pid, signal.SIGSTOP)
         daemon.wait_metric("edged_frames_total", lambda v: v >= dropped + 5, timeout=20,
-                           stage="capture", outcome="dropped")  # fmt: skip
+                           stage=dropping, outcome="dropped")  # fmt: skip
         seconds = kill_and_time(daemon, sub, pid)
-        daemon.wait_for_log("reclaimed 8 slot(s)", timeout=5)
+        daemon.wait_for_log(reclaimed, timeout=5)
         assert daemon.stop() == 0
-    print(f"\npreprocess holding all 8 frame slots: frames again {seconds:.2f} s after kill -9")
+    print(f"\n{frozen} holding every free slot: frames again {seconds:.2f} s after kill -9")
 
 
 def test_kill_9_of_the_supervisor_stages_exit_on_their_own(tmp_path: Path) -> None:
@@ -103,7 +121,7 @@ def test_kill_9_of_the_supervisor_stages_exit_on_their_own(tmp_path: Path) -> No
         daemon.wait_ready()
         supervisor = daemon.pid
         stages = [p for p in daemon.processes() if p.pid != supervisor]
-        assert len(stages) >= 5
+        assert len(stages) >= 4  # three stage processes (fused layout) + the resource tracker
         started = time.monotonic()
         # stop() waits for the supervisor, then for every process it ever saw to be gone.
         daemon.stop(sig=signal.SIGKILL, timeout=15)

@@ -37,7 +37,7 @@ import numpy as np
 
 from edged.config import ReconnectConfig, SourceConfig
 from edged.pipeline.messages import CAPTURE, Frame
-from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
+from edged.pipeline.runtime import FRAMES, StageRuntime, StopRequested
 from edged.sources import FrameSource, SourceError, open_source
 
 log = logging.getLogger(__name__)
@@ -431,6 +431,10 @@ class CaptureStage:
             if self.rt.signalled and not self.ended:
                 self.end_of_stream()
 
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
+        """The process's loop: capture always comes first in its process (no frames come in)."""
+        self.run()
+
     def direct_slot(self) -> DirectRead | None:
         """A frame slot to decode the next frame straight into, or None.
 
@@ -501,14 +505,5 @@ def _close_source(source: object) -> None:
             source.close()  # type: ignore[attr-defined]
 
 
-def run(setup: StageSetup) -> None:
-    rt = StageRuntime(setup)
-    rt.install_signal_handlers()
-    stage = CaptureStage(rt, setup.config.source)
-    try:
-        stage.run()
-    except StopRequested:
-        pass
-    finally:
-        stage.close()
-        rt.close()
+def open_stage(rt: StageRuntime) -> CaptureStage:
+    return CaptureStage(rt, rt.setup.config.source)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +26,6 @@ from edged.pipeline.runtime import (
     OUTPUTS,
     TENSORS,
     StageRuntime,
-    StageSetup,
 )
 from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_tag
 
@@ -188,26 +188,27 @@ class InferenceStage:
     def idle(self) -> None:
         self.maybe_switch()
 
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
+        def idle() -> None:
+            self.idle()
+            if after_frames is not None:
+                after_frames()
+
+        # Poll faster while a swap loads, so the switch happens soon after it is ready.
+        self.rt.serve(self.process, latest_only=True, after_frames=idle,
+                      timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
+
     def close(self) -> None:
         self.backend.close()
 
 
-def run(setup: StageSetup) -> None:
-    rt = StageRuntime(setup)
-    rt.install_signal_handlers()
-    resolved: ResolvedVariant = setup.extra["resolved"]
+def open_stage(rt: StageRuntime) -> InferenceStage | None:
+    resolved: ResolvedVariant = rt.setup.extra["resolved"]
     try:
         stage = InferenceStage(rt, resolved)
     except BackendError as exc:
         log.error("cannot load %s: %s", resolved.path, exc)
         rt.send_event("fatal", error=str(exc))
-        rt.close()
-        return
+        return None
     rt.send_event("ready", model=stage.model)
-    try:
-        # Poll faster while a swap loads, so the switch happens soon after it is ready.
-        rt.serve(stage.process, latest_only=True, after_frames=stage.idle,
-                 timeout_ms=lambda: 50 if stage.pending else 200)  # fmt: skip
-    finally:
-        stage.close()
-        rt.close()
+    return stage

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from edged.config import PostprocessConfig
 from edged.pipeline.messages import POSTPROCESS, Frame
-from edged.pipeline.runtime import OUTPUTS, StageRuntime, StageSetup
+from edged.pipeline.runtime import OUTPUTS, StageRuntime
 from edged.postprocess.decoders import DecodeParams, OutputLayout, decode
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,14 @@ class PostprocessStage:
         if sent:
             self.rt.count("ok")
 
-
-def run(setup: StageSetup) -> None:
-    rt = StageRuntime(setup)
-    rt.install_signal_handlers()
-    stage = PostprocessStage(rt)
-    try:
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Lossless even in live mode: decoding is cheap next to inference, and skipping a
         # frame here would throw away an inference already paid for.
-        rt.serve(stage.process, latest_only=False)
-    finally:
-        rt.close()
+        self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
+
+    def close(self) -> None:
+        pass
+
+
+def open_stage(rt: StageRuntime) -> PostprocessStage:
+    return PostprocessStage(rt)

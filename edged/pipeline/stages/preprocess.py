@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor
-from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime, StageSetup
+from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime
 from edged.preprocess import Letterbox, TensorWriter
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,16 @@ class PreprocessStage:
         ):
             self.rt.count("ok")
 
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
+        self.rt.serve(self.process, latest_only=True, after_frames=after_frames)
 
-def run(setup: StageSetup) -> None:
+    def close(self) -> None:
+        pass
+
+
+def open_stage(rt: StageRuntime) -> PreprocessStage:
     import cv2
 
     cv2.setNumThreads(1)
-    rt = StageRuntime(setup)
-    rt.install_signal_handlers()
-    assert setup.model is not None
-    stage = PreprocessStage(rt, setup.model)
-    try:
-        rt.serve(stage.process, latest_only=True)
-    finally:
-        rt.close()
+    assert rt.setup.model is not None
+    return PreprocessStage(rt, rt.setup.model)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import zmq
 
 from edged.pipeline.messages import PUBLISH, Frame
-from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup
+from edged.pipeline.runtime import FRAMES, StageRuntime
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
 from edged.publish.schema import build_message, encode, topic_for
@@ -113,26 +114,27 @@ class PublishStage:
         )
         self.rt.count("ok")
 
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
+        def service() -> None:
+            self.service()
+            if after_frames is not None:
+                after_frames()
+
+        # Lossless here even in live mode: detections are cheap to send and skipping a
+        # finished frame would only waste the work done upstream.
+        self.rt.serve(self.process, latest_only=False, after_frames=service)
+
     def close(self) -> None:
         if self.preview is not None:
             self.preview.close()
         self.pub.close()
 
 
-def run(setup: StageSetup) -> None:
-    rt = StageRuntime(setup)
-    rt.install_signal_handlers()
+def open_stage(rt: StageRuntime) -> PublishStage | None:
     try:
         stage = PublishStage(rt)
     except zmq.ZMQError as exc:
         rt.send_event("fatal", error=f"cannot bind publish endpoint: {exc}")
-        rt.close()
-        return
+        return None
     rt.send_event("ready", endpoint=stage.endpoint)
-    try:
-        # Lossless here even in live mode: detections are cheap to send and skipping a
-        # finished frame would only waste the work done upstream.
-        rt.serve(stage.process, latest_only=False, after_frames=stage.service)
-    finally:
-        stage.close()
-        rt.close()
+    return stage
