@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (supervisor + five stage processes)")
+    run = sub.add_parser("run", help="run the daemon (supervisor + stage processes)")
     run.add_argument("--config", "-c", help="YAML config file (default: built-in defaults)")
     run.add_argument("--source", "-s", help="video file, rtsp://..., /dev/video0, 0, "
                      "picamera2:, synthetic:")  # fmt: skip

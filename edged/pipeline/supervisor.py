@@ -1,4 +1,4 @@
-"""The supervisor: owns config, shared memory and sockets; spawns and watches the five stages.
+"""The supervisor: owns config, shared memory and sockets; spawns and watches the stage processes.
 
 It serves /metrics /healthz /readyz, answers the control socket, talks to systemd, turns
 SIGTERM/SIGINT into a drain (every frame already captured is still published) and SIGHUP into a

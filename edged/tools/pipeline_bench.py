@@ -85,6 +85,7 @@ class PipelineBenchSettings:
     realtime_frames: int = 240  # timed frames of the realtime run
     ultralytics: str = "fp32"  # run Ultralytics on: fp32 models, all models, none
     spin_wait: bool | str = "auto"  # the daemon's inference.onnxruntime.spin_wait
+    layout: str = "fused"  # the daemon's pipeline.layout
     # Experiment: niceness added to the daemon's processes other than the inference stage
     # once frames flow (0: leave them alone).
     renice_others: int = 0
@@ -607,7 +608,7 @@ def daemon_config(
         "inference": {"onnxruntime": ort},
         "publish": {"endpoint": endpoint, "wait_for_subscribers": 1, "format": "json"},
         "http": {"enabled": False},
-        "pipeline": {"exit_at_end": True},
+        "pipeline": {"exit_at_end": True, "layout": settings.layout},
         "runtime": {"runtime_dir": str(workdir / "run"), "log_level": "WARNING"},
     }
 
@@ -996,6 +997,7 @@ def _run_one(
         "threads": s.threads,
         "effective_threads": threads,
         "spin_wait": s.spin_wait,
+        "layout": s.layout,
         "warmup": s.warmup,
         "frames": frames,
         "imgsz": info["imgsz"],
@@ -1315,6 +1317,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "default: auto, as in the daemon)",
     )
     p.add_argument(
+        "--layout",
+        choices=["fused", "isolated"],
+        default="fused",
+        help="the daemon's pipeline.layout (default: fused, as in the daemon)",
+    )
+    p.add_argument(
         "--renice-others",
         type=int,
         default=0,
@@ -1358,6 +1366,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
         realtime_frames=args.realtime_frames,
         ultralytics=args.ultralytics,
         spin_wait=args.spin,
+        layout=args.layout,
         renice_others=args.renice_others,
         timeout_s=args.timeout,
         quiet_wait_s=args.quiet_wait,

@@ -1,1 +1,1 @@
-"""The five stage processes; each module has one ``run(setup)`` entry point."""
+"""The five stages; each module has an ``open_stage(rt)`` entry point (see stage_main)."""
