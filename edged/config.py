@@ -250,8 +250,8 @@ class PipelineConfig(_Strict):
         "fused",
         description=(
             "Which stages share a process. fused: capture+preprocess | infer | "
-            "postprocess+publish (fewer wake-ups and less memory: measured -1 ms added latency "
-            "and -90 MB PSS on 2 cores); isolated: one process per stage."
+            "postprocess+publish (two hops fewer: added latency p50 3.6 -> 2.9 ms and 65 MB "
+            "less PSS, measured on 2 cores); isolated: one process per stage."
         ),
     )
 
