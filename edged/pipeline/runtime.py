@@ -373,6 +373,17 @@ class StageRuntime:
             self.drop(frame)
         return slot
 
+    def process_one(self, process: Callable[[Frame], None], frame: Frame) -> None:
+        """Run this stage's ``process`` on one frame; a failure is logged, counted as an error
+        and frees the frame's slots (the stage carries on with the next one)."""
+        try:
+            process(frame)
+        except StopRequested:
+            raise
+        except Exception:
+            log.exception("%s failed for frame %d", self.stage, frame.seq)
+            self.drop(frame, "error")
+
     def serve(
         self,
         process: Callable[[Frame], None],
@@ -390,13 +401,7 @@ class StageRuntime:
             while not self.stopping:
                 frames = self.poll(timeout_ms())
                 for frame in self.select_frames(frames) if latest_only else frames:
-                    try:
-                        process(frame)
-                    except StopRequested:
-                        raise
-                    except Exception:
-                        log.exception("%s failed for frame %d", self.stage, frame.seq)
-                        self.drop(frame, "error")
+                    self.process_one(process, frame)
                 if after_frames is not None:
                     after_frames()
         except StopRequested:
@@ -407,18 +412,12 @@ def link_local(upstream: StageRuntime, downstream: StageRuntime,
                process: Callable[[Frame], None]) -> None:  # fmt: skip
     """Frames ``upstream`` sends go straight into ``process``, the next stage in this process.
 
-    A frame the next stage fails on is counted as its error and its slots freed, as its own
-    loop would; the sender still counts it as handed on.
+    A frame the next stage fails on is counted as its error and its slots freed
+    (:meth:`StageRuntime.process_one`); the sender still counts it as handed on.
     """
 
     def deliver(frame: Frame) -> bool:
-        try:
-            process(frame)
-        except StopRequested:
-            raise
-        except Exception:
-            log.exception("%s failed for frame %d", downstream.stage, frame.seq)
-            downstream.drop(frame, "error")
+        downstream.process_one(process, frame)
         return True
 
     upstream.local_next = deliver
