@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,17 @@ MANIFEST = {
         "symlink": {"backend": "onnxruntime", "path": "outside-link.onnx"},
     },
 }  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_rewrite_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Rewritten models go to a cache of this test session (daemons started by tests inherit
+    it), not to the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CACHE_DIRECTORY", raising=False)
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edged.backends.base import BackendError, TensorSpec
+from edged.backends.rewrite_cache import RewriteCache, default_cache_dir
 from edged.config import OnnxRuntimeOptions
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,11 @@ def session_options(options: OnnxRuntimeOptions) -> ort.SessionOptions:
 PRECISION_METADATA_KEY = "edged_precision"
 
 
-def _rewrite_apart(path: Path, copy: Path) -> bool:
-    """Run the rewrites in a short-lived process; True when it wrote a rewritten ``copy``.
+REWRITTEN, NOTHING_TO_REWRITE, REWRITE_FAILED = "rewritten", "nothing", "failed"
+
+
+def _rewrite_apart(path: Path, copy: Path) -> str:
+    """Run the rewrites in a short-lived process; REWRITTEN when it wrote ``copy``.
 
     Apart, because parsing and shape-inferring the graph with ``onnx`` leaves the inference
     process ~26 MB larger for good (the onnx module, heap it never returns); a process that
@@ -112,44 +116,54 @@ def _rewrite_apart(path: Path, copy: Path) -> bool:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("%s: graph rewrite skipped (%s)", path.name, exc)
-        return False
+        return REWRITE_FAILED
     reason = (done.stderr.strip().splitlines() or [""])[-1]
     if done.returncode != 0 or reason.startswith("no graph rewrite"):
         log.warning("%s: graph rewrite skipped (%s)", path.name, reason or done.returncode)
-        return False
+        return NOTHING_TO_REWRITE if done.returncode == 0 else REWRITE_FAILED
     if done.stdout.strip():
         log.info("%s: %s", path.name, done.stdout.strip())
-    return copy.exists()
+    return REWRITTEN if copy.exists() else REWRITE_FAILED
 
 
 REWRITE_TIMEOUT_S = 60.0
 
 
 @contextlib.contextmanager
-def loadable_model(path: Path, rewrite: bool) -> Iterator[str]:
+def loadable_model(path: Path, rewrite: bool, cache: RewriteCache | None = None) -> Iterator[str]:
     """The file ``InferenceSession`` should load: ``path`` itself, or a rewritten copy.
 
-    The copy (see :mod:`edged.backends.ort_rewrites`) exists only while the session is
-    created; the model's own file, hash and metadata stay as they are. A model with nothing to
-    rewrite loads from its own path.
+    The copy (see :mod:`edged.backends.ort_rewrites`) is made in a temporary directory, or
+    found in ``cache`` when this model was rewritten before; the model's own file, hash and
+    metadata stay as they are. A model with nothing to rewrite loads from its own path.
     """
+    if not rewrite:
+        yield str(path)
+        return
+    key = cache.key(path) if cache is not None else ""
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        yield str(hit.model or path)
+        return
     with tempfile.TemporaryDirectory(prefix="edged-model-") as folder:
         copy = Path(folder) / path.name
-        if rewrite and _rewrite_apart(path, copy):
-            yield str(copy)
-        else:
-            yield str(path)
+        outcome = _rewrite_apart(path, copy)
+        if cache is not None and outcome != REWRITE_FAILED:
+            cache.put(key, copy if outcome == REWRITTEN else None)
+        yield str(copy) if outcome == REWRITTEN else str(path)
 
 
 def _open_session(path: Path, options: OnnxRuntimeOptions) -> ort.InferenceSession:
     """A session on the rewritten model, or on the original when ORT refuses the rewrite."""
     so, providers = session_options(options), options.providers
-    with loadable_model(path, options.graph_rewrites) as source:
+    cache = RewriteCache(default_cache_dir())
+    with loadable_model(path, options.graph_rewrites, cache) as source:
         try:
             return ort.InferenceSession(source, sess_options=so, providers=providers)
         except Exception as exc:  # a rewrite bug must never cost a model that works
             if source == str(path):
                 raise
+            cache.forget(cache.key(path))
             log.warning("%s: rewritten graph refused (%s); loading it as it is", path.name,
                         str(exc).strip().splitlines()[0] if str(exc).strip() else exc)  # fmt: skip
     return ort.InferenceSession(str(path), sess_options=so, providers=providers)

@@ -187,11 +187,14 @@ def test_a_rewrite_ort_refuses_falls_back_to_the_original(tmp_path, monkeypatch,
 
     path = tiny_yolov8(tmp_path / "tiny.onnx")
 
-    def broken_rewrite(source: Path, copy: Path) -> bool:
+    def broken_rewrite(source: Path, copy: Path) -> str:
         copy.write_bytes(b"not a model")  # what a rewrite bug would hand ORT
-        return True
+        return backend_module.REWRITTEN
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no earlier tiny model's entry
     monkeypatch.setattr(backend_module, "_rewrite_apart", broken_rewrite)
     backend = OnnxRuntimeBackend(path, OnnxRuntimeOptions(intra_op_threads=1))
     assert (backend.input.layout, backend.input.dtype) == ("NCHW", "float32")
     assert "rewritten graph refused" in caplog.text
+
+    assert list((tmp_path / "cache").rglob("*.onnx")) == []  # the refused rewrite is forgotten

@@ -64,6 +64,7 @@ def _one(section: str, key: str) -> str:
         ("Service", "User", "edged"),
         ("Service", "SupplementaryGroups", "video"),
         ("Service", "StateDirectory", "edged"),
+        ("Service", "CacheDirectory", "edged"),  # rewritten models ($CACHE_DIRECTORY)
         ("Service", "RuntimeDirectory", "edged"),
         ("Service", "RuntimeDirectoryMode", "0700"),
         ("Service", "ConfigurationDirectory", "edged"),
