@@ -99,6 +99,10 @@ class FrameOutbox:
         self.sock: socket.socket | None = None
         self.delivered = 0
         self.max_bytes = MAX_MESSAGE_BYTES  # until connected: then what the kernel granted
+        # When the receiver was first found gone, across sends: once it has been gone for
+        # absent_wait_s, later frames are given up at once instead of each waiting again (a
+        # sender that also reads a camera must keep reading while the next stage restarts).
+        self._absent_since: float | None = None
 
     def _connect(self) -> bool:
         self._close_socket()
@@ -115,6 +119,7 @@ class FrameOutbox:
             raise
         sock.setblocking(False)
         self.sock = sock
+        self._absent_since = None
         return True
 
     def send(self, payload: bytes, should_stop: Callable[[], bool], patient: bool = False) -> bool:
@@ -122,15 +127,15 @@ class FrameOutbox:
 
         The very first message, and every ``patient`` one, waits for the receiver as long as
         it takes (stages start in any order; lossless mode loses nothing to a restart); others
-        wait ``absent_wait_s`` for a restarting receiver.
+        wait until the receiver has been gone ``absent_wait_s`` in all (not per message).
         """
-        absent_since: float | None = None
         while True:
             if self.sock is None and not self._connect():
                 now = time.monotonic()
-                absent_since = absent_since if absent_since is not None else now
+                if self._absent_since is None:
+                    self._absent_since = now
                 limited = self.delivered and not patient
-                waited_too_long = limited and now - absent_since >= self.absent_wait_s
+                waited_too_long = limited and now - self._absent_since >= self.absent_wait_s
                 if waited_too_long or should_stop():
                     return False
                 time.sleep(_RETRY_S)

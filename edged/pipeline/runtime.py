@@ -238,8 +238,9 @@ class StageRuntime:
     def _default_command(self, command: Command) -> None:
         if command.kind == "stop":
             self.request_stop()
-        elif command.kind == "drain":
-            self._stop_requested_by_signal = True
+        elif command.kind == "drain":  # like SIGTERM: for every stage of the process
+            for rt in self.peers:
+                rt._stop_requested_by_signal = True
         elif command.kind == "reclaim" and self.allocator is not None:
             stranded = self.allocator.in_use
             self.allocator.reclaim_all()

@@ -76,6 +76,28 @@ def test_a_receiver_that_stays_gone_gives_the_frame_up_after_the_wait(tmp_path: 
     assert 0.15 <= time.monotonic() - started < 2.0
 
 
+def test_once_the_wait_is_spent_later_frames_are_given_up_at_once(tmp_path: Path) -> None:
+    """The wait is for the receiver's absence, not per frame: a sender that also reads a camera
+    (capture+preprocess) keeps its pace while the next stage restarts."""
+    path = tmp_path / "g.in"
+    inbox = FrameInbox(path)
+    outbox = FrameOutbox(path, absent_wait_s=0.2)
+    assert outbox.send(b"one", never)
+    inbox.close()
+    assert not outbox.send(b"two", never)  # waited the 0.2 s
+    started = time.monotonic()
+    for _ in range(5):
+        assert not outbox.send(b"more", never)
+    assert time.monotonic() - started < 0.1
+    back = FrameInbox(path)  # the stage is back: delivered again, and a later absence
+    assert outbox.send(b"again", never)  # gets its full wait
+    assert back.wait(1.0) and back.receive_all() == [b"again"]
+    back.close()
+    started = time.monotonic()
+    assert not outbox.send(b"gone again", never)
+    assert time.monotonic() - started >= 0.15
+
+
 def test_a_restarted_receiver_gets_the_next_messages(tmp_path: Path) -> None:
     path = tmp_path / "e.in"
     first = FrameInbox(path)

@@ -168,6 +168,13 @@ class InferenceStage:
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
             return
+        if frame.tensor_slot >= 0 and not self.tensors.holds(frame.tensor_slot, frame.seq):
+            # A restarted preprocess reused the tensor slot under us (its new allocator counts
+            # every slot free): these outputs may be another frame's. Discard.
+            log.warning("tensor of frame %d was overwritten; frame dropped", frame.seq)
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame, "error")
+            return
         self.outputs.mark(slot, frame.seq)
         end = time.monotonic()
         self.last_seq = frame.seq

@@ -79,6 +79,11 @@ class PublishStage:
         deadline = time.monotonic() + self.wait_timeout
         while self.subscribers < self.wait_for and time.monotonic() < deadline:
             self.track_subscriptions(100)
+            # Still answer the supervisor (for postprocess too, in the same process).
+            self.rt.handle_commands()
+            self.rt.maybe_flush_stats()
+            if self.rt.stopping:
+                break
         if self.subscribers < self.wait_for:
             log.warning("only %d of %d subscribers joined; publishing anyway",
                         self.subscribers, self.wait_for)  # fmt: skip
