@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model, session_options, spins
 from edged.backends.ort_rewrites import (
@@ -16,6 +16,7 @@ from edged.backends.ort_rewrites import (
     move_softmax_axis_last,
     rewrite_for_ort,
     rewritten_model,
+    split_conv_outputs,
 )
 from edged.config import OnnxRuntimeOptions
 from edged.preprocess import TensorWriter
@@ -91,6 +92,7 @@ def test_yolov8_is_rewritten_and_its_outputs_are_unchanged(tmp_path):
         rewritten = onnx.load(source)
     assert not Path(source).exists()  # the copy lives only while the session is created
 
+    assert not [n for n in rewritten.graph.node if n.op_type == "Split"]  # C2f: one Conv per part
     softmaxes = [n for n in rewritten.graph.node if n.op_type == "Softmax"]
     assert [next(a.i for a in n.attribute if a.name == "axis") for n in softmaxes] == [-1]
     assert (plain.input.layout, plain.input.dtype) == ("NCHW", "float32")
@@ -198,3 +200,61 @@ def test_a_rewrite_ort_refuses_falls_back_to_the_original(tmp_path, monkeypatch,
     assert "rewritten graph refused" in caplog.text
 
     assert list((tmp_path / "cache").rglob("*.onnx")) == []  # the refused rewrite is forgotten
+
+
+SHAPES = {"p": 2, "q": 4, "d": 6, "a": 6, "c": 6}  # channels of each possible graph output
+
+
+def _conv_split_model(opset: int, silu: bool, extra_use: bool = False) -> onnx.ModelProto:
+    """x 1×4×8×8 → Conv 4→6 (3×3) [→ SiLU] → Split 2+4 on channels; the bias is shared with a
+    second Conv, as exporters' deduplication leaves it (zero biases of an untrained model)."""
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.normal(size=(6, 4, 3, 3)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.normal(size=6).astype(np.float32), "B")
+    other = numpy_helper.from_array(rng.normal(size=(6, 4, 1, 1)).astype(np.float32), "W2")
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Conv", ["x", "W2", "B"], ["d"], name="other")]  # fmt: skip
+    feed = "c"
+    if silu:
+        nodes += [helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"],
+                                                                             ["a"])]  # fmt: skip
+        feed = "a"
+    inits = [weight, bias, other]
+    if opset >= 13:
+        inits.append(numpy_helper.from_array(np.array([2, 4], np.int64), "sizes"))
+        nodes.append(helper.make_node("Split", [feed, "sizes"], ["p", "q"], axis=1))
+    else:
+        nodes.append(helper.make_node("Split", [feed], ["p", "q"], axis=1, split=[2, 4]))
+    outputs = ["p", "q", "d"] + ([feed] if extra_use else [])
+    graph = helper.make_graph(
+        nodes, "conv_split",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, SHAPES[o], 8, 8])
+         for o in outputs],
+        inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(("opset", "silu"), [(17, True), (17, False), (11, True)])
+def test_conv_then_split_becomes_one_conv_per_part_with_identical_outputs(opset, silu) -> None:
+    model = _conv_split_model(opset, silu)
+    x = np.random.default_rng(4).normal(size=(1, 4, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})
+    assert split_conv_outputs(model) == ("conv",)
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node].count("Split") == 0
+    assert "B" in {t.name for t in model.graph.initializer}  # still used by the other Conv
+    assert "W" not in {t.name for t in model.graph.initializer}  # replaced by its parts
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, want in zip(session.run(None, {"x": x}), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_conv_whose_output_is_used_elsewhere_is_left_alone() -> None:
+    model = _conv_split_model(17, silu=True, extra_use=True)
+    assert split_conv_outputs(model) == ()
+    assert [n.op_type for n in model.graph.node].count("Split") == 1
