@@ -92,7 +92,8 @@ class OnnxRuntimeOptions(_Strict):
     graph_rewrites: bool = Field(
         True,
         description="Rewrite, in memory, graph patterns ORT runs slowly (an inner-axis Softmax, "
-        "e.g. YOLOv8's DFL: −5 ms per frame); results are unchanged.",
+        "e.g. YOLOv8's DFL: −5 ms per frame; Conv→Split: −2.5 ms) and feed uint8 NHWC images; "
+        "results are unchanged.",
     )
 
 
