@@ -27,6 +27,10 @@ _MODULES = {
 
 
 class Stage(Protocol):
+    """What a stage module's ``open_stage`` returns. ``serve`` runs the process's loop when the
+    stage comes first in its process; ``process`` takes a frame from the stage before it in the
+    same process (capture, always first, has none); an optional ``service()`` runs every turn."""
+
     def process(self, frame: Frame) -> None: ...
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None: ...
