@@ -11,15 +11,16 @@ recently used entries stay.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from edged.models import sha256_of
 
-_CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -31,10 +32,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "edged" / "ort-rewrites"
 
 
-def _rewrite_code_digest() -> bytes:
-    from edged.backends import ort_rewrites
-
-    return hashlib.sha256(Path(ort_rewrites.__file__).read_bytes()).digest()
+@functools.cache
+def _rewrite_code_digest() -> str:
+    """The rewrite code's own hash, read once per process (not imported: it needs onnx)."""
+    path = Path(__file__).with_name("ort_rewrites.py")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,8 @@ class RewriteCache:
         self.keep = keep
 
     def key(self, model: Path) -> str:
-        digest = hashlib.sha256(_rewrite_code_digest())
-        with model.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        both = f"{_rewrite_code_digest()}:{sha256_of(model)}"
+        return hashlib.sha256(both.encode()).hexdigest()
 
     def get(self, key: str) -> CacheHit | None:
         for path, hit in ((self._model(key), True), (self._marker(key), False)):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 import edged.backends.onnxruntime as backend_module
-from edged.backends.onnxruntime import OnnxRuntimeBackend
+from edged.backends.onnxruntime import OnnxRuntimeBackend, loadable_model
 from edged.backends.rewrite_cache import RewriteCache, default_cache_dir
 from edged.config import OnnxRuntimeOptions
 from tests.tools.models import tiny_yolov8
@@ -109,3 +113,43 @@ def test_systemd_cache_directory_wins(monkeypatch) -> None:
     monkeypatch.delenv("CACHE_DIRECTORY")
     monkeypatch.setenv("XDG_CACHE_HOME", "/x")
     assert default_cache_dir() == Path("/x/edged/ort-rewrites")
+
+
+def _nothing_to_rewrite(path: Path) -> Path:
+    """A uint8 NHWC image input, no Softmax, no Split: no rewrite applies."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_with_nothing_to_rewrite_is_remembered_as_such(tmp_path, rewrites) -> None:
+    path = _nothing_to_rewrite(tmp_path / "plain.onnx")
+    cache = RewriteCache(tmp_path / "c")
+    for _ in range(2):
+        with loadable_model(path, rewrite=True, cache=cache) as source:
+            assert source == str(path)  # the model itself
+    assert rewrites == [path]  # the helper ran once; the second load knew
+    assert [p.suffix for p in cache.folder.iterdir()] == [".none"]
+
+
+def test_the_inference_process_never_imports_onnx(tmp_path) -> None:
+    """The rewrites run apart so that onnx (and its heap) stay out of the inference stage."""
+    path = tiny_yolov8(tmp_path / "tiny.onnx")
+    code = (
+        "import sys; from pathlib import Path; from edged.backends.onnxruntime import "
+        "OnnxRuntimeBackend; from edged.config import OnnxRuntimeOptions; "
+        f"OnnxRuntimeBackend(Path({str(path)!r}), OnnxRuntimeOptions(intra_op_threads=1)); "
+        "print('onnx' in sys.modules)"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(2):  # a rewrite, then a cache hit
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, check=True)  # fmt: skip
+        assert done.stdout.strip() == "False"
