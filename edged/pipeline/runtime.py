@@ -193,15 +193,15 @@ class StageRuntime:
         """
 
         def _request(signum: int, _frame: object) -> None:
-            for rt in self.peers:
-                rt._stop_requested_by_signal = True
+            self._stop_requested_by_signal = True
 
         signal.signal(signal.SIGTERM, _request)
         signal.signal(signal.SIGINT, _request)
 
     @property
     def signalled(self) -> bool:
-        return self._stop_requested_by_signal
+        """SIGTERM/SIGINT or a "drain", for any stage of the process: they share one loop."""
+        return any(rt._stop_requested_by_signal for rt in self.peers)
 
     @property
     def stopping(self) -> bool:
@@ -238,9 +238,8 @@ class StageRuntime:
     def _default_command(self, command: Command) -> None:
         if command.kind == "stop":
             self.request_stop()
-        elif command.kind == "drain":  # like SIGTERM: for every stage of the process
-            for rt in self.peers:
-                rt._stop_requested_by_signal = True
+        elif command.kind == "drain":  # like SIGTERM
+            self._stop_requested_by_signal = True
         elif command.kind == "reclaim" and self.allocator is not None:
             stranded = self.allocator.in_use
             self.allocator.reclaim_all()

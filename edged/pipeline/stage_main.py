@@ -29,7 +29,8 @@ _MODULES = {
 class Stage(Protocol):
     """What a stage module's ``open_stage`` returns. ``serve`` runs the process's loop when the
     stage comes first in its process; ``process`` takes a frame from the stage before it in the
-    same process (capture, always first, has none); an optional ``service()`` runs every turn."""
+    same process (capture, always first, has none); an optional ``service()`` runs every loop
+    turn, frames or not, and ``serve`` passes ``after_frames`` (all of them) to its loop."""
 
     def process(self, frame: Frame) -> None: ...
 
@@ -60,7 +61,8 @@ def open_stage(rt: StageRuntime) -> Stage | None:
 
 
 def _every_turn(hooks: list[Callable[[], None]]) -> Callable[[], None] | None:
-    """The following stages' per-loop-turn work (publish: subscriptions, preview)."""
+    """The stages' per-loop-turn work (infer: a finished swap; publish: subscriptions,
+    preview), whichever stage runs the loop."""
     if not hooks:
         return None
 
@@ -86,7 +88,7 @@ def run_group(setups: list[StageSetup]) -> None:
             stages.append(stage)
         for upstream, downstream, stage in zip(runtimes, runtimes[1:], stages[1:], strict=False):
             link_local(upstream, downstream, stage.process)
-        stages[0].serve(_every_turn([s.service for s in stages[1:] if hasattr(s, "service")]))
+        stages[0].serve(_every_turn([s.service for s in stages if hasattr(s, "service")]))
     except StopRequested:
         pass
     finally:

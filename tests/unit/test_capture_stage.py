@@ -157,7 +157,7 @@ class Harness:
         rt = StageRuntime(self.setup)
         self.stage = capture.CaptureStage(rt, self.config.source)
         try:
-            self.stage.run()
+            self.stage.serve()
         except StopRequested:
             pass
         except BaseException as exc:  # surfaced by stop()

@@ -365,7 +365,8 @@ class CaptureStage:
         self.rt.send_event("eos", frames=self.seq)
         self.ended = True
 
-    def run(self) -> None:
+    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
+        """The process's loop: capture always comes first in its process (no frames come in)."""
         lossless = self.rt.lossless
         self.source = self.open_with_retry()
         pacer = None
@@ -430,10 +431,6 @@ class CaptureStage:
             self.rt.poll(200)
             if self.rt.signalled and not self.ended:
                 self.end_of_stream()
-
-    def serve(self, after_frames: Callable[[], None] | None = None) -> None:
-        """The process's loop: capture always comes first in its process (no frames come in)."""
-        self.run()
 
     def direct_slot(self) -> DirectRead | None:
         """A frame slot to decode the next frame straight into, or None.

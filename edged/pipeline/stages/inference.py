@@ -192,17 +192,13 @@ class InferenceStage:
         if sent:
             self.rt.count("ok")
 
-    def idle(self) -> None:
+    def service(self) -> None:
+        """Every loop turn, frames or not: switch to a model that finished loading."""
         self.maybe_switch()
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
-        def idle() -> None:
-            self.idle()
-            if after_frames is not None:
-                after_frames()
-
         # Poll faster while a swap loads, so the switch happens soon after it is ready.
-        self.rt.serve(self.process, latest_only=True, after_frames=idle,
+        self.rt.serve(self.process, latest_only=True, after_frames=after_frames,
                       timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
 
     def close(self) -> None:

@@ -33,13 +33,9 @@ def tensor_shape(model: ModelDescriptor) -> tuple[int, ...]:
     return (1, model.input_height, model.input_width, 3)
 
 
-def make_tensor(
-    image: np.ndarray, model: ModelDescriptor, out: np.ndarray, canvas: np.ndarray | None = None
-) -> Letterbox:
-    """Letterbox ``image`` and write the model's input tensor into ``out``.
-
-    ``canvas`` is accepted for compatibility and unused (no intermediate canvas any more).
-    """
+def make_tensor(image: np.ndarray, model: ModelDescriptor, out: np.ndarray) -> Letterbox:
+    """Letterbox ``image`` and write the model's input tensor into ``out`` (one-off: frames in
+    flight across a swap; the stage itself keeps a writer)."""
     return TensorWriter(model.input_layout).write(image, out)
 
 

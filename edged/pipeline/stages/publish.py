@@ -120,14 +120,9 @@ class PublishStage:
         self.rt.count("ok")
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
-        def service() -> None:
-            self.service()
-            if after_frames is not None:
-                after_frames()
-
         # Lossless here even in live mode: detections are cheap to send and skipping a
         # finished frame would only waste the work done upstream.
-        self.rt.serve(self.process, latest_only=False, after_frames=service)
+        self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
 
     def close(self) -> None:
         if self.preview is not None:
