@@ -9,10 +9,16 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from edged import __version__
-from edged.config import ConfigError, EdgedConfig, apply_overrides, load_config
+from edged.config import (
+    ConfigError,
+    EdgedConfig,
+    PipelineLayout,
+    apply_overrides,
+    load_config,
+)
 
 log = logging.getLogger("edged")
 
@@ -177,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--camera-id")
     run.add_argument("--runtime-dir")
     run.add_argument("--exit-at-end", action="store_true", help="exit when a file ends")
-    run.add_argument("--layout", choices=["fused", "isolated"],
+    run.add_argument("--layout", choices=get_args(PipelineLayout),
                      help="stages per process: fused (default) or one process each")  # fmt: skip
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)

@@ -225,6 +225,9 @@ class ControlConfig(_Strict):
         return self
 
 
+PipelineLayout = Literal["fused", "isolated"]  # the groups: edged.pipeline.layout.LAYOUTS
+
+
 class PipelineConfig(_Strict):
     ring_slots: int = Field(8, ge=3, le=64, description="Shared-memory slots per ring.")
     max_frame_width: int = Field(1920, ge=16, description="Largest frame the rings accept.")
@@ -247,7 +250,7 @@ class PipelineConfig(_Strict):
     exit_at_end: bool = Field(
         False, description="Stop the daemon when a non-looping file source ends."
     )
-    layout: Literal["fused", "isolated"] = Field(
+    layout: PipelineLayout = Field(
         "fused",
         description=(
             "Which stages share a process. fused: capture+preprocess | infer | "

@@ -12,11 +12,8 @@ wake-up of a sleeping process (~0.2 ms, more with cold caches) and every Python 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from edged.pipeline.messages import CAPTURE, INFER, POSTPROCESS, PREPROCESS, PUBLISH, STAGE_ORDER
 
-Layout = Literal["fused", "isolated"]
 ProcessGroup = tuple[str, ...]
 
 LAYOUTS: dict[str, tuple[ProcessGroup, ...]] = {

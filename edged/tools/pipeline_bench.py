@@ -50,7 +50,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+
+from edged.config import PipelineLayout
 
 RESULT_KIND = "edged.bench.pipeline"
 RESULT_VERSION = 1
@@ -1318,7 +1320,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--layout",
-        choices=["fused", "isolated"],
+        choices=get_args(PipelineLayout),
         default="fused",
         help="the daemon's pipeline.layout (default: fused, as in the daemon)",
     )

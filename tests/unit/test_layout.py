@@ -6,11 +6,12 @@ import os
 import struct
 import uuid
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import zmq
 
-from edged.config import EdgedConfig
+from edged.config import EdgedConfig, PipelineLayout
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.layout import LAYOUTS, group_of, process_groups, process_name
 from edged.pipeline.messages import STAGE_ORDER, Command, Frame, dumps, loads
@@ -32,6 +33,10 @@ def test_fused_pairs_the_light_stages_around_inference() -> None:
     assert group_of("publish", groups) == ("postprocess", "publish")
     with pytest.raises(KeyError):
         group_of("nope", groups)
+
+
+def test_the_config_offers_exactly_the_layouts_there_are() -> None:
+    assert set(get_args(PipelineLayout)) == set(LAYOUTS)
 
 
 def test_config_rejects_an_unknown_layout() -> None:
