@@ -117,7 +117,7 @@ def move_softmax_axis_last(model: onnx.ModelProto) -> RewriteReport:
     return RewriteReport(softmax_moved_last=tuple(moved))
 
 
-def _split_sizes(split: onnx.NodeProto, constants: dict[str, np.ndarray]) -> list[int] | None:
+def _split_sizes(split: onnx.NodeProto, constants: _Constants) -> list[int] | None:
     """The part sizes of a channel (axis 1) Split, when they are constant."""
     if _axis(split, default=0) != 1:
         return None
@@ -128,10 +128,21 @@ def _split_sizes(split: onnx.NodeProto, constants: dict[str, np.ndarray]) -> lis
     return None if attribute is None else list(attribute.ints)
 
 
+class _Constants:
+    """Initializers as arrays, converted only when asked for (not every weight of the model)."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self._tensors = {t.name: t for t in graph.initializer}
+
+    def get(self, name: str) -> np.ndarray | None:
+        tensor = self._tensors.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
+
 def split_conv_outputs(model: onnx.ModelProto) -> tuple[str, ...]:
     """Rewrite, in place, Conv [→ SiLU] → channel Split as one Conv [→ SiLU] per part."""
     graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = _Constants(graph)
     producer = {out: node for node in graph.node for out in node.output}
     uses: dict[str, int] = {}
     for node in graph.node:
