@@ -81,7 +81,7 @@ class StageEvent:
     """Stage → supervisor: ``kind`` says what ``data`` holds."""
 
     stage: str
-    kind: str  # ready, stats, record, source, swap_result, fatal, eos
+    kind: str  # ready, stats (counters + published-frame records), source, swap_result, fatal, eos
     data: dict = field(default_factory=dict)
 
 

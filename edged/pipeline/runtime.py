@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 FRAMES, TENSORS, OUTPUTS = "frames", "tensors", "outputs"
 RING_OWNER = {FRAMES: CAPTURE, TENSORS: PREPROCESS, OUTPUTS: INFER}
 _RELEASE = struct.Struct("<qq")  # slot, seq
+MAX_RECORDS_PER_FLUSH = 256  # bounds one stats message at a high frame rate
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class StageRuntime:
         self._stop = False
         self._counters = {"ok": 0, "dropped": 0, "error": 0}
         self._queue_depth = 0
+        self._records: list[dict] = []  # published frames since the last stats flush
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
         self.command_handler: Callable[[Command], None] = self._default_command
@@ -267,6 +269,14 @@ class StageRuntime:
     def count(self, outcome: str, n: int = 1) -> None:
         self._counters[outcome] += n
 
+    def record(self, **data: object) -> None:
+        """Report a published frame. Records travel with the next counters flush: one message
+        (and one supervisor wake-up) per ``stats_interval_s`` instead of one per frame, and
+        frame counts and latency histograms move together."""
+        self._records.append(data)
+        if len(self._records) >= MAX_RECORDS_PER_FLUSH:
+            self.flush_stats()
+
     def set_queue_depth(self, depth: int) -> None:
         self._queue_depth = depth
 
@@ -278,7 +288,9 @@ class StageRuntime:
 
     def flush_stats(self) -> None:
         self._last_stats = time.monotonic()
-        self.send_event("stats", counts=dict(self._counters), queue_depth=self._queue_depth)
+        self.send_event("stats", counts=dict(self._counters), queue_depth=self._queue_depth,
+                        records=self._records)  # fmt: skip
+        self._records = []
         for key in self._counters:
             self._counters[key] = 0
 

@@ -58,9 +58,11 @@ class Telemetry:
             if n:
                 self.metrics.frames.labels(event.stage, outcome).inc(n)
         self.metrics.queue_depth.labels(event.stage).set(event.data["queue_depth"])
+        for record in event.data.get("records", ()):
+            self._published(record)
 
-    def _on_record(self, event: StageEvent) -> None:
-        d = event.data
+    def _published(self, d: dict) -> None:
+        """One published frame: its latencies, detections, and the pipeline's liveness."""
         m = self.metrics
         for stage, start, end in d["timings"]:
             m.stage_latency.labels(stage).observe(end - start)
@@ -74,8 +76,9 @@ class Telemetry:
         s = self.state
         s.published += 1
         s.last_published_seq = d["seq"]
-        s.last_published_at = self._clock()
-        s.recent.append(s.last_published_at)
+        # The publish time itself (CLOCK_MONOTONIC is system-wide), not when the batch arrived.
+        s.last_published_at = d["published"]
+        s.recent.append(d["published"])
 
     def _on_source(self, event: StageEvent) -> None:
         d = event.data

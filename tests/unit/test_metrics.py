@@ -41,13 +41,20 @@ def model(labels: tuple[str, ...] = ("person", "car"), variant: str = "fp32") ->
                            640, 640, "NCHW", "float32", "yolov5", labels)  # fmt: skip
 
 
-def record(seq: int, class_ids: list[int], scores: list[float], t0: float = 100.0) -> StageEvent:
+def record(seq: int, class_ids: list[int], scores: list[float], t0: float = 100.0) -> dict:
     # Each stage takes 8 ms, back to back; end to end is 45 ms (all clear of bucket bounds).
     timings = [(stage, t0 + 0.008 * i, t0 + 0.008 * (i + 1)) for i, stage in enumerate(STAGES)]
-    return StageEvent("publish", "record", {
+    return {
         "seq": seq, "captured": t0, "published": t0 + 0.045, "timings": timings,
         "class_ids": class_ids, "scores": scores, "model_key": "yolov5n/fp32/1", "bytes": 100,
-    })  # fmt: skip
+    }  # fmt: skip
+
+
+def published(*records: dict) -> StageEvent:
+    """The publish stage's counters flush, carrying the records of the frames it published."""
+    counts = {"ok": len(records), "dropped": 0, "error": 0}
+    return StageEvent("publish", "stats", {"counts": counts, "queue_depth": 0,
+                                           "records": list(records)})  # fmt: skip
 
 
 def test_stage_names_are_the_pipeline_order() -> None:
@@ -107,9 +114,12 @@ def test_records_fill_every_histogram_once_per_frame() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics, clock=lambda: 200.0)
     telemetry.set_model(model())
-    telemetry.handle(record(0, [0, 1, 0], [0.9, 0.42, 0.31]))
-    telemetry.handle(record(1, [], []))
+    telemetry.handle(published(record(0, [0, 1, 0], [0.9, 0.42, 0.31]), record(1, [], [])))
     got = samples(metrics)
+    # Counted in the same flush as the histograms: the two never disagree.
+    ok = {dict(k)["stage"]: v for k, v in got["edged_frames_total"].items()
+          if dict(k)["outcome"] == "ok"}  # fmt: skip
+    assert ok["publish"] == 2
     for stage in STAGES:
         assert got["edged_stage_latency_seconds_count"][(("stage", stage),)] == 2
         assert got["edged_stage_latency_seconds_sum"][(("stage", stage),)] == pytest.approx(0.016)
@@ -130,7 +140,7 @@ def test_unknown_class_ids_share_one_label() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics)
     telemetry.set_model(model(labels=("person",)))
-    telemetry.handle(record(0, [5, 7, 0], [0.5, 0.6, 0.7]))
+    telemetry.handle(published(record(0, [5, 7, 0], [0.5, 0.6, 0.7])))
     got = samples(metrics)["edged_detections_total"]
     assert got == {(("label", "person"),): 1, (("label", "unknown"),): 2}
 

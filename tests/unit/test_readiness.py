@@ -12,10 +12,12 @@ MODEL = ModelDescriptor("m/fp32/1", "m", "fp32", "onnxruntime", "fp32", 640, 640
                         "uint8", "yolov5", ("person",))  # fmt: skip
 
 
-def _record(seq: int) -> StageEvent:
-    data = {"timings": [], "published": 1.0, "captured": 0.9, "model_key": MODEL.key,
-            "class_ids": [], "scores": [], "bytes": 10, "seq": seq}  # fmt: skip
-    return StageEvent("publish", "record", data)
+def _published(seq: int, at: float) -> StageEvent:
+    """The publish stage's counters flush with one frame, published at ``at`` (monotonic)."""
+    record = {"timings": [], "published": at, "captured": at - 0.1, "model_key": MODEL.key,
+              "class_ids": [], "scores": [], "bytes": 10, "seq": seq}  # fmt: skip
+    return StageEvent("publish", "stats", {"counts": {"ok": 1}, "queue_depth": 0,
+                                           "records": [record]})  # fmt: skip
 
 
 def test_ready_while_frames_flow_and_not_the_moment_the_file_ends() -> None:
@@ -25,7 +27,7 @@ def test_ready_while_frames_flow_and_not_the_moment_the_file_ends() -> None:
     telemetry.set_model(MODEL)
     telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
     for seq in range(3):
-        telemetry.handle(_record(seq))
+        telemetry.handle(_published(seq, now[0]))
     ok, reason = telemetry.ready(5.0)
     assert ok, reason
     telemetry.handle(StageEvent("capture", "eos", {"frames": 3}))
@@ -39,8 +41,19 @@ def test_a_stalled_pipeline_turns_unready_after_the_max_age() -> None:
     telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: now[0])
     telemetry.set_model(MODEL)
     telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
-    telemetry.handle(_record(0))
+    telemetry.handle(_published(0, now[0]))
     now[0] += 4.0
     assert telemetry.ready(5.0)[0] is True
     now[0] += 2.0
     assert telemetry.ready(5.0) == (False, "no frame published for 6.0s (pipeline stalled)")
+
+
+def test_age_counts_from_the_publish_time_not_from_when_the_batch_arrived() -> None:
+    """Records reach the supervisor with the counters, up to ``stats_interval_s`` late."""
+    now = [100.0]
+    telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: now[0])
+    telemetry.set_model(MODEL)
+    telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
+    telemetry.handle(_published(0, now[0] - 3.0))
+    assert telemetry.ready(2.5) == (False, "no frame published for 3.0s (pipeline stalled)")
+    assert telemetry.ready(5.0)[0] is True

@@ -1,4 +1,5 @@
-"""Publish: send each frame's detections over ZeroMQ PUB and report it to the supervisor.
+"""Publish: send each frame's detections over ZeroMQ PUB and report them to the supervisor
+(in batches, with the stage's counters).
 
 PUB never blocks: a subscriber that stops reading loses messages once its high-water mark is
 reached, and the pipeline keeps its rate. With ``preview.enabled`` it also taps annotated JPEGs
@@ -91,6 +92,7 @@ class PublishStage:
 
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
+            self.rt.flush_stats()  # every frame's record reaches the supervisor before the end
             self.rt.send_event("eos", seq=frame.seq)
             return
         self.wait_for_subscribers()
@@ -106,8 +108,7 @@ class PublishStage:
         dets = frame.detections
         model = frame.model
         assert dets is not None and model is not None
-        self.rt.send_event(
-            "record",
+        self.rt.record(
             seq=frame.seq,
             captured=frame.captured,
             published=end,
