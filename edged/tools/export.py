@@ -7,7 +7,9 @@ model YAML (``yolov8n.yaml``) builds an untrained network offline.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,40 @@ def _ensure_names(path: Path, names: dict[int, str]) -> tuple[str, ...]:
     return tuple(names[i] for i in sorted(names))
 
 
+WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml")
+MAX_STRIDE = 32  # YOLO's coarsest feature map: the input size must be a multiple of it
+
+
+def check_imgsz(imgsz: int) -> int:
+    """Refuse a size Ultralytics would silently change (it rounds up to the stride)."""
+    if imgsz < MAX_STRIDE or imgsz % MAX_STRIDE:
+        raise ToolError(f"--imgsz {imgsz}: must be a multiple of {MAX_STRIDE} (e.g. 320, 640)")
+    return imgsz
+
+
+def _input_size(path: Path) -> list[int]:
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value for d in dims]
+
+
+def _load_and_export(
+    yolo: Any, name: str, shown: str, imgsz: int, opset: int | None, simplify: bool
+) -> tuple[Any, Path]:
+    """Load ``name`` (a staged copy when local; ``shown`` is what the user typed) and export."""
+    try:
+        model = yolo(name)
+    except (FileNotFoundError, ConnectionError) as exc:
+        raise ToolError(f"cannot load {shown}: {exc}") from None
+    except Exception as exc:  # a junk or foreign checkpoint: Ultralytics raises many kinds
+        reason = str(exc).replace(name, shown).splitlines()[0].removeprefix("ERROR ❌️ ")
+        raise ToolError(f"cannot load {shown}: {reason}") from None
+    if model.task != "detect":
+        raise ToolError(f"{shown}: a {model.task} model; edged serves detection models")
+    exported = model.export(format="onnx", imgsz=imgsz, opset=opset, simplify=simplify,
+                            dynamic=False)  # fmt: skip
+    return model, Path(exported).resolve()
+
+
 def export_ultralytics(
     weights: str | Path,
     output_path: str | Path | None = None,
@@ -63,29 +99,43 @@ def export_ultralytics(
     Args:
         weights: a ``.pt`` file, an Ultralytics model name it can download (``yolov8n.pt``),
             or a model YAML (``yolov8n.yaml``, untrained, offline).
-        output_path: where the ONNX goes; default: Ultralytics' choice (beside the weights).
+        output_path: where the ONNX goes; default: beside local weights, else the working
+            directory (where Ultralytics itself would put it).
         imgsz: square input size, fixed in the graph (the daemon needs a static input).
         opset: ONNX opset; default: Ultralytics' choice for the installed torch.
         simplify: run Ultralytics' graph simplifier (onnxslim).
     """
+    check_imgsz(imgsz)
+    source = Path(str(weights))
+    local = source.is_file()
+    if local and source.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise ToolError(f"{source}: not Ultralytics weights (expected a .pt file or a model "
+                        ".yaml; an ONNX model needs no export)")  # fmt: skip
     yolo = _yolo_class()
     start = time.perf_counter()
-    try:
-        model = yolo(str(weights))
-        exported = Path(
-            model.export(format="onnx", imgsz=imgsz, opset=opset, simplify=simplify, dynamic=False)
-        )
-    except (FileNotFoundError, ConnectionError) as exc:
-        raise ToolError(f"cannot load {weights}: {exc}") from None
-    if model.task != "detect":
-        raise ToolError(f"{weights}: a {model.task} model; edged serves detection models")
-    destination = Path(output_path) if output_path else exported
-    if destination.resolve() != exported.resolve():
+    caller_dir = Path.cwd()
+    # Ultralytics writes <stem>.onnx beside the weights or into the working directory,
+    # over whatever file has that name. Export in a private directory; only the output
+    # path the user chose is ever written.
+    with tempfile.TemporaryDirectory(prefix="edged-export-") as tmp:
+        work = Path(tmp)
+        name = str(weights)
+        if local:
+            name = str(work / source.name)
+            shutil.copy2(source, name)
+        with contextlib.chdir(work):
+            model, exported = _load_and_export(yolo, name, str(weights), imgsz, opset, simplify)
+        if not local:  # keep a checkpoint Ultralytics downloaded where it would have left it
+            for checkpoint in work.glob("*.pt"):
+                if not (caller_dir / checkpoint.name).exists():
+                    shutil.move(checkpoint, caller_dir / checkpoint.name)
+                    source = caller_dir / checkpoint.name
+        default = source.with_suffix(".onnx") if local else caller_dir / exported.name
+        destination = Path(output_path) if output_path else default
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(exported), destination)
+        shutil.move(exported, destination)
     names = _ensure_names(destination, dict(model.names))
     duration = round(time.perf_counter() - start, 2)
-    weights_path = Path(str(weights))
     record: dict[str, Any] = {
         "kind": "edged.export",
         "version": 1,
@@ -94,9 +144,10 @@ def export_ultralytics(
         "precision": "fp32",
         "source": {
             "weights": str(weights),
-            "sha256": sha256_file(weights_path) if weights_path.is_file() else None,
+            "sha256": sha256_file(source) if source.is_file() else None,
         },
         "settings": {"imgsz": imgsz, "opset": opset, "simplify": simplify},
+        "input_shape": _input_size(destination),
         "classes": len(names),
         "duration_s": duration,
         "environment": {**environment(), "ultralytics": _ultralytics_version()},

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edged.backends.onnxruntime import OnnxRuntimeBackend
 from edged.config import OnnxRuntimeOptions
 from edged.labels import labels_from_metadata
 from edged.postprocess.decoders import OutputLayout, detect_layout
+from edged.tools.errors import ToolError
+from edged.tools.export import export_ultralytics
 from tests.tools.data import yolov8n_onnx
 
 
@@ -24,3 +28,32 @@ def test_export_keeps_class_names_and_a_static_input() -> None:
     assert sidecar["kind"] == "edged.export" and sidecar["classes"] == 80
     assert sidecar["settings"]["imgsz"] == 640
     assert sidecar["environment"]["ultralytics"]
+    assert sidecar["input_shape"] == [1, 3, 640, 640]
+
+
+def test_export_writes_only_the_output_it_was_given(tmp_path, monkeypatch) -> None:
+    """Ultralytics writes <stem>.onnx into the working directory; a user's file of that name
+    there must survive an export that was told to go elsewhere."""
+    pytest.importorskip("ultralytics", reason="Ultralytics not installed (the [export] extra)")
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "yolov8n.onnx"
+    mine.write_bytes(b"the user's own model")
+    result = export_ultralytics("yolov8n.yaml", tmp_path / "out" / "small.onnx", imgsz=64)
+    assert mine.read_bytes() == b"the user's own model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "yolov8n.onnx"]
+    assert result.output_path == tmp_path / "out" / "small.onnx"
+    sidecar = json.loads(result.sidecar_path.read_text())
+    assert sidecar["input_shape"] == [1, 3, 64, 64] and sidecar["settings"]["imgsz"] == 64
+
+
+@pytest.mark.parametrize("imgsz", [0, 16, 100, 650])
+def test_an_input_size_ultralytics_would_change_is_refused(imgsz: int) -> None:
+    with pytest.raises(ToolError, match=f"--imgsz {imgsz}: must be a multiple of 32"):
+        export_ultralytics("yolov8n.yaml", imgsz=imgsz)
+
+
+def test_a_file_that_is_no_weights_is_refused_before_ultralytics_loads(tmp_path) -> None:
+    onnx_model = tmp_path / "model.onnx"
+    onnx_model.write_bytes(b"\x08\x07")
+    with pytest.raises(ToolError, match="not Ultralytics weights"):
+        export_ultralytics(onnx_model)
