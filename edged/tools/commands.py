@@ -264,16 +264,45 @@ def _add_command(
     return p
 
 
+def _ranged(kind: type, low: float | None = None, high: float | None = None) -> Callable:
+    """An argparse type: ``kind`` within [low, high]; argparse names the option on failure."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f"≥ {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range (must be {bounds})")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's own messages name the type
+    return parse
+
+
 def _add_number(
-    p: argparse.ArgumentParser, flag: str, kind: type, default: float, summary: str
+    p: argparse.ArgumentParser,
+    flag: str,
+    kind: type,
+    default: float,
+    summary: str,
+    low: float | None = None,
+    high: float | None = None,
 ) -> None:
     """A numeric option whose help ends with its default, as most of them here do."""
-    p.add_argument(flag, type=kind, default=default, help=f"{summary} (default %(default)s)")
+    p.add_argument(
+        flag,
+        type=_ranged(kind, low, high),
+        default=default,
+        help=f"{summary} (default %(default)s)",
+    )
 
 
 def _add_threads(p: argparse.ArgumentParser, summary: str) -> None:
     """``--threads`` (ORT intra-op threads) of ``eval`` and ``bench``; each words its default."""
-    p.add_argument("--threads", type=int, default=None, help=summary)
+    p.add_argument("--threads", type=_ranged(int, 1), default=None, help=summary)
 
 
 def _add_progress_flag(p: argparse.ArgumentParser) -> None:
@@ -294,7 +323,7 @@ def _add_exclusion_flags(p: argparse.ArgumentParser, head_levels: int) -> None:
     )
     p.add_argument(
         "--head-levels",
-        type=int,
+        type=_ranged(int, 0),
         default=head_levels,
         metavar="K",
         help=f"also keep K rings of Conv layers before the head in float (default {head_levels})",
@@ -358,9 +387,9 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
         default=preset.method,
         help="calibration method (default %(default)s)",
     )
-    _add_number(s, "--num-images", int, preset.num_images, "calibration images, a seeded sample")
-    _add_number(s, "--percentile", float, preset.percentile, "for --method percentile")
-    _add_number(s, "--chunk", int, preset.chunk, "images per calibration chunk; bounds memory")
+    _add_number(s, "--num-images", int, preset.num_images, "calibration images, a seeded sample", 1)
+    _add_number(s, "--percentile", float, preset.percentile, "for --method percentile", 50, 100)
+    _add_number(s, "--chunk", int, preset.chunk, "images per calibration chunk; bounds memory", 1)
     s.add_argument("--activation-type", choices=_QUANT_TYPES, default=preset.activation_type)
     s.add_argument("--weight-type", choices=_QUANT_TYPES, default="int8")
     s.add_argument(
@@ -396,9 +425,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", help="ONNX models (side by side)")
     p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
     p.add_argument("--split", default="val", help="data.yaml split (default %(default)s)")
-    _add_number(p, "--conf", float, 0.001, "confidence threshold")
-    _add_number(p, "--iou", float, 0.6, "NMS IoU threshold")
-    _add_number(p, "--max-det", int, 300, "detections per image")
+    _add_number(p, "--conf", float, 0.001, "confidence threshold", 0, 1)
+    _add_number(p, "--iou", float, 0.6, "NMS IoU threshold", 0, 1)
+    _add_number(p, "--max-det", int, 300, "detections per image", 1)
     p.add_argument(
         "--single-label",
         dest="multi_label",
@@ -406,7 +435,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="one class per box (predict-style) instead of val-style multi-label",
     )
     _add_threads(p, "ONNX Runtime intra-op threads")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate the first N only")
+    p.add_argument(
+        "--max-images", type=_ranged(int, 1), default=None, help="evaluate the first N only"
+    )
     _add_progress_flag(p)
     _add_output_flags(p)
 
@@ -415,15 +446,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = _add_command(sub, "bench", run_bench, "latency under a locked execution policy")
     p.add_argument("models", nargs="+", help="ONNX models")
     _add_threads(p, "intra-op threads (default: number of pinned CPUs)")
-    _add_number(p, "--inter-threads", int, 1, "inter-op threads")
+    _add_number(p, "--inter-threads", int, 1, "inter-op threads", 1)
     p.add_argument(
         "--cpus",
         type=_cpu_list,
         default=None,
         help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
     )
-    _add_number(p, "--warmup", int, 10, "untimed runs first")
-    _add_number(p, "--runs", int, 100, "timed runs per round")
+    _add_number(p, "--warmup", int, 10, "untimed runs first", 0)
+    _add_number(p, "--runs", int, 100, "timed runs per round", 1)
     _add_number(
         p,
         "--rounds",
@@ -431,6 +462,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         1,
         "repeat the model list round-robin this many times and pool the runs: fairer "
         "comparisons on a machine whose load changes",
+        1,
     )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")

@@ -108,7 +108,12 @@ def load_dataset(data: str | Path, split: str = "val") -> YoloDataset:
         return YoloDataset(source, tuple(list_images(source)), COCO80)
     if not source.is_file():
         raise ToolError(f"{source}: no such dataset (give a data.yaml or a folder of images)")
-    config = yaml.safe_load(source.read_text()) or {}
+    try:
+        config = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise ToolError(f"{source}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(config, dict):
         raise ToolError(f"{source}: not a YOLO data.yaml mapping")
     root = Path(config.get("path") or ".")

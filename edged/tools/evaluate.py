@@ -19,7 +19,8 @@ from tqdm import tqdm
 from edged.config import OnnxRuntimeOptions
 from edged.postprocess.decoders import DecodeParams
 from edged.tools.coco import DetectionMetrics, ImageDetections, coco_metrics
-from edged.tools.dataset import YoloDataset, load_dataset, read_image
+from edged.tools.dataset import YoloDataset, label_path_for, load_dataset, read_image
+from edged.tools.errors import ToolError
 from edged.tools.provenance import environment, model_identity
 from edged.tools.runner import ModelRunner
 
@@ -129,6 +130,16 @@ def summarize_confidence(scores: np.ndarray, num_images: int) -> ConfidenceSumma
     )
 
 
+def require_labels(images: Sequence[Path], root: Path) -> None:
+    """Refuse a dataset without a single label file: its mAP would be a meaningless 0."""
+    if not images:
+        raise ToolError(f"{root}: no images to evaluate")
+    if not any(label_path_for(image).is_file() for image in images):
+        example = label_path_for(images[0])
+        raise ToolError(f"{root}: none of the {len(images)} images has a label file "
+                        f"(looked for e.g. {example}); mAP needs YOLO labels")  # fmt: skip
+
+
 def predict_dataset(
     runner: ModelRunner,
     dataset: YoloDataset,
@@ -175,6 +186,7 @@ def evaluate(
     settings = settings or EvalSettings()
     dataset = data if isinstance(data, YoloDataset) else load_dataset(data, split)
     images = list(dataset.images[: settings.max_images])
+    require_labels(images, dataset.root)
     options = OnnxRuntimeOptions(intra_op_threads=settings.intra_op_threads)
     start = time.perf_counter()
     runner = ModelRunner(model_path, options, settings.decode_params(), len(dataset.names))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
@@ -40,20 +41,24 @@ def bench_labels(benches: Sequence[BenchResult]) -> list[str]:
     ]
 
 
-def _colors(count: int) -> list:
+def palette(labels: Iterable[str]) -> dict[str, Any]:
+    """One colour per model label; the report passes one palette to every plot, so a model
+    has the same colour in all of them."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10" if count <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(count)]
+    names = sorted(set(labels))
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
-def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
+def latency_per_inference(
+    benches: Sequence[BenchResult], path: Path, colors: dict[str, Any] | None = None
+) -> Path:
     """One panel per thread count; log scale when the models are an order of magnitude apart."""
     threads = sorted({b.settings.intra_op_threads or 0 for b in benches})
     fig, axes = _figure(columns=len(threads))
     axes = list(axes) if len(threads) > 1 else [axes]
-    names = sorted({label(b.identity) for b in benches})
-    color = dict(zip(names, _colors(len(names)), strict=True))
+    color = colors or palette(label(b.identity) for b in benches)
     for ax, t in zip(axes, threads, strict=True):
         for b in (b for b in benches if (b.settings.intra_op_threads or 0) == t):
             name = label(b.identity)
@@ -74,11 +79,14 @@ def latency_per_inference(benches: Sequence[BenchResult], path: Path) -> Path:
     return path
 
 
-def memory(benches: Sequence[BenchResult], path: Path) -> Path:
+def memory(
+    benches: Sequence[BenchResult], path: Path, colors: dict[str, Any] | None = None
+) -> Path:
     fig, ax = _figure()
     labels = bench_labels(benches)
     values = [b.peak_rss_bytes / 2**20 for b in benches]
-    bars = ax.barh(labels, values, color="tab:purple")
+    color = colors or palette(label(b.identity) for b in benches)
+    bars = ax.barh(labels, values, color=[color[label(b.identity)] for b in benches])
     ax.bar_label(bars, fmt="%.0f MiB", fontsize="small")
     ax.set(xlabel="peak RSS (MiB)", title="Memory while benchmarking (whole process)")
     ax.invert_yaxis()
@@ -87,11 +95,15 @@ def memory(benches: Sequence[BenchResult], path: Path) -> Path:
     return path
 
 
-def confidence_cdf(evals: Sequence[EvalResult], path: Path) -> Path:
+def confidence_cdf(
+    evals: Sequence[EvalResult], path: Path, colors: dict[str, Any] | None = None
+) -> Path:
     fig, ax = _figure()
+    color = colors or palette(label(e.identity) for e in evals)
     for e in evals:
         x, cdf = e.confidence.cdf(CDF_MIN_CONFIDENCE)
-        ax.step(x, cdf, where="post", label=label(e.identity))
+        name = label(e.identity)
+        ax.step(x, cdf, where="post", label=name, color=color[name])
     ax.set(
         xlabel="confidence",
         ylabel=f"fraction of detections ≥ {CDF_MIN_CONFIDENCE} scoring ≤ x",
@@ -105,11 +117,14 @@ def confidence_cdf(evals: Sequence[EvalResult], path: Path) -> Path:
     return path
 
 
-def accuracy_vs_latency(points: Sequence[tuple[str, int | None, float, float]], path: Path) -> Path:
+def accuracy_vs_latency(
+    points: Sequence[tuple[str, int | None, float, float]],
+    path: Path,
+    colors: dict[str, Any] | None = None,
+) -> Path:
     """``points``: (model label, threads, p50 latency ms, mAP50-95); one marker per thread count."""
     fig, ax = _figure()
-    names = sorted({p[0] for p in points})
-    color = dict(zip(names, _colors(len(names)), strict=True))
+    color = colors or palette(p[0] for p in points)
     thread_counts = sorted({p[1] or 0 for p in points})
     marker = dict(zip(thread_counts, "os^Dv<>", strict=False))
     for name, threads, latency, accuracy in points:

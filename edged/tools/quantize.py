@@ -134,6 +134,10 @@ def _exclusions(
         info["stem"] = list(stem)
     excluded.update(dict.fromkeys(exclude_nodes))
     types = set(exclude_op_types)
+    unknown = sorted(types - {n.op_type for n in model.graph.node})
+    if unknown:
+        raise ToolError(f"no node of op type {', '.join(unknown)} in the graph (op types are "
+                        "case-sensitive, e.g. Concat, Sigmoid)")  # fmt: skip
     excluded.update(dict.fromkeys(n.name for n in model.graph.node if n.op_type in types))
     return list(excluded), info
 
@@ -315,6 +319,9 @@ def quantize_static(
     if method not in CALIBRATION_METHODS:
         raise ToolError(f"unknown calibration method {method!r} ({', '.join(CALIBRATION_METHODS)})")
     images = sample_images(list_images(calib_dir), num_images, seed)
+    if num_images is not None and len(images) < num_images:
+        log.warning("%s holds %d images; calibrating on all of them, not %d",
+                    calib_dir, len(images), num_images)  # fmt: skip
     settings: dict[str, Any] = {
         "format": "QDQ",
         "method": method,

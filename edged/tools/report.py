@@ -79,8 +79,35 @@ def _column_table(columns: Sequence[_Column], results: Sequence[Any]) -> list[st
     return _table([h for h, _ in columns], [[cell(r) for _, cell in columns] for r in results])
 
 
+def _protocol(e: EvalResult) -> tuple:
+    """What makes two evaluations comparable: the same images, scored the same way."""
+    s = e.settings
+    return (e.dataset["root"], e.dataset.get("split"), e.metrics.num_images,
+            s.conf_threshold, s.iou_threshold, s.max_detections, s.multi_label)  # fmt: skip
+
+
+def comparable_groups(evals: Sequence[EvalResult]) -> list[list[EvalResult]]:
+    """Evaluations split by protocol (dataset, image count, thresholds), largest set first:
+    a delta across protocols (10 images at conf 0.25 against 100 at 0.001) means nothing."""
+    groups: dict[tuple, list[EvalResult]] = {}
+    for e in evals:
+        groups.setdefault(_protocol(e), []).append(e)
+    return sorted(groups.values(), key=lambda g: -g[0].metrics.num_images)
+
+
+def _protocol_line(e: EvalResult) -> str:
+    s = e.settings
+    images = e.metrics.num_images
+    return (
+        f"{images} image{'s' if images != 1 else ''}, {e.metrics.num_labels} labels from "
+        f"`{e.dataset['root']}`; conf {s.conf_threshold}, NMS IoU {s.iou_threshold}, "
+        f"max {s.max_detections} detections, multi-label {s.multi_label}; mAP by pycocotools."
+    )
+
+
 def accuracy_table(evals: Sequence[EvalResult]) -> list[str]:
-    # Accuracy does not depend on threads: any FP32 evaluation of the source will do.
+    """Rows of one comparable group (see :func:`comparable_groups`). Accuracy does not depend
+    on threads: any FP32 evaluation of the source will do as the baseline."""
     base = {k[0]: v for k, v in _baselines(evals).items()}
 
     def delta(e: EvalResult) -> str:
@@ -185,27 +212,23 @@ def generate_report(
             f"{env.get('platform')}."
         )
     made: list[Path] = []
+    colors = plots.palette(plots.label(r.identity) for r in [*evals, *benches])
 
-    def figure(alt: str, draw: Callable[[Any, Path], Path], data: Any, name: str) -> list[str]:
-        """Draw a plot into ``out``; the Markdown lines that show it."""
-        made.append(draw(data, out / name))
+    def figure(alt: str, draw: Callable[..., Path], data: Any, name: str) -> list[str]:
+        """Draw a plot into ``out`` (one colour per model in all of them); its Markdown lines."""
+        made.append(draw(data, out / name, colors))
         return [f"![{alt}]({name})", ""]
 
-    if evals:
-        e0 = evals[0]
-        s = e0.settings
-        lines += [
-            "",
-            "## Accuracy",
-            "",
-            f"{e0.metrics.num_images} images, {e0.metrics.num_labels} labels from "
-            f"`{e0.dataset['root']}`; conf {s.conf_threshold}, NMS IoU {s.iou_threshold}, "
-            f"max {s.max_detections} detections, multi-label {s.multi_label}; mAP by pycocotools.",
-            "",
-            *accuracy_table(evals),
-            "",
-        ]
-        lines += figure("confidence CDF", plots.confidence_cdf, evals, "confidence_cdf.png")
+    groups = comparable_groups(evals)
+    if groups:
+        lines += ["", "## Accuracy", ""]
+        if len(groups) > 1:
+            lines += [f"The evaluations used {len(groups)} different image sets or settings: "
+                      "each has its own table, deltas compare within one table only, and the "
+                      "plots show the first.", ""]  # fmt: skip
+        for group in groups:
+            lines += [_protocol_line(group[0]), "", *accuracy_table(group), ""]
+        lines += figure("confidence CDF", plots.confidence_cdf, groups[0], "confidence_cdf.png")
     if benches:
         lines += ["## Speed", "", *_policy(benches), "", *speed_table(benches), ""]
         lines += figure(
@@ -220,7 +243,7 @@ def generate_report(
             lines += ["**Warnings**", "", *(f"- {w}" for w in warnings), ""]
     points = [
         (plots.label(e.identity), b.settings.intra_op_threads, b.infer.p50, e.metrics.map50_95)
-        for e in evals
+        for e in (groups[0] if groups else ())
         for b in benches
         if b.identity["sha256"] == e.identity["sha256"]
     ]

@@ -78,3 +78,30 @@ def test_user_errors_exit_2_with_a_message(
     args = _parse("export", "yolov8n.pt")
     assert args.func(args) == 2
     assert "pip install 'edged[export]'" in capsys.readouterr().err
+
+
+EVAL = ("eval", "m.onnx", "--data", "d")
+STATIC = ("quantize", "static", "m.onnx", "--calib", "c")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((*EVAL, "--conf", "2"), "--conf: 2 is out of range (must be in [0, 1])"),
+        ((*EVAL, "--iou", "-1"), "--iou: -1 is out of range"),
+        ((*EVAL, "--max-images", "0"), "--max-images: 0 is out of range (must be ≥ 1)"),
+        (("bench", "m.onnx", "--rounds", "0"), "--rounds: 0 is out of range (must be ≥ 1)"),
+        (("bench", "m.onnx", "--threads", "0"), "--threads: 0 is out of range"),
+        (("bench", "m.onnx", "--runs", "2.5"), "--runs: '2.5' is not a whole number"),
+        ((*STATIC, "--percentile", "150"), "--percentile: 150 is out of range (must be in [50,"),
+        ((*STATIC, "--head-levels", "-1"), "--head-levels: -1 is out of range"),
+        ((*STATIC, "--chunk", "0"), "--chunk: 0 is out of range"),
+    ],
+)  # fmt: skip
+def test_numbers_out_of_range_are_refused_naming_the_option(
+    argv: tuple[str, ...], message: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        _parse(*argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

@@ -52,3 +52,16 @@ def test_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "data.yaml").write_text("path: .\nval: images\n")
     with pytest.raises(ToolError, match="names"):
         load_dataset(tmp_path / "data.yaml")
+    (tmp_path / "data.yaml").write_text(": : bad yaml [")
+    with pytest.raises(ToolError, match=r"data.yaml: not valid YAML \(line 1\)"):
+        load_dataset(tmp_path / "data.yaml")
+
+
+def test_evaluating_images_without_a_single_label_file_is_refused(tmp_path: Path) -> None:
+    from edged.tools.evaluate import evaluate
+
+    data = tiny_dataset(tmp_path)
+    for label in (tmp_path / "labels" / "val").iterdir():
+        label.unlink()
+    with pytest.raises(ToolError, match="none of the 3 images has a label file"):
+        evaluate(tmp_path / "never-loaded.onnx", data)

@@ -166,6 +166,8 @@ def test_refusals(variants: dict[str, QuantizeResult], tmp_path: Path) -> None:
         quantize_static(YOLOV5N, tmp_path / "x.onnx", COCO128_IMAGES, method="magic")  # type: ignore[arg-type]
     with pytest.raises(ToolError, match="not found"):
         quantize_dynamic(YOLOV5N, tmp_path / "y.onnx", exclude_nodes=["no-such-node"])
+    with pytest.raises(ToolError, match="no node of op type sigmoid"):  # a typo is not silent
+        quantize_dynamic(YOLOV5N, tmp_path / "y.onnx", exclude_op_types=["sigmoid"])
     uint8_model = onnx.load(str(tiny_yolov8(tmp_path / "u8.onnx")))
     uint8_model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
     onnx.save(uint8_model, str(tmp_path / "u8.onnx"))

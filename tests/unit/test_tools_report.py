@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from edged.tools import plots
 from edged.tools.errors import ToolError
 from edged.tools.report import generate_report
 from edged.tools.results import load_results, write_json
@@ -60,3 +62,43 @@ def test_speed_ups_compare_equal_thread_counts(tmp_path: Path) -> None:
     static_rows = [row for row in md.splitlines() if row.startswith("| yolov5n-int8-static |")]
     # 40/25 ms at 2 threads and 80/50 ms at 1 thread: 1.6× both times, never 80/25.
     assert len(static_rows) == 2 and all("| 1.60× |" in row for row in static_rows)
+
+
+def test_evaluations_of_different_image_sets_or_settings_are_never_compared(
+    tmp_path: Path,
+) -> None:
+    quick = eval_result("fp32")
+    quick = dataclasses.replace(
+        quick,
+        settings=dataclasses.replace(quick.settings, conf_threshold=0.25, max_images=10),
+        metrics=dataclasses.replace(quick.metrics, num_images=10, map50_95=0.30),
+    )
+    evals = [eval_result("int8-static"), quick, eval_result("fp32")]
+    md = generate_report(evals, [], tmp_path).markdown_path.read_text()
+    assert "2 different image sets or settings" in md
+    full, small = md.index("101 images, 716 labels"), md.index("10 images, 716 labels")
+    assert full < small  # the full evaluation first
+    # Static is compared with the FP32 of its own 101 images (-0.6), not the 10-image one.
+    static_rows = [line for line in md.splitlines() if line.startswith("| yolov5n-int8-static |")]
+    assert len(static_rows) == 1 and "| -0.6 |" in static_rows[0]
+    fp32_rows = [line for line in md.splitlines() if line.startswith("| yolov5n |")]
+    assert [md.index(row) > small for row in fp32_rows] == [False, True]
+
+
+def test_one_model_has_one_colour_in_every_plot(tmp_path: Path, monkeypatch) -> None:
+    seen: dict[str, dict] = {}
+    for name in ("confidence_cdf", "latency_per_inference", "memory", "accuracy_vs_latency"):
+        draw = getattr(plots, name)
+
+        def spy(data, path, colors, _draw=draw, _name=name):
+            seen[_name] = colors
+            return _draw(data, path, colors)
+
+        monkeypatch.setattr(plots, name, spy)
+    evals = [eval_result(p) for p in ("int8-static", "int8-dynamic")]  # a different order and
+    benches = [bench_result(p) for p in PRECISIONS]  # set than the benches: still one palette
+    generate_report(evals, benches, tmp_path)
+    assert len(seen) == 4
+    palettes = list(seen.values())
+    assert all(p == palettes[0] for p in palettes)
+    assert len(set(palettes[0].values())) == 3
