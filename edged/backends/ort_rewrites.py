@@ -320,10 +320,13 @@ def rewritten_model(path: Path) -> tuple[bytes, RewriteReport] | None:
     is not for us to touch (external data, unreadable: ORT then reports on the original)."""
     try:
         model = onnx.load(str(path), load_external_data=False)
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-            return None
+    except Exception:  # not a readable model: ORT's own load error says so, once
+        return None
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return None
+    try:
         report = rewrite_for_ort(model)
-    except Exception as exc:  # a broken file, or a graph shape inference rejects
+    except Exception as exc:  # a graph shape inference rejects, or one the rewrites trip on
         print(f"no graph rewrite: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
     return (model.SerializeToString(), report) if report.changed else None

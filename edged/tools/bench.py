@@ -30,7 +30,7 @@ from edged.tools.errors import ToolError
 from edged.tools.memory import PeakMemory
 from edged.tools.provenance import environment, model_identity
 from edged.tools.runner import ModelRunner
-from edged.tools.system import state_warnings, system_state
+from edged.tools.system import busy_seconds, other_load_warning, state_warnings, system_state
 
 RESULT_KIND = "edged.bench"
 RESULT_VERSION = 1
@@ -184,6 +184,7 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
                 for _ in range(s.warmup):
                     runner.detect(image)
                 pre, inf, post = [], [], []
+                busy0 = busy_seconds(s.cpus)
                 cpu0, wall0 = process.cpu_times(), time.perf_counter()
                 for _ in range(s.runs):
                     t0 = time.perf_counter()
@@ -198,13 +199,25 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
                     post.append(t3 - t2)
                 wall = time.perf_counter() - wall0
                 cpu1 = process.cpu_times()
+                busy1 = busy_seconds(s.cpus)
             finally:
                 runner.close()
     finally:
         if pinned:
             os.sched_setaffinity(0, previous_affinity)
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    after = system_state()
+    # What else ran on the pinned CPUs meanwhile: the figures are only as clean as the machine.
+    # CPU times tick at 10 ms: judge only a window long enough to hold a good number of ticks.
+    other_percent = (
+        round(100 * max(0.0, busy1 - busy0 - cpu_s) / wall, 1)
+        if wall >= MIN_LOAD_WINDOW_S
+        else None
+    )
+    after = {**system_state(), "other_cpu_percent": other_percent}
+    cpus_text = f"CPU{'s' if len(s.cpus) != 1 else ''} {','.join(map(str, s.cpus))}"
+    noisy = other_percent is not None and other_load_warning(
+        other_percent, f"the pinned {cpus_text}"
+    )
     infer_ms = [round(1000 * x, 4) for x in inf]
     e2e_ms = [round(1000 * (a + b + c), 4) for a, b, c in zip(pre, inf, post, strict=True)]
     return BenchResult(
@@ -221,8 +234,14 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
         cpu_percent=round(100 * cpu_s / wall, 1),
         system_before=before,
         system_after=after,
-        warnings=sorted(set(state_warnings(before) + state_warnings(after))),
+        warnings=sorted(
+            set(state_warnings(before) + state_warnings(after) + ([noisy] if noisy else []))
+        ),
     )
+
+
+MIN_LOAD_WINDOW_S = 1.0  # timed runs shorter than this are not judged for other load
+USER_ERROR = 2  # the worker's exit status for a ToolError (its message is the last stderr line)
 
 
 def benchmark_isolated(
@@ -241,8 +260,10 @@ def benchmark_isolated(
         text=True,
         check=False,
     )
+    last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+    if done.returncode == USER_ERROR:  # the worker's one-line account of a bad model or setting
+        raise ToolError(last)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ToolError(f"benchmark of {model_path} failed: {last}")
     return BenchResult.from_dict(json.loads(done.stdout))
 
@@ -287,7 +308,11 @@ def benchmark_many(
 def _worker() -> None:
     """``python -m edged.tools.bench``: one request (JSON on stdin) → one result (stdout)."""
     request = json.loads(sys.stdin.read())
-    result = benchmark(request["model"], BenchSettings.from_dict(request["settings"]))
+    try:
+        result = benchmark(request["model"], BenchSettings.from_dict(request["settings"]))
+    except ToolError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(USER_ERROR) from None
     sys.stdout.write(json.dumps(result.to_dict()))
 
 

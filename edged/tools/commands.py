@@ -36,15 +36,32 @@ def _guarded(command: str) -> Callable[[Handler], Handler]:
     return wrap
 
 
+def _decimals(values: Sequence[Any]) -> int | None:
+    """Decimals to show a float column with (its longest, rounded figures, up to 4), so
+    0.538 and 0.5491 line up as 0.5380 and 0.5491; None for other columns."""
+    floats = [v for v in values if isinstance(v, float)]
+    if not floats:
+        return None
+    return min(4, max(len(f"{v}".partition(".")[2]) for v in floats))
+
+
+def _cell(value: Any, decimals: int | None) -> str:
+    if decimals is not None and isinstance(value, float):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
+
 def _print_table(rows: Sequence[dict[str, Any]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    for column in rows[0] if rows else ():
+    columns = list(rows[0]) if rows else []
+    for column in columns:
         table.add_column(column, justify="left" if column == "model" else "right")
+    decimals = {c: _decimals([row[c] for row in rows]) for c in columns}
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*(_cell(row[c], decimals[c]) for c in columns))
     # Not a terminal (CI logs, pipes): rich would squeeze the table into 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 

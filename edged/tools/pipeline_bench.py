@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from edged.config import PipelineLayout
+from edged.tools.system import NOISY_OTHER_CPU_PERCENT, busy_seconds
 
 RESULT_KIND = "edged.bench.pipeline"
 RESULT_VERSION = 1
@@ -68,7 +69,6 @@ TARGET_ADDED_P50_MS = 3.0
 TARGET_ADDED_P99_MS = 10.0
 TARGET_DECODE_NMS_P99_MS = 1.0
 TARGET_PSS_MB = 400.0
-NOISY_OTHER_CPU_PERCENT = 20.0  # other processes took more than this during a window: noisy
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -187,14 +187,6 @@ def tree_pss_by_process(root: Any) -> dict[str, int]:
     return found
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds spent not idle by the whole machine so far (all cores)."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 class PssSampler:
     """Samples the summed PSS of a process tree on a thread: ``(monotonic, bytes, count)``."""
 
@@ -260,7 +252,7 @@ class CpuWindow:
     def begin(self) -> None:
         self._by0 = tree_cpu_by_process(self.root)
         self._cpu0 = sum(cpu for _name, cpu in self._by0.values())
-        self._busy0 = machine_busy_seconds()
+        self._busy0 = busy_seconds()
         self._load0 = os.getloadavg()
         self.start = time.monotonic()
 
@@ -268,7 +260,7 @@ class CpuWindow:
         self.stop = time.monotonic()
         self._by1 = tree_cpu_by_process(self.root)
         self._cpu1 = sum(cpu for _name, cpu in self._by1.values())
-        self._busy1 = machine_busy_seconds()
+        self._busy1 = busy_seconds()
         self._load1 = os.getloadavg()
 
     def result(self) -> dict[str, Any]:
@@ -996,9 +988,9 @@ def wait_for_quiet(max_wait_s: float, percent: float, step_s: float = 2.0) -> fl
         return 0.0
     start = time.monotonic()
     while True:
-        busy0 = machine_busy_seconds()
+        busy0 = busy_seconds()
         time.sleep(step_s)
-        if 100 * (machine_busy_seconds() - busy0) / step_s < percent:
+        if 100 * (busy_seconds() - busy0) / step_s < percent:
             return round(time.monotonic() - start, 1)
         if time.monotonic() - start >= max_wait_s:
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,29 @@ def system_state(sysfs: Path = Path("/sys"), procfs: Path = Path("/proc")) -> di
     if load:
         state["load_average"] = [float(x) for x in load.split()[:3]]
     return state
+
+
+NOISY_OTHER_CPU_PERCENT = 20.0  # other processes took more of a core than this: figures noisy
+
+
+def busy_seconds(cpus: Iterable[int] | None = None) -> float:
+    """CPU seconds spent not idle so far, on ``cpus`` (default: the whole machine)."""
+    import psutil
+
+    if cpus is None:
+        times = [psutil.cpu_times()]
+    else:
+        per_cpu = psutil.cpu_times(percpu=True)
+        times = [per_cpu[c] for c in cpus if c < len(per_cpu)]
+    return sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for t in times)
+
+
+def other_load_warning(other_percent: float, where: str) -> str | None:
+    """A warning when other processes took a noticeable share of the CPUs measured on."""
+    if other_percent <= NOISY_OTHER_CPU_PERCENT:
+        return None
+    return (f"other processes used {other_percent:.0f}% of a CPU on {where} during the timed "
+            "runs: latencies are inflated; rerun on a quiet machine")  # fmt: skip
 
 
 def state_warnings(state: dict[str, Any]) -> list[str]:
