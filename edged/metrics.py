@@ -80,7 +80,10 @@ class Metrics:
             ["stage", "outcome"],
         )
         self.queue_depth = gauge(
-            "edged_queue_depth", "Frames waiting in front of each stage.", ["stage"]
+            "edged_queue_depth",
+            "Frames waiting in front of each stage (at its last poll; always 0 for a stage fed by "
+            "a direct call from the stage before it in the same process).",
+            ["stage"],
         )
         self.detections = counter("edged_detections", "Detections published, by label.", ["label"])
         self.confidence = histogram(

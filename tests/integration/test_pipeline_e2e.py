@@ -41,7 +41,10 @@ def test_lossless_run_publishes_every_frame_once(
         messages = collect(daemon, sub, VIDEO_FRAMES)
         assert daemon.receive(sub, timeout=2.0) is None  # nothing after the last frame
         daemon.wait_published(VIDEO_FRAMES)
-        stages = daemon.ctl("status")["stages"]
+        status = daemon.ctl("status")
+        assert status["source"]["mode"] == "lossless"
+        assert status["source"]["paced_by"] == "edged"  # a file: edged reads it at its own pace
+        stages = status["stages"]
         assert list(stages) == list(STAGE_ORDER)
         assert len({s["pid"] for s in stages.values()}) == processes  # the layout's processes
         assert len(edged_shm_segments(daemon.pid)) == 3  # frame, tensor and output rings

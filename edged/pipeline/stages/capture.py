@@ -303,8 +303,10 @@ class CaptureStage:
                           "raised", info.width, info.height, self.max_w, self.max_h)  # fmt: skip
             self.rt.send_event(
                 "source", connected=True, reconnect=self.failed,
-                width=info.width, height=info.height, fps=info.fps, kind=info.kind,
-                live=info.live, uri=info.uri,
+                width=info.width, height=info.height, fps=info.fps, kind=info.kind, uri=info.uri,
+                # Who sets the frame rate: the camera or stream, or edged pacing a file or the
+                # test pattern (not called "live": that is a pipeline mode, shown beside it).
+                paced_by="source" if info.live else "edged",
             )  # fmt: skip
             self.failed = False
             self.awaiting_first_frame = True
