@@ -30,6 +30,10 @@ INSTALL_HINT = (
     "and create edged's venv with `python3 -m venv --system-site-packages` so the system "
     "picamera2 and libcamera bindings are visible (pip cannot provide libcamera)"
 )
+NUMPY_HINT = (
+    "Raspberry Pi OS builds picamera2's helpers (simplejpeg) against its own numpy 1.x: "
+    "install numpy<2 in edged's venv (pip install 'numpy<2')"
+)
 DEFAULT_SIZE = (1280, 720)
 DEFAULT_FRAME_TIMEOUT_S = 2.0
 
@@ -48,6 +52,11 @@ def import_picamera2() -> ModuleType:
         raise SourceError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from None
     except ImportError as exc:  # e.g. a libcamera/picamera2 ABI mismatch
         raise SourceError(f"picamera2 failed to import ({exc}); {INSTALL_HINT}") from None
+    except Exception as exc:  # e.g. the apt-built simplejpeg against numpy 2 in the venv
+        hint = NUMPY_HINT if "numpy" in str(exc) or "dtype size" in str(exc) else INSTALL_HINT
+        raise SourceError(
+            f"picamera2 failed to import ({type(exc).__name__}: {exc}); {hint}"
+        ) from None
 
 
 def _even(value: float) -> int:
@@ -69,6 +78,34 @@ def requested_size(
     return _even(height * sensor_w / sensor_h), _even(height)
 
 
+def frame_timeout(configured_s: float, fps: float | None) -> float:
+    """How long a read waits for a frame: a frame slower than the timeout is no stall, so at
+    low rates allow three frame times."""
+    return max(configured_s, 3.0 / fps) if fps else configured_s
+
+
+def _flush(camera: Any) -> None:
+    """Cancel the camera's pending jobs (``cancel_all_and_flush``, picamera2 ≥ 0.3.18)."""
+    flush = getattr(camera, "cancel_all_and_flush", None)
+    if flush is None:
+        log.debug("this picamera2 has no cancel_all_and_flush; a stalled camera may not close")
+        return
+    try:
+        flush()
+    except Exception as exc:
+        log.debug("picamera2 cancel_all_and_flush failed: %s", exc)
+
+
+def continuous_autofocus() -> Any:
+    """libcamera's ``AfModeEnum.Continuous`` (2 in libcamera's control ids)."""
+    try:
+        from libcamera import controls
+
+        return controls.AfModeEnum.Continuous
+    except (ImportError, AttributeError):
+        return 2
+
+
 class Picamera2Source:
     """A Raspberry Pi camera as a :class:`~edged.sources.base.FrameSource` of BGR frames."""
 
@@ -82,7 +119,7 @@ class Picamera2Source:
         frame_timeout_s: float = DEFAULT_FRAME_TIMEOUT_S,
     ) -> None:
         self._camera: Any = None
-        self._timeout_s = frame_timeout_s
+        self._timeout_s = frame_timeout(frame_timeout_s, fps)
         module = import_picamera2()
         picamera2_cls = module.Picamera2
         try:
@@ -132,6 +169,9 @@ class Picamera2Source:
         if fps:
             frame_us = max(1, round(1_000_000 / fps))
             controls["FrameDurationLimits"] = (frame_us, frame_us)
+        if "AfMode" in (getattr(camera, "camera_controls", None) or {}):
+            # Camera Module 3: libcamera starts in manual focus; keep the scene in focus.
+            controls["AfMode"] = continuous_autofocus()
         config = camera.create_video_configuration(
             main={"size": size, "format": "RGB888"},
             controls=controls,
@@ -176,6 +216,7 @@ class Picamera2Source:
             job = camera.capture_array("main", wait=False)
             frame = job.get_result(timeout=self._timeout_s)
         except concurrent.futures.TimeoutError:
+            _flush(camera)  # the stuck capture job would block stop()/close() forever
             raise SourceError(
                 f"{self.info.uri}: no frame for {self._timeout_s:.1f} s (camera stalled or "
                 "disconnected)"
@@ -194,11 +235,13 @@ class Picamera2Source:
         camera, self._camera = self._camera, None
         if camera is None:
             return
-        for step in (camera.stop, camera.close):
-            try:
-                step()
-            except Exception as exc:  # closing must not raise
-                log.debug("picamera2 %s failed: %s", step.__name__, exc)
+        # picamera2's close() stops the camera itself, through its job queue: empty the queue
+        # first, or a capture that never completed (a dislodged cable) blocks it for good.
+        _flush(camera)
+        try:
+            camera.close()
+        except Exception as exc:  # closing must not raise
+            log.debug("picamera2 close failed: %s", exc)
 
     def __enter__(self) -> Picamera2Source:
         return self

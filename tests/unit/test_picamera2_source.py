@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from edged.sources.base import FrameSource, SourceError
-from edged.sources.picamera2 import Picamera2Source, import_picamera2, requested_size
+from edged.sources.picamera2 import (
+    Picamera2Source,
+    frame_timeout,
+    import_picamera2,
+    requested_size,
+)
 
 try:
     from tests.fakes.fixtures import fake_picamera2
@@ -115,13 +120,55 @@ def test_camera_in_use(fake_picamera2: ModuleType) -> None:
         assert again.read() is not None
 
 
-def test_stalled_camera_times_out(fake_picamera2: ModuleType) -> None:
+def test_stalled_camera_times_out_and_still_closes(fake_picamera2: ModuleType) -> None:
+    """picamera2 runs stop() behind the capture that never completed, which blocks forever
+    (a dislodged cable): the source flushes the job queue on the timeout and before closing."""
     with Picamera2Source(0, 320, 240, None, frame_timeout_s=0.2) as source:
         fake_picamera2.FAKE.stall = True
         started = time.monotonic()
         with pytest.raises(SourceError, match=r"no frame for 0\.2 s"):
             source.read()
         assert time.monotonic() - started < 2
+    assert fake_picamera2.FAKE.hung_stops == 0
+
+
+def test_close_flushes_a_capture_left_pending(fake_picamera2: ModuleType) -> None:
+    source = Picamera2Source(0, 320, 240, None)
+    fake_picamera2.FAKE.stall = True
+    source._camera.capture_array("main", wait=False)  # as a read abandoned mid-capture would
+    source.close()
+    assert fake_picamera2.FAKE.hung_stops == 0
+
+
+def test_a_slow_frame_rate_is_not_a_stall() -> None:
+    assert frame_timeout(2.0, 0.25) == pytest.approx(12.0)  # three frame times
+    assert frame_timeout(2.0, 30.0) == pytest.approx(2.0)
+    assert frame_timeout(2.0, None) == pytest.approx(2.0)
+
+
+def test_camera_module_3_focuses_continuously_and_the_hq_camera_is_left_alone(
+    fake_picamera2: ModuleType,
+) -> None:
+    import libcamera
+
+    fake_picamera2.FAKE.cameras = 2
+    with Picamera2Source(0, 320, 240, None), Picamera2Source(1, 320, 240, None):
+        imx708, imx477 = fake_picamera2.FAKE.configs
+    assert imx708["controls"]["AfMode"] == libcamera.controls.AfModeEnum.Continuous
+    assert "AfMode" not in imx477["controls"]
+
+
+def test_picamera2_broken_by_numpy_2_is_a_source_error_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    def broken(name: str) -> ModuleType:
+        raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(SourceError, match=r"ValueError: numpy.dtype size changed.*numpy<2"):
+        import_picamera2()
 
 
 def test_capture_failure_is_a_source_error(fake_picamera2: ModuleType) -> None:

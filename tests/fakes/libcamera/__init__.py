@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 
 @dataclass(frozen=True)
@@ -34,3 +36,12 @@ class ColorSpace:
     @staticmethod
     def Raw() -> ColorSpace:
         return ColorSpace("RAW")
+
+
+class _AfModeEnum(enum.IntEnum):  # libcamera's control_ids: Manual, Auto, Continuous
+    Manual = 0
+    Auto = 1
+    Continuous = 2
+
+
+controls = SimpleNamespace(AfModeEnum=_AfModeEnum)  # ``from libcamera import controls``

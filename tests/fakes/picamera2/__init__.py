@@ -62,6 +62,8 @@ class FakeConfig:
     busy: bool = False
     stall: bool = False
     fail_after: int | None = None
+    stop_wait_s: float = 3.0  # how long stop() waits behind a job that never completes
+    hung_stops: int = 0  # stop() calls that would have hung forever on the real library
     opened: list[int] = field(default_factory=list)
     configs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,6 +99,14 @@ class Job:
 
         if not self._future.done():
             self._future.set_exception(CancelledError())
+
+
+def _finished(job: Job, timeout: float) -> bool:
+    try:
+        job._future.exception(timeout=timeout)
+    except Exception:  # TimeoutError: still pending; CancelledError cannot happen (set_exception)
+        return job._future.done()
+    return True
 
 
 def _scene(width: int, height: int, fmt: str, seq: int) -> np.ndarray:
@@ -153,6 +163,9 @@ class Picamera2:
             "FrameDurationLimits": (8333, 2000000000, 33333),
             "NoiseReductionMode": (0, 4, 0),
         }
+        if SENSORS[camera_num]["Model"] == "imx708":  # Camera Module 3 focuses; the HQ does not
+            self.camera_controls["AfMode"] = (0, 2, 0)
+        self._job_list: list[Job] = []
         self.controls: dict[str, Any] = {}
         FAKE.opened.append(camera_num)
 
@@ -237,10 +250,24 @@ class Picamera2:
         self.started = True
 
     def stop(self) -> None:
+        # The real stop() queues a job behind those pending and waits for it; the event loop
+        # runs jobs only as frames arrive, so behind a capture that never completes it waits
+        # forever (cancel_all_and_flush() is the way out). Here: wait a while, then count it.
+        pending = [job for job in self._job_list if not job._future.done()]
+        if pending:
+            done = all(_finished(job, FAKE.stop_wait_s) for job in pending)
+            if not done:
+                FAKE.hung_stops += 1
         self.started = False
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+
+    def cancel_all_and_flush(self) -> None:
+        """Cancel every pending job and empty the queue (picamera2 ≥ 0.3.18)."""
+        for job in self._job_list:
+            job.cancel()
+        self._job_list = []
 
     def close(self) -> None:
         if self.started:
@@ -265,6 +292,7 @@ class Picamera2:
     ) -> Any:
         """A 2-D image (H×W×C numpy array) from the next frame of the named stream."""
         job = Job()
+        self._job_list.append(job)
         if self.started and not FAKE.stall and self.camera_config is not None:
             stream = self.camera_config.get(name)
             if stream is None:
@@ -283,6 +311,8 @@ class Picamera2:
                             job._future.set_result(frame)
                             if signal_function is not None:
                                 signal_function(job)
+                        if job in self._job_list:
+                            self._job_list.remove(job)
 
                     timer = threading.Timer(self._frame_interval(), deliver)
                     timer.daemon = True
