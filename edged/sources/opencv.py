@@ -9,13 +9,17 @@ blocking forever. The capture stage additionally times every call out on its own
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 
 import cv2
 import numpy as np
 
 from edged.config import STREAM_SCHEMES
 from edged.sources.base import SourceError, SourceInfo, SourceUnusable
+
+log = logging.getLogger(__name__)
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
     # OpenCV prints its own WARN lines to stderr (the journal) for every failed open; edged logs
@@ -30,9 +34,16 @@ def classify_uri(uri: str) -> str:
     """``file``, ``stream`` or ``v4l2`` for an OpenCV-readable URI."""
     if uri.startswith(STREAM_SCHEMES):
         return "stream"
-    if uri.isdigit() or uri.startswith("/dev/video"):
-        return "v4l2"
+    if uri.isdigit() or uri.startswith(("/dev/video", "/dev/v4l/")) or _is_char_device(uri):
+        return "v4l2"  # /dev/v4l/by-id/… names a USB camera stably across re-plugs and boots
     return "file"
+
+
+def _is_char_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def to_bgr8(frame: np.ndarray) -> np.ndarray:
@@ -77,13 +88,17 @@ class OpenCVSource:
             self._cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
             # MJPG lets USB cameras deliver full resolution at full rate over USB 2.
             self._cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-            if width:
+            if bool(width) != bool(height):  # V4L2 applies a size only once both sides are set
+                log.warning("%s: source.width and source.height apply to a V4L2 camera only "
+                            "together; using the camera's default size", uri)  # fmt: skip
+            if width and height:
                 self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-            if height:
                 self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
             if fps:
                 self._cap.set(cv2.CAP_PROP_FPS, fps)
-            self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            # Two driver buffers: the camera fills one while edged decodes the other. With one,
+            # the frame in flight is lost at every read and a 30 fps camera delivers ~15.
+            self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 2)
         else:
             # Both timeouts verified with opencv-python-headless 5.0 against a TCP server that
             # accepts and stays silent (open fails after the open timeout) and an FFmpeg stream

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from edged.sources import SourceError
+from edged.sources.base import SourceUnusable
 from edged.sources.opencv import OpenCVSource, classify_uri, to_bgr8
 from tests.paths import VIDEO, require
 
@@ -148,6 +149,15 @@ def test_classify_uri() -> None:
     assert classify_uri("tcp://127.0.0.1:1") == "stream"
     assert classify_uri("/dev/video0") == classify_uri("0") == "v4l2"
     assert classify_uri("video.mp4") == "file"
+    # A USB camera's stable name, present or not (unplugged at start-up: still a camera).
+    assert classify_uri("/dev/v4l/by-id/usb-046d_C920_8F7A-video-index0") == "v4l2"
+    assert classify_uri("/dev/null") == "v4l2"  # any character device is a device, not a file
+
+
+def test_a_v4l2_device_that_cannot_open_is_retried_not_refused_as_a_file() -> None:
+    with pytest.raises(SourceError) as failure:
+        OpenCVSource("/dev/v4l/by-id/usb-no-such-camera-video-index0")
+    assert "not found" not in str(failure.value) and not isinstance(failure.value, SourceUnusable)
 
 
 @pytest.mark.parametrize(
