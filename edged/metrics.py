@@ -105,6 +105,12 @@ class Metrics:
             "Time to load and warm up a new variant and switch to it.",
             buckets=SWAP_BUCKETS,
         )
+        self.model_reloads = counter(
+            "edged_model_reloads",
+            "The active model loaded again after its backend failed (e.g. the Hailo pipeline "
+            "shut down), by result (ok, failed).",
+            ["result"],
+        )
         self.source_reconnects = counter(
             "edged_source_reconnects", "Times the source was reopened after an error or stall."
         )
@@ -126,6 +132,8 @@ class Metrics:
                 self.frames.labels(stage, outcome)
         for result in ("ok", "refused"):
             self.model_swaps.labels(result)
+        for result in ("ok", "failed"):
+            self.model_reloads.labels(result)
 
     def set_active_model(self, name: str, variant: str, backend: str, precision: str) -> None:
         """Exactly one ``edged_model_info`` series is 1: the one serving frames."""

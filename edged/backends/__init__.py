@@ -1,5 +1,19 @@
 """Inference backends, keyed by ``type``: each loads a model, warms it up and runs raw inference."""
 
-from edged.backends.base import Backend, BackendError, TensorSpec, load_backend, register_backend
+from edged.backends.base import (
+    Backend,
+    BackendBroken,
+    BackendError,
+    TensorSpec,
+    load_backend,
+    register_backend,
+)
 
-__all__ = ["Backend", "BackendError", "TensorSpec", "load_backend", "register_backend"]
+__all__ = [
+    "Backend",
+    "BackendBroken",
+    "BackendError",
+    "TensorSpec",
+    "load_backend",
+    "register_backend",
+]

@@ -20,6 +20,11 @@ class BackendError(RuntimeError):
     """A model could not be loaded or run; the message says why in user terms."""
 
 
+class BackendBroken(BackendError):
+    """The backend cannot run any more frames (its device pipeline shut down or hung): the
+    model must be loaded again. Bad input raises a plain :class:`BackendError` instead."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A backend's input: ``NCHW`` (float 0–1 RGB) or ``NHWC`` (uint8 RGB)."""

@@ -46,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from edged.backends.base import BackendError, TensorSpec
+from edged.backends.base import BackendBroken, BackendError, TensorSpec
 from edged.backends.hailo_errors import (
+    HailoBackendBroken,
     HailoBackendError,
     HailoFailure,
     explain,
@@ -130,6 +131,24 @@ def import_hailo_platform() -> ModuleType:
 # ---------------------------------------------------------------------------------------------
 
 
+def _select_device(params: Any, device_id: str | None) -> bool:
+    """Put ``device_id`` into the VDevice params; False when these bindings cannot.
+
+    ``VDevice(params, device_ids=[…])`` looks equivalent but is not: HailoRT then builds fresh
+    default params for those devices (``VDeviceWrapper::create`` → ``create_from_ids``), which
+    turns the model scheduler off, and edged's models run only under the scheduler.
+    """
+    if not device_id:
+        return True
+    try:
+        params.device_ids = [device_id]
+    except (AttributeError, TypeError):
+        log.warning("this HailoRT cannot select device %s in the VDevice params; the model "
+                    "scheduler may be off (inference then fails to start)", device_id)  # fmt: skip
+        return False
+    return True
+
+
 class SharedVDevice:
     """One reference-counted ``VDevice`` per process (round-robin scheduler).
 
@@ -184,10 +203,11 @@ class SharedVDevice:
             if multi_process_service:
                 params.multi_process_service = True
                 params.group_id = group_id or "SHARED"
-            if device_id:
-                vdevice = hp.VDevice(params, device_ids=[device_id])
-            else:
-                vdevice = hp.VDevice(params)
+            vdevice = (
+                hp.VDevice(params)
+                if _select_device(params, device_id)
+                else hp.VDevice(params, device_ids=[device_id])
+            )
             self._vdevice, self._refs, self._key = vdevice, 1, key
             try:
                 self._device_ids = [str(d) for d in vdevice.get_physical_devices_ids()]
@@ -316,6 +336,7 @@ class HailoBackend:
         self._free: list[_Slot] = []
         self._in_flight = 0
         self._closed = False
+        self._broken: str | None = None  # why HailoRT's pipeline is gone, once it is
         self._latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.last_latency_s: float | None = None
         self.version = hailort_version(self._hp) or "unknown"
@@ -492,6 +513,8 @@ class HailoBackend:
         """
         if self._closed:
             raise BackendError(f"{self._name}: the backend is closed")
+        if self._broken is not None:
+            raise BackendBroken(f"{self._name}: unusable since an earlier failure: {self._broken}")
         frame = self._check_tensor(tensor)
         timeout_s = self._timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
@@ -555,8 +578,18 @@ class HailoBackend:
         return np.array(dense, dtype=np.float32, copy=True) if dense.size else empty_dense()
 
     def infer(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """Run one ``1×H×W×3`` uint8 RGB frame and wait (at most ``timeout_ms``) for the outputs."""
-        return self.infer_async(tensor).result()
+        """Run one ``1×H×W×3`` uint8 RGB frame and wait (at most ``timeout_ms``) for the outputs.
+
+        A HailoRT failure or timeout raises :class:`BackendBroken`: HailoRT shuts a configured
+        model's pipeline down on an error ("In case of an error, the pipeline will be shut
+        down", ``ConfiguredInferModel.run_async``), and a frame that never completes keeps its
+        buffers; only a fresh load serves again.
+        """
+        try:
+            return self.infer_async(tensor).result()
+        except HailoBackendError as exc:
+            self._broken = str(exc)
+            raise HailoBackendBroken(str(exc), exc.failure) from None
 
     def take_latencies(self) -> list[float]:
         """NPU round-trip times (seconds) recorded since the last call, for a histogram."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 from enum import Enum
 
-from edged.backends.base import BackendError
+from edged.backends.base import BackendBroken, BackendError
 
 
 class HailoFailure(str, Enum):
@@ -38,6 +38,10 @@ class HailoBackendError(BackendError):
     def __init__(self, message: str, failure: HailoFailure) -> None:
         super().__init__(message)
         self.failure = failure
+
+
+class HailoBackendBroken(HailoBackendError, BackendBroken):
+    """A HailoRT failure after which the configured model runs no more frames."""
 
 
 def hailo_device_nodes() -> list[str]:

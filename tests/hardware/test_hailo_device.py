@@ -121,13 +121,23 @@ def test_two_models_share_the_device(arch: str) -> None:
         a.close()
 
 
-def test_hef_for_the_other_chip_is_refused_clearly(arch: str) -> None:
+def test_a_hailo8_hef_on_a_hailo8l_is_refused_clearly(arch: str) -> None:
     from edged.backends.hailo_errors import HailoBackendError, HailoFailure
 
+    if arch != "HAILO8L":
+        pytest.skip("only a Hailo-8L refuses the other chip's HEF")
     with pytest.raises(BackendError) as info:
         load_backend("hailo", _hef(arch, other=True), HailoOptions(), warmup_runs=0)
     assert isinstance(info.value, HailoBackendError)
     assert info.value.failure in (HailoFailure.ARCH_MISMATCH, HailoFailure.INVALID_HEF)
+
+
+def test_a_hailo8_runs_a_hailo8l_hef(arch: str) -> None:
+    """HailoRT's is_hef_compatible: a Hailo-8 accepts HEFs compiled for the 8L (slower)."""
+    if arch != "HAILO8":
+        pytest.skip("a Hailo-8 device runs Hailo-8L HEFs; this is not one")
+    with load_backend("hailo", _hef(arch, other=True), HailoOptions(), warmup_runs=0) as backend:
+        assert backend.infer(np.zeros((1, 640, 640, 3), np.uint8))
 
 
 def test_device_held_by_another_process_is_reported_busy(arch: str) -> None:

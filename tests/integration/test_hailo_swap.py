@@ -90,3 +90,33 @@ def test_swap_cpu_to_hailo_and_back(tmp_path: Path, hailo_models: Path, rewrites
                    interval=0)  # fmt: skip
         assert "edged_hailo_temperature_celsius" not in daemon.metrics().names()
         assert daemon.stop() == 0
+
+
+def test_a_hailo_failure_mid_stream_reloads_the_model_and_frames_flow_again(
+    tmp_path: Path, hailo_models: Path
+):
+    """HailoRT shuts a configured model's pipeline down on an error; the inference stage loads
+    the model again (no stage restart, no swap) instead of failing every later frame."""
+    env = fake_env(EDGED_FAKE_HAILO_DETECTIONS=json.dumps([FAKE_DETECTION]),
+                   EDGED_FAKE_HAILO_FAIL_AT="30")  # fmt: skip
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop",
+                "--manifest", str(hailo_models / "yolo.yaml"), "--variant", "hailo",
+                "--models-dir", str(hailo_models), env=env) as daemon:  # fmt: skip
+        daemon.wait_ready()
+        scrape = daemon.wait_metric("edged_model_reloads_total", lambda v: v >= 1, 60,
+                                    result="ok")  # fmt: skip
+        assert scrape.value("edged_model_reloads_total", result="failed") == 0
+        # The failed frame (and any that came before the reload finished), counted as errors
+        # with the stage's next counters flush.
+        errors = daemon.wait_metric("edged_frames_total", lambda v: v >= 1, 10, stage="infer",
+                                    outcome="error").value("edged_frames_total", stage="infer",
+                                                           outcome="error")  # fmt: skip
+        published = daemon.ctl("status")["frames_published"]
+        poll_until(lambda: daemon.ctl("status")["frames_published"] > published + 20, 60,
+                   daemon.log_tail)  # fmt: skip
+        after = daemon.metrics()
+        assert after.value("edged_frames_total", stage="infer", outcome="error") == errors
+        assert after.total("edged_stage_restarts_total") == 0
+        assert daemon.ctl("status")["model"]["variant"] == "hailo"
+        assert "loaded again" in daemon.log_text()
+        assert daemon.stop() == 0

@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from edged.backends.base import Backend, BackendError, load_backend
+from edged.backends.base import Backend, BackendBroken, BackendError, load_backend
 from edged.backends.hailo import (
     HailoBackend,
     HailoTemperatureReader,
@@ -372,7 +372,7 @@ def test_timeout_never_hangs(fake_hailo: ModuleType, hef: Path) -> None:
         fake_hailo.FAKE.error = "timeout"  # the device stops answering
         fake_hailo.FAKE.queue_size = 2
         started = time.monotonic()
-        with pytest.raises(BackendError) as info:
+        with pytest.raises(BackendBroken) as info:
             backend.infer(BLANK)
         assert _error(info).failure is HailoFailure.TIMEOUT
         assert time.monotonic() - started < 2
@@ -384,13 +384,20 @@ def test_timeout_never_hangs(fake_hailo: ModuleType, hef: Path) -> None:
     assert time.monotonic() - started < 2  # close() waited at most timeout_ms for stuck frames
 
 
-def test_inference_failure_reported_by_the_callback(fake_hailo: ModuleType, hef: Path) -> None:
+def test_inference_failure_breaks_the_backend_until_it_is_loaded_again(
+    fake_hailo: ModuleType, hef: Path
+) -> None:
+    """HailoRT shuts a configured model's pipeline down on an error: the backend says it is
+    broken (the inference stage then loads the model again) instead of failing every frame."""
     with _load(hef) as backend:
         fake_hailo.FAKE.error = "infer_error"
-        with pytest.raises(BackendError, match="HAILO_INVALID_OPERATION"):
+        with pytest.raises(BackendBroken, match="HAILO_INVALID_OPERATION"):
             backend.infer(BLANK)
         fake_hailo.FAKE.error = ""
-        assert backend.infer(BLANK)[0].shape == (3, 6)  # the backend recovers
+        with pytest.raises(BackendBroken, match="unusable since an earlier failure"):
+            backend.infer(BLANK)
+    with _load(hef) as fresh:
+        assert fresh.infer(BLANK)[0].shape == (3, 6)
 
 
 def test_closed_backend(fake_hailo: ModuleType, hef: Path) -> None:
@@ -502,3 +509,27 @@ def test_a_child_process_imports_the_double_through_pythonpath(tmp_path: Path) -
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert Path(payload["file"]).resolve().is_relative_to(FAKES_DIR)
     np.testing.assert_allclose(payload["rows"], dets, rtol=1e-6)
+
+
+def test_a_chosen_device_keeps_the_model_scheduler(fake_hailo: ModuleType, hef: Path) -> None:
+    """``VDevice(params, device_ids=…)`` would drop the params (and the scheduler with them):
+    the device goes into the params instead, and inference runs."""
+    fake_hailo.FAKE.devices = 2
+    with _load(hef, device_id="0000:02:00.0") as backend:
+        assert backend.infer(BLANK)[0].shape == (3, 6)
+        vdevice = backend._vdevice
+        assert vdevice.params.device_ids == ["0000:02:00.0"]
+        assert (
+            vdevice.params.scheduling_algorithm == fake_hailo.HailoSchedulingAlgorithm.ROUND_ROBIN
+        )
+
+
+def test_the_fake_drops_the_params_when_given_device_ids_like_hailort(
+    fake_hailo: ModuleType,
+) -> None:
+    params = fake_hailo.VDevice.create_params()
+    vdevice = fake_hailo.VDevice(params, device_ids=["0000:01:00.0"])
+    try:
+        assert vdevice.params.scheduling_algorithm == fake_hailo.HailoSchedulingAlgorithm.NONE
+    finally:
+        vdevice.release()

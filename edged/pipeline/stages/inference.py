@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from edged.backends import Backend, BackendError
+from edged.backends import Backend, BackendBroken, BackendError
 from edged.heap import release_free_heap
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import INFER, ArrayRef, Command, Frame, ModelDescriptor
@@ -32,10 +32,14 @@ from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_t
 log = logging.getLogger(__name__)
 
 
-class PendingSwap:
-    """A variant being loaded on a background thread."""
+RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between attempts to load a broken model again
 
-    def __init__(self, request_id: str, resolved: ResolvedVariant) -> None:
+
+class PendingSwap:
+    """A variant being loaded on a background thread: a swap the supervisor asked for, or
+    (``request_id`` None) the active model loaded again after its backend broke."""
+
+    def __init__(self, request_id: str | None, resolved: ResolvedVariant) -> None:
         self.request_id = request_id
         self.resolved = resolved
         self.started = time.monotonic()
@@ -61,7 +65,10 @@ class InferenceStage:
             self.generation,
             self.limits,
         )
+        self.resolved = resolved
         self.pending: PendingSwap | None = None
+        self.reload_failures = 0
+        self.next_reload_at = 0.0
         self.last_seq = -1
         rt.command_handler = self.on_command
         release_free_heap()
@@ -81,10 +88,12 @@ class InferenceStage:
         threading.Thread(target=self._load, args=(pending,), daemon=True).start()
 
     def _load(self, pending: PendingSwap) -> None:
+        # A reload keeps the generation: the same model, so the same key downstream.
+        generation = self.generation if pending.request_id is None else self.generation + 1
         try:
             pending.backend, pending.model = load_model(
                 pending.resolved, self.config.inference, self.config.model.warmup_runs,
-                self.generation + 1, self.limits,
+                generation, self.limits,
             )  # fmt: skip
         except BackendError as exc:
             pending.error = str(exc)
@@ -100,6 +109,9 @@ class InferenceStage:
             return
         self.pending = None
         duration = time.monotonic() - pending.started
+        if pending.request_id is None:
+            self._adopt_reload(pending, duration)
+            return
         if pending.error is not None or pending.backend is None or pending.model is None:
             log.warning("swap to %s refused: %s", pending.resolved.variant, pending.error)
             self.rt.send_event("swap_result", request_id=pending.request_id, ok=False,
@@ -108,6 +120,7 @@ class InferenceStage:
             return
         old = self.backend
         self.backend, self.model = pending.backend, pending.model
+        self.resolved = pending.resolved
         self.generation += 1
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
@@ -115,6 +128,31 @@ class InferenceStage:
         self.rt.send_event("swap_result", request_id=pending.request_id, ok=True,
                            model=self.model, duration=duration,
                            last_old_seq=self.last_seq)  # fmt: skip
+
+    def reload_broken(self, reason: str) -> None:
+        """The backend can run no more frames: load the same model again in the background
+        (frames are dropped meanwhile), retrying with a growing pause when that fails too."""
+        if self.pending is not None or time.monotonic() < self.next_reload_at:
+            return
+        log.warning("%s: the backend failed (%s); loading the model again", self.model.key, reason)
+        self.pending = PendingSwap(None, self.resolved)
+        threading.Thread(target=self._load, args=(self.pending,), daemon=True).start()
+
+    def _adopt_reload(self, pending: PendingSwap, duration: float) -> None:
+        ok = pending.error is None and pending.backend is not None and pending.model is not None
+        self.rt.send_event("reload", ok=ok, error=pending.error, duration=duration)
+        if not ok:
+            delay = RELOAD_BACKOFF_S[min(self.reload_failures, len(RELOAD_BACKOFF_S) - 1)]
+            self.reload_failures += 1
+            self.next_reload_at = time.monotonic() + delay
+            log.error("loading %s again failed: %s; next attempt in %.0f s", self.model.key,
+                      pending.error, delay)  # fmt: skip
+            return
+        assert pending.backend is not None and pending.model is not None
+        broken, self.backend, self.model = self.backend, pending.backend, pending.model
+        self.reload_failures, self.next_reload_at = 0, 0.0
+        broken.close()
+        log.info("%s loaded again in %.2fs; serving", self.model.key, duration)
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -163,6 +201,12 @@ class InferenceStage:
         try:
             tensor, frame = self.input_tensor(frame)
             refs = self.run_into_slot(tensor, slot)
+        except BackendBroken as exc:
+            log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame, "error")
+            self.reload_broken(str(exc))
+            return
         except Exception as exc:
             log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
             self.rt.allocator.reclaim_slot(slot)

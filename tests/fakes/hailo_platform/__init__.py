@@ -23,7 +23,8 @@ What it simulates (deterministically):
 * A process may hold one ``VDevice`` per physical device; a second one raises
   ``HAILO_OUT_OF_PHYSICAL_DEVICES`` like the real library.
 * Errors selected by ``FAKE.error``: ``no_device``, ``busy``, ``arch_mismatch``, ``timeout``
-  (jobs never complete), ``driver``, ``invalid_hef``, ``infer_error`` (callback reports failure).
+  (jobs never complete), ``driver``, ``invalid_hef``, ``infer_error`` (callback reports failure,
+  and the configured model is shut down, as HailoRT shuts its pipeline down on an error).
 
 Configuration: module attribute ``FAKE`` (a :class:`FakeConfig`), initialised from environment
 variables so a spawned process (``PYTHONPATH=tests/fakes``) can be steered too:
@@ -31,6 +32,7 @@ variables so a spawned process (``PYTHONPATH=tests/fakes``) can be steered too:
 ``EDGED_FAKE_HAILO_VERSION`` (``4.20.0``), ``EDGED_FAKE_HAILO_ARCH`` (``HAILO8L``),
 ``EDGED_FAKE_HAILO_ERROR`` (empty), ``EDGED_FAKE_HAILO_LATENCY_MS`` (``2``),
 ``EDGED_FAKE_HAILO_DEVICES`` (``1``), ``EDGED_FAKE_HAILO_TEMPERATURE`` (``52.5``),
+``EDGED_FAKE_HAILO_FAIL_AT`` (the N-th inference of a process fails once, as ``infer_error``),
 ``EDGED_FAKE_HAILO_DETECTIONS`` (JSON list of ``[class_id, y_min, x_min, y_max, x_max, score]``).
 
 A HEF is any file; if it holds JSON it describes the model (anything omitted takes the default of
@@ -62,6 +64,7 @@ __all__ = [
     "FormatOrder",
     "FormatType",
     "HailoRTException",
+    "HailoRTNetworkGroupNotActivatedException",
     "HailoRTTimeout",
     "HailoSchedulingAlgorithm",
     "InferModel",
@@ -97,6 +100,7 @@ class FakeConfig:
     temperature: float = 52.5
     queue_size: int = 4
     detections: list[list[float]] | None = None
+    fail_at: int | None = None  # the Nth inference of the process fails (once), as infer_error
     calls: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -111,6 +115,9 @@ class FakeConfig:
             devices=int(env.get("EDGED_FAKE_HAILO_DEVICES", "1")),
             temperature=float(env.get("EDGED_FAKE_HAILO_TEMPERATURE", "52.5")),
             detections=json.loads(dets) if dets else None,
+            fail_at=int(env["EDGED_FAKE_HAILO_FAIL_AT"])
+            if env.get("EDGED_FAKE_HAILO_FAIL_AT")
+            else None,
         )
 
     def count(self, name: str) -> None:
@@ -146,6 +153,10 @@ class HailoRTTimeout(HailoRTException):
 
 
 class HailoRTNotFoundException(HailoRTException):
+    pass
+
+
+class HailoRTNetworkGroupNotActivatedException(HailoRTException):
     pass
 
 
@@ -280,7 +291,7 @@ def _load_hef_description(path: str) -> dict[str, Any]:
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        raise _status_error(36, "HAILO_NOT_FOUND") from None
+        raise _status_error(61, "HAILO_NOT_FOUND") from None
     except (OSError, UnicodeDecodeError):
         text = ""
     desc = dict(DEFAULT_HEF)
@@ -386,7 +397,7 @@ class Device:
                 raise HailoRTException("HailoRT device not found in the system")
             device_id = ids[0]
         elif device_id not in ids:
-            raise _status_error(36, "HAILO_NOT_FOUND")
+            raise _status_error(61, "HAILO_NOT_FOUND")
         self._device_id = device_id
         self._device = object()
         self._control = _Control(self)
@@ -421,6 +432,7 @@ class VDeviceParams:
     scheduling_algorithm: HailoSchedulingAlgorithm = HailoSchedulingAlgorithm.ROUND_ROBIN
     group_id: str = "UNIQUE"
     multi_process_service: bool = False
+    device_ids: list[str] = field(default_factory=list)  # the ``device_ids`` property
 
 
 class VDevice:
@@ -430,7 +442,14 @@ class VDevice:
         self, params: VDeviceParams | None = None, *, device_ids: list[str] | None = None
     ) -> None:
         self._vdevice = None
+        if device_ids:
+            # HailoRT's VDeviceWrapper::create(params, device_ids) → create_from_ids(): fresh
+            # default params for those devices, scheduler off; the params passed are dropped.
+            params = VDeviceParams(
+                scheduling_algorithm=HailoSchedulingAlgorithm.NONE, device_ids=list(device_ids)
+            )
         self._params = params or VDevice.create_params()
+        device_ids = self._params.device_ids
         self._creation_pid = os.getpid()
         FAKE.count("VDevice")
         if FAKE.error == "driver":
@@ -441,7 +460,7 @@ class VDevice:
         if device_ids:
             missing = [d for d in device_ids if d not in available]
             if missing:
-                raise _status_error(36, "HAILO_NOT_FOUND")
+                raise _status_error(61, "HAILO_NOT_FOUND")
             available = list(device_ids)
         with _STATE_LOCK:
             free = len(available) - _OPEN_VDEVICES["count"]
@@ -596,7 +615,9 @@ class InferModel:
         if self._vdevice._vdevice is None:
             raise HailoRTException("VDevice released")
         hef_arch = str(self._hef._desc.get("arch", "HAILO8L"))
-        if FAKE.error == "arch_mismatch" or hef_arch != FAKE.arch:
+        # libhailort's is_hef_compatible: a Hailo-8 also runs Hailo-8L HEFs (with a warning).
+        runs = {FAKE.arch} | ({"HAILO8L"} if FAKE.arch == "HAILO8" else set())
+        if FAKE.error == "arch_mismatch" or hef_arch not in runs:
             raise _arch_error(hef_arch)
         for stream in self._inputs:
             if stream.format.type not in (FormatType.UINT8, FormatType.AUTO):
@@ -715,15 +736,20 @@ class ConfiguredInferModel:
     def run_async(self, bindings: list[Any], callback: Any = None) -> AsyncInferJob:
         if not self._configured:
             raise HailoRTException("ConfiguredInferModel was shut down")
+        if self._model._vdevice.params.scheduling_algorithm == HailoSchedulingAlgorithm.NONE:
+            # Without the model scheduler a model runs only once activated by hand.
+            raise HailoRTNetworkGroupNotActivatedException("Network group is not activated")
         for b in bindings:
             self._validate(b)
         with self._cv:
             if self._pending + len(bindings) > FAKE.queue_size:
-                raise _status_error(8, "HAILO_QUEUE_IS_FULL")
+                raise _status_error(82, "HAILO_QUEUE_IS_FULL")
             self._pending += len(bindings)
         done = threading.Event()
         FAKE.count("run_async")
-        self._queue.put((list(bindings), callback, done, time.monotonic() + FAKE.latency_ms / 1000))
+        fail = FAKE.calls["run_async"] == FAKE.fail_at
+        due = time.monotonic() + FAKE.latency_ms / 1000
+        self._queue.put((list(bindings), callback, done, due, fail))
         return AsyncInferJob(done)
 
     def _validate(self, bindings: ConfiguredInferModel.Bindings) -> None:
@@ -749,15 +775,16 @@ class ConfiguredInferModel:
             item = self._queue.get()
             if item is None:
                 return
-            bindings, callback, done, due = item
+            bindings, callback, done, due, fail = item
             if FAKE.error == "timeout":
                 continue  # the device never answers: no callback, job.wait() times out
             delay = due - time.monotonic()
             if delay > 0:
                 threading.Event().wait(delay)
             error = None
-            if FAKE.error == "infer_error":
+            if FAKE.error == "infer_error" or fail:
                 error = _status_error(6, "HAILO_INVALID_OPERATION")
+                self._configured = False  # like HailoRT: an error shuts the pipeline down
             else:
                 for b in bindings:
                     self._fill_outputs(b)
