@@ -312,6 +312,18 @@ class EdgedConfig(_Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
 
+    @model_validator(mode="after")
+    def _records_arrive_before_readiness_expires(self) -> EdgedConfig:
+        # Published frames reach the supervisor with the publish stage's counters, so /readyz
+        # would turn unready between two reports if they came less often than its max age.
+        interval, max_age = self.pipeline.stats_interval_s, self.http.ready_max_age_s
+        if interval >= max_age:
+            raise ValueError(
+                f"pipeline.stats_interval_s ({interval}) must be shorter than "
+                f"http.ready_max_age_s ({max_age}): frames are reported that often"
+            )
+        return self
+
 
 def _check_zmq_endpoint(value: str) -> str:
     if not value.startswith(("tcp://", "ipc://", "inproc://")):
@@ -327,7 +339,7 @@ def errors_from_validation(exc: ValidationError) -> list[tuple[str, str]]:
     """``(field.path, reason)`` for each pydantic error, in a form a user can act on."""
     result = []
     for err in exc.errors():
-        reason = err["msg"]
+        reason = err["msg"].removeprefix("Value error, ")  # pydantic's wording, not the user's
         if err["type"] == "extra_forbidden":
             reason = "unknown field (check the spelling; see configs/default.yaml)"
         result.append((_field_path(err["loc"]), reason))

@@ -131,22 +131,23 @@ def import_hailo_platform() -> ModuleType:
 # ---------------------------------------------------------------------------------------------
 
 
-def _select_device(params: Any, device_id: str | None) -> bool:
-    """Put ``device_id`` into the VDevice params; False when these bindings cannot.
+def _select_device(params: Any, device_id: str | None) -> None:
+    """Put ``device_id`` into the VDevice params (:class:`BackendError` when these bindings
+    cannot).
 
     ``VDevice(params, device_ids=[…])`` looks equivalent but is not: HailoRT then builds fresh
     default params for those devices (``VDeviceWrapper::create`` → ``create_from_ids``), which
     turns the model scheduler off, and edged's models run only under the scheduler.
     """
     if not device_id:
-        return True
+        return
     try:
         params.device_ids = [device_id]
     except (AttributeError, TypeError):
-        log.warning("this HailoRT cannot select device %s in the VDevice params; the model "
-                    "scheduler may be off (inference then fails to start)", device_id)  # fmt: skip
-        return False
-    return True
+        raise BackendError(
+            f"this HailoRT cannot choose device {device_id} without turning its model scheduler "
+            "off; leave inference.hailo.device_id unset (one Hailo device) or update HailoRT"
+        ) from None
 
 
 class SharedVDevice:
@@ -203,11 +204,8 @@ class SharedVDevice:
             if multi_process_service:
                 params.multi_process_service = True
                 params.group_id = group_id or "SHARED"
-            vdevice = (
-                hp.VDevice(params)
-                if _select_device(params, device_id)
-                else hp.VDevice(params, device_ids=[device_id])
-            )
+            _select_device(params, device_id)
+            vdevice = hp.VDevice(params)
             self._vdevice, self._refs, self._key = vdevice, 1, key
             try:
                 self._device_ids = [str(d) for d in vdevice.get_physical_devices_ids()]

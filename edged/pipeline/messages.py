@@ -81,7 +81,9 @@ class StageEvent:
     """Stage → supervisor: ``kind`` says what ``data`` holds."""
 
     stage: str
-    kind: str  # ready, stats (counters + published-frame records), source, swap_result, fatal, eos
+    # ready, stats (counters + published-frame records), source, swap_result, model_reload,
+    # fatal, eos
+    kind: str
     data: dict = field(default_factory=dict)
 
 

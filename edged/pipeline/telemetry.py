@@ -100,7 +100,7 @@ class Telemetry:
             self.state.source_connected = False
             self.metrics.source_connected.set(0)
 
-    def _on_reload(self, event: StageEvent) -> None:
+    def _on_model_reload(self, event: StageEvent) -> None:
         self.metrics.model_reloads.labels("ok" if event.data.get("ok") else "failed").inc()
 
     def record_swap(self, ok: bool, duration: float | None) -> None:

@@ -50,13 +50,16 @@ def import_picamera2() -> ModuleType:
                 f"({exc}); {INSTALL_HINT}"
             ) from None
         raise SourceError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from None
-    except ImportError as exc:  # e.g. a libcamera/picamera2 ABI mismatch
-        raise SourceError(f"picamera2 failed to import ({exc}); {INSTALL_HINT}") from None
-    except Exception as exc:  # e.g. the apt-built simplejpeg against numpy 2 in the venv
-        hint = NUMPY_HINT if "numpy" in str(exc) or "dtype size" in str(exc) else INSTALL_HINT
+    except Exception as exc:  # an ABI mismatch: libcamera/picamera2, or numpy 2 in the venv
         raise SourceError(
-            f"picamera2 failed to import ({type(exc).__name__}: {exc}); {hint}"
+            f"picamera2 failed to import ({type(exc).__name__}: {exc}); {_hint_for(exc)}"
         ) from None
+
+
+def _hint_for(exc: Exception) -> str:
+    """The apt-built simplejpeg against numpy 2 shows up as a ValueError ("numpy.dtype size
+    changed") or an ImportError ("numpy.core.multiarray failed to import")."""
+    return NUMPY_HINT if "numpy" in str(exc) else INSTALL_HINT
 
 
 def _even(value: float) -> int:
@@ -119,7 +122,7 @@ class Picamera2Source:
         frame_timeout_s: float = DEFAULT_FRAME_TIMEOUT_S,
     ) -> None:
         self._camera: Any = None
-        self._timeout_s = frame_timeout(frame_timeout_s, fps)
+        self._timeout_s = frame_timeout_s
         module = import_picamera2()
         picamera2_cls = module.Picamera2
         try:

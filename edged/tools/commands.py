@@ -42,7 +42,7 @@ def _decimals(values: Sequence[Any]) -> int | None:
     floats = [v for v in values if isinstance(v, float)]
     if not floats:
         return None
-    return min(4, max(len(f"{v}".partition(".")[2]) for v in floats))
+    return min(4, max(len(f"{v:.4f}".rstrip("0").partition(".")[2]) for v in floats))
 
 
 def _cell(value: Any, decimals: int | None) -> str:

@@ -7,7 +7,7 @@ model YAML (``yolov8n.yaml``) builds an untrained network offline.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -123,8 +123,11 @@ def export_ultralytics(
         if local:
             name = str(work / source.name)
             shutil.copy2(source, name)
-        with contextlib.chdir(work):
+        os.chdir(work)  # contextlib.chdir is Python 3.11+; edged supports 3.10
+        try:
             model, exported = _load_and_export(yolo, name, str(weights), imgsz, opset, simplify)
+        finally:
+            os.chdir(caller_dir)
         if not local:  # keep a checkpoint Ultralytics downloaded where it would have left it
             for checkpoint in work.glob("*.pt"):
                 if not (caller_dir / checkpoint.name).exists():

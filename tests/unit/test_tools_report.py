@@ -85,7 +85,7 @@ def test_evaluations_of_different_image_sets_or_settings_are_never_compared(
     assert [md.index(row) > small for row in fp32_rows] == [False, True]
 
 
-def test_one_model_has_one_colour_in_every_plot(tmp_path: Path, monkeypatch) -> None:
+def test_the_report_hands_one_palette_to_every_plot(tmp_path: Path, monkeypatch) -> None:
     seen: dict[str, dict] = {}
     for name in ("confidence_cdf", "latency_per_inference", "memory", "accuracy_vs_latency"):
         draw = getattr(plots, name)

@@ -28,11 +28,9 @@ from edged.pipeline.runtime import (
     StageRuntime,
 )
 from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_tag
+from edged.pipeline.stages.recovery import ReloadPolicy
 
 log = logging.getLogger(__name__)
-
-
-RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # between attempts to load a broken model again
 
 
 class PendingSwap:
@@ -67,8 +65,9 @@ class InferenceStage:
         )
         self.resolved = resolved
         self.pending: PendingSwap | None = None
-        self.reload_failures = 0
-        self.next_reload_at = 0.0
+        self.broken: str | None = None  # why the backend can run no more frames, while so
+        self.recovery = ReloadPolicy()
+        self.gave_up: str | None = None
         self.last_seq = -1
         rt.command_handler = self.on_command
         release_free_heap()
@@ -80,8 +79,10 @@ class InferenceStage:
             return
         request_id = command.data["request_id"]
         if self.pending is not None:
-            self.rt.send_event("swap_result", request_id=request_id, ok=False,
-                               error="another swap is in progress")  # fmt: skip
+            busy = "another swap is in progress"
+            if self.pending.request_id is None:
+                busy = "the model is being loaded again after a backend failure; retry shortly"
+            self.rt.send_event("swap_result", request_id=request_id, ok=False, error=busy)
             return
         pending = PendingSwap(request_id, command.data["resolved"])
         self.pending = pending
@@ -122,6 +123,8 @@ class InferenceStage:
         self.backend, self.model = pending.backend, pending.model
         self.resolved = pending.resolved
         self.generation += 1
+        self.broken = None  # a swap away from a broken backend is a way out too
+        self.recovery.succeeded()
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
@@ -129,29 +132,40 @@ class InferenceStage:
                            model=self.model, duration=duration,
                            last_old_seq=self.last_seq)  # fmt: skip
 
-    def reload_broken(self, reason: str) -> None:
-        """The backend can run no more frames: load the same model again in the background
-        (frames are dropped meanwhile), retrying with a growing pause when that fails too."""
-        if self.pending is not None or time.monotonic() < self.next_reload_at:
+    # -- recovery from a broken backend ----------------------------------------------------------
+
+    def on_broken(self, reason: str) -> None:
+        """The backend can run no more frames: close it (which also lets go of its device, so
+        the next load opens it afresh) and load the same model again in the background."""
+        log.error("%s: the backend failed (%s); loading the model again", self.model.key, reason)
+        self.broken = reason
+        self.backend.close()
+        self.start_reload()
+
+    def start_reload(self) -> None:
+        if self.pending is not None or not self.recovery.due(time.monotonic()):
             return
-        log.warning("%s: the backend failed (%s); loading the model again", self.model.key, reason)
         self.pending = PendingSwap(None, self.resolved)
         threading.Thread(target=self._load, args=(self.pending,), daemon=True).start()
 
     def _adopt_reload(self, pending: PendingSwap, duration: float) -> None:
         ok = pending.error is None and pending.backend is not None and pending.model is not None
-        self.rt.send_event("reload", ok=ok, error=pending.error, duration=duration)
+        self.rt.flush_stats()  # the frames it cost are counted before the reload is reported
+        self.rt.send_event("model_reload", ok=ok, error=pending.error, duration=duration)
         if not ok:
-            delay = RELOAD_BACKOFF_S[min(self.reload_failures, len(RELOAD_BACKOFF_S) - 1)]
-            self.reload_failures += 1
-            self.next_reload_at = time.monotonic() + delay
+            delay = self.recovery.failed(time.monotonic())
+            if delay is None:
+                failures = self.recovery.failures
+                self.gave_up = f"{self.model.key} failed to load again {failures} times in a row"
+                log.error("%s (last: %s)", self.gave_up, pending.error)
+                return
             log.error("loading %s again failed: %s; next attempt in %.0f s", self.model.key,
                       pending.error, delay)  # fmt: skip
             return
         assert pending.backend is not None and pending.model is not None
-        broken, self.backend, self.model = self.backend, pending.backend, pending.model
-        self.reload_failures, self.next_reload_at = 0, 0.0
-        broken.close()
+        self.backend, self.model = pending.backend, pending.model
+        self.broken = None
+        self.recovery.succeeded()
         log.info("%s loaded again in %.2fs; serving", self.model.key, duration)
 
     # -- frames --------------------------------------------------------------------------------
@@ -196,21 +210,22 @@ class InferenceStage:
         slot = self.rt.slot_for(frame)
         if slot is None:
             return
+        if self.broken is not None:  # no model to run until the reload finishes: said once
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame, "error")
+            self.start_reload()
+            return
         start = time.monotonic()
         model = self.model
         try:
             tensor, frame = self.input_tensor(frame)
             refs = self.run_into_slot(tensor, slot)
-        except BackendBroken as exc:
-            log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
-            self.rt.allocator.reclaim_slot(slot)
-            self.rt.drop(frame, "error")
-            self.reload_broken(str(exc))
-            return
         except Exception as exc:
             log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
+            if isinstance(exc, BackendBroken):
+                self.on_broken(str(exc))
             return
         if frame.tensor_slot >= 0 and not self.tensors.holds(frame.tensor_slot, frame.seq):
             # A restarted preprocess reused the tensor slot under us (its new allocator counts
@@ -237,8 +252,13 @@ class InferenceStage:
             self.rt.count("ok")
 
     def service(self) -> None:
-        """Every loop turn, frames or not: switch to a model that finished loading."""
+        """Every loop turn, frames or not: switch to a model that finished loading; give the
+        process up when a broken model would not load again (the supervisor restarts it)."""
         self.maybe_switch()
+        if self.broken is not None:
+            self.start_reload()  # when its pause is over, frames or not
+        if self.gave_up is not None:
+            raise BackendBroken(f"{self.gave_up}; restarting the inference process")
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Poll faster while a swap loads, so the switch happens soon after it is ready.

@@ -108,6 +108,7 @@ class PublishStage:
         dets = frame.detections
         model = frame.model
         assert dets is not None and model is not None
+        self.rt.count("ok")  # before the record, which may flush: both in one report
         self.rt.record(
             seq=frame.seq,
             captured=frame.captured,
@@ -118,7 +119,6 @@ class PublishStage:
             model_key=model.key,
             bytes=len(payload),
         )
-        self.rt.count("ok")
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Lossless here even in live mode: detections are cheap to send and skipping a

@@ -1,0 +1,40 @@
+"""When to load a broken model again, and when to give up on this process (pure bookkeeping).
+
+A backend that breaks (HailoRT shut its pipeline down, the device timed out) is closed and the
+same model is loaded again in the background, with a growing pause between failed attempts.
+After ``max_failures`` failures in a row the inference process gives up: the supervisor then
+starts a fresh one, which also opens the device afresh (a wedged driver handle does not
+survive a new process).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_RELOAD_FAILURES = 5
+
+
+@dataclass
+class ReloadPolicy:
+    backoff_s: tuple[float, ...] = RELOAD_BACKOFF_S
+    max_failures: int = MAX_RELOAD_FAILURES
+    failures: int = 0
+    next_attempt_at: float = 0.0
+
+    def due(self, now: float) -> bool:
+        """May an attempt start now?"""
+        return now >= self.next_attempt_at
+
+    def failed(self, now: float) -> float | None:
+        """An attempt failed: the pause before the next one, or None to give up."""
+        self.failures += 1
+        if self.failures >= self.max_failures:
+            return None
+        delay = self.backoff_s[min(self.failures - 1, len(self.backoff_s) - 1)]
+        self.next_attempt_at = now + delay
+        return delay
+
+    def succeeded(self) -> None:
+        """The model serves again (or another one does): start from scratch next time."""
+        self.failures, self.next_attempt_at = 0, 0.0
