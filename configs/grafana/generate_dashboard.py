@@ -409,13 +409,26 @@ def model_and_reliability() -> list[Panel]:
             text_mode="value_and_name",
         ),
         stat(
+            "Model reloads",
+            "The active model loaded again after its backend failed (a Hailo pipeline shut "
+            "down, a device timeout), in the selected range, by result.",
+            [
+                target(
+                    f"sum by (result) (increase(edged_model_reloads_total{{{SEL}}}[$__range]))",
+                    "{{result}}",
+                )
+            ],
+            defaults={"decimals": 0, "thresholds": thresholds((None, "green"), (1, "orange"))},
+            text_mode="value_and_name",
+        ),
+        stat(
             "Source reconnects",
             "Times the source was reopened after an error or stall, in the selected range.",
             [target(f"sum(increase(edged_source_reconnects_total{{{SEL}}}[$__range]))")],
             defaults={"decimals": 0, "thresholds": thresholds((None, "green"), (1, "orange"))},
         ),
     ]
-    return with_widths(panels, (8, 4, 4, 4, 4))
+    return with_widths(panels, (6, 4, 3, 4, 4, 3))
 
 
 def resources() -> list[Panel]:
