@@ -14,8 +14,10 @@ latest request queued), so a slow consumer gets fresh frames rather than a backl
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib
 import logging
+import os
 from types import ModuleType
 from typing import Any
 
@@ -87,6 +89,26 @@ def frame_timeout(configured_s: float, fps: float | None) -> float:
     return max(configured_s, 3.0 / fps) if fps else configured_s
 
 
+def _close_half_open(exc: BaseException) -> None:
+    """Close the notification pipe of a ``Picamera2`` whose ``__init__`` failed.
+
+    picamera2 opens that pipe before it acquires the camera and closes it only in ``close()``,
+    which returns at once for a camera that never opened; its camera manager keeps the object
+    alive. Each failed open (camera busy) would leak two descriptors, and a camera held by
+    another process through a day of retries would exhaust them.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        half = tb.tb_frame.f_locals.get("self")
+        if type(half).__name__ == "Picamera2" and not getattr(half, "is_open", False):
+            with contextlib.suppress(Exception):
+                half.notifymeread.close()
+            with contextlib.suppress(Exception):
+                os.close(half.notifyme_w)
+            return
+        tb = tb.tb_next
+
+
 def _flush(camera: Any) -> None:
     """Cancel the camera's pending jobs (``cancel_all_and_flush``, picamera2 ≥ 0.3.18)."""
     flush = getattr(camera, "cancel_all_and_flush", None)
@@ -141,6 +163,7 @@ class Picamera2Source:
         try:
             camera = picamera2_cls(camera_index)
         except Exception as exc:
+            _close_half_open(exc)
             raise SourceError(
                 f"camera {camera_index} ({model}) could not be opened ({exc}); is it in use by "
                 "another process (rpicam-*, another edged)?"

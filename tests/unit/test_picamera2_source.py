@@ -7,6 +7,7 @@ anything about a real camera — tests/hardware/test_picamera2_camera.py does th
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -118,6 +119,17 @@ def test_camera_in_use(fake_picamera2: ModuleType) -> None:
     # released on close: opening again works
     with Picamera2Source(0, 320, 240, None) as again:
         assert again.read() is not None
+
+
+def test_failed_opens_of_a_busy_camera_leak_no_descriptors(fake_picamera2: ModuleType) -> None:
+    """picamera2 opens a pipe before it acquires the camera and keeps the half-built object: a
+    day of retries against a camera another process holds must not exhaust descriptors."""
+    with Picamera2Source(0, 320, 240, None):  # holds the camera
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(20):
+            with pytest.raises(SourceError, match="in use by another process"):
+                Picamera2Source(0, 320, 240, None)
+        assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_stalled_camera_times_out_and_still_closes(fake_picamera2: ModuleType) -> None:

@@ -81,6 +81,7 @@ class FakeConfig:
 
 FAKE = FakeConfig.from_env()
 _OPEN: set[int] = set()
+_CAMERA_MANAGER: list[Any] = []  # picamera2's Picamera2._cm holds every camera object
 _OPEN_LOCK = threading.Lock()
 
 
@@ -140,6 +141,12 @@ class Picamera2:
         self.camera_config: dict[str, Any] | None = None
         self._seq = 0
         self._timers: list[threading.Timer] = []
+        # Like picamera2: its notification pipe is opened before the camera is acquired, and
+        # its camera manager keeps a reference to the object even when that fails.
+        self.notifyme_r, self.notifyme_w = os.pipe2(os.O_NONBLOCK)
+        self.notifymeread = os.fdopen(self.notifyme_r, "rb")
+        _CAMERA_MANAGER.append(self)
+        self.is_open = False
         try:
             if FAKE.cameras == 0:
                 raise RuntimeError(
@@ -156,6 +163,7 @@ class Picamera2:
         except Exception:
             raise RuntimeError("Camera __init__ sequence did not complete.") from None
         self.camera = sensor
+        self.is_open = True
         self.camera_idx = camera_num
         self.sensor_resolution = sensor["resolution"]
         self.camera_properties = {"Model": sensor["Model"], "PixelArraySize": sensor["resolution"]}
@@ -270,12 +278,16 @@ class Picamera2:
         self._job_list = []
 
     def close(self) -> None:
+        if not self.is_open:  # picamera2: a camera that never opened returns at once
+            return
+        self.is_open = False
         if self.started:
             self.stop()
-        if self.camera is not None:
-            with _OPEN_LOCK:
-                _OPEN.discard(self.camera_idx)
-            self.camera = None
+        with _OPEN_LOCK:
+            _OPEN.discard(self.camera_idx)
+        self.camera = None
+        self.notifymeread.close()
+        os.close(self.notifyme_w)
 
     def __enter__(self) -> Picamera2:
         return self
