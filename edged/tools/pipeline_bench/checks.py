@@ -1,0 +1,138 @@
+"""The issue's ratio checks, computed from the values of one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edged.tools.pipeline_bench.settings import (
+    TARGET_ADDED_P50_MS,
+    TARGET_ADDED_P99_MS,
+    TARGET_DECODE_NMS_P99_MS,
+    TARGET_EDGED_VS_INFERENCE,
+    TARGET_FP32_VS_ULTRALYTICS,
+    TARGET_PSS_MB,
+    TARGET_STATIC_VS_ULTRALYTICS,
+)
+
+
+def _find(
+    record: dict[str, Any],
+    contender: str,
+    *,
+    model: str | None = None,
+    precision: str | None = None,
+    mode: str | None = None,
+) -> dict[str, Any] | None:
+    for r in record["results"]:
+        if r.get("status") != "ok" or r["contender"] != contender:
+            continue
+        if model is not None and r["model"] != model:
+            continue
+        if precision is not None and r["precision"] != precision:
+            continue
+        if mode is not None and r.get("mode") != mode:
+            continue
+        return r
+    return None
+
+
+def _check(
+    name: str, target: str, value: float | None, passed: bool | None, **inputs: Any
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "target": target,
+        "value": None if value is None else round(value, 3),
+        "passed": passed,
+        "inputs": inputs,
+    }
+
+
+def _ratio(a: dict | None, b: dict | None) -> float | None:
+    if a is None or b is None or not b.get("fps"):
+        return None
+    return a["fps"] / b["fps"]
+
+
+def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 9's targets, evaluated on the figures of this one run (``passed`` None: not run)."""
+    checks = []
+    for info in record["models"]:
+        name, precision = info["name"], info["precision"]
+        edged = _find(record, "edged", model=name, mode="lossless")
+        inference = _find(record, "inference", model=name)
+        ratio = _ratio(edged, inference)
+        checks.append(
+            _check(
+                f"edged_vs_inference_fps[{name}]",
+                f">= {TARGET_EDGED_VS_INFERENCE}",
+                ratio,
+                None if ratio is None else ratio >= TARGET_EDGED_VS_INFERENCE,
+                edged_fps=edged and edged["fps"],
+                inference_fps=inference and inference["fps"],
+                precision=precision,
+            )
+        )
+        latency = _find(record, "edged", model=name, mode="realtime") or edged
+        for q, limit in (("p50", TARGET_ADDED_P50_MS), ("p99", TARGET_ADDED_P99_MS)):
+            value = None if latency is None else latency["added_ms"][q]
+            checks.append(
+                _check(
+                    f"added_latency_{q}_ms[{name}]",
+                    f"<= {limit}",
+                    value,
+                    None if value is None else value <= limit,
+                    mode=latency and latency["mode"],
+                    precision=precision,
+                )
+            )
+        pss = None if edged is None else edged.get("pss_mb")
+        checks.append(
+            _check(
+                f"edged_pss_mb[{name}]",
+                f"<= {TARGET_PSS_MB}",
+                pss,
+                None if pss is None else pss <= TARGET_PSS_MB,
+                processes=edged and edged.get("processes"),
+                precision=precision,
+            )
+        )
+    ultra = _find(record, "ultralytics", precision="fp32")
+    for label, precision, target in (
+        ("edged_fp32_vs_ultralytics_fp32_fps", "fp32", TARGET_FP32_VS_ULTRALYTICS),
+        ("edged_static_vs_ultralytics_fp32_fps", "int8-static", TARGET_STATIC_VS_ULTRALYTICS),
+    ):
+        # Same model for FP32; for static, its FP32 source is the Ultralytics one (any FP32).
+        model = ultra["model"] if ultra and precision == "fp32" else None
+        edged = _find(record, "edged", precision=precision, mode="lossless", model=model)
+        ratio = _ratio(edged, ultra)
+        checks.append(
+            _check(
+                label,
+                f">= {target}",
+                ratio,
+                None if ratio is None else ratio >= target,
+                edged_fps=edged and edged["fps"],
+                ultralytics_fps=ultra and ultra["fps"],
+                edged_model=edged and edged["model"],
+                ultralytics_model=ultra and ultra["model"],
+            )
+        )
+    scenarios = record.get("decode_nms", {}).get("scenarios", {})
+    micro, raw = scenarios.get("typical"), scenarios.get("typical (raw head)")
+    for label, value in (
+        ("decode_nms_p99_ms[typical: 8400 anchors]", micro and micro["p99"]),
+        ("decode_nms_cpu_p99_ms[typical: 8400 anchors]", micro and micro["cpu_ms"]["p99"]),
+        ("decode_nms_p99_ms[typical: raw head]", raw and raw["p99"]),
+        ("decode_nms_cpu_p99_ms[typical: raw head]", raw and raw["cpu_ms"]["p99"]),
+    ):
+        checks.append(
+            _check(
+                label,
+                f"<= {TARGET_DECODE_NMS_P99_MS}",
+                value,
+                None if value is None else value <= TARGET_DECODE_NMS_P99_MS,
+                candidates=micro and micro["candidates"],
+            )
+        )
+    return checks

@@ -1,0 +1,124 @@
+"""The printed table of a pipeline benchmark record."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.tools.system import NOISY_OTHER_CPU_PERCENT
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return str(value)
+
+
+def summary_rows(record: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for r in record["results"]:
+        label = r["contender"] + (f" ({r['mode']})" if r.get("mode") else "")
+        if r.get("status") != "ok":
+            rows.append(
+                {
+                    "model": r["model"],
+                    "precision": r["precision"],
+                    "contender": label,
+                    "FPS": r.get("status", "?"),
+                    "note": r.get("reason", "")[:60],
+                }
+            )
+            continue
+        rows.append(
+            {
+                "model": r["model"],
+                "precision": r["precision"],
+                "contender": label,
+                "frames": _fmt(r["frames"]),
+                "FPS": _fmt(r["fps"]),
+                "e2e p50": _fmt(r["e2e_ms"]["p50"]),
+                "e2e p99": _fmt(r["e2e_ms"]["p99"]),
+                "infer p50": _fmt(r["infer_ms"]["p50"]),
+                "added p50": _fmt(r["added_ms"]["p50"]),
+                "added p99": _fmt(r["added_ms"]["p99"]),
+                "CPU%": _fmt(r["cpu_percent"]),
+                "PSS MB": _fmt(r.get("pss_mb")),
+                "other CPU%": _fmt(r.get("other_cpu_percent")),
+            }
+        )
+    return rows
+
+
+def print_report(record: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    # Not a terminal (a log, CI): wide enough that the table is not squeezed into 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=180)
+    columns = [
+        "model",
+        "precision",
+        "contender",
+        "frames",
+        "FPS",
+        "e2e p50",
+        "e2e p99",
+        "infer p50",
+        "added p50",
+        "added p99",
+        "CPU%",
+        "PSS MB",
+        "other CPU%",
+        "note",
+    ]
+    rows = summary_rows(record)
+    used = [c for c in columns if any(c in r for r in rows)]
+    table = Table(
+        title=f"edged bench-pipeline — {Path(record['video']['path']).name} "
+        f"{record['video']['width']}×{record['video']['height']}, ORT "
+        f"{record['intra_op_threads']} threads, {record['machine']['cpus']} CPUs "
+        "(latencies in ms)"
+    )
+    for c in used:
+        table.add_column(
+            c, justify="left" if c in ("model", "precision", "contender", "note") else "right"
+        )
+    for r in rows:
+        table.add_row(*(escape(r.get(c, "")) for c in used))
+    console.print(table)
+    micro = Table(title="decode + NMS (edged.postprocess.decoders.decode), YOLOv8 1×84×8400, ms")
+    for c in ("scenario", "candidates", "detections", "p50", "p99", "max", "CPU p50", "CPU p99"):
+        micro.add_column(c, justify="left" if c == "scenario" else "right")
+    for name, m in record["decode_nms"]["scenarios"].items():
+        micro.add_row(
+            name,
+            str(m["candidates"]),
+            str(m["detections"]),
+            _fmt(m["p50"]),
+            _fmt(m["p99"]),
+            _fmt(m["max"]),
+            _fmt(m["cpu_ms"]["p50"]),
+            _fmt(m["cpu_ms"]["p99"]),
+        )
+    console.print(micro)
+    checks = Table(title="issue 9 targets (this run)")
+    for c in ("check", "target", "value", "result"):
+        checks.add_column(c, justify="left" if c in ("check", "result") else "right")
+    for c in record["checks"]:
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "not measured"}
+        checks.add_row(escape(c["name"]), c["target"], _fmt(c["value"]), verdict[c["passed"]])
+    console.print(checks)
+    load = record["machine"]
+    console.print(
+        f"load average {load['load_start']} → {load['load_end']}; {record['duration_s']:.0f}s"
+    )
+    if record.get("noisy"):
+        console.print(
+            f"[yellow]warning: other processes used more than "
+            f"{NOISY_OTHER_CPU_PERCENT:.0f}% CPU during a timed window "
+            "(see other_cpu_percent); rerun on a quiet machine[/]"
+        )

@@ -1,0 +1,205 @@
+"""One pipeline benchmark: every contender for every model, back to back, into one record."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edged.tools.pipeline_bench.checks import compute_checks
+from edged.tools.pipeline_bench.daemon import run_edged
+from edged.tools.pipeline_bench.decode import decode_nms_microbench
+from edged.tools.pipeline_bench.settings import (
+    CONTENDERS,
+    RESULT_KIND,
+    RESULT_VERSION,
+    PipelineBenchSettings,
+)
+from edged.tools.pipeline_bench.workers import run_worker, video_info
+from edged.tools.system import NOISY_OTHER_CPU_PERCENT, busy_seconds
+
+
+def model_info(path: str) -> dict[str, Any]:
+    """Precision, output shape and whether Ultralytics can run it, from the ONNX file."""
+    import onnx
+
+    from edged.backends.onnxruntime import precision_of
+
+    model = onnx.load(str(path), load_external_data=False)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    shapes = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]
+    inputs = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    yolov8_like = bool(shapes) and len(shapes[0]) == 3 and 0 < shapes[0][1] < shapes[0][2]
+    return {
+        "path": str(path),
+        "name": Path(path).stem,
+        "precision": precision_of(metadata),
+        "output_shapes": shapes,
+        "imgsz": inputs[0][2] if inputs and len(inputs[0]) == 4 else 640,
+        "ultralytics_layout": yolov8_like and {"names", "stride", "task"} <= set(metadata),
+        "size_bytes": Path(path).stat().st_size,
+    }
+
+
+def effective_threads(threads: int | None) -> int:
+    """The intra-op thread count the daemon's backend uses for ``threads`` (None: default)."""
+    from edged.backends.onnxruntime import session_options
+    from edged.config import OnnxRuntimeOptions
+
+    return session_options(OnnxRuntimeOptions(intra_op_threads=threads)).intra_op_num_threads
+
+
+def _ultralytics_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ultralytics") is not None
+
+
+def run_pipeline_bench(
+    settings: PipelineBenchSettings, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run every contender for every model; the full result record (JSON-serialisable)."""
+    say = progress or (lambda _msg: None)
+    for c in settings.contenders:
+        if c not in CONTENDERS:
+            raise ValueError(f"unknown contender {c!r} (known: {', '.join(CONTENDERS)})")
+    video = video_info(settings.source)
+    threads = effective_threads(settings.threads)
+    started = time.time()
+    record: dict[str, Any] = {
+        "kind": RESULT_KIND,
+        "version": RESULT_VERSION,
+        "started": started,
+        "settings": asdict(settings),
+        "video": video,
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "intra_op_threads": threads,
+        "models": [],
+        "results": [],
+    }
+    with contextlib.suppress(ImportError):
+        import onnxruntime
+
+        record["machine"]["onnxruntime"] = onnxruntime.__version__
+    say("decode + NMS micro-benchmark")
+    record["decode_nms"] = decode_nms_microbench(settings.micro_runs)
+    workdir = Path(tempfile.mkdtemp(prefix="edged-bench-pipeline-"))
+    try:
+        for model in settings.models:
+            info = model_info(model)
+            names = {m["name"] for m in record["models"]}
+            if info["name"] in names:  # same file name in two folders: keep results apart
+                info["name"] = f"{info['name']}#{len(record['models']) + 1}"
+            record["models"].append(info)
+            for contender in settings.contenders:
+                modes = settings.edged_modes if contender == "edged" else ("",)
+                for mode in modes:
+                    entry = {
+                        "model": info["name"],
+                        "precision": info["precision"],
+                        "contender": contender,
+                        "mode": mode or None,
+                    }
+                    skip = _skip_reason(contender, info, settings)
+                    if skip:
+                        record["results"].append({**entry, "status": "skipped", "reason": skip})
+                        continue
+                    say(f"{info['name']} ({info['precision']}): {contender} {mode}".rstrip())
+                    waited = wait_for_quiet(settings.quiet_wait_s, settings.quiet_percent)
+                    outcome = _run_one(
+                        contender, mode, info, settings, threads, video, record, workdir
+                    )
+                    record["results"].append({**entry, **outcome, "quiet_wait_s": waited})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    record["machine"]["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    record["duration_s"] = round(time.time() - started, 1)
+    record["noisy"] = any(
+        (r.get("other_cpu_percent") or 0) > NOISY_OTHER_CPU_PERCENT for r in record["results"]
+    )
+    record["checks"] = compute_checks(record)
+    return record
+
+
+def wait_for_quiet(max_wait_s: float, percent: float, step_s: float = 2.0) -> float | None:
+    """Wait until the machine was busy < ``percent`` % (of one CPU) for ``step_s``; seconds
+    waited, or None when it never got that quiet within ``max_wait_s`` (0: do not wait)."""
+    if max_wait_s <= 0:
+        return 0.0
+    start = time.monotonic()
+    while True:
+        busy0 = busy_seconds()
+        time.sleep(step_s)
+        if 100 * (busy_seconds() - busy0) / step_s < percent:
+            return round(time.monotonic() - start, 1)
+        if time.monotonic() - start >= max_wait_s:
+            return None
+
+
+def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings) -> str | None:
+    if contender != "ultralytics":
+        return None
+    if s.ultralytics == "none":
+        return "disabled (--ultralytics none)"
+    if s.ultralytics == "fp32" and info["precision"] != "fp32":
+        return "Ultralytics runs on FP32 models only (--ultralytics all to include this one)"
+    if not info["ultralytics_layout"]:
+        return "the model does not have the Ultralytics layout/metadata"
+    if not _ultralytics_installed():
+        return "Ultralytics is not installed"
+    return None
+
+
+def _run_one(
+    contender: str,
+    mode: str,
+    info: dict[str, Any],
+    s: PipelineBenchSettings,
+    threads: int,
+    video: dict[str, Any],
+    record: dict[str, Any],
+    workdir: Path,
+) -> dict[str, Any]:
+    frames = s.frames
+    if contender == "edged":
+        if mode == "realtime":
+            fps = s.realtime_fps or video["fps"] or 10.0
+            limit = _inference_fps(record, info["name"])
+            if s.realtime_fps is None and limit and fps >= 0.8 * limit:
+                fps = round(0.5 * limit, 1)  # pace well below the inference limit
+            n = s.realtime_frames if frames is None else min(frames, s.realtime_frames)
+            return run_edged(s, info["path"], mode, workdir / f"edged-{mode}", n, fps)
+        return run_edged(s, info["path"], mode, workdir / f"edged-{mode}", frames, None)
+    if frames is None and contender == "inference":
+        frames = max(1, video["frame_count"] - s.warmup) if video["frame_count"] > 0 else 200
+    spec = {
+        "model": info["path"],
+        "source": s.source,
+        "threads": s.threads,
+        "effective_threads": threads,
+        "spin_wait": s.spin_wait,
+        "layout": s.layout,
+        "warmup": s.warmup,
+        "frames": frames,
+        "imgsz": info["imgsz"],
+    }
+    return run_worker(contender, spec, s, workdir)
+
+
+def _inference_fps(record: dict[str, Any], model: str) -> float | None:
+    for r in record["results"]:
+        if r["model"] == model and r["contender"] == "inference" and r.get("status") == "ok":
+            return r["fps"]
+    return None

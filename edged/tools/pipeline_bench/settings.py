@@ -1,0 +1,67 @@
+"""What a pipeline benchmark runs with, and the targets its checks compare against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+RESULT_KIND = "edged.bench.pipeline"
+RESULT_VERSION = 1
+CONTENDERS = ("inference", "naive", "ultralytics", "edged")
+EDGED_MODES = ("lossless", "realtime")
+MB = 1_000_000  # PSS is reported in MB (10^6 bytes), the unit of the 400 MB target
+
+# Issue 9's targets (the thresholds the checks compare against).
+TARGET_EDGED_VS_INFERENCE = 0.9
+TARGET_STATIC_VS_ULTRALYTICS = 2.5
+TARGET_FP32_VS_ULTRALYTICS = 1.15
+TARGET_ADDED_P50_MS = 3.0
+TARGET_ADDED_P99_MS = 10.0
+TARGET_DECODE_NMS_P99_MS = 1.0
+TARGET_PSS_MB = 400.0
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineBenchSettings:
+    models: tuple[str, ...]
+    source: str
+    threads: int | None = None  # ORT intra-op threads; None: the daemon's derived default
+    frames: int | None = None  # timed frames per contender; None: the whole video
+    warmup: int = 10  # frames (runs) before timing starts, per contender
+    contenders: tuple[str, ...] = CONTENDERS
+    edged_modes: tuple[str, ...] = EDGED_MODES
+    realtime_fps: float | None = None  # pacing of the realtime run; None: the file's rate
+    realtime_frames: int = 240  # timed frames of the realtime run
+    ultralytics: str = "fp32"  # run Ultralytics on: fp32 models, all models, none
+    spin_wait: bool | str = "auto"  # the daemon's inference.onnxruntime.spin_wait
+    layout: str = "fused"  # the daemon's pipeline.layout
+    decode_threads: int | None = 1  # the daemon's source.decode_threads (None: FFmpeg's choice)
+    # Experiment: niceness added to the daemon's processes other than the inference stage
+    # once frames flow (0: leave them alone).
+    renice_others: int = 0
+    sample_interval_s: float = 1.0  # PSS sampling period
+    timeout_s: float = 900.0  # per contender
+    # Shared machine: before each contender wait (up to this long) for a 2 s stretch in which
+    # the machine was busy less than quiet_percent of one CPU. 0: start at once.
+    quiet_wait_s: float = 0.0
+    quiet_percent: float = 15.0
+    micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    import numpy as np
+
+    if len(values) == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None}
+    a = np.asarray(values, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, (50, 90, 99))
+    return {
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(a.mean()), 3),
+        "max": round(float(a.max()), 3),
+    }
