@@ -129,16 +129,11 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
             if not ok:
                 break
             t0 = time.perf_counter()
-            tensor, box = runner.preprocess(image)
-            t1 = time.perf_counter()
-            outputs = runner.infer(tensor)
-            t2 = time.perf_counter()
-            runner.postprocess(outputs, box)
-            t3 = time.perf_counter()
+            took = runner.timed_detect(image)
             if n >= warmup:
-                e2e.append((t3 - t0) * 1000)
-                infer.append((t2 - t1) * 1000)
-                added.append(((t3 - t0) - (t2 - t1)) * 1000)
+                e2e.append(took.total * 1000)
+                infer.append(took.infer * 1000)
+                added.append((took.total - took.infer) * 1000)
                 read.append((t0 - r0) * 1000)
             n += 1
     finally:
