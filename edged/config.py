@@ -293,6 +293,15 @@ class RuntimeConfig(_Strict):
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    ready_without_frames_s: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Under systemd: report READY this long into service even if no frame was published "
+            "yet (a camera unplugged at boot), instead of letting the start time out; edged "
+            "keeps retrying the source and STATUS says why nothing flows."
+        ),
+    )
 
 
 class EdgedConfig(_Strict):

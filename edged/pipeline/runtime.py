@@ -22,6 +22,7 @@ from pathlib import Path
 import zmq
 
 from edged.config import EdgedConfig
+from edged.log_throttle import LogThrottle
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.handoff import FrameInbox, FrameOutbox, HandoffError
 from edged.pipeline.messages import (
@@ -143,6 +144,7 @@ class StageRuntime:
         self._counters = {"ok": 0, "dropped": 0, "error": 0}
         self._queue_depth = 0
         self._records: list[dict] = []  # published frames since the last stats flush
+        self.log_throttle = LogThrottle()  # per-frame failures: one line per interval
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
         self.command_handler: Callable[[Command], None] = self._default_command
@@ -307,9 +309,13 @@ class StageRuntime:
         try:
             if self.outbox.send(dumps(frame), lambda: self._must_stop_sending(reclaims), patient):
                 return True
-            log.warning("%s: next stage unavailable; frame %d dropped", self.stage, frame.seq)
+            if (more := self.log_throttle.allow("handoff")) is not None:
+                log.warning("%s: next stage unavailable; frame %d dropped%s", self.stage,
+                            frame.seq, more)  # fmt: skip
         except (HandoffError, OSError) as exc:
-            log.error("%s: frame %d cannot be handed on: %s", self.stage, frame.seq, exc)
+            if (more := self.log_throttle.allow("handoff-error")) is not None:
+                log.error("%s: frame %d cannot be handed on: %s%s", self.stage, frame.seq, exc,
+                          more)  # fmt: skip
         self.drop(frame)  # frees the slots it holds, this stage's own included
         return False
 
@@ -393,7 +399,8 @@ class StageRuntime:
         except StopRequested:
             raise
         except Exception:
-            log.exception("%s failed for frame %d", self.stage, frame.seq)
+            if (more := self.log_throttle.allow("process")) is not None:
+                log.exception("%s failed for frame %d%s", self.stage, frame.seq, more)
             self.drop(frame, "error")
 
     def serve(

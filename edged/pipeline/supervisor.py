@@ -43,6 +43,7 @@ from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.layout import ProcessGroup, group_of, process_groups, process_name
+from edged.pipeline.liveness import Liveness
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 SHM_PREFIX = "edged"
 MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
+
 DRAIN_TIMEOUT_S = 15.0
 SWAP_TIMEOUT_S = 300.0
 
@@ -189,7 +191,12 @@ class Supervisor:
         self._drain_requested = False
         self._reload_requested = False
         self._draining_since: float | None = None
-        self._published_ready = False
+        self._published_ready = False  # READY=1 sent: the first frame, or ready_without_frames_s
+        self._serving_since: float | None = None
+        self.liveness = Liveness(
+            silence_s=max(5.0, 10 * config.pipeline.stats_interval_s),
+            start_grace_s=STARTUP_TIMEOUT_S,
+        )
         self._last_watchdog = 0.0
         self._last_status = 0.0
         self.http: HttpServer | None = None
@@ -234,6 +241,7 @@ class Supervisor:
         proc = self.mp.Process(target=stage_main.main, args=(setups,), name=f"edged-{name}")
         proc.start()
         self.processes[name] = proc
+        self.liveness.started(name, time.monotonic())
         log.info("started %s stage (pid %d)", name, proc.pid)
 
     def _spawn_stage(self, stage: str, model: ModelDescriptor | None = None) -> None:
@@ -400,6 +408,7 @@ class Supervisor:
         return self.exit_code
 
     def _serve(self) -> None:
+        self._serving_since = time.monotonic()
         poller = zmq.Poller()
         poller.register(self.events, zmq.POLLIN)
         assert self.control is not None
@@ -436,7 +445,11 @@ class Supervisor:
         except zmq.Again:
             return None
         event = loads(payload)
-        return event if isinstance(event, StageEvent) else None
+        if not isinstance(event, StageEvent):
+            return None
+        with contextlib.suppress(Exception):  # a stage name from an unknown sender: ignore
+            self.liveness.heard(self._process_of(event.stage), time.monotonic())
+        return event
 
     def _drain_events(self) -> None:
         while (event := self._recv_event()) is not None:
@@ -523,22 +536,34 @@ class Supervisor:
     def _notify_systemd(self) -> None:
         state = self.telemetry.state
         now = time.monotonic()
-        if not self._published_ready and state.published > 0:
+        if not self._published_ready:
+            in_service = now - (self._serving_since or now)
+            if state.published > 0:
+                log.info("ready: first frame published")
+            elif in_service >= self.config.runtime.ready_without_frames_s:
+                # Rather than let systemd time the start out and restart in a loop: the daemon
+                # itself keeps retrying the source, and STATUS says why no frame came.
+                log.warning("no frame published %.0f s after start (%s); telling systemd the "
+                            "daemon is up, it keeps retrying", in_service,
+                            self.telemetry.ready(self.config.http.ready_max_age_s)[1])  # fmt: skip
+            else:
+                return
             self._published_ready = True
             self.notifier.ready(self.status_line())
-            log.info("ready: first frame published")
         interval = self.notifier.watchdog_interval()
-        if interval and self._published_ready and now - self._last_watchdog >= interval:
-            # Pings follow readiness: a source that ended stops them at once (as /readyz turns
-            # 503 at once), a stalled pipeline once no frame came for the max age.
-            flowing = (
-                not state.ended
-                and state.last_published_at is not None
-                and now - state.last_published_at <= max(interval, self.config.http.ready_max_age_s)
-            )
-            if flowing:  # a stalled pipeline stops the pings and systemd restarts us
+        if interval and now - self._last_watchdog >= interval:
+            # Pings vouch that every stage process still turns its loop (liveness), not that
+            # frames flow: a source that is down or ended is /readyz's business, and restarting
+            # the daemon would not bring it back. A stuck process stops them.
+            running = [name for name, proc in self.processes.items() if proc.is_alive()]
+            stuck = self.liveness.stuck(running, now)
+            if not stuck:
                 self.notifier.watchdog()
                 self._last_watchdog = now
+            elif now - self._last_watchdog >= 2 * interval:
+                log.error("no report from the %s process(es) for %.0f s: watchdog pings stop",
+                          ", ".join(stuck), self.liveness.silence_s)  # fmt: skip
+                self._last_watchdog = now  # said once per missed ping pair, not every turn
         if now - self._last_status >= 5.0 and self._published_ready:
             self._last_status = now
             self.notifier.status(self.status_line())
@@ -547,7 +572,10 @@ class Supervisor:
         s = self.telemetry.state
         model = s.model
         variant = f"{model.name}/{model.variant}" if model else "no model"
-        return f"{s.fps():.1f} fps, {variant}, {s.published} frames published"
+        line = f"{s.fps():.1f} fps, {variant}, {s.published} frames published"
+        if not s.source_connected and not s.ended:
+            line += f"; source: {s.source_error or 'connecting'}"
+        return line
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -691,14 +719,17 @@ class Supervisor:
         if self.config_path is None:
             self._reply(identity, error_reply("no config file to reload (started without one)"))
             return
-        self.notifier.reloading()
+        started = self._published_ready  # before READY=1, a reload must not send it early
+        if started:
+            self.notifier.reloading()
         try:
             new = load_config(self.config_path)
             pipeline_mode(new, str(self.config_path))
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
             self._reply(identity, error_reply(str(exc)))
-            self.notifier.ready(self.status_line())
+            if started:
+                self.notifier.ready(self.status_line())
             return
         changed = [
             name for name in type(new).model_fields if getattr(new, name) != getattr(self.config,
@@ -712,7 +743,8 @@ class Supervisor:
             self.swap(new.model.variant, identity, new)
         else:
             self._reply(identity, reply(True, changed=changed, active=self._active_variant()))
-        self.notifier.ready(self.status_line())
+        if started:
+            self.notifier.ready(self.status_line())
 
     # -- shutdown --------------------------------------------------------------------------------
 

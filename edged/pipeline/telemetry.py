@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
-from edged.pipeline.messages import ModelDescriptor, StageEvent
+from edged.pipeline.messages import INFER, ModelDescriptor, StageEvent
+
+KEEP_LABELS_FOR = 4  # model keys whose labels stay known: the active one and a few before it
 
 
 @dataclass
@@ -29,7 +31,7 @@ class PipelineState:
     def fps(self, now: float | None = None) -> float:
         """Published frames per second over the last few seconds."""
         now = time.monotonic() if now is None else now
-        times = [t for t in self.recent if now - t <= 5.0]
+        times = [t for t in tuple(self.recent) if now - t <= 5.0]  # the HTTP thread reads it
         if len(times) < 2:
             return 0.0
         return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
@@ -45,6 +47,9 @@ class Telemetry:
     def set_model(self, model: ModelDescriptor) -> None:
         self.state.model = model
         self._labels_for[model.key] = model.labels
+        # Frames in flight may still carry the previous models' keys; older ones never come.
+        for key in list(self._labels_for)[:-KEEP_LABELS_FOR]:
+            del self._labels_for[key]
         self.metrics.set_active_model(model.name, model.variant, model.backend, model.precision)
         self.metrics.prepare_labels(model.labels)
 
@@ -52,6 +57,12 @@ class Telemetry:
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(event)
+
+    def _on_ready(self, event: StageEvent) -> None:
+        # A restarted inference process loads the active model afresh, under a new key.
+        model = event.data.get("model")
+        if event.stage == INFER and isinstance(model, ModelDescriptor):
+            self.set_model(model)
 
     def _on_stats(self, event: StageEvent) -> None:
         for outcome, n in event.data["counts"].items():

@@ -3,6 +3,7 @@ per-frame records the supervisor receives (edged.pipeline.telemetry)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -208,3 +209,25 @@ def test_two_metrics_instances_do_not_clash() -> None:
     a, b = Metrics(), Metrics()
     a.frames.labels("capture", "ok").inc()
     assert samples(b)["edged_frames_total"][(("outcome", "ok"), ("stage", "capture"))] == 0
+
+
+def test_a_restarted_inference_process_keeps_detections_labelled() -> None:
+    """Its model comes back under a new key (generation 0 again, after swaps): the supervisor
+    learns it from the stage's ready event, so detections do not turn "unknown"."""
+    metrics = Metrics()
+    telemetry = Telemetry(metrics)
+    telemetry.set_model(model())
+    restarted = dataclasses.replace(model(), key="yolov5n/fp32/0")
+    telemetry.handle(StageEvent("infer", "ready", {"model": restarted}))
+    frame = record(0, [0, 1], [0.9, 0.8])
+    frame["model_key"] = restarted.key
+    telemetry.handle(published(frame))
+    got = samples(metrics)["edged_detections_total"]
+    assert got == {(("label", "person"),): 1, (("label", "car"),): 1}
+
+
+def test_labels_are_kept_for_the_last_few_models_only() -> None:
+    telemetry = Telemetry(Metrics())
+    for generation in range(20):
+        telemetry.set_model(dataclasses.replace(model(), key=f"yolov5n/fp32/{generation}"))
+    assert list(telemetry._labels_for) == [f"yolov5n/fp32/{g}" for g in range(16, 20)]

@@ -80,11 +80,13 @@ def test_key_settings(section: str, key: str, value: str) -> None:
     assert _one(section, key) == value
 
 
-def test_watchdog_and_rate_limit() -> None:
+def test_watchdog_and_restart_policy() -> None:
     assert int(_one("Service", "WatchdogSec")) >= 10
-    # The rate limit lives in [Unit] (in [Service] it is a deprecated alias).
-    assert int(_one("Unit", "StartLimitBurst")) >= 1
-    assert int(_one("Unit", "StartLimitIntervalSec")) > 0
+    # Never give up on transient trouble (in [Unit]; in [Service] it is a deprecated alias),
+    # but space the restarts and do not retry what a restart cannot fix.
+    assert _one("Unit", "StartLimitIntervalSec") == "0"
+    assert int(_one("Service", "RestartSec")) >= 10
+    assert _one("Service", "RestartPreventExitStatus") == "2"
     assert int(_one("Service", "TimeoutStopSec")) > 0
     assert int(_one("Service", "LimitNOFILE")) >= 4096
 

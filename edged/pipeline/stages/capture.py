@@ -46,7 +46,6 @@ OPEN_TIMEOUT_S = 10.0  # FFmpeg's own connect/probe timeout for streams
 HANG_GRACE_S = 5.0  # how long past its deadline a blocked call may take before it is abandoned
 MAX_HUNG_CALLS = 3  # abandoned calls (each leaks a thread) before the process starts over
 EXIT_HUNG = 75  # exit status when the source keeps hanging (the supervisor restarts capture)
-ERROR_LOG_INTERVAL_S = 10.0  # bad frames: one log line per interval, with a count
 WAIT_STEP_S = 0.1  # how often the stage answers the supervisor while a call runs
 
 
@@ -201,8 +200,6 @@ class CaptureStage:
         self.hung_calls = 0
         self.failed = False  # an open or read failed since the last successful open
         self.awaiting_first_frame = False  # reset the backoff once the new source delivers
-        self.bad_frames = 0
-        self._last_bad_log = -float("inf")
 
     # -- blocking calls with a deadline ----------------------------------------------------------
 
@@ -345,14 +342,8 @@ class CaptureStage:
 
     def _bad_frame(self, seq: int, problem: str) -> None:
         """Log a refused frame: the first at once, then one line per interval with a count."""
-        self.bad_frames += 1
-        now = time.monotonic()
-        if now - self._last_bad_log >= ERROR_LOG_INTERVAL_S:
-            more = f" ({self.bad_frames} refused since the last report)" if self.bad_frames > 1 \
-                else ""  # fmt: skip
+        if (more := self.rt.log_throttle.allow("bad-frame")) is not None:
             log.error("frame %d %s; refused%s", seq, problem, more)
-            self._last_bad_log = now
-            self.bad_frames = 0
 
     def read_frame(self, into: np.ndarray | None = None) -> np.ndarray | None:
         """The next frame; SourceError (SourceStalled for a live source past its stall timeout).

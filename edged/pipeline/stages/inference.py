@@ -221,7 +221,9 @@ class InferenceStage:
             tensor, frame = self.input_tensor(frame)
             refs = self.run_into_slot(tensor, slot)
         except Exception as exc:
-            log.error("inference failed on frame %d with %s: %s", frame.seq, model.key, exc)
+            if (more := self.rt.log_throttle.allow("inference")) is not None:
+                log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
+                          exc, more)  # fmt: skip
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
             if isinstance(exc, BackendBroken):
