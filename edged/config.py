@@ -321,18 +321,6 @@ class EdgedConfig(_Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
 
-    @model_validator(mode="after")
-    def _records_arrive_before_readiness_expires(self) -> EdgedConfig:
-        # Published frames reach the supervisor with the publish stage's counters, so /readyz
-        # would turn unready between two reports if they came less often than its max age.
-        interval, max_age = self.pipeline.stats_interval_s, self.http.ready_max_age_s
-        if interval >= max_age:
-            raise ValueError(
-                f"pipeline.stats_interval_s ({interval}) must be shorter than "
-                f"http.ready_max_age_s ({max_age}): frames are reported that often"
-            )
-        return self
-
 
 def _check_zmq_endpoint(value: str) -> str:
     if not value.startswith(("tcp://", "ipc://", "inproc://")):

@@ -338,7 +338,7 @@ class Supervisor:
             return
         self.http = HttpServer(
             cfg.host, cfg.port, self.metrics.registry, self.health,
-            lambda: self.telemetry.ready(cfg.ready_max_age_s),
+            self.readiness,
         )  # fmt: skip
         if self.config.preview.enabled:
             from edged.preview.routes import install_preview
@@ -545,7 +545,7 @@ class Supervisor:
                 # itself keeps retrying the source, and STATUS says why no frame came.
                 log.warning("no frame published %.0f s after start (%s); telling systemd the "
                             "daemon is up, it keeps retrying", in_service,
-                            self.telemetry.ready(self.config.http.ready_max_age_s)[1])  # fmt: skip
+                            self.readiness()[1])  # fmt: skip
             else:
                 return
             self._published_ready = True
@@ -567,6 +567,12 @@ class Supervisor:
         if now - self._last_status >= 5.0 and self._published_ready:
             self._last_status = now
             self.notifier.status(self.status_line())
+
+    def readiness(self) -> tuple[bool, str]:
+        """/readyz's verdict. Frames are reported with the publish stage's counters, up to one
+        ``stats_interval_s`` after they went out: that much is added to the allowed age."""
+        slack = self.config.pipeline.stats_interval_s
+        return self.telemetry.ready(self.config.http.ready_max_age_s + slack)
 
     def status_line(self) -> str:
         s = self.telemetry.state

@@ -111,13 +111,3 @@ def test_lossless_needs_a_file(tmp_path: Path):
     assert "source.mode" in dict(info.value.errors)
     assert pipeline_mode(parse_config({"source": {"uri": "a.mp4"}})) == (False, "realtime")
     assert pipeline_mode(parse_config({"source": {"uri": "0"}})) == (False, "live")
-
-
-def test_counters_must_be_reported_more_often_than_readiness_expires():
-    with pytest.raises(ConfigError) as info:
-        parse_config({"pipeline": {"stats_interval_s": 6}})
-    assert info.value.errors == [
-        ("(root)", "pipeline.stats_interval_s (6.0) must be shorter than http.ready_max_age_s "
-                   "(5.0): frames are reported that often"),
-    ]  # fmt: skip
-    parse_config({"pipeline": {"stats_interval_s": 6}, "http": {"ready_max_age_s": 10}})
