@@ -76,6 +76,11 @@ class Frame:
         return (*self.timings, (stage, start, end))
 
 
+# How long a swap may take before the supervisor gives up waiting (and the inference stage lets
+# a newer swap replace a load that is still stuck).
+SWAP_TIMEOUT_S = 300.0
+
+
 @dataclass(frozen=True)
 class StageEvent:
     """Stage → supervisor: ``kind`` says what ``data`` holds."""

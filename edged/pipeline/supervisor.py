@@ -51,6 +51,7 @@ from edged.pipeline.messages import (
     PREPROCESS,
     PUBLISH,
     STAGE_ORDER,
+    SWAP_TIMEOUT_S,
     Command,
     ModelDescriptor,
     StageEvent,
@@ -72,7 +73,6 @@ MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
-SWAP_TIMEOUT_S = 300.0
 
 
 # Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
@@ -131,6 +131,7 @@ class PendingReply:
     variant: str
     started: float
     resolved: ResolvedVariant
+    request_id: str = ""  # matches the inference stage's swap_result to this request
     config: EdgedConfig | None = None  # a reloaded config, adopted when the swap succeeds
     done_at_seq: int | None = None  # reply once this seq is published (old-model frames out)
     result: dict[str, Any] = field(default_factory=dict)
@@ -666,10 +667,11 @@ class Supervisor:
         except ModelError as exc:
             self._refuse(identity, variant, str(exc))
             return
+        request_id = uuid.uuid4().hex
         self.pending = PendingReply(identity or b"", variant, time.monotonic(), resolved,
-                                    config=config)  # fmt: skip
+                                    request_id, config=config)  # fmt: skip
         log.info("swap to %s requested (%s)", variant, resolved.path)
-        self._send(INFER, Command("swap", {"request_id": uuid.uuid4().hex, "resolved": resolved}))
+        self._send(INFER, Command("swap", {"request_id": request_id, "resolved": resolved}))
 
     def _refuse(self, identity: bytes | None, variant: str, error: str) -> None:
         log.warning("swap to %s refused: %s", variant, error)
@@ -683,7 +685,8 @@ class Supervisor:
     def _on_swap_result(self, event: StageEvent) -> None:
         pending = self.pending
         d = event.data
-        if pending is None:
+        if pending is None or d.get("request_id") != pending.request_id:
+            self._late_swap_result(d)
             return
         if not d["ok"]:
             self.pending = None
@@ -701,6 +704,17 @@ class Supervisor:
                           "first_seq": pending.done_at_seq + 1,
                           "duration_s": round(d.get("duration", 0.0), 3)}  # fmt: skip
         log.info("swapped to %s in %.2fs", model.key, d.get("duration", 0.0))
+
+    def _late_swap_result(self, d: dict[str, Any]) -> None:
+        """A swap that had timed out here finished after all: the inference stage serves the
+        new model now, so the rest of the pipeline follows it (no one is waiting for a reply)."""
+        if not d.get("ok") or d.get("resolved") is None:
+            return
+        model: ModelDescriptor = d["model"]
+        log.warning("a swap to %s that had timed out finished after all; serving it", model.key)
+        self.telemetry.set_model(model)
+        self.resolved = d["resolved"]
+        self._send(PREPROCESS, Command("model", {"model": model}))
 
     def _check_pending_swap(self) -> None:
         pending = self.pending

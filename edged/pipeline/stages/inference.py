@@ -18,7 +18,14 @@ import numpy as np
 from edged.backends import Backend, BackendBroken, BackendError
 from edged.heap import release_free_heap
 from edged.models import ResolvedVariant
-from edged.pipeline.messages import INFER, ArrayRef, Command, Frame, ModelDescriptor
+from edged.pipeline.messages import (
+    INFER,
+    SWAP_TIMEOUT_S,
+    ArrayRef,
+    Command,
+    Frame,
+    ModelDescriptor,
+)
 from edged.pipeline.model_loader import load_model
 from edged.pipeline.ring import aligned
 from edged.pipeline.runtime import (
@@ -45,6 +52,32 @@ class PendingSwap:
         self.backend: Backend | None = None
         self.model: ModelDescriptor | None = None
         self.error: str | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+
+    def overdue(self, now: float) -> bool:
+        return now - self.started > SWAP_TIMEOUT_S
+
+    def abandon(self) -> None:
+        """Nobody will adopt this load: close what it loaded, now or when it finishes."""
+        with self._lock:
+            self._abandoned = True
+            finished = self.done.is_set()
+        if finished:
+            self.close_loaded()
+
+    def finish(self) -> None:
+        """The loading thread is done (loaded or failed)."""
+        with self._lock:
+            self.done.set()
+            abandoned = self._abandoned
+        if abandoned:
+            self.close_loaded()
+
+    def close_loaded(self) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
 
 
 class InferenceStage:
@@ -78,6 +111,14 @@ class InferenceStage:
         if command.kind != "swap":
             return
         request_id = command.data["request_id"]
+        if self.pending is not None and self.pending.overdue(time.monotonic()):
+            # A load stuck (in a driver) past the supervisor's swap timeout: abandon it, so
+            # it does not block every later swap; whatever it loads in the end is closed.
+            stuck_s = time.monotonic() - self.pending.started
+            log.error("abandoning the load of %s, started %.0f s ago", self.pending.resolved.path,
+                      stuck_s)  # fmt: skip
+            self.pending.abandon()
+            self.pending = None
         if self.pending is not None:
             busy = "another swap is in progress"
             if self.pending.request_id is None:
@@ -101,7 +142,7 @@ class InferenceStage:
         except Exception as exc:  # never let a bad file kill the serving process
             log.exception("unexpected error loading %s", pending.resolved.path)
             pending.error = f"{type(exc).__name__}: {exc}"
-        pending.done.set()
+        pending.finish()
 
     def maybe_switch(self) -> None:
         """Between frames: adopt a finished swap (or report its failure)."""
@@ -129,7 +170,7 @@ class InferenceStage:
         release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
         self.rt.send_event("swap_result", request_id=pending.request_id, ok=True,
-                           model=self.model, duration=duration,
+                           model=self.model, duration=duration, resolved=self.resolved,
                            last_old_seq=self.last_seq)  # fmt: skip
 
     # -- recovery from a broken backend ----------------------------------------------------------
