@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,6 +85,21 @@ class Stream:
             self.closed = True
         self.started = True
         return not self.closed
+
+    def client_gone(self) -> bool:
+        """True once the client closed the connection, found without writing (a stream with
+        nothing to send yet): a client of a streaming route sends nothing after its request,
+        so a readable socket means end of file."""
+        if self.closed:
+            return True
+        sock = self._handler.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+                self.closed = True
+        except OSError:
+            self.closed = True
+        return self.closed
 
     def write(self, data: bytes) -> bool:
         """Send ``data`` now; False (and :attr:`stopping`) once the client is gone."""

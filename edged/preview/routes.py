@@ -155,7 +155,11 @@ class PreviewRoutes:
             if sub.poll(POLL_MS):
                 header, jpeg = self._newest(sub)
                 last = mjpeg.part(jpeg, header.get("seq"))
-            elif last is None or time.monotonic() - last_write < KEEPALIVE_S:
+            elif last is None:  # nothing to repeat yet: notice a viewer who left all the same
+                if stream.client_gone():
+                    return
+                continue
+            elif time.monotonic() - last_write < KEEPALIVE_S:
                 continue
             if not stream.write(last):
                 return

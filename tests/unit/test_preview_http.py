@@ -368,3 +368,21 @@ def test_swap_needs_the_local_ipc_control_socket(tmp_path):
         assert request(url(http, "/preview/swap"), b'{"variant": "x"}', JSON_HEADERS)[0] == 501
     finally:
         http.stop()
+
+
+def test_a_viewer_that_left_before_any_frame_frees_its_slot(tmp_path):
+    """No frame yet (the camera is down), so nothing is written: a viewer who closed the page
+    is still noticed, and page reloads do not use up max_viewers."""
+    http, preview, _ = preview_server(tmp_path, max_viewers=1)
+    try:
+        first = urllib.request.urlopen(url(http, "/preview.mjpg"), timeout=10)
+        assert first.status == 200 and preview.viewers == 1
+        first.close()
+        deadline = time.monotonic() + 10
+        while preview.viewers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert preview.viewers == 0
+        with urllib.request.urlopen(url(http, "/preview.mjpg"), timeout=10) as again:
+            assert again.status == 200
+    finally:
+        http.stop()
