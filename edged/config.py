@@ -297,9 +297,10 @@ class RuntimeConfig(_Strict):
         60.0,
         gt=0,
         description=(
-            "Under systemd: report READY this long into service even if no frame was published "
+            "Under systemd: report READY this long after start even if no frame was published "
             "yet (a camera unplugged at boot), instead of letting the start time out; edged "
-            "keeps retrying the source and STATUS says why nothing flows."
+            "keeps retrying the source and STATUS says why nothing flows. Keep it below the "
+            "unit's TimeoutStartSec (120 s)."
         ),
     )
 

@@ -94,9 +94,12 @@ class Stream:
             return True
         sock = self._handler.connection
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if readable and sock.recv(1, socket.MSG_PEEK) == b"":
+            poller = select.poll()  # not select.select: descriptors past 1024 are fine
+            poller.register(sock, select.POLLIN | select.POLLHUP)
+            if poller.poll(0) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                 self.closed = True
+        except BlockingIOError:
+            pass  # readable but nothing to read after all: still there
         except OSError:
             self.closed = True
         return self.closed

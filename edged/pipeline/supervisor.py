@@ -193,12 +193,12 @@ class Supervisor:
         self._reload_requested = False
         self._draining_since: float | None = None
         self._published_ready = False  # READY=1 sent: the first frame, or ready_without_frames_s
-        self._serving_since: float | None = None
         self.liveness = Liveness(
             silence_s=max(5.0, 10 * config.pipeline.stats_interval_s),
             start_grace_s=STARTUP_TIMEOUT_S,
         )
         self._last_watchdog = 0.0
+        self._stuck_said = False
         self._last_status = 0.0
         self.http: HttpServer | None = None
         self.control: zmq.Socket | None = None
@@ -409,7 +409,6 @@ class Supervisor:
         return self.exit_code
 
     def _serve(self) -> None:
-        self._serving_since = time.monotonic()
         poller = zmq.Poller()
         poller.register(self.events, zmq.POLLIN)
         assert self.control is not None
@@ -538,7 +537,9 @@ class Supervisor:
         state = self.telemetry.state
         now = time.monotonic()
         if not self._published_ready:
-            in_service = now - (self._serving_since or now)
+            # From the daemon's own start, as systemd counts TimeoutStartSec: model loading can
+            # take a good part of it before the pipeline serves.
+            in_service = now - self.started_at
             if state.published > 0:
                 log.info("ready: first frame published")
             elif in_service >= self.config.runtime.ready_without_frames_s:
@@ -561,10 +562,11 @@ class Supervisor:
             if not stuck:
                 self.notifier.watchdog()
                 self._last_watchdog = now
-            elif now - self._last_watchdog >= 2 * interval:
+                self._stuck_said = False
+            elif not self._stuck_said:  # at the first ping withheld, before systemd acts
                 log.error("no report from the %s process(es) for %.0f s: watchdog pings stop",
                           ", ".join(stuck), self.liveness.silence_s)  # fmt: skip
-                self._last_watchdog = now  # said once per missed ping pair, not every turn
+                self._stuck_said = True
         if now - self._last_status >= 5.0 and self._published_ready:
             self._last_status = now
             self.notifier.status(self.status_line())
