@@ -76,6 +76,22 @@ def _logit(p: float) -> float:
 
 
 @functools.lru_cache(maxsize=16)
+def _anchor_sizes(anchors: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """A scale's anchor sizes as float32 (built once, not per frame; read-only)."""
+    sizes = np.asarray(anchors, np.float32)
+    sizes.flags.writeable = False
+    return sizes
+
+
+@functools.lru_cache(maxsize=4)
+def _bin_positions(reg_max: int) -> np.ndarray:
+    """0 … reg_max-1: the DFL expectation's weights (built once, not per frame; read-only)."""
+    positions = np.arange(reg_max, dtype=np.float32)
+    positions.flags.writeable = False
+    return positions
+
+
+@functools.lru_cache(maxsize=16)
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Column and row index of every cell, row-major (cached: the same few maps every frame)."""
     ys, xs = np.divmod(np.arange(height * width), width)
@@ -103,7 +119,7 @@ def yolov5_rows(raw: np.ndarray, scale: HeadScale, keep: np.ndarray | None = Non
     two, half = np.float32(2.0), np.float32(0.5)
     rows[:, 0] = (rows[:, 0] * two + (xs[cell_idx] - half)) * stride
     rows[:, 1] = (rows[:, 1] * two + (ys[cell_idx] - half)) * stride
-    anchors = np.asarray(scale.anchors, np.float32)[anchor_idx]
+    anchors = _anchor_sizes(scale.anchors)[anchor_idx]
     rows[:, 2:4] = np.square(rows[:, 2:4] * two) * anchors
     return rows
 
@@ -118,7 +134,7 @@ def yolov8_rows(
     bins = box.reshape(4 * reg_max, cells)[:, cell_idx].T.reshape(-1, 4, reg_max)
     np.clip(bins, -_DFL_CLIP, _DFL_CLIP, out=bins)
     np.exp(bins, out=bins)
-    distance = ((bins @ np.arange(reg_max, dtype=np.float32)) / bins.sum(axis=2)).T  # 4×n
+    distance = ((bins @ _bin_positions(reg_max)) / bins.sum(axis=2)).T  # 4×n
     xs, ys = _grid(scale.height, scale.width)
     half = np.float32(0.5)
     cx, cy = xs[cell_idx] + half, ys[cell_idx] + half
