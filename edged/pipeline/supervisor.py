@@ -42,7 +42,7 @@ from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_fro
 from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
 from edged.pipeline.endpoints import Endpoints
-from edged.pipeline.layout import ProcessGroup, group_of, process_groups, process_name
+from edged.pipeline.layout import ProcessGroup, process_groups, process_name
 from edged.pipeline.liveness import Liveness
 from edged.pipeline.messages import (
     CAPTURE,
@@ -181,6 +181,7 @@ class Supervisor:
         self.ctx = zmq.Context.instance()
         self.mp = mp.get_context("spawn")
         self.groups = {process_name(g): g for g in process_groups(config.pipeline.layout)}
+        self.process_of_stage = {stage: name for name, g in self.groups.items() for stage in g}
         self.processes: dict[str, Any] = {}  # by process name (see edged.pipeline.layout)
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
@@ -221,7 +222,7 @@ class Supervisor:
                 path.unlink()
 
     def _process_of(self, stage: str) -> str:
-        return process_name(group_of(stage, tuple(self.groups.values())))
+        return self.process_of_stage[stage]
 
     def _spawn(self, group: ProcessGroup, model: ModelDescriptor | None = None) -> None:
         """Start the process that runs the stages of ``group``."""
@@ -447,8 +448,9 @@ class Supervisor:
         event = loads(payload)
         if not isinstance(event, StageEvent):
             return None
-        with contextlib.suppress(Exception):  # a stage name from an unknown sender: ignore
-            self.liveness.heard(self._process_of(event.stage), time.monotonic())
+        process = self.process_of_stage.get(event.stage)
+        if process is not None:  # a stage name from an unknown sender is ignored
+            self.liveness.heard(process, time.monotonic())
         return event
 
     def _drain_events(self) -> None:

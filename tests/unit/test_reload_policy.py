@@ -12,7 +12,9 @@ def test_failed_attempts_wait_longer_each_time_then_give_up() -> None:
     assert not policy.due(100.5) and policy.due(101.0)
     assert policy.failed(101.0) == 2.0
     assert policy.failed(103.0) == 5.0
+    assert not policy.exhausted
     assert policy.failed(108.0) is None  # the fourth failure in a row: give the process up
+    assert policy.exhausted
 
 
 def test_the_last_pause_repeats_and_a_success_starts_over() -> None:

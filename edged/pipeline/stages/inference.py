@@ -98,9 +98,8 @@ class InferenceStage:
         )
         self.resolved = resolved
         self.pending: PendingSwap | None = None
-        self.broken: str | None = None  # why the backend can run no more frames, while so
+        self.broken = False  # the backend can run no more frames (until a reload or swap)
         self.recovery = ReloadPolicy()
-        self.gave_up: str | None = None
         self.last_seq = -1
         rt.command_handler = self.on_command
         release_free_heap()
@@ -164,7 +163,7 @@ class InferenceStage:
         self.backend, self.model = pending.backend, pending.model
         self.resolved = pending.resolved
         self.generation += 1
-        self.broken = None  # a swap away from a broken backend is a way out too
+        self.broken = False  # a swap away from a broken backend is a way out too
         self.recovery.succeeded()
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
@@ -179,7 +178,7 @@ class InferenceStage:
         """The backend can run no more frames: close it (which also lets go of its device, so
         the next load opens it afresh) and load the same model again in the background."""
         log.error("%s: the backend failed (%s); loading the model again", self.model.key, reason)
-        self.broken = reason
+        self.broken = True
         self.backend.close()
         self.start_reload()
 
@@ -195,19 +194,20 @@ class InferenceStage:
         self.rt.send_event("model_reload", ok=ok, error=pending.error, duration=duration)
         if not ok:
             delay = self.recovery.failed(time.monotonic())
-            if delay is None:
-                failures = self.recovery.failures
-                self.gave_up = f"{self.model.key} failed to load again {failures} times in a row"
-                log.error("%s (last: %s)", self.gave_up, pending.error)
+            if delay is None:  # service() gives the process up
+                log.error("%s (last: %s)", self._given_up(), pending.error)
                 return
             log.error("loading %s again failed: %s; next attempt in %.0f s", self.model.key,
                       pending.error, delay)  # fmt: skip
             return
         assert pending.backend is not None and pending.model is not None
         self.backend, self.model = pending.backend, pending.model
-        self.broken = None
+        self.broken = False
         self.recovery.succeeded()
         log.info("%s loaded again in %.2fs; serving", self.model.key, duration)
+
+    def _given_up(self) -> str:
+        return f"{self.model.key} failed to load again {self.recovery.failures} times in a row"
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -251,10 +251,9 @@ class InferenceStage:
         slot = self.rt.slot_for(frame)
         if slot is None:
             return
-        if self.broken is not None:  # no model to run until the reload finishes: said once
+        if self.broken:  # no model to run until the reload (service() starts it) finishes
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
-            self.start_reload()
             return
         start = time.monotonic()
         model = self.model
@@ -298,10 +297,10 @@ class InferenceStage:
         """Every loop turn, frames or not: switch to a model that finished loading; give the
         process up when a broken model would not load again (the supervisor restarts it)."""
         self.maybe_switch()
-        if self.broken is not None:
+        if self.broken:
             self.start_reload()  # when its pause is over, frames or not
-        if self.gave_up is not None:
-            raise BackendBroken(f"{self.gave_up}; restarting the inference process")
+        if self.recovery.exhausted:
+            raise BackendBroken(f"{self._given_up()}; restarting the inference process")
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Poll faster while a swap loads, so the switch happens soon after it is ready.

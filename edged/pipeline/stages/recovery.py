@@ -29,11 +29,16 @@ class ReloadPolicy:
     def failed(self, now: float) -> float | None:
         """An attempt failed: the pause before the next one, or None to give up."""
         self.failures += 1
-        if self.failures >= self.max_failures:
+        if self.exhausted:
             return None
         delay = self.backoff_s[min(self.failures - 1, len(self.backoff_s) - 1)]
         self.next_attempt_at = now + delay
         return delay
+
+    @property
+    def exhausted(self) -> bool:
+        """Too many failures in a row: give this process up."""
+        return self.failures >= self.max_failures
 
     def succeeded(self) -> None:
         """The model serves again (or another one does): start from scratch next time."""
