@@ -42,14 +42,16 @@ def _yolo_class():
     return YOLO
 
 
-def _ensure_names(path: Path, names: dict[int, str]) -> tuple[str, ...]:
-    """Ultralytics writes ``names``; older exporters did not, so add them if absent."""
+def _ensure_names(path: Path, names: dict[int, str]) -> tuple[tuple[str, ...], list[int]]:
+    """Ultralytics writes ``names``; older exporters did not, so add them if absent. Returns
+    the class names and the exported input shape (read from the same load)."""
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     if "names" not in meta:
         model.metadata_props.add(key="names", value=str(dict(names)))
         onnx.save(model, str(path))
-    return tuple(names[i] for i in sorted(names))
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return tuple(names[i] for i in sorted(names)), shape
 
 
 WEIGHT_SUFFIXES = (".pt", ".yaml", ".yml")
@@ -61,11 +63,6 @@ def check_imgsz(imgsz: int) -> int:
     if imgsz < MAX_STRIDE or imgsz % MAX_STRIDE:
         raise ToolError(f"--imgsz {imgsz}: must be a multiple of {MAX_STRIDE} (e.g. 320, 640)")
     return imgsz
-
-
-def _input_size(path: Path) -> list[int]:
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_value for d in dims]
 
 
 def _load_and_export(
@@ -137,7 +134,7 @@ def export_ultralytics(
         destination = Path(output_path) if output_path else default
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(exported, destination)
-    names = _ensure_names(destination, dict(model.names))
+    names, input_shape = _ensure_names(destination, dict(model.names))
     duration = round(time.perf_counter() - start, 2)
     record: dict[str, Any] = {
         "kind": "edged.export",
@@ -150,7 +147,7 @@ def export_ultralytics(
             "sha256": sha256_file(source) if source.is_file() else None,
         },
         "settings": {"imgsz": imgsz, "opset": opset, "simplify": simplify},
-        "input_shape": _input_size(destination),
+        "input_shape": input_shape,
         "classes": len(names),
         "duration_s": duration,
         "environment": {**environment(), "ultralytics": _ultralytics_version()},

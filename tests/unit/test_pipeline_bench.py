@@ -10,6 +10,7 @@ import pytest
 
 from edged.config import parse_config
 from edged.tools import pipeline_bench as pb
+from edged.tools.pipeline_bench.settings import _percentiles as percentiles
 
 
 def _result(model, precision, contender, fps, mode=None, added=(1.0, 5.0), pss=300.0):
@@ -175,6 +176,6 @@ def test_cli_registration_and_user_errors(tmp_path, capsys):
 
 
 def test_percentiles():
-    stats = pb._percentiles(np.arange(101, dtype=float))
+    stats = percentiles(np.arange(101, dtype=float))
     assert stats["p50"] == 50 and stats["p99"] == 99 and stats["max"] == 100
-    assert pb._percentiles([])["p50"] is None
+    assert percentiles([])["p50"] is None

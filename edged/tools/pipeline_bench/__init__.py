@@ -48,16 +48,11 @@ from edged.tools.pipeline_bench.decode import (
 )
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import effective_threads, run_pipeline_bench
-from edged.tools.pipeline_bench.settings import (
-    CONTENDERS,
-    PipelineBenchSettings,
-    _percentiles,
-)
+from edged.tools.pipeline_bench.settings import CONTENDERS, PipelineBenchSettings
 
 __all__ = [
     "CONTENDERS",
     "PipelineBenchSettings",
-    "_percentiles",
     "compute_checks",
     "daemon_config",
     "decode_nms_microbench",

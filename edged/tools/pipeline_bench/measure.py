@@ -22,11 +22,6 @@ def _tree(root: Any) -> list[Any]:
     return procs
 
 
-def tree_cpu_seconds(root: Any) -> float:
-    """user + system CPU seconds of ``root`` and every live descendant (all threads)."""
-    return sum(cpu for _name, cpu in tree_cpu_by_process(root).values())
-
-
 def tree_cpu_by_process(root: Any) -> dict[int, tuple[str, float]]:
     """pid → (name, user + system CPU seconds) for ``root`` and every live descendant."""
     import psutil
@@ -55,12 +50,6 @@ def _process_label(p: Any) -> str:
     if "resource_tracker" in text:
         return "resource_tracker"
     return p.name()
-
-
-def tree_pss_bytes(root: Any) -> tuple[int, int]:
-    """(summed PSS, number of processes) of ``root`` and its descendants."""
-    by_process = tree_pss_by_process(root)
-    return sum(by_process.values()), len(by_process)
 
 
 def tree_pss_by_process(root: Any) -> dict[str, int]:
