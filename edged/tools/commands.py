@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edged.tools.argtypes import ranged
 from edged.tools.errors import ToolError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -281,24 +282,6 @@ def _add_command(
     return p
 
 
-def _ranged(kind: type, low: float | None = None, high: float | None = None) -> Callable:
-    """An argparse type: ``kind`` within [low, high]; argparse names the option on failure."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"in [{low}, {high}]" if high is not None else f"≥ {low}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range (must be {bounds})")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse's own messages name the type
-    return parse
-
-
 def _add_number(
     p: argparse.ArgumentParser,
     flag: str,
@@ -311,7 +294,7 @@ def _add_number(
     """A numeric option whose help ends with its default, as most of them here do."""
     p.add_argument(
         flag,
-        type=_ranged(kind, low, high),
+        type=ranged(kind, low, high),
         default=default,
         help=f"{summary} (default %(default)s)",
     )
@@ -319,7 +302,7 @@ def _add_number(
 
 def _add_threads(p: argparse.ArgumentParser, summary: str) -> None:
     """``--threads`` (ORT intra-op threads) of ``eval`` and ``bench``; each words its default."""
-    p.add_argument("--threads", type=_ranged(int, 1), default=None, help=summary)
+    p.add_argument("--threads", type=ranged(int, 1), default=None, help=summary)
 
 
 def _add_progress_flag(p: argparse.ArgumentParser) -> None:
@@ -340,7 +323,7 @@ def _add_exclusion_flags(p: argparse.ArgumentParser, head_levels: int) -> None:
     )
     p.add_argument(
         "--head-levels",
-        type=_ranged(int, 0),
+        type=ranged(int, 0),
         default=head_levels,
         metavar="K",
         help=f"also keep K rings of Conv layers before the head in float (default {head_levels})",
@@ -453,7 +436,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     _add_threads(p, "ONNX Runtime intra-op threads")
     p.add_argument(
-        "--max-images", type=_ranged(int, 1), default=None, help="evaluate the first N only"
+        "--max-images", type=ranged(int, 1), default=None, help="evaluate the first N only"
     )
     _add_progress_flag(p)
     _add_output_flags(p)

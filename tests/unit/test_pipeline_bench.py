@@ -179,3 +179,10 @@ def test_percentiles():
     stats = percentiles(np.arange(101, dtype=float))
     assert stats["p50"] == 50 and stats["p99"] == 99 and stats["max"] == 100
     assert percentiles([])["p50"] is None
+
+
+def test_numbers_out_of_range_are_refused_naming_the_option(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        pb.main(["--source", "v.mp4", "--frames", "-3"])
+    assert exited.value.code == 2
+    assert "--frames: -3 is out of range (must be ≥ 1)" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import get_args
 
 from edged.config import PipelineLayout
+from edged.tools.argtypes import ranged
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import run_pipeline_bench
@@ -30,17 +31,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", "-s", help="video file (the same for every contender)")
     p.add_argument(
         "--threads",
-        type=int,
+        type=ranged(int, 1),
         default=None,
         help="ONNX Runtime intra-op threads (default: the daemon's default)",
     )
     p.add_argument(
         "--frames",
-        type=int,
+        type=ranged(int, 1),
         default=None,
         help="timed frames per contender (default: the whole video)",
     )
-    p.add_argument("--warmup", type=int, default=10, help="untimed frames first (default 10)")
+    p.add_argument(
+        "--warmup", type=ranged(int, 0), default=10, help="untimed frames first (default 10)"
+    )
     p.add_argument("--out", "-o", help="write the JSON result here")
     p.add_argument(
         "--contenders",
@@ -54,14 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--realtime-fps",
-        type=float,
+        type=ranged(float, 0.1),
         default=None,
         help="pacing of the realtime run (default: the file's rate, kept below the "
         "inference limit)",
     )
     p.add_argument(
         "--realtime-frames",
-        type=int,
+        type=ranged(int, 1),
         default=240,
         help="timed frames of the realtime run (default 240)",
     )
@@ -86,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--decode-threads",
-        type=int,
+        type=ranged(int, 0),
         default=1,
         help="the daemon's source.decode_threads; 0: FFmpeg's choice (default 1, as in the daemon)",
     )
@@ -100,7 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--micro-runs",
-        type=int,
+        type=ranged(int, 1),
         default=1000,
         help="decode + NMS micro-benchmark runs per scenario",
     )
@@ -109,7 +112,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only the decode + NMS micro-benchmark (no model or video needed)",
     )
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per contender")
+    p.add_argument("--timeout", type=ranged(float, 1), default=900.0, help="seconds per contender")
     p.add_argument(
         "--quiet-wait",
         type=float,
