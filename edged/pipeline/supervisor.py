@@ -73,6 +73,7 @@ MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
+MAX_TIMED_OUT_SWAPS = 4  # swaps given up on whose late result may still come
 
 
 # Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
@@ -186,6 +187,9 @@ class Supervisor:
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
         self.pending: PendingReply | None = None
+        # Swaps given up on here (timed out), by request id: a late success still adopts
+        # the reloaded config's model section. The last few only.
+        self.timed_out_swaps: dict[str, PendingReply] = {}
         self.restarts: dict[str, RestartPolicy] = {}
         self._hailo_reader: Any = None
         self.started_at = time.monotonic()
@@ -718,7 +722,15 @@ class Supervisor:
         log.warning("a swap to %s that had timed out finished after all; serving it", model.key)
         self.telemetry.set_model(model)
         self.resolved = d["resolved"]
+        given_up = self.timed_out_swaps.pop(d.get("request_id") or "", None)
+        if given_up is not None and given_up.config is not None:  # a reload's swap
+            self.config = self.config.model_copy(update={"model": given_up.config.model})
         self._send(PREPROCESS, Command("model", {"model": model}))
+
+    def _remember_timed_out(self, pending: PendingReply) -> None:
+        self.timed_out_swaps[pending.request_id] = pending
+        while len(self.timed_out_swaps) > MAX_TIMED_OUT_SWAPS:
+            del self.timed_out_swaps[next(iter(self.timed_out_swaps))]
 
     def _check_pending_swap(self) -> None:
         pending = self.pending
@@ -728,6 +740,7 @@ class Supervisor:
         if pending.done_at_seq is None:
             if now - pending.started > SWAP_TIMEOUT_S:
                 self.pending = None
+                self._remember_timed_out(pending)
                 self._refuse(pending.identity or None, pending.variant, "swap timed out")
             return
         state = self.telemetry.state
