@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.tools.pipeline_bench.measure import CpuWindow, PssSampler, _process_label, _tree
-from edged.tools.pipeline_bench.settings import PipelineBenchSettings, _percentiles
+from edged.tools.pipeline_bench.settings import PipelineBenchSettings, percentile_summary
 from edged.tools.pipeline_bench.workers import _tail
 
 
@@ -144,11 +144,11 @@ def run_edged(
         **w,
         "frames": len(counted),
         "fps": round((len(counted) - 1) / max(times[-1] - times[0], 1e-9), 2),
-        "e2e_ms": _percentiles(e2e),
-        "infer_ms": _percentiles(infer),
-        "added_ms": _percentiles([a - b for a, b in zip(e2e, infer, strict=True)]),
-        "stage_ms": {s: _percentiles([x.get(s, 0.0) for x in latency]) for s in stages},
-        "hand_off_ms": _percentiles(
+        "e2e_ms": percentile_summary(e2e),
+        "infer_ms": percentile_summary(infer),
+        "added_ms": percentile_summary([a - b for a, b in zip(e2e, infer, strict=True)]),
+        "stage_ms": {s: percentile_summary([x.get(s, 0.0) for x in latency]) for s in stages},
+        "hand_off_ms": percentile_summary(
             [
                 x["end_to_end"] - sum(v for k, v in x.items() if k not in ("end_to_end", "capture"))
                 for x in latency

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from edged.tools.pipeline_bench.settings import _percentiles
+from edged.tools.pipeline_bench.settings import percentile_summary
 
 
 def synthetic_yolov8_output(
@@ -129,7 +129,7 @@ def decode_nms_microbench(
             "candidates": int(np.count_nonzero(best > params.conf_threshold)),
             "detections": len(detections),
             "runs": n,
-            **_percentiles(times),
-            "cpu_ms": _percentiles(cpu),
+            **percentile_summary(times),
+            "cpu_ms": percentile_summary(cpu),
         }
     return {"load": [round(x, 2) for x in os.getloadavg()], "scenarios": results}

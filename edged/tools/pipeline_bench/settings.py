@@ -51,7 +51,8 @@ class PipelineBenchSettings:
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
+def percentile_summary(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p90/p99, mean and max in ms (None for no values: a contender that timed nothing)."""
     import numpy as np
 
     if len(values) == 0:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.tools.pipeline_bench.measure import CpuWindow, PssSampler
-from edged.tools.pipeline_bench.settings import PipelineBenchSettings, _percentiles
+from edged.tools.pipeline_bench.settings import PipelineBenchSettings, percentile_summary
 
 
 def _read_frames(source: str, count: int) -> list[Any]:
@@ -96,9 +96,9 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
         **w_,
         "frames": n,
         "fps": round(n / w_["window_s"], 2),
-        "e2e_ms": _percentiles(latencies),
-        "infer_ms": _percentiles(latencies),
-        "added_ms": _percentiles([0.0] * n),
+        "e2e_ms": percentile_summary(latencies),
+        "infer_ms": percentile_summary(latencies),
+        "added_ms": percentile_summary([0.0] * n),
         "precision": backend.precision,
         "intra_op_threads": session_options(options).intra_op_num_threads,
     }
@@ -146,10 +146,10 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
         **w,
         "frames": len(e2e),
         "fps": round(len(e2e) / w["window_s"], 2),
-        "e2e_ms": _percentiles(e2e),
-        "infer_ms": _percentiles(infer),
-        "added_ms": _percentiles(added),
-        "read_ms": _percentiles(read),
+        "e2e_ms": percentile_summary(e2e),
+        "infer_ms": percentile_summary(infer),
+        "added_ms": percentile_summary(added),
+        "read_ms": percentile_summary(read),
         "precision": runner.backend.precision,
         "intra_op_threads": session_options(options).intra_op_num_threads,
     }
@@ -217,10 +217,10 @@ def worker_ultralytics(spec: dict[str, Any]) -> dict[str, Any]:
         **w,
         "frames": len(e2e),
         "fps": round((len(e2e) - 1) / w["window_s"], 2),
-        "e2e_ms": _percentiles(e2e),
-        "infer_ms": _percentiles(infer),
-        "added_ms": _percentiles(added),
-        "frame_interval_ms": _percentiles(gaps),
+        "e2e_ms": percentile_summary(e2e),
+        "infer_ms": percentile_summary(infer),
+        "added_ms": percentile_summary(added),
+        "frame_interval_ms": percentile_summary(gaps),
         "precision": "fp32" if "int8" not in Path(spec["model"]).stem else "int8",
         "intra_op_threads": threads,
         "ultralytics_version": __import__("ultralytics").__version__,
