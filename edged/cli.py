@@ -141,7 +141,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from edged.publish.subscriber import subscribe
 
-    return subscribe(args.address, args.topic, args.count, args.raw, args.timeout)
+    return subscribe(args.address, args.topic, args.count, args.raw, args.timeout, args.latest)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--count", type=int, default=0, help="stop after N messages")
     subscribe.add_argument("--raw", action="store_true", help="print the JSON payload")
     subscribe.add_argument("--timeout", type=float, default=0, help="give up after N s idle")
+    subscribe.add_argument("--latest", action="store_true",
+                           help="show only the newest message, skipping a backlog (for readers "
+                                "slower than the camera)")  # fmt: skip
     subscribe.set_defaults(func=cmd_subscribe)
 
     models = sub.add_parser("models", help="model manifests and variant files")

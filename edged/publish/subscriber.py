@@ -5,39 +5,81 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import zmq
 
 from edged.publish.schema import decode_payload
 
 
-def format_message(message: dict) -> str:
+def format_message(message: dict, now: float | None = None, note: str = "") -> str:
+    """One line per message; ``age`` is how old its frame is (wall clocks: same host or NTP)."""
     dets = ", ".join(
         f"{d['label']} {d['confidence']:.2f} [{', '.join(f'{v:.0f}' for v in d['box'])}]"
         for d in message["detections"]
     )
     model = message["model"]
     e2e = message["latency_ms"].get("end_to_end", 0.0)
+    age_ms = ((time.time() if now is None else now) - message["timestamp"]) * 1000.0
     return (
         f"#{message['seq']} {message['camera_id']} {model['name']}/{model['variant']} "
-        f"{e2e:.1f}ms: {dets or '-'}"
+        f"{e2e:.1f}ms age {age_ms:.0f}ms: {dets or '-'}{note}"
     )
 
 
+def sequence_note(previous: int | None, seq: int, skipped_here: int = 0) -> str:
+    """What the step from ``previous`` to ``seq`` says: frames this subscriber never got (the
+    pipeline dropped them, or the high-water mark did), or a daemon restart (seq starts at 0
+    again). ``skipped_here`` are messages received but deliberately not shown (--latest)."""
+    if previous is None:
+        return ""
+    if seq <= previous:
+        return "  [seq went back: the daemon restarted]"
+    missed = seq - previous - 1 - skipped_here
+    parts = []
+    if skipped_here:
+        parts.append(f"{skipped_here} older skipped")
+    if missed > 0:
+        parts.append(f"{missed} missed")
+    return f"  [{', '.join(parts)}]" if parts else ""
+
+
+def newest_queued(sock: zmq.Socket, first: list[bytes]) -> tuple[list[bytes], int]:
+    """The newest message already queued behind ``first``, and how many older ones it skipped.
+
+    A reader slower than the camera otherwise works through a backlog (the publisher's and
+    this socket's high-water marks plus TCP buffers: minutes of frames on a Pi) and shows the
+    past as if it were now. ZeroMQ's CONFLATE cannot do this: it drops multipart messages.
+    """
+    latest, skipped = first, 0
+    while True:
+        try:
+            latest = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return latest, skipped
+        skipped += 1
+
+
 def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
-              idle_timeout_s: float = 0) -> int:  # fmt: skip
+              idle_timeout_s: float = 0, latest: bool = False) -> int:  # fmt: skip
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    if latest:  # keep little queued here: what is queued is skipped anyway
+        sock.setsockopt(zmq.RCVHWM, 10)
     sock.connect(address)
     sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
     received = 0
+    last_seq: dict[str, int] = {}
     try:
         while count <= 0 or received < count:
             if idle_timeout_s > 0 and not sock.poll(int(idle_timeout_s * 1000)):
                 print(f"no message for {idle_timeout_s:.0f}s", file=sys.stderr)
                 return 1
             parts = sock.recv_multipart()
+            skipped = 0
+            if latest:
+                parts, skipped = newest_queued(sock, parts)
             if parts[0].startswith(b"frames."):  # [topic, header, jpeg]: show the header only
                 header = json.loads(parts[1])
                 print(
@@ -48,7 +90,11 @@ def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
                 )
             else:
                 message = decode_payload(parts[1])
-                print(json.dumps(message) if raw else format_message(message), flush=True)
+                camera = str(message.get("camera_id"))
+                note = sequence_note(last_seq.get(camera), message["seq"], skipped)
+                last_seq[camera] = message["seq"]
+                print(json.dumps(message) if raw else format_message(message, note=note),
+                      flush=True)  # fmt: skip
             received += 1
     except KeyboardInterrupt:
         pass
