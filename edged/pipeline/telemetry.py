@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from edged.metrics import Metrics
 from edged.pipeline.messages import INFER, ModelDescriptor, StageEvent
 
+UNKNOWN_LABEL = "unknown"  # a class id beyond the model's label list (bounded: one series)
 KEEP_LABELS_FOR = 4  # model keys whose labels stay known: the active one and a few before it
 
 
@@ -46,11 +47,16 @@ class Telemetry:
 
     def set_model(self, model: ModelDescriptor) -> None:
         self.state.model = model
+        self._labels_for.pop(model.key, None)  # the newest key last, even if seen before
         self._labels_for[model.key] = model.labels
         # Frames in flight may still carry the previous models' keys; older ones never come.
         for key in list(self._labels_for)[:-KEEP_LABELS_FOR]:
             del self._labels_for[key]
         self.metrics.set_active_model(model.name, model.variant, model.backend, model.precision)
+        # Per-label series: this model's and the one before it (its frames may still be in
+        # flight); those of older models go, so swaps do not pile series up.
+        recent = list(self._labels_for.values())[-2:]
+        self.metrics.retire_labels({UNKNOWN_LABEL}.union(*recent))
         self.metrics.prepare_labels(model.labels)
 
     def handle(self, event: StageEvent) -> None:
@@ -80,9 +86,8 @@ class Telemetry:
         m.end_to_end_latency.observe(d["published"] - d["captured"])
         labels = self._labels_for.get(d["model_key"], ())
         for class_id, score in zip(d["class_ids"], d["scores"], strict=True):
-            label = labels[class_id] if class_id < len(labels) else "unknown"
-            m.detections.labels(label).inc()
-            m.confidence.labels(label).observe(score)
+            label = labels[class_id] if class_id < len(labels) else UNKNOWN_LABEL
+            m.count_detection(label, score)
         m.published_bytes.inc(d["bytes"])
         s = self.state
         s.published += 1

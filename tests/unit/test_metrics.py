@@ -63,11 +63,15 @@ def test_stage_names_are_the_pipeline_order() -> None:
     assert OUTCOMES == ("ok", "dropped", "error")
 
 
-def test_latency_buckets_resolve_1ms_to_2s() -> None:
-    assert LATENCY_BUCKETS[0] == 0.001 and LATENCY_BUCKETS[-1] == 2.0
+def test_latency_buckets_resolve_0_1ms_to_5s() -> None:
+    assert LATENCY_BUCKETS[0] == 0.0001 and LATENCY_BUCKETS[-1] == 5.0
     assert list(LATENCY_BUCKETS) == sorted(set(LATENCY_BUCKETS))
     # No gap wider than 2× between neighbours: a quantile is never off by more than that.
     assert all(b / a <= 2.0 for a, b in itertools.pairwise(LATENCY_BUCKETS))
+    # Where Pi 5 CPU runs fall (INT8 0.1-0.2 s, FP32 0.35-0.6 s), steps of at most 12 %.
+    pi_range = [(a, b) for a, b in itertools.pairwise(LATENCY_BUCKETS)
+                if 0.1 <= a < 0.2 or 0.35 <= a < 0.6]  # fmt: skip
+    assert len(pi_range) >= 12 and all(b / a <= 1.12 for a, b in pi_range)
 
 
 def test_confidence_buckets_are_005_wide() -> None:
@@ -231,3 +235,34 @@ def test_labels_are_kept_for_the_last_few_models_only() -> None:
     for generation in range(20):
         telemetry.set_model(dataclasses.replace(model(), key=f"yolov5n/fp32/{generation}"))
     assert list(telemetry._labels_for) == [f"yolov5n/fp32/{g}" for g in range(16, 20)]
+
+
+def label_series(metrics: Metrics) -> set[str]:
+    """Labels that have an edged_detections_total series."""
+    return {dict(k)["label"] for k in samples(metrics).get("edged_detections_total", {})}
+
+
+def test_swaps_retire_the_label_series_of_models_no_longer_in_use() -> None:
+    """Series of the active model and of the one before it (frames in flight) stay; those of
+    older models are removed, so a long run of swaps does not pile series up."""
+    metrics = Metrics()
+    telemetry = Telemetry(metrics)
+    coco = model(("person", "car"))
+    objects365 = dataclasses.replace(model(tuple(f"o{i}" for i in range(365))), key="big/1")
+    telemetry.set_model(coco)
+    telemetry.handle(published(record(0, [0, 1], [0.9, 0.8])))
+    telemetry.set_model(objects365)
+    assert label_series(metrics) == {"person", "car"} | set(objects365.labels)
+
+    telemetry.set_model(dataclasses.replace(coco, key="yolov5n/fp32/2"))  # swapped back
+    assert label_series(metrics) == {"person", "car"} | set(objects365.labels)  # still in flight
+    telemetry.set_model(dataclasses.replace(coco, key="yolov5n/static/3"))
+    assert label_series(metrics) == {"person", "car"}
+    # A frame of a retired model arriving late still counts; the next swap tidies it away.
+    late = record(1, [0, 364], [0.9, 0.8])
+    late["model_key"] = objects365.key
+    telemetry.handle(published(late))
+    assert label_series(metrics) == {"person", "car", "o0", "o364"}
+    assert samples(metrics)["edged_detections_total"][(("label", "person"),)] == 1  # kept
+    telemetry.set_model(dataclasses.replace(coco, key="yolov5n/fp32/4"))
+    assert label_series(metrics) == {"person", "car"}
