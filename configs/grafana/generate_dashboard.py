@@ -64,13 +64,25 @@ def timeseries(title: str, description: str, tgts: list, unit: str, **opts: Any)
         "targets": tgts,
         "fieldConfig": {
             "defaults": {"unit": unit, "custom": custom, **opts.pop("defaults", {})},
-            "overrides": [],
+            "overrides": opts.pop("overrides", []),
         },
         "options": {
             "legend": {"displayMode": "table", "placement": "right", "calcs": ["mean", "max"]},
             "tooltip": {"mode": "multi", "sort": "desc"},
         },
         **opts,
+    }
+
+
+def unstacked_line(series: str) -> dict[str, Any]:
+    """A field override: ``series`` drawn as a plain line over a stacked panel's areas."""
+    return {
+        "matcher": {"id": "byName", "options": series},
+        "properties": [
+            {"id": "custom.stacking", "value": {"mode": "none", "group": "B"}},
+            {"id": "custom.fillOpacity", "value": 0},
+            {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+        ],
     }
 
 
@@ -245,29 +257,38 @@ def throughput() -> list[Panel]:
     ]
 
 
+def mean_rate(histogram: str, selector: str, aggregate: str) -> str:
+    """Mean of a histogram's observations over the rate window."""
+    return (
+        f"{aggregate} (rate({histogram}_sum{{{selector}}}[$__rate_interval])) / "
+        f"{aggregate} (rate({histogram}_count{{{selector}}}[$__rate_interval]))"
+    )
+
+
 def latency() -> list[Panel]:
     e2e = "edged_end_to_end_latency_seconds"
     stage = "edged_stage_latency_seconds"
     panels = [
         timeseries(
             "End-to-end latency",
-            "Capture to publish, p50/p95/p99 (histogram_quantile over 1 ms…2 s buckets).",
+            "From the end of the source read to publish, p50/p95/p99 (histogram_quantile over "
+            "0.1 ms…5 s buckets, at most 12 % apart where Pi 5 CPU runs fall).",
             targets(*((quantile(q, e2e, "le"), f"p{round(q * 100)}") for q in (0.5, 0.95, 0.99))),
             "s",
         ),
         timeseries(
             "Where the time goes (mean per stage)",
-            "Mean time per frame in each stage, stacked: the top line is the processing time "
-            "of a frame; the gap to end-to-end is time spent queued between stages.",
-            [
-                target(
-                    f"sum by (stage) (rate({stage}_sum{{{SEL}}}[$__rate_interval])) / "
-                    f"sum by (stage) (rate({stage}_count{{{SEL}}}[$__rate_interval]))",
-                    "{{stage}}",
-                )
-            ],
+            "Mean time per frame in each stage after the source read, stacked: the top line "
+            "is the processing time of a frame; the gap up to the end-to-end mean is time "
+            "queued between stages. The read (stage capture) is left out: for a camera it is "
+            "mostly the wait for its next frame, and end-to-end starts after it.",
+            targets(
+                (mean_rate(stage, f'{SEL},stage!="capture"', "sum by (stage)"), "{{stage}}"),
+                (mean_rate(e2e, SEL, "sum"), "end-to-end (mean)"),
+            ),
             "s",
             custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40},
+            overrides=[unstacked_line("end-to-end (mean)")],
         ),
     ]
     for q in (0.5, 0.95, 0.99):
@@ -515,7 +536,14 @@ def layout() -> list[Panel]:
     return panels
 
 
-def variable(name: str, label: str, query: str) -> dict[str, Any]:
+def variable(name: str, label: str, query: str, multi: bool = True) -> dict[str, Any]:
+    """A query variable; ``multi`` offers "All" and several values, otherwise exactly one."""
+    choice: dict[str, Any] = (
+        {"includeAll": True, "allValue": ".*", "multi": True,
+         "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
+        if multi
+        else {"includeAll": False, "multi": False, "current": {}}  # Grafana picks the first
+    )  # fmt: skip
     return {
         "type": "query",
         "name": name,
@@ -524,10 +552,7 @@ def variable(name: str, label: str, query: str) -> dict[str, Any]:
         "query": {"query": query, "refId": f"{name}-variable"},
         "definition": query,
         "refresh": 2,  # on time range change: new instances and labels appear by themselves
-        "includeAll": True,
-        "allValue": ".*",
-        "multi": True,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        **choice,
         "sort": 1,
         "hide": 0,
     }
@@ -579,7 +604,11 @@ def dashboard() -> dict[str, Any]:
                     "includeAll": False,
                     "multi": False,
                 },
-                variable("instance", "edged", "label_values(edged_build_info, instance)"),
+                # One edged at a time: the panels sum over the selected instances, so "All"
+                # would merge several Pis' FPS and latency into one line.
+                variable(
+                    "instance", "edged", "label_values(edged_build_info, instance)", multi=False
+                ),
                 variable(
                     "label",
                     "Label",
