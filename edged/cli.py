@@ -138,6 +138,13 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     return 0 if result.get("ok") else 1
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from edged.publish.schema import JSON_SCHEMA
+
+    print(json.dumps(JSON_SCHEMA, indent=2))
+    return 0
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from edged.publish.subscriber import subscribe
 
@@ -218,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="show only the newest message, skipping a backlog (for readers "
                                 "slower than the camera)")  # fmt: skip
     subscribe.set_defaults(func=cmd_subscribe)
+    schema = sub.add_parser("schema", help="print the JSON Schema of the detection messages")
+    schema.set_defaults(func=cmd_schema)
 
     models = sub.add_parser("models", help="model manifests and variant files")
     models.add_argument("--models-dir", default="models")

@@ -5,8 +5,8 @@ Topic ``detections.<camera_id>``; payload JSON (default) or msgpack with these f
     {
       "schema_version": 1,
       "camera_id": "cam0",
-      "seq": 42,                         # contiguous per run; gaps = frames skipped
-      "timestamp": 1764000000.123,       # capture wall-clock time, seconds since the epoch
+      "seq": 42,                         # contiguous per run (0 after a restart); gaps = missed
+      "timestamp": 1764000000.123,       # wall clock when the source read ended, epoch seconds
       "source": {"width": 768, "height": 432},
       "model": {"name": "yolov5n", "variant": "fp32", "backend": "onnxruntime",
                 "precision": "fp32"},
@@ -15,6 +15,10 @@ Topic ``detections.<camera_id>``; payload JSON (default) or msgpack with these f
       "detections": [{"label": "person", "class_id": 0, "confidence": 0.87,
                       "box": [x1, y1, x2, y2]}]   # source pixels
     }
+
+Compatibility: within one ``schema_version`` fields are only ever added, so a consumer must
+ignore fields it does not know (the schema allows them); removing or changing the meaning of a
+field bumps the version. ``edged schema`` prints the JSON Schema.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ JSON_SCHEMA: dict[str, Any] = {
         "schema_version", "camera_id", "seq", "timestamp", "source", "model", "latency_ms",
         "detections",
     ],
-    "additionalProperties": False,
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
         "camera_id": {"type": "string"},
@@ -63,7 +66,6 @@ JSON_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["label", "class_id", "confidence", "box"],
-                "additionalProperties": False,
                 "properties": {
                     "label": {"type": "string"},
                     "class_id": {"type": "integer", "minimum": 0},

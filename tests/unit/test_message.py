@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from edged.pipeline.messages import Frame, ModelDescriptor
 from edged.postprocess.decoders import Detections
@@ -26,3 +27,23 @@ def test_boxes_carry_the_rounded_pixels_not_float32_noise() -> None:
     import jsonschema
 
     jsonschema.validate(message, JSON_SCHEMA)
+    # The schema admits fields added later; what edged publishes is exactly what it describes.
+    assert set(message) == set(JSON_SCHEMA["properties"])
+    detection_fields = JSON_SCHEMA["properties"]["detections"]["items"]["properties"]
+    assert set(message["detections"][0]) == set(detection_fields)
+
+
+def test_consumers_validating_against_the_schema_accept_added_fields() -> None:
+    """Fields are only added within a schema version: a v1 consumer must keep working."""
+    import jsonschema
+
+    detections = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32),
+                            np.array([0]))  # fmt: skip
+    frame = Frame(1, 1700000000.0, 10.0, 64, 48, 0, model=MODEL, detections=detections)
+    message = build_message(frame, "cam0", now=10.1)
+    message["track_id_source"] = "future"
+    message["detections"][0]["track_id"] = 7
+    jsonschema.validate(message, JSON_SCHEMA)
+    message["schema_version"] = 2
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(message, JSON_SCHEMA)
