@@ -75,7 +75,7 @@ class Metrics:
         self.end_to_end_latency = histogram(
             "edged_end_to_end_latency_seconds",
             "Time from the end of a frame's source read until its detections were published "
-            "(the read itself is edged_stage_latency_seconds{stage=\"capture\"}).",
+            '(the read itself is edged_stage_latency_seconds{stage="capture"}).',
             buckets=LATENCY_BUCKETS,
         )
         self.frames = counter(
