@@ -125,6 +125,10 @@ class Metrics:
         self.stage_restarts = counter(
             "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"]
         )
+        self.subscribers = gauge(
+            "edged_subscribers",
+            "ZeroMQ subscriptions to this camera's detections (preview viewers not counted).",
+        )
         self._label_series: set[str] = set()  # labels with detection series (see retire_labels)
         self.published_bytes = counter(
             "edged_published_bytes", "Payload bytes published over ZeroMQ."

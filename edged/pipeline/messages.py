@@ -87,7 +87,7 @@ class StageEvent:
 
     stage: str
     # ready, stats (counters + published-frame records), source, swap_result, model_reload,
-    # fatal, eos
+    # subscribers, fatal, eos
     kind: str
     data: dict = field(default_factory=dict)
 

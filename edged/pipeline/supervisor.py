@@ -651,6 +651,7 @@ class Supervisor:
                        "mode": self.mode},
             "stages": self._stage_status(),
             "publish_endpoint": getattr(self, "publish_endpoint", None),
+            "subscribers": s.subscribers,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
         }  # fmt: skip
 

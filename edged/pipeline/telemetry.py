@@ -27,6 +27,7 @@ class PipelineState:
     ended: bool = False
     reconnects: int = 0
     source_error: str | None = None
+    subscribers: int = 0  # of detections (not preview viewers)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # publish times
 
     def fps(self, now: float | None = None) -> float:
@@ -115,6 +116,10 @@ class Telemetry:
             self.state.ended = True
             self.state.source_connected = False
             self.metrics.source_connected.set(0)
+
+    def _on_subscribers(self, event: StageEvent) -> None:
+        self.state.subscribers = int(event.data["count"])
+        self.metrics.subscribers.set(self.state.subscribers)
 
     def _on_model_reload(self, event: StageEvent) -> None:
         self.metrics.model_reloads.labels("ok" if event.data.get("ok") else "failed").inc()

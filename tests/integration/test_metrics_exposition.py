@@ -106,8 +106,10 @@ def test_every_family_is_exposed_with_bounded_labels(finished) -> None:
         "edged_source_reconnects_total", "edged_source_connected", "edged_source_fps",
         "edged_stage_restarts_total", "edged_published_bytes_total",
         "edged_process_resident_memory_bytes", "edged_process_cpu_seconds_total",
+        "edged_subscribers",
     }  # fmt: skip
     assert expected <= names, f"missing: {sorted(expected - names)}"
+    assert scrape.value("edged_subscribers") == 1  # this test's own subscriber
     assert not any(n.endswith("_created") for n in names), "per-child _created series"
     model = scrape.samples("edged_model_info")
     assert [(s.labels["name"], s.labels["backend"], s.value) for s in model] == [

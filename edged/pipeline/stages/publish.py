@@ -38,6 +38,7 @@ class PublishStage:
         self.pub.bind(cfg.publish.endpoint)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.subs = SubscriptionTracker()
+        self.reported_subscribers = -1  # last count sent to the supervisor
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
         self.preview = None
@@ -66,6 +67,9 @@ class PublishStage:
             if self.preview is not None:
                 self.preview.public_event(event)
             timeout_ms = 0
+        if self.subscribers != self.reported_subscribers:  # rare: only when someone (un)subscribes
+            self.reported_subscribers = self.subscribers
+            self.rt.send_event("subscribers", count=self.subscribers)
 
     def service(self) -> None:
         """Every loop turn, frames or not: subscriptions, and finished preview JPEGs."""
