@@ -146,7 +146,7 @@ def overview() -> list[Panel]:
         ),
         stat(
             "End-to-end p95",
-            "95th percentile of capture → publish latency.",
+            "95th percentile of end-to-end latency: end of the source read → publish.",
             [target(quantile(0.95, "edged_end_to_end_latency_seconds", "le"))],
             "s",
             defaults={"thresholds": thresholds((None, "green"), (0.5, "orange"), (1, "red"))},
@@ -180,6 +180,13 @@ def overview() -> list[Panel]:
             },
         ),
         stat(
+            "Subscribers",
+            "ZeroMQ subscriptions to the detections (edged_subscribers); preview viewers are not "
+            "counted. 0: nobody receives what edged publishes.",
+            [target(f"max(edged_subscribers{{{SEL}}})")],
+            defaults={"decimals": 0, "thresholds": thresholds((None, "orange"), (1, "green"))},
+        ),
+        stat(
             "Uptime",
             "Time since the daemon started (edged_start_time_seconds).",
             [target(f"time() - max(edged_start_time_seconds{{{SEL}}})")],
@@ -208,7 +215,7 @@ def overview() -> list[Panel]:
             text_mode="value_and_name",
         ),
     ]
-    return with_widths(panels, (3, 3, 5, 3, 2, 3, 5))
+    return with_widths(panels, (3, 3, 4, 3, 2, 2, 3, 4))
 
 
 def throughput() -> list[Panel]:
