@@ -15,7 +15,6 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from edged.control import (
 )
 from edged.http_server import HttpServer
 from edged.metrics import HailoCollector, Metrics, ProcessCollector
-from edged.models import ModelError, ResolvedVariant, load_manifest, resolve_from_config
+from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
 from edged.pipeline.endpoints import Endpoints
@@ -51,7 +50,6 @@ from edged.pipeline.messages import (
     PREPROCESS,
     PUBLISH,
     STAGE_ORDER,
-    SWAP_TIMEOUT_S,
     Command,
     ModelDescriptor,
     StageEvent,
@@ -62,6 +60,7 @@ from edged.pipeline.ring import RingSpec, SharedRing, create_ring
 from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
+from edged.pipeline.swaps import Adopted, SwapCoordinator
 from edged.pipeline.telemetry import Telemetry
 from edged.sdnotify import SystemdNotifier
 from edged.sources import source_kind
@@ -73,7 +72,6 @@ MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
-MAX_TIMED_OUT_SWAPS = 4  # swaps given up on whose late result may still come
 
 
 # Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
@@ -124,20 +122,6 @@ class StartupError(RuntimeError):
     """The pipeline could not start; the message says which part and why."""
 
 
-@dataclass
-class PendingReply:
-    """A control request waiting for the pipeline (a swap in progress)."""
-
-    identity: bytes
-    variant: str
-    started: float
-    resolved: ResolvedVariant
-    request_id: str = ""  # matches the inference stage's swap_result to this request
-    config: EdgedConfig | None = None  # a reloaded config, adopted when the swap succeeds
-    done_at_seq: int | None = None  # reply once this seq is published (old-model frames out)
-    result: dict[str, Any] = field(default_factory=dict)
-
-
 def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, str]:
     """(lossless, effective mode) from the configured mode and the source kind."""
     kind = source_kind(config.source.uri)
@@ -186,10 +170,7 @@ class Supervisor:
         self.processes: dict[str, Any] = {}  # by process name (see edged.pipeline.layout)
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
-        self.pending: PendingReply | None = None
-        # Swaps given up on here (timed out), by request id: a late success still adopts
-        # the reloaded config's model section. The last few only.
-        self.timed_out_swaps: dict[str, PendingReply] = {}
+        self.swaps = SwapCoordinator(self.telemetry, self._send, self._reply)
         self.restarts: dict[str, RestartPolicy] = {}
         self._hailo_reader: Any = None
         self.started_at = time.monotonic()
@@ -427,7 +408,7 @@ class Supervisor:
             if self._reload_requested:
                 self._reload_requested = False
                 self.reload(identity=None)
-            self._check_pending_swap()
+            self.swaps.check()
             self._notify_systemd()
             if self._check_processes():
                 return
@@ -465,7 +446,7 @@ class Supervisor:
                 self.exit_code = 1
                 self._drain_requested = True
             elif event.kind == "swap_result":
-                self._on_swap_result(event)
+                self._adopt(self.swaps.on_result(event.data))
             elif event.kind == "eos" and event.stage == PUBLISH:
                 self._source_finished = True
                 if self._draining_since is not None:
@@ -499,13 +480,8 @@ class Supervisor:
                     return True
                 delay = restart.schedule(now)
                 log.error("%s stage died (%s); restarting in %.1fs", name, cause, delay)
-                if INFER in self.groups[name] and self.pending is not None:
-                    pending, self.pending = self.pending, None
-                    self._refuse(
-                        pending.identity or None,
-                        pending.variant,
-                        "inference stage restarted during the swap",
-                    )
+                if INFER in self.groups[name]:
+                    self.swaps.cancel("inference stage restarted during the swap")
             elif now >= restart.due:
                 restart.due = None
                 for stage in self.groups[name]:  # every stage of the process restarted
@@ -643,7 +619,7 @@ class Supervisor:
                 "output_layout": model.output_layout,
             },
             "variants": variants,
-            "swap_in_progress": self.pending is not None,
+            "swap_in_progress": self.swaps.in_progress,
             "fps": round(s.fps(), 2),
             "frames_published": s.published,
             "last_seq": s.last_published_seq,
@@ -666,91 +642,17 @@ class Supervisor:
         return status
 
     def swap(self, variant: str, identity: bytes | None, config: EdgedConfig | None = None) -> None:
-        """Start a swap; the reply goes out when it finished (or right away when refused)."""
-        if self.pending is not None:
-            self._refuse(identity, variant, "another swap is in progress")
-            return
-        model_cfg = (config or self.config).model
-        try:
-            resolved = resolve_from_config(model_cfg, variant)
-        except ModelError as exc:
-            self._refuse(identity, variant, str(exc))
-            return
-        request_id = uuid.uuid4().hex
-        self.pending = PendingReply(identity or b"", variant, time.monotonic(), resolved,
-                                    request_id, config=config)  # fmt: skip
-        log.info("swap to %s requested (%s)", variant, resolved.path)
-        self._send(INFER, Command("swap", {"request_id": request_id, "resolved": resolved}))
+        """Start a swap (a control request, or a reload's new model section)."""
+        self.swaps.request(variant, identity, (config or self.config).model, config)
 
-    def _refuse(self, identity: bytes | None, variant: str, error: str) -> None:
-        log.warning("swap to %s refused: %s", variant, error)
-        self.telemetry.record_swap(False, None)
-        self._reply(identity, reply(False, error=error, active=self._active_variant()))
-
-    def _active_variant(self) -> str | None:
-        model = self.telemetry.state.model
-        return None if model is None else model.variant
-
-    def _on_swap_result(self, event: StageEvent) -> None:
-        pending = self.pending
-        d = event.data
-        if pending is None or d.get("request_id") != pending.request_id:
-            self._late_swap_result(d)
+    def _adopt(self, adopted: Adopted | None) -> None:
+        """A swap succeeded: a restarted inference process loads the new variant, and a reload's
+        model section becomes the running config's (so the next reload compares with it)."""
+        if adopted is None:
             return
-        if not d["ok"]:
-            self.pending = None
-            self._refuse(pending.identity or None, pending.variant, d.get("error") or "failed")
-            return
-        model: ModelDescriptor = d["model"]
-        self.telemetry.set_model(model)
-        self.telemetry.record_swap(True, d.get("duration"))
-        self.resolved = pending.resolved
-        if pending.config is not None:
-            self.config = self.config.model_copy(update={"model": pending.config.model})
-        self._send(PREPROCESS, Command("model", {"model": model}))
-        pending.done_at_seq = d.get("last_old_seq", -1)
-        pending.result = {"active": model.variant, "model": model.name,
-                          "first_seq": pending.done_at_seq + 1,
-                          "duration_s": round(d.get("duration", 0.0), 3)}  # fmt: skip
-        log.info("swapped to %s in %.2fs", model.key, d.get("duration", 0.0))
-
-    def _late_swap_result(self, d: dict[str, Any]) -> None:
-        """A swap that had timed out here finished after all: the inference stage serves the
-        new model now, so the rest of the pipeline follows it (no one is waiting for a reply)."""
-        if not d.get("ok") or d.get("resolved") is None:
-            return
-        model: ModelDescriptor = d["model"]
-        log.warning("a swap to %s that had timed out finished after all; serving it", model.key)
-        self.telemetry.set_model(model)
-        self.resolved = d["resolved"]
-        given_up = self.timed_out_swaps.pop(d.get("request_id") or "", None)
-        if given_up is not None and given_up.config is not None:  # a reload's swap
-            self.config = self.config.model_copy(update={"model": given_up.config.model})
-        self._send(PREPROCESS, Command("model", {"model": model}))
-
-    def _remember_timed_out(self, pending: PendingReply) -> None:
-        self.timed_out_swaps[pending.request_id] = pending
-        while len(self.timed_out_swaps) > MAX_TIMED_OUT_SWAPS:
-            del self.timed_out_swaps[next(iter(self.timed_out_swaps))]
-
-    def _check_pending_swap(self) -> None:
-        pending = self.pending
-        if pending is None:
-            return
-        now = time.monotonic()
-        if pending.done_at_seq is None:
-            if now - pending.started > SWAP_TIMEOUT_S:
-                self.pending = None
-                self._remember_timed_out(pending)
-                self._refuse(pending.identity or None, pending.variant, "swap timed out")
-            return
-        state = self.telemetry.state
-        # Reply once every frame inferred by the old model is out, so that every message the
-        # client sees after the reply names the new variant.
-        idle = state.last_published_at is None or now - state.last_published_at > 2.0
-        if state.last_published_seq >= pending.done_at_seq or idle:
-            self.pending = None
-            self._reply(pending.identity or None, reply(True, **pending.result))
+        self.resolved = adopted.resolved
+        if adopted.model_config is not None:
+            self.config = self.config.model_copy(update={"model": adopted.model_config})
 
     def reload(self, identity: bytes | None) -> None:
         """Re-read the config file: swap if the model changed; refuse an invalid file."""
@@ -780,7 +682,7 @@ class Supervisor:
         if "model" in changed:
             self.swap(new.model.variant, identity, new)
         else:
-            self._reply(identity, reply(True, changed=changed, active=self._active_variant()))
+            self._reply(identity, reply(True, changed=changed, active=self.swaps.active_variant()))
         if started:
             self.notifier.ready(self.status_line())
 
