@@ -95,14 +95,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """Exit 0 when ``edged run`` would accept the file, 2 (as run does) when it would not."""
+    from edged.models import ModelError, resolve_from_config
+    from edged.pipeline.supervisor import pipeline_mode
+
     try:
         config = load_config(args.file)
-        from edged.pipeline.supervisor import pipeline_mode
-
         pipeline_mode(config, args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return 2
+    if not args.no_model:  # what run resolves at start: manifest, variant, file (not loaded)
+        try:
+            resolved = resolve_from_config(config.model)
+        except ModelError as exc:
+            print(f"{args.file}: model: {exc} (--no-model checks the file alone)", file=sys.stderr)
+            return 2
+        print(f"model: {resolved.name}/{resolved.variant} → {resolved.path}")
     print(f"{args.file}: OK")
     if args.show:
         import yaml
@@ -200,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file")
     check.add_argument("file")
     check.add_argument("--show", action="store_true", help="print the effective config")
+    check.add_argument("--no-model", action="store_true",
+                       help="do not look for the model files (checking a config for another "
+                            "machine)")  # fmt: skip
     check.set_defaults(func=cmd_config_check)
 
     ctl = sub.add_parser("ctl", help="control a running daemon")

@@ -7,6 +7,7 @@ message lists each problem as ``field.path: reason``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -80,6 +81,12 @@ class SourceConfig(_Strict):
         "decode in time (4K on a Pi).",
     )
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _index_as_text(cls, uri: Any) -> Any:
+        """``uri: 0`` in YAML is a camera index, as ``--source 0`` is (bools are not)."""
+        return str(uri) if isinstance(uri, int) and not isinstance(uri, bool) else uri
 
     @field_validator("uri")
     @classmethod
@@ -339,9 +346,25 @@ def errors_from_validation(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors():
         reason = err["msg"].removeprefix("Value error, ")  # pydantic's wording, not the user's
         if err["type"] == "extra_forbidden":
-            reason = "unknown field (check the spelling; see configs/default.yaml)"
+            reason = _unknown_field_reason(err["loc"])
         result.append((_field_path(err["loc"]), reason))
     return result
+
+
+def _unknown_field_reason(loc: tuple[Any, ...]) -> str:
+    """ "unknown field", with the closest known name and the names the section has."""
+    section: type[BaseModel] | None = EdgedConfig
+    for part in loc[:-1]:  # walk the models down to the section holding the unknown key
+        field = section.model_fields.get(str(part)) if section else None
+        annotation = field.annotation if field else None
+        section = annotation if isinstance(annotation, type) and issubclass(
+            annotation, BaseModel) else None  # fmt: skip
+    if section is None:
+        return "unknown field"
+    known = sorted(section.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field ({hint}known here: {', '.join(known)})"
 
 
 def parse_config(data: Any, source: str = "config") -> EdgedConfig:
@@ -357,12 +380,27 @@ def parse_config(data: Any, source: str = "config") -> EdgedConfig:
 
 
 class _ConfigLoader(yaml.SafeLoader):
-    """YAML with only ``true``/``false`` as booleans.
+    """YAML with only ``true``/``false`` as booleans, and no duplicate keys.
 
     YAML 1.1 also reads ``on``/``off``/``yes``/``no`` as booleans, which turns a key like
     ``on:`` into ``True`` and makes its error unreadable; as values those words still work
-    (pydantic accepts them for boolean fields).
+    (pydantic accepts them for boolean fields). PyYAML keeps the last of two equal keys, so a
+    second ``postprocess:`` section would silently drop the first one's settings.
     """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool):
+                continue  # a key pydantic refuses anyway (and maybe unhashable)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _ConfigLoader.yaml_implicit_resolvers = {
@@ -395,9 +433,11 @@ def load_config(path: str | Path | None) -> EdgedConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ConfigError(
-            [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")], str(p)
-        ) from None
+        reason = f"invalid YAML: {getattr(exc, 'problem', exc)}"
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:  # where it started: an unclosed quote, say
+            reason += f" ({context} from line {context_mark.line + 1})"
+        raise ConfigError([(where, reason)], str(p)) from None
     return parse_config(data, str(p))
 
 

@@ -66,7 +66,7 @@ def test_invalid_configs_name_each_field_and_never_trace_back(tmp_path: Path, na
     path.write_text(text)
     check = edged("config", "check", str(path))
     run = edged("run", "--config", str(path), "--runtime-dir", str(tmp_path / "run"))
-    for result, code in ((check, 1), (run, 2)):
+    for result, code in ((check, 2), (run, 2)):
         assert result.returncode == code, result
         assert "Traceback" not in result.stderr + result.stdout
         assert f"{path}: invalid configuration" in result.stderr, result.stderr

@@ -34,7 +34,39 @@ def test_shipped_configs_are_valid(name):
 def test_unknown_field_is_named():
     errors = errors_of({"source": {"uri": "x.mp4", "lop": True}})
     assert "source.lop" in errors
-    assert "unknown field" in errors["source.lop"]
+    assert errors["source.lop"].startswith("unknown field (did you mean 'loop'? known here: ")
+
+
+def test_unknown_fields_list_what_their_section_has():
+    errors = errors_of({"bogus": 1, "inference": {"onnxruntime": {"thread": 2}}})
+    assert errors["bogus"] == (
+        "unknown field (known here: camera_id, control, http, inference, model, pipeline, "
+        "postprocess, preview, publish, runtime, source)"
+    )
+    assert "intra_op_threads" in errors["inference.onnxruntime.thread"]
+
+
+def test_a_duplicate_key_is_an_error_not_a_silently_dropped_section(tmp_path: Path):
+    """PyYAML keeps the last of two equal keys: the first section's settings would vanish."""
+    path = tmp_path / "dup.yaml"
+    path.write_text("postprocess:\n  conf_threshold: 0.5\nsource:\n  uri: x.mp4\n"
+                    "postprocess:\n  iou_threshold: 0.3\n")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.errors == [
+        ("line 5, column 1", "invalid YAML: duplicate key 'postprocess' (first at line 1)")
+    ]
+    path.write_text("source:\n  uri: x.mp4\n  fps: 5\n  fps: 10\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "duplicate key 'fps' (first at line 3)" in info.value.errors[0][1]
+
+
+def test_a_camera_index_may_be_a_yaml_number(tmp_path: Path):
+    path = tmp_path / "usb.yaml"
+    path.write_text("source:\n  uri: 0\n")
+    assert load_config(path).source.uri == "0"
+    assert "source.uri" in errors_of({"source": {"uri": True}})
 
 
 def test_an_unknown_uri_scheme_is_a_typo_not_a_file():
@@ -84,6 +116,14 @@ def test_yaml_syntax_error_gives_line(tmp_path: Path):
     assert "line" in info.value.errors[0][0]
 
 
+def test_an_unclosed_quote_says_where_it_was_opened(tmp_path: Path):
+    path = tmp_path / "quote.yaml"
+    path.write_text('source:\n  uri: "abc\n  fps: 3\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "while scanning a quoted scalar from line 2" in info.value.errors[0][1]
+
+
 def test_top_level_must_be_mapping():
     assert "(root)" in errors_of(["a", "b"])
 
@@ -93,14 +133,45 @@ def test_config_check_cli(tmp_path: Path):
     bad.write_text("postprocess:\n  iou_threshold: -1\nsource:\n  colour: red\n")
     result = subprocess.run([sys.executable, "-m", "edged.cli", "config", "check", str(bad)],
                             capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # as `edged run` exits on the same file
     assert "postprocess.iou_threshold" in result.stderr
     assert "source.colour" in result.stderr
     assert "Traceback" not in result.stderr
     good = REPO_ROOT / "configs" / "default.yaml"
-    result = subprocess.run([sys.executable, "-m", "edged.cli", "config", "check", str(good)],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "edged.cli", "config", "check", "--no-model",
+                             str(good)], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_config_check_looks_for_the_model_as_run_does(tmp_path: Path) -> None:
+    """A manifest or variant file that is missing is what makes a first start fail: check says
+    so with run's own message and exit status, and finds a complete model directory fine."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "m.yaml").write_text(
+        "name: m\nvariants:\n  fp32: {backend: onnxruntime, path: m.onnx}\n"
+        "  static: {backend: onnxruntime, path: m-int8.onnx}\n"
+    )
+    (models / "m.onnx").write_bytes(b"only looked for, not loaded")
+    config = tmp_path / "c.yaml"
+
+    def check(variant: str, manifest: str = "m") -> subprocess.CompletedProcess:
+        config.write_text(f"model:\n  manifest: {manifest}\n  variant: {variant}\n"
+                          f"  models_dir: {models}\n")  # fmt: skip
+        return subprocess.run([sys.executable, "-m", "edged.cli", "config", "check", str(config)],
+                              capture_output=True, text=True)  # fmt: skip
+
+    ok = check("fp32")
+    assert ok.returncode == 0 and f"m/fp32 → {models / 'm.onnx'}" in ok.stdout, ok
+    missing_file = check("static")
+    assert missing_file.returncode == 2
+    assert "variant 'static' file" in missing_file.stderr
+    assert "does not exist" in missing_file.stderr
+    no_variant = check("int4")
+    assert no_variant.returncode == 2 and "has: fp32, static" in no_variant.stderr
+    no_manifest = check("fp32", manifest="other")
+    assert no_manifest.returncode == 2 and "'other' not found" in no_manifest.stderr
+    assert "Traceback" not in no_manifest.stderr
 
 
 def test_lossless_needs_a_file(tmp_path: Path):
