@@ -21,6 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from edged.sources.picamera2 import NUMPY_HINT
+
 Status = Literal["ok", "info", "warn", "fail"]
 Importer = Callable[[str], ModuleType]
 
@@ -204,6 +206,8 @@ def check_camera(
                     "libcamera bindings are not visible: `sudo apt install python3-libcamera` "
                     "and a venv made with --system-site-packages"
                     if libcam_missing
+                    else NUMPY_HINT
+                    if err is not None and "numpy" in err
                     else "`sudo apt install python3-picamera2`, venv with --system-site-packages"
                 ),
             )

@@ -30,6 +30,15 @@ UNIT_PATH = Path("/etc/systemd/system") / UNIT_NAME
 CONFIG_DIR = Path("/etc/edged")
 CONFIG_PATH = CONFIG_DIR / "config.yaml"
 STATE_DIR = Path("/var/lib/edged")
+MODELS_DIR = STATE_DIR / "models"
+CACHE_DIR = Path("/var/cache/edged")
+DROP_IN_DIR = Path("/etc/systemd/system/edged.service.d")  # `systemctl edit edged` writes here
+CLI_LINK = Path("/usr/local/bin/edged")  # `edged ctl`, `edged doctor` on the PATH
+DEFAULT_MODEL = "yolov5n"  # the model the shipped configs name; fetched on a first install
+# Raspberry Pi OS bookworm's picamera2 stack (python3-simplejpeg, python3-picamera2) is built
+# against its numpy 1.x; a numpy 2 in the venv breaks `import picamera2` ("numpy.dtype size
+# changed"), and current opencv-python-headless wheels pull numpy 2 in.
+NUMPY1_CONSTRAINTS = "numpy<2\nopencv-python-headless<4.12\n"
 DEFAULT_PREFIX = Path("/opt/edged")
 DEFAULT_USER = "edged"
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -180,6 +189,10 @@ class HostFacts:
     config_exists: bool = False
     unit_installed: bool = False
     systemd_running: bool = True
+    system_numpy: str | None = None  # numpy version the system Python has (None: none)
+    existing_manifests: frozenset[str] = frozenset()  # *.yaml already in MODELS_DIR
+    cli_link_exists: bool = False  # something is at CLI_LINK
+    cli_link_is_ours: bool = False  # CLI_LINK points into this install's venv
 
 
 @dataclass(frozen=True)
@@ -212,7 +225,16 @@ def source_root() -> Path | None:
     return root if 'name = "edged"' in text else None
 
 
-def probe_host(user: str) -> HostFacts:
+def _system_numpy(python: str) -> str | None:
+    try:
+        done = subprocess.run([python, "-c", "import numpy; print(numpy.__version__)"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def probe_host(user: str, python: str = DEFAULT_PYTHON, prefix: Path = DEFAULT_PREFIX) -> HostFacts:
     """Read the facts from this machine (users, groups, device nodes, installed files)."""
     try:
         pwd.getpwnam(user)
@@ -236,7 +258,17 @@ def probe_host(user: str) -> HostFacts:
         config_exists=CONFIG_PATH.exists(),
         unit_installed=UNIT_PATH.exists(),
         systemd_running=Path("/run/systemd/system").is_dir(),
+        system_numpy=_system_numpy(python),
+        existing_manifests=frozenset(p.name for p in MODELS_DIR.glob("*.yaml")),
+        cli_link_exists=CLI_LINK.exists() or CLI_LINK.is_symlink(),
+        cli_link_is_ours=CLI_LINK.is_symlink()
+        and CLI_LINK.resolve() == (prefix / "venv" / "bin" / "edged").resolve(),
     )
+
+
+def needs_numpy1(system_numpy: str | None) -> bool:
+    """True when the system's numpy is 1.x: the venv must keep to it (see NUMPY1_CONSTRAINTS)."""
+    return system_numpy is not None and system_numpy.split(".")[0] == "1"
 
 
 def service_groups(facts: HostFacts) -> list[str]:
@@ -317,7 +349,7 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
         )
     # systemd creates the state dir on start too; creating it now lets models be copied first.
     steps.append(MakeDir(STATE_DIR, 0o750, owner=user, group=user))
-    steps.append(MakeDir(STATE_DIR / "models", 0o750, owner=user, group=user))
+    steps.append(MakeDir(MODELS_DIR, 0o750, owner=user, group=user))
 
     steps.append(MakeDir(prefix, 0o755))
     venv_cmd = [options.python, "-m", "venv"]
@@ -335,7 +367,20 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
         steps.append(Remove(staged, "tree"))
         steps.append(CopyTree(local_tree.resolve(), staged))
         package = str(staged)
-    steps.append(Run((str(venv / "bin" / "python"), "-m", "pip", "install", "--upgrade", package)))
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--upgrade"]
+    if options.system_site_packages and needs_numpy1(facts.system_numpy):
+        constraints = prefix / "constraints.txt"
+        steps.append(WriteFile(constraints, NUMPY1_CONSTRAINTS, 0o644,
+                               f"numpy<2: the apt picamera2 stack is built against the "
+                               f"system's numpy {facts.system_numpy}"))  # fmt: skip
+        pip += ["--constraint", str(constraints)]
+    steps.append(Run((*pip, package)))
+    edged = str(venv / "bin" / "edged")
+    if facts.cli_link_exists and not facts.cli_link_is_ours:
+        steps.append(Note(f"keeping {CLI_LINK} (not a link to this install): use {edged}"))
+    else:
+        steps.append(Run(("ln", "-sfn", edged, str(CLI_LINK))))
+    steps += _model_steps(local_tree if local_tree.is_dir() else None, facts, user, edged)
 
     steps.append(MakeDir(CONFIG_DIR, 0o755))
     if facts.config_exists:
@@ -348,12 +393,34 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
     steps.append(WriteFile(UNIT_PATH, rendered, 0o644, origin))
     steps.append(Run(("systemctl", "daemon-reload")))
     steps.append(Run(("systemctl", "enable", UNIT_NAME)))
+    # The model the config names must be there, or the first start fails (exit 2, which the
+    # unit does not retry): stop before starting, with check's one-line reason.
+    steps.append(Run((edged, "config", "check", str(CONFIG_PATH))))
     if options.start:
         # restart = start, or pick up the new code/unit on an upgrade.
         steps.append(Run(("systemctl", "restart", UNIT_NAME)))
         steps.append(Note(f"follow it with: systemctl status {UNIT_NAME}; journalctl -u edged -f"))
     else:
         steps.append(Note(f"not started (--no-start): systemctl start {UNIT_NAME}"))
+    return steps
+
+
+def _model_steps(tree: Path | None, facts: HostFacts, user: str, edged: str) -> list[Step]:
+    """Manifests from a source checkout (an existing one is the user's: kept), and on a first
+    install the default model's FP32 file (a local copy or the download `models fetch` does;
+    offline it fails and says so, and the config check after it names what is missing)."""
+    steps: list[Step] = []
+    manifests = sorted((tree / "models").glob("*.yaml")) if tree is not None else []
+    for manifest in manifests:
+        if manifest.name in facts.existing_manifests:
+            steps.append(Note(f"keeping the existing {MODELS_DIR / manifest.name}"))
+        else:
+            steps.append(CopyFile(manifest, MODELS_DIR / manifest.name, 0o640, user, user))
+    if f"{DEFAULT_MODEL}.yaml" not in facts.existing_manifests and any(
+        m.name == f"{DEFAULT_MODEL}.yaml" for m in manifests
+    ):
+        steps.append(Run(("runuser", "-u", user, "--", edged, "models", "--models-dir",
+                          str(MODELS_DIR), "fetch", DEFAULT_MODEL), check=False))  # fmt: skip
     return steps
 
 
@@ -366,12 +433,16 @@ def plan_uninstall(options: UninstallOptions, facts: HostFacts) -> list[Step]:
     steps.append(Remove(UNIT_PATH))
     steps.append(Run(("systemctl", "daemon-reload")))
     steps.append(Run(("systemctl", "reset-failed", UNIT_NAME), check=False))
+    if facts.cli_link_is_ours:
+        steps.append(Remove(CLI_LINK))
     steps.append(Remove(options.prefix / "venv", "tree"))
     steps.append(Remove(options.prefix / "src", "tree"))
     steps.append(Remove(options.prefix, "empty-dir"))
     if options.purge:
         steps.append(Remove(CONFIG_DIR, "tree"))
         steps.append(Remove(STATE_DIR, "tree"))
+        steps.append(Remove(CACHE_DIR, "tree"))
+        steps.append(Remove(DROP_IN_DIR, "tree"))  # would apply again to a later install
         if facts.user_exists:
             steps.append(Run(("userdel", options.user), check=False))
     else:
@@ -483,7 +554,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     """``edged service install``."""
     try:
         options, template = _install_options(args)
-        facts = probe_host(options.user)
+        facts = probe_host(options.user, options.python, options.prefix)
         if not _preflight(args.dry_run, facts, "install", sys.stderr):
             return 1
         steps = plan_install(options, facts, template)
@@ -507,7 +578,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     """``edged service uninstall``."""
     try:
         options = UninstallOptions(prefix=Path(args.prefix), user=args.user, purge=args.purge)
-        facts = probe_host(options.user)
+        facts = probe_host(options.user, prefix=options.prefix)
         if not _preflight(args.dry_run, facts, "uninstall", sys.stderr):
             return 1
         execute(plan_uninstall(options, facts), dry_run=args.dry_run, out=sys.stdout)

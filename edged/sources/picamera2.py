@@ -33,8 +33,9 @@ INSTALL_HINT = (
     "picamera2 and libcamera bindings are visible (pip cannot provide libcamera)"
 )
 NUMPY_HINT = (
-    "Raspberry Pi OS builds picamera2's helpers (simplejpeg) against its own numpy 1.x: "
-    "install numpy<2 in edged's venv (pip install 'numpy<2')"
+    "Raspberry Pi OS builds picamera2's helpers (simplejpeg) against its own numpy 1.x: keep "
+    "edged's venv on it (`pip install 'numpy<2' 'opencv-python-headless<4.12'`; "
+    "`edged service install` does this when the system numpy is 1.x)"
 )
 DEFAULT_SIZE = (1280, 720)
 DEFAULT_FRAME_TIMEOUT_S = 2.0

@@ -142,6 +142,18 @@ def test_camera_without_picamera2(tmp_path: Path) -> None:
     assert got["V4L2 devices"].summary == "none"
 
 
+def test_picamera2_broken_by_numpy_2_gets_the_numpy_hint(tmp_path: Path) -> None:
+    """What apt's simplejpeg raises on import when the venv has numpy 2."""
+
+    def load(name: str) -> ModuleType:
+        raise ValueError("numpy.dtype size changed, may indicate binary incompatibility. "
+                         "Expected 96 from C header, got 88 from PyObject")  # fmt: skip
+
+    got = _by_name(check_camera(tmp_path, load))
+    assert got["picamera2"].status == "warn"
+    assert "'numpy<2'" in got["picamera2"].hint
+
+
 def test_camera_without_libcamera(tmp_path: Path) -> None:
     def load(name: str) -> ModuleType:
         raise ModuleNotFoundError("No module named 'libcamera'", name="libcamera")

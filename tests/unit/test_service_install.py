@@ -61,20 +61,30 @@ def test_fresh_install_plan(tmp_path: Path) -> None:
     assert value_of["--home-dir"] == "/var/lib/edged"
     assert value_of["--shell"] == "/usr/sbin/nologin"
     assert value_of["--groups"] == "video"
+    edged = "/opt/edged/venv/bin/edged"
     assert runs == [
         ("/usr/bin/python3", "-m", "venv", "--system-site-packages", "/opt/edged/venv"),
         ("/opt/edged/venv/bin/python", "-m", "pip", "install", "--upgrade", "/opt/edged/src"),
+        ("ln", "-sfn", edged, "/usr/local/bin/edged"),
+        ("runuser", "-u", "edged", "--", edged, "models", "--models-dir", "/var/lib/edged/models",
+         "fetch", "yolov5n"),
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "edged.service"),
+        (edged, "config", "check", "/etc/edged/config.yaml"),
         ("systemctl", "restart", "edged.service"),
-    ]
+    ]  # fmt: skip
+    assert Run(runs[3], check=False) in steps  # offline: the config check says what is missing
     # The source tree is staged into a root-owned copy before pip builds it.
     stage = [s for s in steps if isinstance(s, CopyTree)]
     assert stage == [CopyTree(REPO, Path("/opt/edged/src"))]
     copies = [s for s in steps if isinstance(s, CopyFile)]
+    manifests = sorted((REPO / "models").glob("*.yaml"))
+    assert {m.name for m in manifests} >= {"yolov5n.yaml", "yolov8s-hailo.yaml"}
     assert copies == [
-        CopyFile(tmp_path / "pi5-cpu.yaml", Path("/etc/edged/config.yaml"), 0o640, group="edged")
-    ]
+        *(CopyFile(m, Path("/var/lib/edged/models") / m.name, 0o640, "edged", "edged")
+          for m in manifests),
+        CopyFile(tmp_path / "pi5-cpu.yaml", Path("/etc/edged/config.yaml"), 0o640, group="edged"),
+    ]  # fmt: skip
     (unit,) = [s for s in steps if isinstance(s, WriteFile)]
     assert unit.path == Path("/etc/systemd/system/edged.service")
     assert unit.mode == 0o644
@@ -100,8 +110,41 @@ def test_upgrade_keeps_user_and_config(tmp_path: Path) -> None:
     runs = _runs(steps)
     assert ("usermod", "--append", "--groups", "hailo,video", "edged") in runs
     assert not any(r[0] == "useradd" for r in runs)
-    assert not any(isinstance(s, CopyFile) for s in steps)
+    assert not any(isinstance(s, CopyFile) and s.dst.parent == Path("/etc/edged") for s in steps)
     assert any(isinstance(s, Note) and "keeping the existing" in s.text for s in steps)
+
+
+def test_an_upgrade_keeps_the_users_manifests_and_fetches_nothing(tmp_path: Path) -> None:
+    facts = HostFacts(user_exists=True, existing_groups=frozenset({"video"}), config_exists=True,
+                      existing_manifests=frozenset({"yolov5n.yaml"}))  # fmt: skip
+    steps = plan_install(_options(tmp_path), facts, UNIT_TEMPLATE)
+    copied = {s.dst.name for s in steps if isinstance(s, CopyFile)}
+    assert "yolov5n.yaml" not in copied and "yolov8s-hailo.yaml" in copied
+    assert Note("keeping the existing /var/lib/edged/models/yolov5n.yaml") in steps
+    assert not any("fetch" in r for r in _runs(steps))
+
+
+def test_a_system_numpy_1_keeps_the_venv_on_numpy_1(tmp_path: Path) -> None:
+    """Bookworm's apt picamera2 is built against numpy 1.24; numpy 2 in the venv breaks it."""
+    facts = HostFacts(existing_groups=frozenset({"video"}), system_numpy="1.24.2")
+    steps = plan_install(_options(tmp_path), facts, UNIT_TEMPLATE)
+    (constraints,) = [s for s in steps if isinstance(s, WriteFile) and s.path.suffix == ".txt"]
+    assert constraints.path == Path("/opt/edged/constraints.txt")
+    assert "numpy<2" in constraints.content.splitlines()
+    pip = next(r for r in _runs(steps) if r[1:4] == ("-m", "pip", "install"))
+    assert pip[-3:] == ("--constraint", "/opt/edged/constraints.txt", "/opt/edged/src")
+    assert steps.index(constraints) < next(i for i, s in enumerate(steps)
+                                           if isinstance(s, Run) and s.argv == pip)  # fmt: skip
+    numpy2 = HostFacts(existing_groups=frozenset({"video"}), system_numpy="2.2.4")
+    assert not any("--constraint" in r for r in _runs(plan_install(_options(tmp_path), numpy2,
+                                                                    UNIT_TEMPLATE)))  # fmt: skip
+
+
+def test_a_foreign_edged_on_the_path_is_left_alone(tmp_path: Path) -> None:
+    facts = HostFacts(existing_groups=frozenset({"video"}), cli_link_exists=True)
+    steps = plan_install(_options(tmp_path), facts, UNIT_TEMPLATE)
+    assert not any(r[0] == "ln" for r in _runs(steps))
+    assert any(isinstance(s, Note) and "/usr/local/bin/edged" in s.text for s in steps)
 
 
 def test_groups_follow_the_device_owners() -> None:
@@ -201,6 +244,11 @@ def test_uninstall_purge() -> None:
     removed = {s.path: s.kind for s in steps if isinstance(s, Remove)}
     assert removed[Path("/etc/edged")] == "tree"
     assert removed[Path("/var/lib/edged")] == "tree"
+    assert removed[Path("/var/cache/edged")] == "tree"
+    assert removed[Path("/etc/systemd/system/edged.service.d")] == "tree"  # systemctl edit's
+    assert Path("/usr/local/bin/edged") not in removed  # not ours (no fact says so)
+    ours = HostFacts(user_exists=True, cli_link_is_ours=True, cli_link_exists=True)
+    assert Remove(Path("/usr/local/bin/edged")) in plan_uninstall(UninstallOptions(), ours)
     assert Run(("userdel", "edged"), check=False) in steps
 
 
@@ -396,7 +444,7 @@ def test_missing_config_file_is_an_error_before_anything_runs(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(
-        service, "probe_host", lambda user: HostFacts(existing_groups=frozenset({"video"}))
+        service, "probe_host", lambda *a, **k: HostFacts(existing_groups=frozenset({"video"}))
     )
     executed: list[object] = []
     monkeypatch.setattr(service, "execute", lambda *a, **k: executed.append(a))
