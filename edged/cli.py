@@ -134,15 +134,28 @@ def control_endpoint(args: argparse.Namespace) -> str:
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:
+    import zmq
+
     from edged.control import NotRunning, call
 
+    if bool(args.client_key) != bool(args.server_key):
+        print("edged ctl: --client-key and --server-key go together (CURVE needs both)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     curve = (Path(args.client_key), Path(args.server_key)) if args.client_key else None
     try:
-        result = call(control_endpoint(args), args.command, getattr(args, "variant", None),
-                      args.timeout, curve)  # fmt: skip
-    except (TimeoutError, NotRunning, ConfigError) as exc:
+        endpoint = control_endpoint(args)
+    except ConfigError as exc:
+        print(f"edged ctl: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = call(endpoint, args.command, getattr(args, "variant", None), args.timeout, curve)
+    except (TimeoutError, NotRunning) as exc:
         print(f"edged ctl: {exc}", file=sys.stderr)
         return 1
+    except (zmq.ZMQError, OSError, ValueError) as exc:  # a bad endpoint or key file
+        print(f"edged ctl: {endpoint}: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     return 0 if result.get("ok") else 1
 
@@ -155,9 +168,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    import zmq
+
     from edged.publish.subscriber import subscribe
 
-    return subscribe(args.address, args.topic, args.count, args.raw, args.timeout, args.latest)
+    try:
+        return subscribe(args.address, args.topic, args.count, args.raw, args.timeout,
+                         args.latest)  # fmt: skip
+    except zmq.ZMQError as exc:  # e.g. an address that is no ZeroMQ endpoint
+        print(f"edged subscribe: {args.address}: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:

@@ -106,8 +106,13 @@ def _check_listening(endpoint: str) -> None:
         probe.connect(path)
     except (FileNotFoundError, ConnectionRefusedError):
         raise NotRunning(f"edged is not running (nothing listens on {endpoint})") from None
+    except PermissionError:  # ZeroMQ would only time out, minutes later
+        raise NotRunning(
+            f"permission denied on {path}: the service's runtime directory is its own; "
+            "run edged ctl with sudo"
+        ) from None
     except OSError:
-        return  # e.g. permission denied: let ZeroMQ report what it sees
+        return  # anything else: let ZeroMQ report what it sees
     finally:
         probe.close()
 

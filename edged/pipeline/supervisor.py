@@ -682,7 +682,8 @@ class Supervisor:
         if "model" in changed:
             self.swap(new.model.variant, identity, new)
         else:
-            self._reply(identity, reply(True, changed=changed, active=self.swaps.active_variant()))
+            self._reply(identity, reply(True, changed=changed, needs_restart=later,
+                                        active=self.swaps.active_variant()))  # fmt: skip
         if started:
             self.notifier.ready(self.status_line())
 

@@ -130,6 +130,13 @@ def test_sighup_reloads_a_valid_config_and_refuses_an_invalid_one(tmp_path, vari
         poll_until(lambda: daemon.ctl("status")["frames_published"] > before, 30, daemon.log_tail)
         reply = daemon.ctl("reload")  # the same over the control socket: refused with reasons
         assert not reply["ok"] and "model.colour" in reply["error"]
+        # A valid change a running daemon cannot apply: accepted, and the reply says so.
+        config["postprocess"] = {"conf_threshold": 0.4}
+        daemon.config_path.write_text(yaml.safe_dump(config))
+        reply = daemon.ctl("reload")
+        # (The harness's command-line overrides differ from the file too: they count.)
+        assert reply["ok"] and "postprocess" in reply["needs_restart"], reply
+        assert reply["needs_restart"] == reply["changed"] and "model" not in reply["changed"]
         assert daemon.stop() == 0
 
 

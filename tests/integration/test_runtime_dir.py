@@ -69,3 +69,24 @@ def test_ctl_says_at_once_when_no_daemon_runs(tmp_path):
     stale.close()
     code, err, _ = _ctl(f"ipc://{tmp_path / 'stale.sock'}")
     assert code == 1 and "edged is not running" in err, err
+
+
+def test_ctl_and_subscribe_refuse_bad_arguments_in_one_line(tmp_path):
+    """A malformed endpoint or key file is a usage error (2), not a traceback."""
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edged.cli", *argv], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    (tmp_path / "junk.key").write_text("not a certificate\n")
+    cases = {
+        ("ctl", "--endpoint", "foo", "status"): "foo: Invalid argument",
+        ("subscribe", "foo"): "foo: Invalid argument",
+        ("ctl", "--client-key", "x", "status"): "go together",
+        ("ctl", "--endpoint", "tcp://127.0.0.1:1", "--client-key", str(tmp_path / "junk.key"),
+         "--server-key", str(tmp_path / "junk.key"), "status"): "No public key found",
+    }  # fmt: skip
+    for argv, message in cases.items():
+        done = cli(*argv)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
