@@ -16,6 +16,14 @@ def errors_of(data):
     return dict(info.value.errors)
 
 
+def file_errors(path: Path, text: str) -> list[tuple[str, str]]:
+    """The (where, reason) pairs load_config gives for a file holding ``text``."""
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.errors
+
+
 def test_defaults_are_valid():
     config = parse_config({})
     assert config.source.uri == "synthetic:"
@@ -49,17 +57,13 @@ def test_unknown_fields_list_what_their_section_has():
 def test_a_duplicate_key_is_an_error_not_a_silently_dropped_section(tmp_path: Path):
     """PyYAML keeps the last of two equal keys: the first section's settings would vanish."""
     path = tmp_path / "dup.yaml"
-    path.write_text("postprocess:\n  conf_threshold: 0.5\nsource:\n  uri: x.mp4\n"
-                    "postprocess:\n  iou_threshold: 0.3\n")  # fmt: skip
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert info.value.errors == [
+    sections = file_errors(path, "postprocess:\n  conf_threshold: 0.5\nsource:\n  uri: x.mp4\n"
+                                 "postprocess:\n  iou_threshold: 0.3\n")  # fmt: skip
+    assert sections == [
         ("line 5, column 1", "invalid YAML: duplicate key 'postprocess' (first at line 1)")
     ]
-    path.write_text("source:\n  uri: x.mp4\n  fps: 5\n  fps: 10\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert "duplicate key 'fps' (first at line 3)" in info.value.errors[0][1]
+    fields = file_errors(path, "source:\n  uri: x.mp4\n  fps: 5\n  fps: 10\n")
+    assert "duplicate key 'fps' (first at line 3)" in fields[0][1]
 
 
 def test_a_camera_index_may_be_a_yaml_number(tmp_path: Path):
@@ -109,19 +113,13 @@ def test_overrides_revalidate():
 
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("source:\n  uri: [unclosed\n")
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert "line" in info.value.errors[0][0]
+    errors = file_errors(tmp_path / "bad.yaml", "source:\n  uri: [unclosed\n")
+    assert "line" in errors[0][0]
 
 
 def test_an_unclosed_quote_says_where_it_was_opened(tmp_path: Path):
-    path = tmp_path / "quote.yaml"
-    path.write_text('source:\n  uri: "abc\n  fps: 3\n')
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert "while scanning a quoted scalar from line 2" in info.value.errors[0][1]
+    errors = file_errors(tmp_path / "quote.yaml", 'source:\n  uri: "abc\n  fps: 3\n')
+    assert "while scanning a quoted scalar from line 2" in errors[0][1]
 
 
 def test_top_level_must_be_mapping():
