@@ -42,6 +42,9 @@ def catalog(models_dir: Path, with_hash: bool = True) -> list[VariantEntry]:
 
 
 def print_catalog(models_dir: Path, with_hash: bool = True) -> int:
+    if not models_dir.is_dir():  # an empty table would read as "no models yet"
+        print(f"edged models: no such directory: {models_dir} (--models-dir)", file=sys.stderr)
+        return 2
     try:
         entries = catalog(models_dir, with_hash)
     except ModelError as exc:
