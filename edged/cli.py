@@ -14,7 +14,6 @@ from typing import Any, get_args
 from edged import __version__
 from edged.config import (
     ConfigError,
-    EdgedConfig,
     PipelineLayout,
     apply_overrides,
     load_config,
@@ -66,17 +65,14 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def load_run_config(args: argparse.Namespace) -> EdgedConfig:
-    config = load_config(args.config)
-    overrides = run_overrides(args)
-    return apply_overrides(config, overrides) if overrides else config
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from edged.logs import configure_logging
 
+    overrides = run_overrides(args)
     try:
-        config = load_run_config(args)
+        config = load_config(args.config)
+        if overrides:
+            config = apply_overrides(config, overrides)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -87,7 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edged.pipeline.supervisor import Supervisor
 
     try:
-        supervisor = Supervisor(config, Path(args.config) if args.config else None)
+        supervisor = Supervisor(config, Path(args.config) if args.config else None,
+                                overrides=overrides)  # fmt: skip
     except (ModelError, ConfigError) as exc:
         log.error("%s", exc)
         return 2

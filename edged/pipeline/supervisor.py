@@ -24,6 +24,7 @@ from edged.config import (
     ConfigError,
     EdgedConfig,
     PipelineConfig,
+    apply_overrides,
     default_runtime_dir,
     load_config,
 )
@@ -153,9 +154,13 @@ class Supervisor:
         config_path: Path | None = None,
         metrics: Metrics | None = None,
         notifier: SystemdNotifier | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
+        # The command line's overrides of the file (`edged run --variant ...`): a reload applies
+        # them again, or every overridden section would read as changed.
+        self.overrides = overrides or {}
         self.metrics = metrics or Metrics()
         self.telemetry = Telemetry(self.metrics)
         self.notifier = notifier or SystemdNotifier()
@@ -664,6 +669,8 @@ class Supervisor:
             self.notifier.reloading()
         try:
             new = load_config(self.config_path)
+            if self.overrides:
+                new = apply_overrides(new, self.overrides)
             pipeline_mode(new, str(self.config_path))
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
