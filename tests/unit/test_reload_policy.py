@@ -24,3 +24,9 @@ def test_the_last_pause_repeats_and_a_success_starts_over() -> None:
     policy.succeeded()
     assert policy.due(0.0) and policy.failures == 0
     assert policy.failed(50.0) == 1.0
+
+
+def test_the_defaults_pause_1_2_5_10_s_and_give_up_at_the_fifth_failure() -> None:
+    """What the README promises; every default pause is used, none is dead."""
+    policy = ReloadPolicy()
+    assert [policy.failed(0.0) for _ in range(5)] == [1.0, 2.0, 5.0, 10.0, None]

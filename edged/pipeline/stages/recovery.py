@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)  # after failures 1-4; the 5th gives up
 MAX_RELOAD_FAILURES = 5
 
 
