@@ -74,6 +74,25 @@ def timeseries(title: str, description: str, tgts: list, unit: str, **opts: Any)
     }
 
 
+def range_count(title: str, description: str, counter: str, by: str | None = None,
+                alert: str | None = None) -> Panel:  # fmt: skip
+    """A stat of how often ``counter`` went up in the dashboard's time range (per ``by`` label
+    value when given), coloured ``alert`` from the first occurrence."""
+    grouping = f" by ({by}) " if by else ""
+    defaults: dict[str, Any] = {"decimals": 0}
+    if alert:
+        defaults["thresholds"] = thresholds((None, "green"), (1, alert))
+    legend = f"{{{{{by}}}}}" if by else ""  # Grafana's {{label}}
+    expr = f"sum{grouping}(increase({counter}{{{SEL}}}[$__range]))"
+    return stat(
+        title,
+        description,
+        [target(expr, legend)],
+        defaults=defaults,
+        **({"text_mode": "value_and_name"} if by else {}),
+    )
+
+
 def unstacked_line(series: str) -> dict[str, Any]:
     """A field override: ``series`` drawn as a plain line over a stacked panel's areas."""
     return {
@@ -401,17 +420,11 @@ def model_and_reliability() -> list[Panel]:
                 "legend": {"showLegend": False},
             },
         },
-        stat(
+        range_count(
             "Model swaps",
             "Swaps in the selected time range, by result (ok, refused).",
-            [
-                target(
-                    f"sum by (result) (increase(edged_model_swaps_total{{{SEL}}}[$__range]))",
-                    "{{result}}",
-                )
-            ],
-            defaults={"decimals": 0},
-            text_mode="value_and_name",
+            "edged_model_swaps_total",
+            by="result",
         ),
         stat(
             "Swap duration p95",
@@ -424,36 +437,26 @@ def model_and_reliability() -> list[Panel]:
             ],
             "s",
         ),
-        stat(
+        range_count(
             "Stage restarts",
             "Stage processes restarted after dying, in the selected time range.",
-            [
-                target(
-                    f"sum by (stage) (increase(edged_stage_restarts_total{{{SEL}}}[$__range]))",
-                    "{{stage}}",
-                )
-            ],
-            defaults={"decimals": 0, "thresholds": thresholds((None, "green"), (1, "red"))},
-            text_mode="value_and_name",
+            "edged_stage_restarts_total",
+            by="stage",
+            alert="red",
         ),
-        stat(
+        range_count(
             "Model reloads",
             "The active model loaded again after its backend failed (a Hailo pipeline shut "
             "down, a device timeout), in the selected range, by result.",
-            [
-                target(
-                    f"sum by (result) (increase(edged_model_reloads_total{{{SEL}}}[$__range]))",
-                    "{{result}}",
-                )
-            ],
-            defaults={"decimals": 0, "thresholds": thresholds((None, "green"), (1, "orange"))},
-            text_mode="value_and_name",
+            "edged_model_reloads_total",
+            by="result",
+            alert="orange",
         ),
-        stat(
+        range_count(
             "Source reconnects",
             "Times the source was reopened after an error or stall, in the selected range.",
-            [target(f"sum(increase(edged_source_reconnects_total{{{SEL}}}[$__range]))")],
-            defaults={"decimals": 0, "thresholds": thresholds((None, "green"), (1, "orange"))},
+            "edged_source_reconnects_total",
+            alert="orange",
         ),
     ]
     return with_widths(panels, (6, 4, 3, 4, 4, 3))
