@@ -37,6 +37,7 @@ from edged.preview import mjpeg
 from edged.preview.config import PreviewConfig
 from edged.preview.latency import LatencyWindow
 from edged.preview.wire import decode_frame, frames_topic, private_endpoint
+from edged.publish.subscriber import newest_queued
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,7 @@ class PreviewRoutes:
 
     @staticmethod
     def _newest(sock: zmq.Socket) -> tuple[dict[str, Any], bytes]:
-        parts = sock.recv_multipart()
-        while sock.poll(0):
-            parts = sock.recv_multipart()
+        parts, _skipped = newest_queued(sock, sock.recv_multipart())
         return decode_frame(parts)
 
     def page_route(self) -> Response:

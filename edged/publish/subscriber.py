@@ -50,6 +50,7 @@ def newest_queued(sock: zmq.Socket, first: list[bytes]) -> tuple[list[bytes], in
     A reader slower than the camera otherwise works through a backlog (the publisher's and
     this socket's high-water marks plus TCP buffers: minutes of frames on a Pi) and shows the
     past as if it were now. ZeroMQ's CONFLATE cannot do this: it drops multipart messages.
+    The live preview reads its JPEGs the same way.
     """
     latest, skipped = first, 0
     while True:
