@@ -66,6 +66,21 @@ def test_a_duplicate_key_is_an_error_not_a_silently_dropped_section(tmp_path: Pa
     assert "duplicate key 'fps' (first at line 3)" in fields[0][1]
 
 
+def test_yaml_merge_keys_still_work(tmp_path: Path):
+    """Anchors and ``<<`` merges (shared settings) load, and an explicit key overrides a merged
+    one as YAML intends; only a key written twice in the same mapping is an error."""
+    path = tmp_path / "merge.yaml"
+    path.write_text("x-common: &common {conf_threshold: 0.3, iou_threshold: 0.4}\n"
+                    "postprocess:\n  <<: *common\n  iou_threshold: 0.5\n")  # fmt: skip
+    with pytest.raises(ConfigError) as info:  # x-common itself is no section of edged's
+        load_config(path)
+    assert [where for where, _ in info.value.errors] == ["x-common"]
+    path.write_text("postprocess:\n  <<: {conf_threshold: 0.3, iou_threshold: 0.4}\n"
+                    "  iou_threshold: 0.5\n")  # fmt: skip
+    postprocess = load_config(path).postprocess
+    assert (postprocess.conf_threshold, postprocess.iou_threshold) == (0.3, 0.5)
+
+
 def test_a_camera_index_may_be_a_yaml_number(tmp_path: Path):
     path = tmp_path / "usb.yaml"
     path.write_text("source:\n  uri: 0\n")
