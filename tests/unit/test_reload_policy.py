@@ -30,3 +30,9 @@ def test_the_defaults_pause_1_2_5_10_s_and_give_up_at_the_fifth_failure() -> Non
     """What the README promises; every default pause is used, none is dead."""
     policy = ReloadPolicy()
     assert [policy.failed(0.0) for _ in range(5)] == [1.0, 2.0, 5.0, 10.0, None]
+
+
+def test_an_attempt_is_hung_only_past_its_limit() -> None:
+    policy = ReloadPolicy(hung_s=60.0)
+    assert not policy.hung(started=100.0, now=160.0)
+    assert policy.hung(started=100.0, now=160.5)

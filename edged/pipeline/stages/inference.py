@@ -55,6 +55,11 @@ class PendingSwap:
         self._lock = threading.Lock()
         self._abandoned = False
 
+    @property
+    def is_reload(self) -> bool:
+        """The active model loaded again (no swap, no supervisor waiting for it)."""
+        return self.request_id is None
+
     def overdue(self, now: float) -> bool:
         return now - self.started > SWAP_TIMEOUT_S
 
@@ -120,7 +125,7 @@ class InferenceStage:
             self.pending = None
         if self.pending is not None:
             busy = "another swap is in progress"
-            if self.pending.request_id is None:
+            if self.pending.is_reload:
                 busy = "the model is being loaded again after a backend failure; retry shortly"
             self.rt.send_event("swap_result", request_id=request_id, ok=False, error=busy)
             return
@@ -130,7 +135,7 @@ class InferenceStage:
 
     def _load(self, pending: PendingSwap) -> None:
         # A reload keeps the generation: the same model, so the same key downstream.
-        generation = self.generation if pending.request_id is None else self.generation + 1
+        generation = self.generation if pending.is_reload else self.generation + 1
         try:
             pending.backend, pending.model = load_model(
                 pending.resolved, self.config.inference, self.config.model.warmup_runs,
@@ -150,7 +155,7 @@ class InferenceStage:
             return
         self.pending = None
         duration = time.monotonic() - pending.started
-        if pending.request_id is None:
+        if pending.is_reload:
             self._adopt_reload(pending, duration)
             return
         if pending.error is not None or pending.backend is None or pending.model is None:
@@ -297,6 +302,12 @@ class InferenceStage:
         """Every loop turn, frames or not: switch to a model that finished loading; give the
         process up when a broken model would not load again (the supervisor restarts it)."""
         self.maybe_switch()
+        pending = self.pending
+        if pending and pending.is_reload and self.recovery.hung(pending.started, time.monotonic()):
+            pending.abandon()  # whatever it loads in the end is closed, not adopted
+            raise BackendBroken(f"loading {self.resolved.path} again hung for "
+                                f"{self.recovery.hung_s:.0f} s; restarting the inference "
+                                "process")  # fmt: skip
         if self.broken:
             self.start_reload()  # when its pause is over, frames or not
         if self.recovery.exhausted:

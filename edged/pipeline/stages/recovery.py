@@ -13,12 +13,16 @@ from dataclasses import dataclass
 
 RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)  # after failures 1-4; the 5th gives up
 MAX_RELOAD_FAILURES = 5
+# A load of the model this process already ran takes seconds; one still running after this is
+# stuck in the driver, and only a fresh process gets past that.
+RELOAD_HUNG_S = 60.0
 
 
 @dataclass
 class ReloadPolicy:
     backoff_s: tuple[float, ...] = RELOAD_BACKOFF_S
     max_failures: int = MAX_RELOAD_FAILURES
+    hung_s: float = RELOAD_HUNG_S
     failures: int = 0
     next_attempt_at: float = 0.0
 
@@ -34,6 +38,10 @@ class ReloadPolicy:
         delay = self.backoff_s[min(self.failures - 1, len(self.backoff_s) - 1)]
         self.next_attempt_at = now + delay
         return delay
+
+    def hung(self, started: float, now: float) -> bool:
+        """Has an attempt that started at ``started`` run too long to be waited for?"""
+        return now - started > self.hung_s
 
     @property
     def exhausted(self) -> bool:
