@@ -191,8 +191,7 @@ class HostFacts:
     systemd_running: bool = True
     system_numpy: str | None = None  # numpy version the system Python has (None: none)
     existing_manifests: frozenset[str] = frozenset()  # *.yaml already in MODELS_DIR
-    cli_link_exists: bool = False  # something is at CLI_LINK
-    cli_link_is_ours: bool = False  # CLI_LINK points into this install's venv
+    cli_link: Literal["absent", "ours", "foreign"] = "absent"  # what is at CLI_LINK
 
 
 @dataclass(frozen=True)
@@ -234,8 +233,10 @@ def _system_numpy(python: str) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def probe_host(user: str, python: str = DEFAULT_PYTHON, prefix: Path = DEFAULT_PREFIX) -> HostFacts:
-    """Read the facts from this machine (users, groups, device nodes, installed files)."""
+def probe_host(user: str, prefix: Path = DEFAULT_PREFIX, python: str | None = None) -> HostFacts:
+    """Read the facts from this machine (users, groups, device nodes, installed files); with
+    ``python``, also the numpy that interpreter has (a subprocess: only an install into a venv
+    that sees the system's packages needs it)."""
     try:
         pwd.getpwnam(user)
         user_exists = True
@@ -258,12 +259,17 @@ def probe_host(user: str, python: str = DEFAULT_PYTHON, prefix: Path = DEFAULT_P
         config_exists=CONFIG_PATH.exists(),
         unit_installed=UNIT_PATH.exists(),
         systemd_running=Path("/run/systemd/system").is_dir(),
-        system_numpy=_system_numpy(python),
+        system_numpy=_system_numpy(python) if python else None,
         existing_manifests=frozenset(p.name for p in MODELS_DIR.glob("*.yaml")),
-        cli_link_exists=CLI_LINK.exists() or CLI_LINK.is_symlink(),
-        cli_link_is_ours=CLI_LINK.is_symlink()
-        and CLI_LINK.resolve() == (prefix / "venv" / "bin" / "edged").resolve(),
+        cli_link=_cli_link_state(prefix),
     )
+
+
+def _cli_link_state(prefix: Path) -> Literal["absent", "ours", "foreign"]:
+    if not CLI_LINK.exists() and not CLI_LINK.is_symlink():
+        return "absent"
+    ours = (prefix / "venv" / "bin" / "edged").resolve()
+    return "ours" if CLI_LINK.is_symlink() and CLI_LINK.resolve() == ours else "foreign"
 
 
 def needs_numpy1(system_numpy: str | None) -> bool:
@@ -376,7 +382,7 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
         pip += ["--constraint", str(constraints)]
     steps.append(Run((*pip, package)))
     edged = str(venv / "bin" / "edged")
-    if facts.cli_link_exists and not facts.cli_link_is_ours:
+    if facts.cli_link == "foreign":
         steps.append(Note(f"keeping {CLI_LINK} (not a link to this install): use {edged}"))
     else:
         steps.append(Run(("ln", "-sfn", edged, str(CLI_LINK))))
@@ -388,14 +394,15 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
     else:
         steps.append(CopyFile(options.config_source, CONFIG_PATH, 0o640, group=user))
 
+    # The model the config names must be there, or the first start fails (exit 2, which the
+    # unit does not retry): stop before the unit is enabled, with check's one-line reason.
+    steps.append(Run((edged, "config", "check", str(CONFIG_PATH))))
+
     origin = f"rendered from {options.unit_template or 'the shipped unit'}"
     rendered = render_unit(unit_template, prefix=prefix, user=user)
     steps.append(WriteFile(UNIT_PATH, rendered, 0o644, origin))
     steps.append(Run(("systemctl", "daemon-reload")))
     steps.append(Run(("systemctl", "enable", UNIT_NAME)))
-    # The model the config names must be there, or the first start fails (exit 2, which the
-    # unit does not retry): stop before starting, with check's one-line reason.
-    steps.append(Run((edged, "config", "check", str(CONFIG_PATH))))
     if options.start:
         # restart = start, or pick up the new code/unit on an upgrade.
         steps.append(Run(("systemctl", "restart", UNIT_NAME)))
@@ -406,9 +413,10 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
 
 
 def _model_steps(tree: Path | None, facts: HostFacts, user: str, edged: str) -> list[Step]:
-    """Manifests from a source checkout (an existing one is the user's: kept), and on a first
-    install the default model's FP32 file (a local copy or the download `models fetch` does;
-    offline it fails and says so, and the config check after it names what is missing)."""
+    """Manifests from a source checkout (one already there is kept as it is), and the default
+    model's FP32 file whenever its manifest is in place (`models fetch`: nothing to do when the
+    file is there; offline it fails and says so, and the config check after it names what is
+    missing; run the installer again once online)."""
     steps: list[Step] = []
     manifests = sorted((tree / "models").glob("*.yaml")) if tree is not None else []
     for manifest in manifests:
@@ -416,9 +424,8 @@ def _model_steps(tree: Path | None, facts: HostFacts, user: str, edged: str) -> 
             steps.append(Note(f"keeping the existing {MODELS_DIR / manifest.name}"))
         else:
             steps.append(CopyFile(manifest, MODELS_DIR / manifest.name, 0o640, user, user))
-    if f"{DEFAULT_MODEL}.yaml" not in facts.existing_manifests and any(
-        m.name == f"{DEFAULT_MODEL}.yaml" for m in manifests
-    ):
+    default = f"{DEFAULT_MODEL}.yaml"
+    if default in facts.existing_manifests or any(m.name == default for m in manifests):
         steps.append(Run(("runuser", "-u", user, "--", edged, "models", "--models-dir",
                           str(MODELS_DIR), "fetch", DEFAULT_MODEL), check=False))  # fmt: skip
     return steps
@@ -433,7 +440,7 @@ def plan_uninstall(options: UninstallOptions, facts: HostFacts) -> list[Step]:
     steps.append(Remove(UNIT_PATH))
     steps.append(Run(("systemctl", "daemon-reload")))
     steps.append(Run(("systemctl", "reset-failed", UNIT_NAME), check=False))
-    if facts.cli_link_is_ours:
+    if facts.cli_link == "ours":
         steps.append(Remove(CLI_LINK))
     steps.append(Remove(options.prefix / "venv", "tree"))
     steps.append(Remove(options.prefix / "src", "tree"))
@@ -554,7 +561,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     """``edged service install``."""
     try:
         options, template = _install_options(args)
-        facts = probe_host(options.user, options.python, options.prefix)
+        numpy_of = options.python if options.system_site_packages else None
+        facts = probe_host(options.user, options.prefix, numpy_of)
         if not _preflight(args.dry_run, facts, "install", sys.stderr):
             return 1
         steps = plan_install(options, facts, template)
@@ -578,7 +586,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     """``edged service uninstall``."""
     try:
         options = UninstallOptions(prefix=Path(args.prefix), user=args.user, purge=args.purge)
-        facts = probe_host(options.user, prefix=options.prefix)
+        facts = probe_host(options.user, options.prefix)
         if not _preflight(args.dry_run, facts, "uninstall", sys.stderr):
             return 1
         execute(plan_uninstall(options, facts), dry_run=args.dry_run, out=sys.stdout)

@@ -68,9 +68,9 @@ def test_fresh_install_plan(tmp_path: Path) -> None:
         ("ln", "-sfn", edged, "/usr/local/bin/edged"),
         ("runuser", "-u", "edged", "--", edged, "models", "--models-dir", "/var/lib/edged/models",
          "fetch", "yolov5n"),
+        (edged, "config", "check", "/etc/edged/config.yaml"),  # before the unit is enabled
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "edged.service"),
-        (edged, "config", "check", "/etc/edged/config.yaml"),
         ("systemctl", "restart", "edged.service"),
     ]  # fmt: skip
     assert Run(runs[3], check=False) in steps  # offline: the config check says what is missing
@@ -114,14 +114,16 @@ def test_upgrade_keeps_user_and_config(tmp_path: Path) -> None:
     assert any(isinstance(s, Note) and "keeping the existing" in s.text for s in steps)
 
 
-def test_an_upgrade_keeps_the_users_manifests_and_fetches_nothing(tmp_path: Path) -> None:
+def test_an_upgrade_keeps_the_manifests_there_and_fetches_again(tmp_path: Path) -> None:
+    """The fetch is asked for again (a no-op when the file is there): after an offline first
+    install, running the installer once online is the way to get the model."""
     facts = HostFacts(user_exists=True, existing_groups=frozenset({"video"}), config_exists=True,
                       existing_manifests=frozenset({"yolov5n.yaml"}))  # fmt: skip
     steps = plan_install(_options(tmp_path), facts, UNIT_TEMPLATE)
     copied = {s.dst.name for s in steps if isinstance(s, CopyFile)}
     assert "yolov5n.yaml" not in copied and "yolov8s-hailo.yaml" in copied
     assert Note("keeping the existing /var/lib/edged/models/yolov5n.yaml") in steps
-    assert not any("fetch" in r for r in _runs(steps))
+    assert any(r[-2:] == ("fetch", "yolov5n") for r in _runs(steps))
 
 
 def test_a_system_numpy_1_keeps_the_venv_on_numpy_1(tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_a_system_numpy_1_keeps_the_venv_on_numpy_1(tmp_path: Path) -> None:
 
 
 def test_a_foreign_edged_on_the_path_is_left_alone(tmp_path: Path) -> None:
-    facts = HostFacts(existing_groups=frozenset({"video"}), cli_link_exists=True)
+    facts = HostFacts(existing_groups=frozenset({"video"}), cli_link="foreign")
     steps = plan_install(_options(tmp_path), facts, UNIT_TEMPLATE)
     assert not any(r[0] == "ln" for r in _runs(steps))
     assert any(isinstance(s, Note) and "/usr/local/bin/edged" in s.text for s in steps)
@@ -247,7 +249,7 @@ def test_uninstall_purge() -> None:
     assert removed[Path("/var/cache/edged")] == "tree"
     assert removed[Path("/etc/systemd/system/edged.service.d")] == "tree"  # systemctl edit's
     assert Path("/usr/local/bin/edged") not in removed  # not ours (no fact says so)
-    ours = HostFacts(user_exists=True, cli_link_is_ours=True, cli_link_exists=True)
+    ours = HostFacts(user_exists=True, cli_link="ours")
     assert Remove(Path("/usr/local/bin/edged")) in plan_uninstall(UninstallOptions(), ours)
     assert Run(("userdel", "edged"), check=False) in steps
 
@@ -452,3 +454,27 @@ def test_missing_config_file_is_an_error_before_anything_runs(
     assert args.func(args) == 1
     assert "config to install does not exist" in capsys.readouterr().err
     assert executed == []
+
+
+def test_probe_reads_manifests_the_cli_link_and_numpy_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models, link, prefix = tmp_path / "models", tmp_path / "bin" / "edged", tmp_path / "opt"
+    models.mkdir()
+    (models / "yolov5n.yaml").write_text("name: yolov5n\n")
+    (models / "yolov5n.onnx").write_bytes(b"")  # not a manifest
+    link.parent.mkdir()
+    monkeypatch.setattr(service, "MODELS_DIR", models)
+    monkeypatch.setattr(service, "CLI_LINK", link)
+    facts = service.probe_host("nobody-here", prefix)
+    assert facts.existing_manifests == frozenset({"yolov5n.yaml"})
+    assert facts.cli_link == "absent" and facts.system_numpy is None  # no python: no probe
+    (prefix / "venv" / "bin").mkdir(parents=True)
+    (prefix / "venv" / "bin" / "edged").write_text("")
+    link.symlink_to(prefix / "venv" / "bin" / "edged")
+    assert service.probe_host("nobody-here", prefix).cli_link == "ours"
+    assert service.probe_host("nobody-here", tmp_path / "other").cli_link == "foreign"
+    numpy_here = service.probe_host("nobody-here", prefix, python=sys.executable).system_numpy
+    import numpy
+
+    assert numpy_here == numpy.__version__
