@@ -21,8 +21,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from edged.sources.picamera2 import NUMPY_HINT
-
 Status = Literal["ok", "info", "warn", "fail"]
 Importer = Callable[[str], ModuleType]
 
@@ -195,6 +193,9 @@ def check_camera(
     results = []
     picamera2, err = _try_import(importer, "picamera2")
     if picamera2 is None:
+        # Here, not at the top: the module needs numpy, and every edged command imports doctor.
+        from edged.sources.picamera2 import import_hint
+
         libcam_missing = err is not None and "libcamera" in err
         results.append(
             CheckResult(
@@ -206,9 +207,7 @@ def check_camera(
                     "libcamera bindings are not visible: `sudo apt install python3-libcamera` "
                     "and a venv made with --system-site-packages"
                     if libcam_missing
-                    else NUMPY_HINT
-                    if err is not None and "numpy" in err
-                    else "`sudo apt install python3-picamera2`, venv with --system-site-packages"
+                    else import_hint(err or "")
                 ),
             )
         )

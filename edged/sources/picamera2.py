@@ -55,14 +55,15 @@ def import_picamera2() -> ModuleType:
         raise SourceError(f"picamera2 is not installed ({exc}); {INSTALL_HINT}") from None
     except Exception as exc:  # an ABI mismatch: libcamera/picamera2, or numpy 2 in the venv
         raise SourceError(
-            f"picamera2 failed to import ({type(exc).__name__}: {exc}); {_hint_for(exc)}"
+            f"picamera2 failed to import ({type(exc).__name__}: {exc}); {import_hint(str(exc))}"
         ) from None
 
 
-def _hint_for(exc: Exception) -> str:
-    """The apt-built simplejpeg against numpy 2 shows up as a ValueError ("numpy.dtype size
-    changed") or an ImportError ("numpy.core.multiarray failed to import")."""
-    return NUMPY_HINT if "numpy" in str(exc) else INSTALL_HINT
+def import_hint(error: str) -> str:
+    """What to do about a failed picamera2 import. The apt-built simplejpeg against numpy 2
+    shows up as a ValueError ("numpy.dtype size changed") or an ImportError ("numpy.core.
+    multiarray failed to import")."""
+    return NUMPY_HINT if "numpy" in error else INSTALL_HINT
 
 
 def _even(value: float) -> int:
