@@ -31,16 +31,16 @@ JSON with pass/fail (``null`` when a contender they need did not run).
 
 Every contender but ``edged`` runs in a fresh worker process
 (``python -m edged.tools.pipeline_bench --worker KIND ...``), so its memory and CPU are its own.
-
-The package's modules, one role each: ``settings`` (what runs, and the targets), ``measure``
-(CPU and PSS of process trees), ``workers`` (the contenders run in worker processes),
-``daemon`` (edged itself as a contender), ``decode`` (the decode + NMS micro-benchmark), ``run``
-(one whole benchmark), ``checks`` (the ratio checks), ``report`` (the printed table) and ``cli``.
 """
+
+# The package's modules, one role each: settings (what runs, and the targets), measure (CPU and
+# PSS of process trees), workers (the contenders run in worker processes), daemon (edged itself
+# as a contender), decode (the decode + NMS micro-benchmark), run (one whole benchmark), checks
+# (the ratio checks), report (the printed table) and cli. The docstring above is the --help text.
 
 from edged.tools.pipeline_bench.checks import compute_checks
 from edged.tools.pipeline_bench.cli import main, register_pipeline_bench, settings_from_args
-from edged.tools.pipeline_bench.daemon import daemon_config, run_edged
+from edged.tools.pipeline_bench.daemon import daemon_config
 from edged.tools.pipeline_bench.decode import (
     decode_nms_microbench,
     synthetic_yolov8_output,
@@ -60,7 +60,6 @@ __all__ = [
     "main",
     "print_report",
     "register_pipeline_bench",
-    "run_edged",
     "run_pipeline_bench",
     "settings_from_args",
     "synthetic_yolov8_output",

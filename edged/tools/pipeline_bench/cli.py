@@ -169,7 +169,7 @@ def run_command(args: argparse.Namespace) -> int:
         errors.append(f"unknown contender/mode: {', '.join(bad)}")
     if errors:
         for e in errors:
-            print(f"edged bench-pipeline: {e}", file=sys.stderr)
+            print(f"edged bench pipeline: {e}", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
     record = run_pipeline_bench(settings, progress=lambda m: print(f"… {m}", file=sys.stderr))
@@ -180,6 +180,11 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def usage_description() -> str | None:
+    """The package's docstring: what the benchmark runs and reports (its --help text)."""
+    return sys.modules["edged.tools.pipeline_bench"].__doc__
+
+
 def register_pipeline_bench(
     subparsers: argparse._SubParsersAction, name: str = "bench-pipeline"
 ) -> argparse.ArgumentParser:
@@ -187,7 +192,8 @@ def register_pipeline_bench(
     p = subparsers.add_parser(
         name,
         help="the pipeline vs inference-only, a naive loop, Ultralytics (FPS, latency, CPU, PSS)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description=usage_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=run_command)
@@ -197,7 +203,7 @@ def register_pipeline_bench(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="edged bench pipeline",
-        description=sys.modules["edged.tools.pipeline_bench"].__doc__,
+        description=usage_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

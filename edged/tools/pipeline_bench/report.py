@@ -78,7 +78,7 @@ def print_report(record: dict[str, Any]) -> None:
     rows = summary_rows(record)
     used = [c for c in columns if any(c in r for r in rows)]
     table = Table(
-        title=f"edged bench-pipeline — {Path(record['video']['path']).name} "
+        title=f"edged bench pipeline — {Path(record['video']['path']).name} "
         f"{record['video']['width']}×{record['video']['height']}, ORT "
         f"{record['intra_op_threads']} threads, {record['machine']['cpus']} CPUs "
         "(latencies in ms)"
