@@ -30,7 +30,13 @@ from edged.tools.errors import ToolError
 from edged.tools.memory import PeakMemory
 from edged.tools.provenance import environment, model_identity
 from edged.tools.runner import ModelRunner
-from edged.tools.system import busy_seconds, other_load_warning, state_warnings, system_state
+from edged.tools.system import (
+    busy_seconds,
+    other_cpu_percent,
+    other_load_warning,
+    state_warnings,
+    system_state,
+)
 
 RESULT_KIND = "edged.bench"
 RESULT_VERSION = 1
@@ -183,14 +189,9 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
             try:
                 for _ in range(s.warmup):
                     runner.detect(image)
-                pre, inf, post = [], [], []
                 busy0 = busy_seconds(s.cpus)
                 cpu0, wall0 = process.cpu_times(), time.perf_counter()
-                for _ in range(s.runs):
-                    took = runner.timed_detect(image)
-                    pre.append(took.preprocess)
-                    inf.append(took.infer)
-                    post.append(took.postprocess)
+                runs = [runner.timed_detect(image) for _ in range(s.runs)]
                 wall = time.perf_counter() - wall0
                 cpu1 = process.cpu_times()
                 busy1 = busy_seconds(s.cpus)
@@ -201,26 +202,23 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
             os.sched_setaffinity(0, previous_affinity)
     cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     # What else ran on the pinned CPUs meanwhile: the figures are only as clean as the machine.
-    # CPU times tick at 10 ms: judge only a window long enough to hold a good number of ticks.
-    other_percent = (
-        round(100 * max(0.0, busy1 - busy0 - cpu_s) / wall, 1)
-        if wall >= MIN_LOAD_WINDOW_S
-        else None
-    )
+    other_percent = other_cpu_percent(busy1 - busy0, cpu_s, wall)
     after = {**system_state(), "other_cpu_percent": other_percent}
     cpus_text = f"CPU{'s' if len(s.cpus) != 1 else ''} {','.join(map(str, s.cpus))}"
-    noisy = other_percent is not None and other_load_warning(
-        other_percent, f"the pinned {cpus_text}"
+    noisy = (
+        other_load_warning(other_percent, f"the pinned {cpus_text}")
+        if other_percent is not None
+        else None
     )
-    infer_ms = [round(1000 * x, 4) for x in inf]
-    e2e_ms = [round(1000 * (a + b + c), 4) for a, b, c in zip(pre, inf, post, strict=True)]
+    infer_ms = [round(1000 * r.infer, 4) for r in runs]
+    e2e_ms = [round(1000 * r.total, 4) for r in runs]
     return BenchResult(
         identity=model_identity(model_path),
         settings=s,
         infer=LatencyStats.of(infer_ms),
         end_to_end=LatencyStats.of(e2e_ms),
-        preprocess_ms=round(1000 * float(np.mean(pre)), 3),
-        postprocess_ms=round(1000 * float(np.mean(post)), 3),
+        preprocess_ms=round(1000 * float(np.mean([r.preprocess for r in runs])), 3),
+        postprocess_ms=round(1000 * float(np.mean([r.postprocess for r in runs])), 3),
         latencies_ms=infer_ms,
         frame_latencies_ms=e2e_ms,
         load_s=round(load_s, 3),
@@ -234,7 +232,6 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     )
 
 
-MIN_LOAD_WINDOW_S = 1.0  # timed runs shorter than this are not judged for other load
 USER_ERROR = 2  # the worker's exit status for a ToolError (its message is the last stderr line)
 
 

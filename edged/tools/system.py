@@ -73,6 +73,7 @@ def system_state(sysfs: Path = Path("/sys"), procfs: Path = Path("/proc")) -> di
 
 
 NOISY_OTHER_CPU_PERCENT = 20.0  # other processes took more of a core than this: figures noisy
+MIN_LOAD_WINDOW_S = 1.0  # CPU times tick at 10 ms: shorter windows are not judged for other load
 
 
 def busy_seconds(cpus: Iterable[int] | None = None) -> float:
@@ -85,6 +86,14 @@ def busy_seconds(cpus: Iterable[int] | None = None) -> float:
         per_cpu = psutil.cpu_times(percpu=True)
         times = [per_cpu[c] for c in cpus if c < len(per_cpu)]
     return sum(sum(t) - t.idle - getattr(t, "iowait", 0.0) for t in times)
+
+
+def other_cpu_percent(busy_s: float, own_s: float, wall_s: float) -> float | None:
+    """Percent of one CPU that other processes took in a window: the CPUs' busy time minus the
+    measured processes' own. None for a window too short to hold a fair number of ticks."""
+    if wall_s < MIN_LOAD_WINDOW_S:
+        return None
+    return round(100 * max(0.0, busy_s - own_s) / wall_s, 1)
 
 
 def other_load_warning(other_percent: float, where: str) -> str | None:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from edged.tools.pipeline_bench.settings import MB
-from edged.tools.system import busy_seconds
+from edged.tools.system import busy_seconds, other_cpu_percent
 
 
 def _tree(root: Any) -> list[Any]:
@@ -148,13 +148,12 @@ class CpuWindow:
     def result(self) -> dict[str, Any]:
         wall = max(self.stop - self.start, 1e-9)
         own = self._cpu1 - self._cpu0
-        other = max(0.0, (self._busy1 - self._busy0) - own)
         return {
             "window_start": self.start,
             "window_end": self.stop,
             "window_s": round(wall, 3),
             "cpu_percent": round(100 * own / wall, 1),
-            "other_cpu_percent": round(100 * other / wall, 1),
+            "other_cpu_percent": other_cpu_percent(self._busy1 - self._busy0, own, wall),
             "load_before": [round(x, 2) for x in self._load0],
             "load_after": [round(x, 2) for x in self._load1],
             **({"cpu_percent_by_process": self.by_process(wall)} if self.per_process else {}),
