@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from edged.tools import plots
 from edged.tools.errors import ToolError
 from edged.tools.report import generate_report
 from edged.tools.results import load_results, write_json
@@ -85,20 +84,36 @@ def test_evaluations_of_different_image_sets_or_settings_are_never_compared(
     assert [md.index(row) > small for row in fp32_rows] == [False, True]
 
 
-def test_the_report_hands_one_palette_to_every_plot(tmp_path: Path, monkeypatch) -> None:
-    seen: dict[str, dict] = {}
-    for name in ("confidence_cdf", "latency_per_inference", "memory", "accuracy_vs_latency"):
-        draw = getattr(plots, name)
+def test_each_model_has_one_colour_in_every_plot(tmp_path: Path, monkeypatch) -> None:
+    """Read back what each figure drew (lines, CDF steps, bars, scatter markers): a model's
+    colour is the same everywhere, and the models' colours differ."""
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
 
-        def spy(data, path, colors, _draw=draw, _name=name):
-            seen[_name] = colors
-            return _draw(data, path, colors)
+    drawn: dict[str, Figure] = {}
+    save = Figure.savefig
 
-        monkeypatch.setattr(plots, name, spy)
+    def keep(fig: Figure, path, *args, **kwargs):
+        drawn[Path(path).name] = fig
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     evals = [eval_result(p) for p in ("int8-static", "int8-dynamic")]  # a different order and
     benches = [bench_result(p) for p in PRECISIONS]  # set than the benches: still one palette
     generate_report(evals, benches, tmp_path)
-    assert len(seen) == 4
-    palettes = list(seen.values())
-    assert all(p == palettes[0] for p in palettes)
-    assert len(set(palettes[0].values())) == 3
+    assert len(drawn) == 4, sorted(drawn)
+    colours: dict[str, set[str]] = {}
+    for fig in drawn.values():
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                colours.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+            for points in ax.collections:
+                colours.setdefault(points.get_label(), set()).add(to_hex(points.get_facecolor()[0]))
+            for container in ax.containers:  # the memory bars, labelled by the y ticks
+                names = [t.get_text() for t in ax.get_yticklabels()]
+                for name, bar in zip(names, container, strict=True):
+                    colours.setdefault(name, set()).add(to_hex(bar.get_facecolor()))
+    models = {name: c for name, c in colours.items() if not name.startswith("_")}
+    assert len(models) == 3, models
+    assert all(len(c) == 1 for c in models.values()), models
+    assert len({next(iter(c)) for c in models.values()}) == 3
