@@ -376,12 +376,31 @@ def test_timeout_never_hangs(fake_hailo: ModuleType, hef: Path) -> None:
             backend.infer(BLANK)
         assert _error(info).failure is HailoFailure.TIMEOUT
         assert time.monotonic() - started < 2
-        # the stuck frame holds its slot; the next submissions time out too, also bounded
+        # broken now: later frames are refused at once, not sent into a dead pipeline
         for _ in range(3):
-            with pytest.raises(BackendError):
+            with pytest.raises(BackendBroken, match="unusable since an earlier failure"):
                 backend.infer(BLANK)
         started = time.monotonic()
     assert time.monotonic() - started < 2  # close() waited at most timeout_ms for stuck frames
+
+
+def test_stuck_frames_holding_every_slot_time_the_next_submission_out(
+    fake_hailo: ModuleType, hef: Path
+) -> None:
+    """The bounded wait for a free slot: frames that never complete keep theirs."""
+    fake_hailo.FAKE.queue_size = 2
+    with _load(hef, timeout_ms=200) as backend:
+        fake_hailo.FAKE.error = "timeout"  # the device stops answering
+        stuck = [backend.infer_async(BLANK) for _ in range(2)]
+        assert backend.in_flight == 2
+        started = time.monotonic()
+        with pytest.raises(BackendError) as info:
+            backend.infer_async(BLANK)
+        waited = time.monotonic() - started
+        assert _error(info).failure is HailoFailure.TIMEOUT
+        assert "2 frame(s) in flight and none completed within 200 ms" in str(info.value)
+        assert 0.15 <= waited < 2, waited
+        assert len(stuck) == 2
 
 
 def test_inference_failure_breaks_the_backend_until_it_is_loaded_again(
