@@ -37,17 +37,15 @@ def open_source(config: SourceConfig) -> FrameSource:
 
         return SyntheticSource(config.width or 1280, config.height or 720, config.fps or 15.0)
     if kind == "picamera2":
-        from edged.sources.picamera2 import DEFAULT_FRAME_TIMEOUT_S, Picamera2Source, frame_timeout
+        from edged.sources.picamera2 import Picamera2Source
 
         index = config.uri.partition(":")[2] or "0"
         if not index.isdigit():
             raise SourceError(f"picamera2 camera index must be a number, got {index!r}")
-        # Its own frame wait never outlasts capture's stall limit: a stall is then the source's
-        # clean error, not a call capture has to abandon as hung.
-        timeout = min(frame_timeout(DEFAULT_FRAME_TIMEOUT_S, config.fps),
-                      config.reconnect.stall_timeout_s)  # fmt: skip
+        # Its frame wait is capture's stall limit, as OpenCV's read timeout is: a stall is then
+        # the source's clean error, not a call capture has to abandon as hung.
         return Picamera2Source(int(index), config.width, config.height, config.fps,
-                               frame_timeout_s=timeout)  # fmt: skip
+                               frame_timeout_s=config.reconnect.stall_timeout_s)  # fmt: skip
     from edged.sources.opencv import OpenCVSource
 
     return OpenCVSource(

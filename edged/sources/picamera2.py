@@ -85,12 +85,6 @@ def requested_size(
     return _even(height * sensor_w / sensor_h), _even(height)
 
 
-def frame_timeout(configured_s: float, fps: float | None) -> float:
-    """How long a read waits for a frame: a frame slower than the timeout is no stall, so at
-    low rates allow three frame times."""
-    return max(configured_s, 3.0 / fps) if fps else configured_s
-
-
 def _close_half_open(exc: BaseException) -> None:
     """Close the notification pipe of a ``Picamera2`` whose ``__init__`` failed.
 

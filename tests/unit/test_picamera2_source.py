@@ -19,7 +19,6 @@ import pytest
 from edged.sources.base import FrameSource, SourceError
 from edged.sources.picamera2 import (
     Picamera2Source,
-    frame_timeout,
     import_picamera2,
     requested_size,
 )
@@ -150,12 +149,6 @@ def test_close_flushes_a_capture_left_pending(fake_picamera2: ModuleType) -> Non
     source._camera.capture_array("main", wait=False)  # as a read abandoned mid-capture would
     source.close()
     assert fake_picamera2.FAKE.hung_stops == 0
-
-
-def test_a_slow_frame_rate_is_not_a_stall() -> None:
-    assert frame_timeout(2.0, 0.25) == pytest.approx(12.0)  # three frame times
-    assert frame_timeout(2.0, 30.0) == pytest.approx(2.0)
-    assert frame_timeout(2.0, None) == pytest.approx(2.0)
 
 
 def test_camera_module_3_focuses_continuously_and_the_hq_camera_is_left_alone(
