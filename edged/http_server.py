@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import select
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -94,12 +93,10 @@ class Stream:
             return True
         sock = self._handler.connection
         try:
-            poller = select.poll()  # not select.select: descriptors past 1024 are fine
-            poller.register(sock, select.POLLIN | select.POLLHUP)
-            if poller.poll(0) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                 self.closed = True
         except BlockingIOError:
-            pass  # readable but nothing to read after all: still there
+            pass  # nothing to read: still there
         except OSError:
             self.closed = True
         return self.closed
