@@ -266,13 +266,13 @@ class InferenceStage:
             tensor, frame = self.input_tensor(frame)
             refs = self.run_into_slot(tensor, slot)
         except Exception as exc:
-            if (more := self.rt.log_throttle.allow("inference")) is not None:
-                log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
-                          exc, more)  # fmt: skip
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
             if isinstance(exc, BackendBroken):
-                self.on_broken(str(exc))
+                self.on_broken(str(exc))  # which says so, once
+            elif (more := self.rt.log_throttle.allow("inference")) is not None:
+                log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
+                          exc, more)  # fmt: skip
             return
         if frame.tensor_slot >= 0 and not self.tensors.holds(frame.tensor_slot, frame.seq):
             # A restarted preprocess reused the tensor slot under us (its new allocator counts
