@@ -110,8 +110,10 @@ def test_ready_without_frames_when_the_source_never_delivers(tmp_path: Path):
               "runtime": {"ready_without_frames_s": 3.0}}  # fmt: skip
     with NotifySocketReceiver() as notify:
         env = notify.environ(watchdog_usec=WATCHDOG_USEC)
+        started = time.monotonic()  # before the daemon's own start: READY is ≥ 3 s after this
         with Daemon(tmp_path, config=config, env=env) as daemon:
             ready = notify.wait_for(lambda m: m.get("READY") == "1", 60)
+            assert ready.received_at - started >= 3.0  # not at once: only after the wait
             assert "0 frames published; source:" in ready["STATUS"], ready
             notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 2, 10)
             assert daemon.probe("/readyz")[0] == 503
