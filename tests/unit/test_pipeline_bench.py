@@ -10,7 +10,7 @@ import pytest
 
 from edged.config import parse_config
 from edged.tools import pipeline_bench as pb
-from edged.tools.pipeline_bench.settings import percentile_summary as percentiles
+from edged.tools.pipeline_bench.measure import percentile_summary as percentiles
 
 
 def _result(model, precision, contender, fps, mode=None, added=(1.0, 5.0), pss=300.0):

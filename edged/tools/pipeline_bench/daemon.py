@@ -12,9 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edged.tools.pipeline_bench.measure import CpuWindow, PssSampler, _process_label, _tree
-from edged.tools.pipeline_bench.settings import PipelineBenchSettings, percentile_summary
-from edged.tools.pipeline_bench.workers import _tail
+from edged.tools.pipeline_bench.measure import (
+    CpuWindow,
+    PssSampler,
+    log_tail,
+    percentile_summary,
+    process_label,
+    process_tree,
+)
+from edged.tools.pipeline_bench.settings import PipelineBenchSettings
 
 
 def daemon_config(
@@ -130,7 +136,7 @@ def run_edged(
     counted = messages[warmup:wanted]
     if failure or len(counted) < 2:
         reason = failure or f"only {len(messages)} messages published (warm-up {warmup})"
-        return {"status": "failed", "reason": reason, "log_tail": _tail(log_path)}
+        return {"status": "failed", "reason": reason, "log_tail": log_tail(log_path)}
     times = arrivals[warmup : warmup + len(counted)]
     latency = [m["latency_ms"] for m in counted]
     e2e = [x["end_to_end"] for x in latency]
@@ -170,8 +176,8 @@ def run_edged(
 def _renice_all_but_infer(root: Any, increment: int) -> None:
     import psutil
 
-    for p in _tree(root):
-        if _process_label(p) in ("infer", "resource_tracker"):
+    for p in process_tree(root):
+        if process_label(p) in ("infer", "resource_tracker"):
             continue
         with contextlib.suppress(psutil.Error):
             for thread in p.threads():  # niceness is per thread on Linux

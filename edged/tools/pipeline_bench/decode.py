@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from edged.tools.pipeline_bench.settings import percentile_summary
+from edged.tools.pipeline_bench.measure import percentile_summary
 
 
 def synthetic_yolov8_output(

@@ -1,5 +1,5 @@
-"""CPU time and PSS of a contender's whole process tree, sampled during its timed
-window."""
+"""What a contender is measured with: CPU time and PSS of its whole process tree, sampled
+during its timed window; percentile summaries; a log's tail for a failed run."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from edged.tools.pipeline_bench.settings import MB
 from edged.tools.system import busy_seconds, other_cpu_percent
 
 
-def _tree(root: Any) -> list[Any]:
+def process_tree(root: Any) -> list[Any]:
     import psutil
 
     procs = [root]
@@ -27,14 +29,14 @@ def tree_cpu_by_process(root: Any) -> dict[int, tuple[str, float]]:
     import psutil
 
     found = {}
-    for p in _tree(root):
+    for p in process_tree(root):
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            found[p.pid] = (_process_label(p), t.user + t.system)
+            found[p.pid] = (process_label(p), t.user + t.system)
     return found
 
 
-def _process_label(p: Any) -> str:
+def process_label(p: Any) -> str:
     """``edged: infer`` → ``infer``; the supervisor and helpers by their role."""
     import psutil
 
@@ -57,12 +59,12 @@ def tree_pss_by_process(root: Any) -> dict[str, int]:
     import psutil
 
     found: dict[str, int] = {}
-    for p in _tree(root):
+    for p in process_tree(root):
         try:
             pss = p.memory_full_info().pss
         except psutil.Error:
             continue
-        label = _process_label(p)
+        label = process_label(p)
         while label in found:  # two of a kind (e.g. an Ultralytics helper): keep both
             label += "'"
         found[label] = pss
@@ -166,3 +168,28 @@ class CpuWindow:
             if pid in self._by0:
                 shares[name] = shares.get(name, 0.0) + 100 * (cpu1 - self._by0[pid][1]) / wall
         return {k: round(v, 1) for k, v in sorted(shares.items())}
+
+
+def percentile_summary(values: Sequence[float]) -> dict[str, float | None]:
+    """p50/p90/p99, mean and max in ms (None for no values: a contender that timed nothing)."""
+    import numpy as np
+
+    if len(values) == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None}
+    a = np.asarray(values, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, (50, 90, 99))
+    return {
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "mean": round(float(a.mean()), 3),
+        "max": round(float(a.max()), 3),
+    }
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ("" when it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 RESULT_KIND = "edged.bench.pipeline"
@@ -49,20 +48,3 @@ class PipelineBenchSettings:
     quiet_wait_s: float = 0.0
     quiet_percent: float = 15.0
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
-
-
-def percentile_summary(values: Sequence[float]) -> dict[str, float | None]:
-    """p50/p90/p99, mean and max in ms (None for no values: a contender that timed nothing)."""
-    import numpy as np
-
-    if len(values) == 0:
-        return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None}
-    a = np.asarray(values, dtype=np.float64)
-    p50, p90, p99 = np.percentile(a, (50, 90, 99))
-    return {
-        "p50": round(float(p50), 3),
-        "p90": round(float(p90), 3),
-        "p99": round(float(p99), 3),
-        "mean": round(float(a.mean()), 3),
-        "max": round(float(a.max()), 3),
-    }

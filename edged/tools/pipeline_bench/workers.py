@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edged.tools.pipeline_bench.measure import CpuWindow, PssSampler
-from edged.tools.pipeline_bench.settings import PipelineBenchSettings, percentile_summary
+from edged.tools.pipeline_bench.measure import CpuWindow, PssSampler, log_tail, percentile_summary
+from edged.tools.pipeline_bench.settings import PipelineBenchSettings
 
 
 def _read_frames(source: str, count: int) -> list[Any]:
@@ -285,18 +285,11 @@ def run_worker(
         return {
             "status": "failed",
             "reason": f"worker exited {proc.returncode} without a "
-            f"result; log tail:\n{_tail(log_path)}",
+            f"result; log tail:\n{log_tail(log_path)}",
         }
     result = json.loads(result_path.read_text())
     if result.get("status") == "ok":
         result.update(sampler.in_window(result["window_start"], result["window_end"]))
     else:
-        result["log_tail"] = _tail(log_path)
+        result["log_tail"] = log_tail(log_path)
     return result
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
