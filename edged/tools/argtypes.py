@@ -24,3 +24,21 @@ def ranged(kind: type, low: float | None = None, high: float | None = None) -> C
 
     parse.__name__ = kind.__name__  # argparse's own messages name the type
     return parse
+
+
+def add_number(
+    p: argparse.ArgumentParser,
+    flag: str,
+    kind: type,
+    default: float,
+    summary: str,
+    low: float | None = None,
+    high: float | None = None,
+) -> None:
+    """A numeric option whose help ends with its default, as most of them here do."""
+    p.add_argument(
+        flag,
+        type=ranged(kind, low, high),
+        default=default,
+        help=f"{summary} (default %(default)s)",
+    )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edged.tools.argtypes import ranged
+from edged.tools.argtypes import add_number, ranged
 from edged.tools.errors import ToolError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -282,24 +282,6 @@ def _add_command(
     return p
 
 
-def _add_number(
-    p: argparse.ArgumentParser,
-    flag: str,
-    kind: type,
-    default: float,
-    summary: str,
-    low: float | None = None,
-    high: float | None = None,
-) -> None:
-    """A numeric option whose help ends with its default, as most of them here do."""
-    p.add_argument(
-        flag,
-        type=ranged(kind, low, high),
-        default=default,
-        help=f"{summary} (default %(default)s)",
-    )
-
-
 def _add_threads(p: argparse.ArgumentParser, summary: str) -> None:
     """``--threads`` (ORT intra-op threads) of ``eval`` and ``bench``; each words its default."""
     p.add_argument("--threads", type=ranged(int, 1), default=None, help=summary)
@@ -387,9 +369,9 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
         default=preset.method,
         help="calibration method (default %(default)s)",
     )
-    _add_number(s, "--num-images", int, preset.num_images, "calibration images, a seeded sample", 1)
-    _add_number(s, "--percentile", float, preset.percentile, "for --method percentile", 50, 100)
-    _add_number(s, "--chunk", int, preset.chunk, "images per calibration chunk; bounds memory", 1)
+    add_number(s, "--num-images", int, preset.num_images, "calibration images, a seeded sample", 1)
+    add_number(s, "--percentile", float, preset.percentile, "for --method percentile", 50, 100)
+    add_number(s, "--chunk", int, preset.chunk, "images per calibration chunk; bounds memory", 1)
     s.add_argument("--activation-type", choices=_QUANT_TYPES, default=preset.activation_type)
     s.add_argument("--weight-type", choices=_QUANT_TYPES, default="int8")
     s.add_argument(
@@ -425,9 +407,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="+", help="ONNX models (side by side)")
     p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
     p.add_argument("--split", default="val", help="data.yaml split (default %(default)s)")
-    _add_number(p, "--conf", float, 0.001, "confidence threshold", 0, 1)
-    _add_number(p, "--iou", float, 0.6, "NMS IoU threshold", 0, 1)
-    _add_number(p, "--max-det", int, 300, "detections per image", 1)
+    add_number(p, "--conf", float, 0.001, "confidence threshold", 0, 1)
+    add_number(p, "--iou", float, 0.6, "NMS IoU threshold", 0, 1)
+    add_number(p, "--max-det", int, 300, "detections per image", 1)
     p.add_argument(
         "--single-label",
         dest="multi_label",
@@ -446,16 +428,16 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = _add_command(sub, "bench", run_bench, "latency under a locked execution policy")
     p.add_argument("models", nargs="+", help="ONNX models")
     _add_threads(p, "intra-op threads (default: number of pinned CPUs)")
-    _add_number(p, "--inter-threads", int, 1, "inter-op threads", 1)
+    add_number(p, "--inter-threads", int, 1, "inter-op threads", 1)
     p.add_argument(
         "--cpus",
         type=_cpu_list,
         default=None,
         help="pin to these CPUs, e.g. 0-3 or 2,3 (default: all allowed)",
     )
-    _add_number(p, "--warmup", int, 10, "untimed runs first", 0)
-    _add_number(p, "--runs", int, 100, "timed runs per round", 1)
-    _add_number(
+    add_number(p, "--warmup", int, 10, "untimed runs first", 0)
+    add_number(p, "--runs", int, 100, "timed runs per round", 1)
+    add_number(
         p,
         "--rounds",
         int,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import get_args
 
 from edged.config import PipelineLayout
-from edged.tools.argtypes import ranged
+from edged.tools.argtypes import add_number, ranged
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import run_pipeline_bench
@@ -41,9 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="timed frames per contender (default: the whole video)",
     )
-    p.add_argument(
-        "--warmup", type=ranged(int, 0), default=10, help="untimed frames first (default 10)"
-    )
+    add_number(p, "--warmup", int, 10, "untimed frames first", low=0)
     p.add_argument("--out", "-o", help="write the JSON result here")
     p.add_argument(
         "--contenders",
@@ -62,12 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="pacing of the realtime run (default: the file's rate, kept below the "
         "inference limit)",
     )
-    p.add_argument(
-        "--realtime-frames",
-        type=ranged(int, 1),
-        default=240,
-        help="timed frames of the realtime run (default 240)",
-    )
+    add_number(p, "--realtime-frames", int, 240, "timed frames of the realtime run", low=1)
     p.add_argument(
         "--ultralytics",
         choices=("fp32", "all", "none"),
@@ -87,12 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="fused",
         help="the daemon's pipeline.layout (default: fused, as in the daemon)",
     )
-    p.add_argument(
-        "--decode-threads",
-        type=ranged(int, 0),
-        default=1,
-        help="the daemon's source.decode_threads; 0: FFmpeg's choice (default 1, as in the daemon)",
-    )
+    add_number(p, "--decode-threads", int, 1,
+               "the daemon's source.decode_threads; 0: FFmpeg's choice", low=0)  # fmt: skip
     p.add_argument(
         "--renice-others",
         type=int,
@@ -101,18 +90,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="experiment: add N to the niceness of the daemon's processes other than the "
         "inference stage once frames flow",
     )
-    p.add_argument(
-        "--micro-runs",
-        type=ranged(int, 1),
-        default=1000,
-        help="decode + NMS micro-benchmark runs per scenario",
-    )
+    add_number(p, "--micro-runs", int, 1000, "decode + NMS micro-benchmark runs per scenario",
+               low=1)  # fmt: skip
     p.add_argument(
         "--micro-only",
         action="store_true",
         help="only the decode + NMS micro-benchmark (no model or video needed)",
     )
-    p.add_argument("--timeout", type=ranged(float, 1), default=900.0, help="seconds per contender")
+    add_number(p, "--timeout", float, 900.0, "seconds per contender", low=1)
     p.add_argument(
         "--quiet-wait",
         type=float,
