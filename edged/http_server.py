@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -93,10 +94,12 @@ class Stream:
             return True
         sock = self._handler.connection
         try:
-            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+            poller = select.poll()  # not select.select: descriptors past 1024 are fine
+            poller.register(sock, select.POLLIN | select.POLLHUP)
+            if poller.poll(0) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                 self.closed = True
         except BlockingIOError:
-            pass  # nothing to read: still there
+            pass  # readable but nothing to read after all: still there
         except OSError:
             self.closed = True
         return self.closed
