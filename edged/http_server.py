@@ -94,7 +94,9 @@ class Stream:
             return True
         sock = self._handler.connection
         try:
-            poller = select.poll()  # not select.select: descriptors past 1024 are fine
+            # Poll first: with the socket's timeout set, Python's recv() waits that long even
+            # with MSG_DONTWAIT. poll, not select: descriptors past 1024 are fine.
+            poller = select.poll()
             poller.register(sock, select.POLLIN | select.POLLHUP)
             if poller.poll(0) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
                 self.closed = True

@@ -386,3 +386,24 @@ def test_a_viewer_that_left_before_any_frame_frees_its_slot(tmp_path):
             assert again.status == 200
     finally:
         http.stop()
+
+
+def test_client_gone_answers_at_once_on_a_socket_with_a_timeout():
+    """The server's sockets carry a timeout, and Python then waits that long in recv() even
+    with MSG_DONTWAIT: the check must not block the route (a first version did, and stalled
+    the MJPEG stream until the timeout)."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    server_side, client_side = socket.socketpair()
+    server_side.settimeout(5.0)
+    stream = Stream(SimpleNamespace(connection=server_side), threading.Event())
+    try:
+        started = time.monotonic()
+        assert stream.client_gone() is False  # connected, nothing sent
+        assert time.monotonic() - started < 0.5
+        client_side.close()
+        assert stream.client_gone() is True
+    finally:
+        server_side.close()
