@@ -17,6 +17,8 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from edged.redact import redact_uri
+
 # logging level -> syslog priority, sd-daemon(3): <2> crit <3> err <4> warning <6> info <7> debug
 _PRIORITIES = (
     (logging.CRITICAL, 2),
@@ -92,6 +94,14 @@ class ConsoleFormatter(logging.Formatter):
         )
 
 
+class RedactingHandler(logging.StreamHandler):
+    """A stream handler that hides URI credentials in every line, tracebacks included: a
+    library's message (FFmpeg's, a ZeroMQ error) may carry a source URI edged never formed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_uri(super().format(record))
+
+
 def configure_logging(
     level: str | int,
     *,
@@ -116,7 +126,7 @@ def configure_logging(
     formatter: logging.Formatter = (
         JournalFormatter(process_name) if use_journal else ConsoleFormatter(process_name)
     )
-    handler = logging.StreamHandler(out)
+    handler = RedactingHandler(out)
     handler.setFormatter(formatter)
     setattr(handler, _MARK, True)
 

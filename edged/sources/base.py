@@ -17,7 +17,7 @@ class SourceInfo:
     """What a source reports once open: frame size, nominal rate, and whether it is live."""
 
     kind: str  # "file", "stream", "v4l2", "picamera2", "synthetic"
-    uri: str
+    uri: str  # as shown to people: credentials redacted (edged.redact)
     width: int
     height: int
     fps: float

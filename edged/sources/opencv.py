@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from edged.config import STREAM_SCHEMES
+from edged.redact import redact_uri
 from edged.sources.base import SourceError, SourceInfo, SourceUnusable
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class OpenCVSource:
         decode_threads: int | None = None,
     ) -> None:
         kind = classify_uri(uri)
+        shown = redact_uri(uri)  # what errors, logs and status may show: no credentials
         if kind == "file" and not os.path.isfile(uri):
             raise SourceUnusable(f"video file not found: {uri}")
         if read_timeout_s is None:
@@ -113,7 +115,7 @@ class OpenCVSource:
         if not self._cap.isOpened():
             self._cap.release()
             failure = SourceUnusable if kind == "file" else SourceError  # files do not come back
-            raise failure(f"cannot open {kind} source {uri!r}")
+            raise failure(f"cannot open {kind} source {shown!r}")
         w = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         h = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         reported_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0)
@@ -121,7 +123,7 @@ class OpenCVSource:
             reported_fps = 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if kind == "file" else None
         self.info = SourceInfo(
-            kind, uri, w, h, fps or reported_fps, live=kind != "file", frame_count=count
+            kind, shown, w, h, fps or reported_fps, live=kind != "file", frame_count=count
         )
 
     def read(self) -> np.ndarray | None:
@@ -133,7 +135,9 @@ class OpenCVSource:
         try:
             ok, frame = self._cap.read(image=out) if out is not None else self._cap.read()
         except cv2.error as exc:
-            raise SourceError(f"{self.info.kind} source {self.info.uri!r}: {exc}") from None
+            # cv2's message may repeat the URI: redact the whole text
+            message = f"{self.info.kind} source {self.info.uri!r}: {exc}"
+            raise SourceError(redact_uri(message)) from None
         if not ok or frame is None:
             if self.info.kind == "file":
                 return None
