@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edged.preview.config import PreviewConfig
+from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 
 
 class ConfigError(ValueError):
@@ -328,6 +329,7 @@ class EdgedConfig(_Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 def _check_zmq_endpoint(value: str) -> str:
@@ -374,9 +376,14 @@ def parse_config(data: Any, source: str = "config") -> EdgedConfig:
     if not isinstance(data, dict):
         raise ConfigError([("(root)", "expected a mapping of sections")], source)
     try:
-        return EdgedConfig.model_validate(data)
+        config = EdgedConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(errors_from_validation(exc), source) from None
+    if config.source.width and config.source.height:  # else checked on the first frame
+        errors = pixel_bounds_errors(config.tracking, config.source.width, config.source.height)
+        if errors:
+            raise ConfigError(errors, source)
+    return config
 
 
 class _ConfigLoader(yaml.SafeLoader):

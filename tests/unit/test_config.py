@@ -49,7 +49,7 @@ def test_unknown_fields_list_what_their_section_has():
     errors = errors_of({"bogus": 1, "inference": {"onnxruntime": {"thread": 2}}})
     assert errors["bogus"] == (
         "unknown field (known here: camera_id, control, http, inference, model, pipeline, "
-        "postprocess, preview, publish, runtime, source)"
+        "postprocess, preview, publish, runtime, source, tracking)"
     )
     assert "intra_op_threads" in errors["inference.onnxruntime.thread"]
 

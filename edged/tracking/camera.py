@@ -1,0 +1,250 @@
+"""Tracks, zones and lines of one camera: detections in, track IDs and events out.
+
+Pure bookkeeping around the association step (edged.tracking.association): which track is
+confirmed (``min_hits``), its label and best confidence, which zones it is in and which side of
+each line it is on. Time is the frame's capture time, so the track buffer is in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edged.postprocess.decoders import Detections
+from edged.tracking.association import Associator
+from edged.tracking.config import LineConfig, TrackingConfig, ZoneConfig
+from edged.tracking.geometry import (
+    anchor_points,
+    points_in_polygon,
+    segments_intersect,
+    side_of_line,
+)
+from edged.tracking.ids import IdAllocator
+from edged.tracking.result import NO_TRACK, TrackingResult
+
+DIRECTIONS = {1: "left_to_right", -1: "right_to_left"}  # by the side the anchor arrived on
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    seq: int
+    wall_time: float  # time.time() at capture
+    t: float  # monotonic seconds at capture: the tracker's clock
+    width: int
+    height: int
+
+
+@dataclass
+class _Track:
+    hits: int
+    first_seen: float
+    first_seq: int
+    last_seen: float
+    last_seq: int
+    class_id: int
+    label: str
+    best_confidence: float
+    track_id: int = NO_TRACK  # given at confirmation
+    zones: set[str] = field(default_factory=set)
+    sides: dict[str, int] = field(default_factory=dict)  # line -> last non-zero side
+    anchors: dict[str, tuple[float, float]] = field(default_factory=dict)  # anchor -> last point
+
+
+def _scale(points: Sequence[tuple[float, float]], units: str, w: int, h: int) -> np.ndarray:
+    p = np.asarray(points, np.float64)
+    return p * (w, h) if units == "normalized" else p
+
+
+class CameraTracker:
+    """Per-camera tracking state. ``update`` once per frame, in capture order."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        cfg: TrackingConfig,
+        ids: IdAllocator | None = None,
+        associator: Callable[[], Associator] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.camera_id = camera_id
+        self.cfg = cfg
+        self._ids = ids or IdAllocator()
+        self._new_associator = associator or (
+            lambda: Associator(cfg.high_threshold, cfg.match_iou, cfg.track_buffer_s)
+        )
+        self._assoc = self._new_associator()
+        self._tracks: dict[str, _Track] = {}
+        self._labels: tuple[str, ...] | None = None
+        self._shapes_for: tuple[int, int] | None = None
+        self._zone_px: list[tuple[ZoneConfig, np.ndarray]] = []
+        self._line_px: list[tuple[LineConfig, np.ndarray]] = []
+        self._clock = clock
+
+    # -- geometry in this frame's pixels (recomputed only when the frame size changes)
+    def _shapes(self, w: int, h: int) -> None:
+        if self._shapes_for == (w, h):
+            return
+        self._zone_px = [(z, _scale(z.polygon, z.units, w, h)) for z in self.cfg.zones]
+        self._line_px = [(ln, _scale(ln.points, ln.units, w, h)) for ln in self.cfg.lines]
+        self._shapes_for = (w, h)
+
+    def update(self, dets: Detections, labels: Sequence[str], frame: FrameInfo) -> TrackingResult:
+        start = self._clock()
+        events: list[dict[str, Any]] = []
+        labels = tuple(labels)
+        if self._labels is not None and labels != self._labels:
+            # Another model's classes: its class ids mean other things; start afresh (new IDs).
+            events += self._end_all("model_changed")
+        self._labels = labels
+        self._shapes(frame.width, frame.height)
+        keys = self._assoc.update(dets, round(frame.t * 1e9))
+        n = len(keys)
+        track_ids = np.full(n, NO_TRACK, np.int64)
+        seen: list[tuple[_Track, int]] = []
+        class_ids = dets.class_ids.tolist()
+        scores = dets.scores.tolist()
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            c, score = int(class_ids[i]), float(scores[i])
+            label = labels[c] if c < len(labels) else str(c)
+            track = self._tracks.get(key)
+            if track is None:
+                track = self._tracks[key] = _Track(
+                    0, frame.t, frame.seq, frame.t, frame.seq, c, label, score
+                )
+            track.hits += 1
+            track.last_seen, track.last_seq = frame.t, frame.seq
+            if score > track.best_confidence or track.hits == 1:
+                track.best_confidence, track.class_id, track.label = score, c, label
+            if track.track_id == NO_TRACK and track.hits >= self.cfg.min_hits:
+                track.track_id = self._ids.next()
+                events.append({"type": "track_start", "track_id": track.track_id,
+                               "label": track.label, "confidence": round(score, 4),
+                               "box": [round(float(v), 1) for v in dets.boxes[i]]})  # fmt: skip
+            seen.append((track, i))
+            track_ids[i] = track.track_id
+        events += self._places(seen, dets.boxes)
+        alive = self._assoc.alive()
+        for key in [k for k in self._tracks if k not in alive]:
+            events += self._end(self._tracks.pop(key), "lost")
+        return self._result(track_ids, events, start)
+
+    def finish(self, reason: str = "end_of_stream") -> TrackingResult:
+        """End every track (the stream ended): their zone_exit and track_end events."""
+        start = self._clock()
+        events = self._end_all(reason)
+        return self._result(np.zeros(0, np.int64), events, start)
+
+    def _result(
+        self, track_ids: np.ndarray, events: list[dict[str, Any]], start: float
+    ) -> TrackingResult:
+        active: dict[str, int] = {}
+        zones: dict[tuple[str, str], int] = {}
+        for t in self._tracks.values():
+            if t.track_id == NO_TRACK:
+                continue
+            active[t.label] = active.get(t.label, 0) + 1
+            for z in t.zones:
+                zones[(z, t.label)] = zones.get((z, t.label), 0) + 1
+        crossings = tuple(
+            (e["line"], e["label"], e["direction"]) for e in events if e["type"] == "line_cross"
+        )
+        return TrackingResult(track_ids, tuple(events), active, zones, crossings,
+                              self._clock() - start)  # fmt: skip
+
+    def _places(self, seen: list[tuple[_Track, int]], boxes: np.ndarray) -> list[dict[str, Any]]:
+        """Zone enter/exit and line crossings of the tracks seen in this frame."""
+        if not seen or not (self._zone_px or self._line_px):
+            return []
+        rows = [i for _, i in seen]
+        anchors = {
+            name: anchor_points(boxes[rows], name)
+            for name in {s.anchor for s in self.cfg.zones} | {s.anchor for s in self.cfg.lines}
+        }
+        inside = {z.name: points_in_polygon(anchors[z.anchor], poly) for z, poly in self._zone_px}
+        sides = {
+            ln.name: side_of_line(anchors[ln.anchor], tuple(pts[0]), tuple(pts[1]))
+            for ln, pts in self._line_px
+        }
+        events: list[dict[str, Any]] = []
+        for j, (track, _) in enumerate(seen):
+            confirmed = track.track_id != NO_TRACK
+            for zone, _poly in self._zone_px:
+                wanted = zone.labels is None or track.label in zone.labels
+                now_in = bool(inside[zone.name][j]) and wanted
+                point = anchors[zone.anchor][j]
+                if confirmed and now_in and zone.name not in track.zones:
+                    track.zones.add(zone.name)
+                    events.append(self._event("zone_enter", track, zone=zone.name, point=point))
+                elif confirmed and not now_in and zone.name in track.zones:
+                    track.zones.discard(zone.name)
+                    events.append(self._event("zone_exit", track, zone=zone.name, point=point))
+            for line, pts in self._line_px:
+                side = int(sides[line.name][j])
+                point = anchors[line.anchor][j]
+                before = track.sides.get(line.name)
+                last = track.anchors.get(line.anchor)
+                if side == 0:
+                    continue  # on the line: wait for the side it ends up on
+                track.sides[line.name] = side
+                if before is None or before == side or last is None:
+                    continue
+                if not segments_intersect(last, tuple(point), tuple(pts[0]), tuple(pts[1])):
+                    continue  # went round the end of the segment, not across it
+                if confirmed and (line.labels is None or track.label in line.labels):
+                    events.append(self._event("line_cross", track, line=line.name,
+                                              direction=DIRECTIONS[side], point=point))  # fmt: skip
+            for name, pts in anchors.items():
+                track.anchors[name] = (float(pts[j][0]), float(pts[j][1]))
+        return events
+
+    @staticmethod
+    def _event(kind: str, track: _Track, point: np.ndarray, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "track_id": track.track_id, "label": track.label, **fields,
+                "point": [round(float(point[0]), 1), round(float(point[1]), 1)]}  # fmt: skip
+
+    def _end(self, track: _Track, reason: str) -> list[dict[str, Any]]:
+        if track.track_id == NO_TRACK:
+            return []  # never confirmed: never announced
+        events = [
+            {"type": "zone_exit", "track_id": track.track_id, "label": track.label, "zone": z,
+             "point": None}
+            for z in sorted(track.zones)
+        ]  # fmt: skip
+        events.append({
+            "type": "track_end", "track_id": track.track_id, "label": track.label,
+            "best_confidence": round(track.best_confidence, 4),
+            "duration_s": round(track.last_seen - track.first_seen, 3),
+            "first_seq": track.first_seq, "last_seq": track.last_seq, "reason": reason,
+        })  # fmt: skip
+        return events
+
+    def _end_all(self, reason: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for track in sorted(self._tracks.values(), key=lambda t: t.first_seq):
+            events += self._end(track, reason)
+        self._tracks.clear()
+        self._assoc = self._new_associator()
+        return events
+
+
+class CameraTrackers:
+    """The tracking state of every camera, keyed by camera id (one today)."""
+
+    def __init__(self, cfg: TrackingConfig, id_file: Callable[[str], Any] | None = None) -> None:
+        self.cfg = cfg
+        self._id_file = id_file
+        self._cameras: dict[str, CameraTracker] = {}
+
+    def __getitem__(self, camera_id: str) -> CameraTracker:
+        tracker = self._cameras.get(camera_id)
+        if tracker is None:
+            path = self._id_file(camera_id) if self._id_file else None
+            tracker = CameraTracker(camera_id, self.cfg, IdAllocator(path))
+            self._cameras[camera_id] = tracker
+        return tracker
