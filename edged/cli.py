@@ -66,6 +66,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from edged.control import check_curve_keys
     from edged.logs import configure_logging
 
     overrides = run_overrides(args)
@@ -73,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         if overrides:
             config = apply_overrides(config, overrides)
+        check_curve_keys(config.control, args.config or "config")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -93,12 +95,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Exit 0 when ``edged run`` would accept the file, 2 (as run does) when it would not."""
+    from edged.control import check_curve_keys
     from edged.models import ModelError, resolve_from_config
     from edged.pipeline.supervisor import pipeline_mode
 
     try:
         config = load_config(args.file)
         pipeline_mode(config, args.file)
+        check_curve_keys(config.control, args.file)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

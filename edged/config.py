@@ -235,7 +235,18 @@ class ControlConfig(_Strict):
         None, description="Z85 secret key file of the server (required for tcp://)."
     )
     curve_authorized_keys_dir: str | None = Field(
-        None, description="Directory of client public keys allowed to connect over tcp://."
+        None,
+        description=(
+            "Directory of client public keys (*.key) allowed to connect over tcp://; read at "
+            "start. '*' is refused: use allow_any_client."
+        ),
+    )
+    allow_any_client: bool = Field(
+        False,
+        description=(
+            "tcp:// only: accept any client key (encrypted, but anyone who knows the server's "
+            "public key may send commands) instead of curve_authorized_keys_dir."
+        ),
     )
 
     @field_validator("endpoint")
@@ -243,16 +254,37 @@ class ControlConfig(_Strict):
     def _zmq_endpoint(cls, value: str | None) -> str | None:
         return None if value is None else _check_zmq_endpoint(value)
 
+    @field_validator("curve_authorized_keys_dir")
+    @classmethod
+    def _no_wildcard(cls, value: str | None) -> str | None:
+        # pyzmq reads the location "*" as CURVE_ALLOW_ANY: a "directory" setting that silently
+        # lets every client key in must be spelled out instead.
+        if value is not None and value.strip() == "*":
+            raise ValueError(
+                "'*' would accept any client key (pyzmq's CURVE_ALLOW_ANY); name a directory "
+                "of client public keys, or set control.allow_any_client: true"
+            )
+        return value
+
     @model_validator(mode="after")
     def _tcp_needs_auth(self) -> ControlConfig:
+        if self.allow_any_client and self.curve_authorized_keys_dir:
+            raise ValueError(
+                "allow_any_client and curve_authorized_keys_dir exclude each other "
+                "(any client key, or only those in the directory)"
+            )
         if (
             self.endpoint
             and self.endpoint.startswith("tcp://")
-            and not (self.curve_server_secret_key_file and self.curve_authorized_keys_dir)
+            and not (
+                self.curve_server_secret_key_file
+                and (self.curve_authorized_keys_dir or self.allow_any_client)
+            )
         ):
             raise ValueError(
                 "a tcp:// control endpoint needs curve_server_secret_key_file and "
-                "curve_authorized_keys_dir (unauthenticated remote control is refused)"
+                "curve_authorized_keys_dir (or allow_any_client: true); unauthenticated remote "
+                "control is refused"
             )
         return self
 

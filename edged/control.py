@@ -15,6 +15,8 @@ from typing import Any
 
 import zmq
 
+from edged.config import ConfigError, ControlConfig
+
 PROTOCOL_VERSION = 1
 COMMANDS = ("status", "swap", "reload")
 MAX_REQUEST_BYTES = 64 * 1024
@@ -74,17 +76,62 @@ def secure_ipc(endpoint: str) -> None:
         os.chmod(endpoint[len("ipc://") :], 0o600)
 
 
-def configure_curve_server(sock: zmq.Socket, secret_key_file: str, authorized_dir: str) -> Any:
+def curve_key_errors(cfg: ControlConfig) -> list[tuple[str, str]]:
+    """``(field, reason)`` for each key file a tcp:// control endpoint cannot use (none for ipc).
+
+    Checked before start, so that a missing key directory is a configuration error naming the
+    setting: pyzmq's authenticator only logs it, and then refuses every client.
+    """
+    if not (cfg.endpoint or "").startswith("tcp://"):
+        return []
+    from zmq.auth import load_certificate, load_certificates
+
+    errors = []
+    secret_file = cfg.curve_server_secret_key_file or ""
+    field = "control.curve_server_secret_key_file"
+    if not Path(secret_file).is_file():
+        errors.append((field, f"no such file: {secret_file}"))
+    else:
+        try:
+            if load_certificate(secret_file)[1] is None:
+                errors.append((field, f"{secret_file} holds no secret key"))
+        except (OSError, ValueError) as exc:
+            errors.append((field, f"cannot read {secret_file}: {exc}"))
+    keys_dir = cfg.curve_authorized_keys_dir
+    field = "control.curve_authorized_keys_dir"
+    if keys_dir is not None:
+        if not Path(keys_dir).is_dir():
+            errors.append((field, f"no such directory: {keys_dir}"))
+        else:
+            try:
+                if not load_certificates(keys_dir):
+                    errors.append((field, f"{keys_dir} holds no client public keys (*.key)"))
+            except (OSError, ValueError) as exc:  # a .key file without a public key
+                errors.append((field, f"cannot read the keys in {keys_dir}: {exc}"))
+    return errors
+
+
+def check_curve_keys(cfg: ControlConfig, source: str = "config") -> None:
+    """Raise :class:`ConfigError` naming each unusable CURVE key setting."""
+    errors = curve_key_errors(cfg)
+    if errors:
+        raise ConfigError(errors, source)
+
+
+def configure_curve_server(sock: zmq.Socket, cfg: ControlConfig) -> Any:
     """CURVE encryption + client allow-list for a tcp:// control endpoint."""
-    from zmq.auth import load_certificate
+    from zmq.auth import CURVE_ALLOW_ANY, load_certificate
     from zmq.auth.thread import ThreadAuthenticator
 
+    errors = curve_key_errors(cfg)
+    if errors:  # `edged run` checked already; this start must not go on without them either
+        raise OSError("; ".join(f"{field}: {reason}" for field, reason in errors))
+    assert cfg.curve_server_secret_key_file is not None
+    public, secret = load_certificate(cfg.curve_server_secret_key_file)
     auth = ThreadAuthenticator(sock.context)
     auth.start()
-    auth.configure_curve(domain="*", location=authorized_dir)
-    public, secret = load_certificate(secret_key_file)
-    if secret is None:
-        raise ValueError(f"{secret_key_file} holds no secret key")
+    location = CURVE_ALLOW_ANY if cfg.allow_any_client else cfg.curve_authorized_keys_dir
+    auth.configure_curve(domain="*", location=location or "")
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True

@@ -310,10 +310,7 @@ class Supervisor:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
         if endpoint.startswith("tcp://"):
-            assert cfg.curve_server_secret_key_file and cfg.curve_authorized_keys_dir
-            self._auth = configure_curve_server(
-                sock, cfg.curve_server_secret_key_file, cfg.curve_authorized_keys_dir
-            )
+            self._auth = configure_curve_server(sock, cfg)
         old_umask = os.umask(0o177)  # the ipc file is created 0600 from the start
         try:
             sock.bind(endpoint)
