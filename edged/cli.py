@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, get_args
 
@@ -124,14 +125,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def control_endpoint(args: argparse.Namespace) -> str:
     if args.endpoint:
         return args.endpoint
-    from edged.config import default_runtime_dir
     from edged.pipeline.endpoints import Endpoints
+    from edged.pipeline.runtime_dir import running_dirs, temp_prefix
 
     config = load_config(args.config) if args.config else None
     if config is not None and config.control.endpoint:
         return config.control.endpoint
-    runtime_dir = (config.runtime.runtime_dir if config else None) or default_runtime_dir()
-    return Endpoints(Path(runtime_dir)).control
+    if config is not None and config.runtime.runtime_dir:
+        return Endpoints(Path(config.runtime.runtime_dir)).control
+    found = running_dirs()
+    if len(found) > 1:  # several daemons, each in its own temporary directory
+        dirs = ", ".join(map(str, found))
+        raise ConfigError([("runtime.runtime_dir", f"several edged run here ({dirs}): pick one "
+                            "with --endpoint ipc://<dir>/control.sock")], "edged ctl")  # fmt: skip
+    # None found: the standard place's name, so "not running" names where it looked.
+    fallback = Path(tempfile.gettempdir(), temp_prefix() + "*")
+    return Endpoints(found[0] if found else fallback).control
 
 
 def cmd_ctl(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ message lists each problem as ``field.path: reason``.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -329,7 +328,8 @@ class RuntimeConfig(_Strict):
         None,
         description=(
             "Sockets and pid files; default $RUNTIME_DIRECTORY (systemd), else "
-            "$XDG_RUNTIME_DIR/edged, else /tmp/edged-<uid>."
+            "$XDG_RUNTIME_DIR/edged, else a new private /tmp/edged-<uid>-XXXXXXXX. A directory "
+            "owned by another user is refused."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
@@ -494,10 +494,9 @@ def apply_overrides(config: EdgedConfig, overrides: dict[str, Any]) -> EdgedConf
     return parse_config(data, "command line")
 
 
-def default_runtime_dir() -> Path:
-    """Where sockets live when the config does not say: systemd's, XDG's, or a private /tmp dir."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "edged"
-    return Path(f"/tmp/edged-{os.getuid()}")
+def default_runtime_dir() -> Path | None:
+    """systemd's or the session's runtime directory; None outside both (then a daemon makes a
+    private temporary one: see edged.pipeline.runtime_dir)."""
+    from edged.pipeline.runtime_dir import standard_runtime_dir
+
+    return standard_runtime_dir()

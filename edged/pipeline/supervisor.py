@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -25,7 +26,6 @@ from edged.config import (
     EdgedConfig,
     PipelineConfig,
     apply_overrides,
-    default_runtime_dir,
     load_config,
 )
 from edged.control import (
@@ -59,6 +59,7 @@ from edged.pipeline.messages import (
 )
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
 from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
+from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
 from edged.pipeline.swaps import Adopted, SwapCoordinator
@@ -165,7 +166,7 @@ class Supervisor:
         self.telemetry = Telemetry(self.metrics)
         self.notifier = notifier or SystemdNotifier()
         self.lossless, self.mode = pipeline_mode(config, str(config_path or "command line"))
-        self.runtime_dir = Path(config.runtime.runtime_dir or default_runtime_dir())
+        self.runtime_dir, self._temporary_dir = daemon_runtime_dir(config.runtime.runtime_dir)
         self.endpoints = Endpoints(self.runtime_dir)
         self.lock = RuntimeDirLock(self.runtime_dir)
         self.ctx = zmq.Context.instance()
@@ -204,8 +205,7 @@ class Supervisor:
         return [self.runtime_dir / name for name in names]
 
     def _prepare_runtime_dir(self) -> None:
-        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.runtime_dir, 0o700)
+        ensure_private_dir(self.runtime_dir)  # refuses another user's directory
         self.lock.acquire()  # before touching anything another daemon might be using
         for path in self._socket_files():
             with contextlib.suppress(FileNotFoundError):
@@ -720,4 +720,6 @@ class Supervisor:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             self.lock.release()
+            if self._temporary_dir:  # our own mkdtemp: leave nothing behind in /tmp
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
         log.info("stopped")
