@@ -199,7 +199,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     from edged.model_catalog import fetch
 
-    return fetch(Path(args.models_dir), args.name, args.variant)
+    return fetch(Path(args.models_dir), args.name, args.variant, args.insecure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = models_sub.add_parser("fetch", help="obtain a variant file (local copy or download)")
     fetch.add_argument("name")
     fetch.add_argument("--variant", default="fp32")
+    fetch.add_argument("--insecure", action="store_true",
+                       help="allow plain http:// (the sha256 is still checked)")  # fmt: skip
     fetch.set_defaults(func=cmd_models_fetch)
 
     for module_name in _PLUGGABLE:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from edged.model_fetch import FetchError, fetch_file, is_url
 from edged.models import ModelError, load_manifest, sha256_of
+from edged.redact import redact_uri
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ def print_catalog(models_dir: Path, with_hash: bool = True) -> int:
     return 0
 
 
-def fetch(models_dir: Path, name: str, variant: str) -> int:
-    """Copy (or download) a variant file from the manifest's ``fetch`` entry."""
+def fetch(models_dir: Path, name: str, variant: str, insecure: bool = False) -> int:
+    """Install a variant file from the manifest's ``fetch`` sources: the first that gives a file
+    with its listed sha256 wins; nothing is written otherwise (see :mod:`edged.model_fetch`)."""
     manifest_path = models_dir / f"{name}.yaml"
     try:
         manifest = load_manifest(manifest_path)
@@ -74,31 +75,33 @@ def fetch(models_dir: Path, name: str, variant: str) -> int:
         print(f"edged models fetch: {name} has no variant {variant}", file=sys.stderr)
         return 1
     target = manifest_path.parent / manifest.variants[variant].path
-    if target.is_file():
-        print(f"{target} already present")
-        return 0
-    origin = manifest.fetch.get(variant)
-    if origin is None:
+    sources = manifest.fetch.get(variant)
+    if not sources:
+        if target.is_file():  # nothing to check it against
+            print(f"{target} already present")
+            return 0
         print(f"edged models fetch: no fetch source for {name}/{variant}; see models/README.md",
               file=sys.stderr)  # fmt: skip
         return 1
-    candidates = [c.strip() for c in origin.split("|")]
-    for candidate in candidates:
-        if candidate.startswith(("http://", "https://")):
-            print(f"downloading {candidate} -> {target}")
-            try:
-                with urllib.request.urlopen(candidate, timeout=60) as response, \
-                        open(target, "wb") as out:  # fmt: skip
-                    shutil.copyfileobj(response, out)
-            except OSError as exc:
-                print(f"  failed: {exc}", file=sys.stderr)
-                target.unlink(missing_ok=True)
-                continue
+    known = {s.sha256 for s in sources}
+    if target.is_file():
+        digest = sha256_of(target)
+        if digest in known:
+            print(f"{target} already present (sha256 matches the manifest)")
             return 0
-        local = (manifest_path.parent / candidate).resolve()
-        if local.is_file():
-            print(f"copying {local} -> {target}")
-            shutil.copyfile(local, target)
-            return 0
-    print(f"edged models fetch: none of {candidates} is available", file=sys.stderr)
+        print(f"edged models fetch: {target} exists but its sha256 {digest} is none the "
+              "manifest lists; move it away to fetch it again", file=sys.stderr)  # fmt: skip
+        return 1
+    for source in sources:
+        shown = redact_uri(source.source)
+        print(f"{'downloading' if is_url(source.source) else 'copying'} {shown} -> {target}")
+        try:
+            fetch_file(source.source, source.sha256, target, manifest_path.parent, insecure)
+        except FetchError as exc:
+            print(f"  {shown}: {exc}", file=sys.stderr)
+            continue
+        print(f"  sha256 {source.sha256} verified")
+        return 0
+    print(f"edged models fetch: no source gave {name}/{variant}; nothing was written",
+          file=sys.stderr)  # fmt: skip
     return 1

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from edged.config import ModelConfig, errors_from_validation
 
@@ -41,6 +41,34 @@ class InputManifest(BaseModel):
     height: int = Field(640, gt=0)
 
 
+class FetchSource(BaseModel):
+    """One place `edged models fetch` may get a variant file from, and that file's sha256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(
+        alias="from",
+        min_length=1,
+        description="A path relative to the manifest, or an https:// URL (http:// needs "
+        "--insecure).",
+    )
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Hash of the file this source gives (64 lowercase hex digits): only a file "
+        "that matches is installed.",
+    )
+
+
+def _fetch_sources(value: object) -> object:
+    """The old ``"path | url"`` string form carried no hash: say what to write instead."""
+    if isinstance(value, str):
+        raise ValueError(
+            "a fetch entry is a list of {from: <path or https:// URL>, sha256: <64 hex "
+            "digits>}; a source without its sha256 is refused"
+        )
+    return value
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,9 +77,10 @@ class ModelManifest(BaseModel):
     input: InputManifest = Field(default_factory=InputManifest)
     output_format: Literal["auto", "yolov8", "yolov5", "hailo_nms"] = "auto"
     variants: dict[str, VariantManifest] = Field(min_length=1)
-    fetch: dict[str, str] = Field(
+    fetch: dict[str, Annotated[list[FetchSource], BeforeValidator(_fetch_sources)]] = Field(
         default_factory=dict,
-        description="Where `edged models fetch` may find variant files: variant → path or URL.",
+        description="Where `edged models fetch` may find variant files: variant → sources, "
+        "tried in order, each with the sha256 of its file.",
     )
 
 
