@@ -23,7 +23,7 @@ from edged.config import (
 log = logging.getLogger("edged")
 
 # Sub-command groups that live in their own modules; each exposes register_commands(subparsers).
-_PLUGGABLE = ("edged.tools", "edged.service", "edged.doctor")
+_PLUGGABLE = ("edged.tools", "edged.service", "edged.doctor", "edged.integrations.frigate.command")
 
 
 # `edged run` flag (argparse dest) → dotted config field it overrides.
@@ -47,22 +47,29 @@ RUN_FLAG_FIELDS: dict[str, str] = {
 }
 
 
-def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Command-line flags of ``edged run`` as dotted config overrides."""
+def flag_overrides(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
+    """The flags given (``fields``: argparse dest → dotted config field), and ``--model`` /
+    ``--manifest``, as dotted config overrides."""
     overrides: dict[str, Any] = {
         field: getattr(args, dest)
-        for dest, field in RUN_FLAG_FIELDS.items()
+        for dest, field in fields.items()
         if getattr(args, dest) is not None
     }
-    if args.loop:
-        overrides["source.loop"] = True
-    if args.exit_at_end:
-        overrides["pipeline.exit_at_end"] = True
     # --model and --manifest each replace the other (a config allows only one).
     if args.model is not None:
         overrides.update({"model.path": args.model, "model.manifest": None})
     if args.manifest is not None:
         overrides.update({"model.manifest": args.manifest, "model.path": None})
+    return overrides
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line flags of ``edged run`` as dotted config overrides."""
+    overrides = flag_overrides(args, RUN_FLAG_FIELDS)
+    if args.loop:
+        overrides["source.loop"] = True
+    if args.exit_at_end:
+        overrides["pipeline.exit_at_end"] = True
     return overrides
 
 
@@ -202,6 +209,17 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     return fetch(Path(args.models_dir), args.name, args.variant, args.insecure)
 
 
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The model, threads and threshold flags that ``flag_overrides`` maps (run, serve-detector)."""
+    parser.add_argument("--model", "-m", help="a single model file (.onnx/.hef), no manifest")
+    parser.add_argument("--manifest", help="model manifest name or path")
+    parser.add_argument("--variant", help="manifest variant to start with")
+    parser.add_argument("--labels", help="class names file (data.yaml or one per line)")
+    parser.add_argument("--models-dir", help="directory models may be loaded from")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--conf", type=float, help="confidence threshold")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edged", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edged {__version__}")
@@ -213,13 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "picamera2:, synthetic:")  # fmt: skip
     run.add_argument("--mode", choices=["auto", "live", "realtime", "lossless"])
     run.add_argument("--loop", action="store_true", help="loop a file source")
-    run.add_argument("--model", "-m", help="a single model file (.onnx/.hef), no manifest")
-    run.add_argument("--manifest", help="model manifest name or path")
-    run.add_argument("--variant", help="manifest variant to start with")
-    run.add_argument("--labels", help="class names file (data.yaml or one per line)")
-    run.add_argument("--models-dir", help="directory models may be loaded from")
-    run.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
-    run.add_argument("--conf", type=float, help="confidence threshold")
+    add_model_flags(run)
     run.add_argument("--publish", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5555)")
     run.add_argument("--format", choices=["json", "msgpack"])
     run.add_argument("--wait-subscribers", type=int, metavar="N",

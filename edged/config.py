@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edged.integrations.config import DetectorConfig
 from edged.preview.config import PreviewConfig
 from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 
@@ -362,6 +363,7 @@ class EdgedConfig(_Strict):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
 
 
 def _check_zmq_endpoint(value: str) -> str:

@@ -48,8 +48,8 @@ def test_unknown_field_is_named():
 def test_unknown_fields_list_what_their_section_has():
     errors = errors_of({"bogus": 1, "inference": {"onnxruntime": {"thread": 2}}})
     assert errors["bogus"] == (
-        "unknown field (known here: camera_id, control, http, inference, model, pipeline, "
-        "postprocess, preview, publish, runtime, source, tracking)"
+        "unknown field (known here: camera_id, control, detector, http, inference, model, "
+        "pipeline, postprocess, preview, publish, runtime, source, tracking)"
     )
     assert "intra_op_threads" in errors["inference.onnxruntime.thread"]
 
