@@ -21,32 +21,81 @@ COCO80: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _names_from_mapping(names: object) -> tuple[str, ...] | None:
+# Ultralytics' COCO-80 ``names`` is 1.1 KB and LVIS' 1203 classes about 25 KB; a model's
+# metadata is untrusted input, and ast.literal_eval's cost grows with it (78 KB: 0.2 s, 8 MB).
+MAX_NAMES_CHARS = 64 * 1024
+MAX_NAME_CHARS = 256
+
+
+class BadNames(ValueError):
+    """Class names that are no list of names: the message says what is wrong."""
+
+
+def _name(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadNames(f"a class name must be text, not {type(value).__name__}")
+    name = str(value)
+    if len(name) > MAX_NAME_CHARS:
+        raise BadNames(f"a class name of {len(name)} characters (at most {MAX_NAME_CHARS})")
+    return name
+
+
+def _index(key: object) -> int:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and key.isdecimal() and len(key) <= 9:
+        return int(key)
+    raise BadNames(f"class index {str(key)[:40]!r} is not a number")
+
+
+def _names_from_mapping(names: object) -> tuple[str, ...]:
+    """A list of names, or an index → name mapping whose indices are exactly 0..N-1."""
     if isinstance(names, dict):
-        return tuple(str(names[k]) for k in sorted(names, key=int))
+        by_index = {_index(k): v for k, v in names.items()}
+        if sorted(by_index) != list(range(len(by_index))):
+            raise BadNames(f"class indices must run 0..{len(by_index) - 1} without gaps")
+        return tuple(_name(by_index[i]) for i in range(len(by_index)))
     if isinstance(names, list | tuple):
-        return tuple(str(n) for n in names)
-    return None
+        return tuple(_name(n) for n in names)
+    raise BadNames(f"expected a list or an index→name mapping, not {type(names).__name__}")
+
+
+def parse_names(raw: str) -> tuple[str, ...]:
+    """Class names from Ultralytics' ``names`` text (a Python literal); :class:`BadNames` for
+    anything else, however large or odd (the text comes from a model file)."""
+    if len(raw) > MAX_NAMES_CHARS:
+        raise BadNames(f"{len(raw)} characters, more than {MAX_NAMES_CHARS}")
+    try:
+        value = ast.literal_eval(raw)
+    # MemoryError: the parser's own stack overflow ('-' * 60000 + '1'), not a full heap.
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise BadNames(f"not a Python literal ({type(exc).__name__})") from None
+    return _names_from_mapping(value)
 
 
 def labels_from_metadata(metadata: dict[str, str]) -> tuple[str, ...] | None:
-    """Parse Ultralytics' ``names`` metadata (a Python dict literal) if present."""
+    """Class names from Ultralytics' ``names`` metadata; ``None`` when there is none.
+
+    Raises :class:`BadNames` (naming the key) when it is there but unusable.
+    """
     raw = metadata.get("names")
     if not raw:
         return None
     try:
-        return _names_from_mapping(ast.literal_eval(raw))
-    except (ValueError, SyntaxError):
-        return None
+        return parse_names(raw)
+    except BadNames as exc:
+        raise BadNames(f"model metadata 'names': {exc}") from None
 
 
 def labels_from_data_yaml(path: str | Path) -> tuple[str, ...]:
     """Class names from a YOLO ``data.yaml`` (list or index→name mapping)."""
     data = yaml.safe_load(Path(path).read_text())
-    names = _names_from_mapping(data.get("names") if isinstance(data, dict) else None)
-    if names is None:
+    if not isinstance(data, dict) or data.get("names") is None:
         raise ValueError(f"{path}: no 'names' list or mapping")
-    return names
+    try:
+        return _names_from_mapping(data["names"])
+    except BadNames as exc:
+        raise BadNames(f"{path}: 'names': {exc}") from None
 
 
 def labels_from_text(path: str | Path) -> tuple[str, ...]:

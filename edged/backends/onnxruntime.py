@@ -17,6 +17,7 @@ import onnxruntime as ort
 from edged.backends.base import BackendError, TensorSpec
 from edged.backends.rewrite_cache import RewriteCache, default_cache_dir
 from edged.config import OnnxRuntimeOptions
+from edged.model_files import check_external_data
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class OnnxRuntimeBackend:
     """One ``InferenceSession`` with a fixed-size image input."""
 
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
+        check_external_data(path)  # BadModelFile: its external data lies outside its directory
         try:
             self._session = _open_session(path, options)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types

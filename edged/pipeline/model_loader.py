@@ -8,7 +8,8 @@ import numpy as np
 
 from edged.backends import Backend, BackendError, load_backend
 from edged.config import InferenceConfig
-from edged.labels import COCO80, labels_from_metadata, load_labels
+from edged.labels import COCO80, BadNames, labels_from_metadata, load_labels
+from edged.model_files import BadModelFile
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import ModelDescriptor
 from edged.pipeline.ring import aligned
@@ -47,6 +48,8 @@ def describe(resolved: ResolvedVariant, backend: Backend, generation: int) -> Mo
         else:
             count = len(labels) if labels else None
             layout = detect_layout(backend.output_shapes, count, head)
+    except BadNames as exc:  # the file's own metadata: loading it again cannot help
+        raise BadModelFile(f"{resolved.path.name}: {exc}") from None
     except (UnsupportedLayoutError, ValueError, OSError) as exc:
         raise BackendError(f"{resolved.path.name}: {exc}") from exc
     if labels is None:

@@ -123,6 +123,10 @@ class RestartPolicy:
 class StartupError(RuntimeError):
     """The pipeline could not start; the message says which part and why."""
 
+    def __init__(self, message: str, bad_model: bool = False) -> None:
+        super().__init__(message)
+        self.bad_model = bad_model  # the model file itself: exit 2, a restart cannot help
+
 
 def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, str]:
     """(lossless, effective mode) from the configured mode and the source kind."""
@@ -261,7 +265,8 @@ class Supervisor:
                 if event is None:
                     continue
                 if event.kind == "fatal" and event.stage == stage:
-                    raise StartupError(f"{stage} stage: {event.data.get('error')}")
+                    raise StartupError(f"{stage} stage: {event.data.get('error')}",
+                                       bool(event.data.get("bad_model")))  # fmt: skip
                 if event.stage == stage and event.kind in kinds:
                     return event
                 self.telemetry.handle(event)
@@ -385,7 +390,7 @@ class Supervisor:
                 self.start()
             except (StartupError, AlreadyRunning, ModelError, OSError, zmq.ZMQError) as exc:
                 log.error("cannot start: %s", exc)
-                self.exit_code = 1
+                self.exit_code = 2 if getattr(exc, "bad_model", False) else 1
                 return self.exit_code
             self._serve()
         except Exception:

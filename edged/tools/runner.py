@@ -15,7 +15,7 @@ import numpy as np
 from edged.backends.base import BackendError
 from edged.backends.onnxruntime import OnnxRuntimeBackend
 from edged.config import OnnxRuntimeOptions
-from edged.labels import labels_from_metadata
+from edged.labels import BadNames, labels_from_metadata
 from edged.postprocess.decoders import (
     DecodeParams,
     Detections,
@@ -58,7 +58,10 @@ class ModelRunner:
             self.backend = OnnxRuntimeBackend(path, options)
         except BackendError as exc:
             raise ToolError(str(exc)) from None
-        names = labels_from_metadata(self.backend.metadata)
+        try:
+            names = labels_from_metadata(self.backend.metadata)
+        except BadNames as exc:
+            raise ToolError(f"{path.name}: {exc}") from None
         if num_classes is None and names is not None:
             num_classes = len(names)
         self.head = raw_head_of(self.backend.metadata)  # cut at its head by the ORT rewrites

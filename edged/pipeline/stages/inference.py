@@ -17,6 +17,7 @@ import numpy as np
 
 from edged.backends import Backend, BackendBroken, BackendError
 from edged.heap import release_free_heap
+from edged.model_files import BadModelFile
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import (
     INFER,
@@ -328,7 +329,7 @@ def open_stage(rt: StageRuntime) -> InferenceStage | None:
         stage = InferenceStage(rt, resolved)
     except BackendError as exc:
         log.error("cannot load %s: %s", resolved.path, exc)
-        rt.send_event("fatal", error=str(exc))
+        rt.send_event("fatal", error=str(exc), bad_model=isinstance(exc, BadModelFile))
         return None
     rt.send_event("ready", model=stage.model)
     return stage
