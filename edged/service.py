@@ -324,11 +324,23 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
         raise ServiceError("no config to install: pass --config FILE")
     if options.package is None:
         raise ServiceError("nothing to pip install: pass --from PATH|WHEEL|SPEC")
-    user, prefix = options.user, options.prefix
-    venv = prefix / "venv"
+    venv = options.prefix / "venv"
+    edged = str(venv / "bin" / "edged")
+    local_tree = Path(options.package)
+    return [
+        *_account_steps(facts, options.user),
+        *_venv_steps(options, facts, venv),
+        *_cli_link_steps(facts, edged),
+        *_model_steps(local_tree if local_tree.is_dir() else None, facts, options.user, edged),
+        *_config_steps(options, facts, edged),
+        *_unit_steps(options, unit_template),
+    ]
+
+
+def _account_steps(facts: HostFacts, user: str) -> list[Step]:
+    """The service user in its groups, and the state and model directories it owns."""
     groups = service_groups(facts)
     steps: list[Step] = []
-
     if CAMERA_GROUP not in facts.existing_groups:
         steps.append(Run(("groupadd", "--system", CAMERA_GROUP)))
     if facts.user_exists:
@@ -356,8 +368,14 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
     # systemd creates the state dir on start too; creating it now lets models be copied first.
     steps.append(MakeDir(STATE_DIR, 0o750, owner=user, group=user))
     steps.append(MakeDir(MODELS_DIR, 0o750, owner=user, group=user))
+    return steps
 
-    steps.append(MakeDir(prefix, 0o755))
+
+def _venv_steps(options: InstallOptions, facts: HostFacts, venv: Path) -> list[Step]:
+    """The virtualenv under the prefix, and edged pip-installed into it."""
+    assert options.package is not None
+    prefix = options.prefix
+    steps: list[Step] = [MakeDir(prefix, 0o755)]
     venv_cmd = [options.python, "-m", "venv"]
     # picamera2/libcamera and HailoRT's Python bindings come from apt (python3-picamera2,
     # python3-hailort), not PyPI: the venv must see the system site-packages.
@@ -381,28 +399,38 @@ def plan_install(options: InstallOptions, facts: HostFacts, unit_template: str) 
                                f"system's numpy {facts.system_numpy}"))  # fmt: skip
         pip += ["--constraint", str(constraints)]
     steps.append(Run((*pip, package)))
-    edged = str(venv / "bin" / "edged")
-    if facts.cli_link == "foreign":
-        steps.append(Note(f"keeping {CLI_LINK} (not a link to this install): use {edged}"))
-    else:
-        steps.append(Run(("ln", "-sfn", edged, str(CLI_LINK))))
-    steps += _model_steps(local_tree if local_tree.is_dir() else None, facts, user, edged)
+    return steps
 
-    steps.append(MakeDir(CONFIG_DIR, 0o755))
+
+def _cli_link_steps(facts: HostFacts, edged: str) -> list[Step]:
+    if facts.cli_link == "foreign":
+        return [Note(f"keeping {CLI_LINK} (not a link to this install): use {edged}")]
+    return [Run(("ln", "-sfn", edged, str(CLI_LINK)))]
+
+
+def _config_steps(options: InstallOptions, facts: HostFacts, edged: str) -> list[Step]:
+    """/etc/edged/config.yaml (an existing one is kept), then `edged config check` on it."""
+    assert options.config_source is not None
+    steps: list[Step] = [MakeDir(CONFIG_DIR, 0o755)]
     if facts.config_exists:
         steps.append(Note(f"keeping the existing {CONFIG_PATH} (not overwritten)"))
     else:
-        steps.append(CopyFile(options.config_source, CONFIG_PATH, 0o640, group=user))
-
+        steps.append(CopyFile(options.config_source, CONFIG_PATH, 0o640, group=options.user))
     # The model the config names must be there, or the first start fails (exit 2, which the
     # unit does not retry): stop before the unit is enabled, with check's one-line reason.
     steps.append(Run((edged, "config", "check", str(CONFIG_PATH))))
+    return steps
 
+
+def _unit_steps(options: InstallOptions, unit_template: str) -> list[Step]:
+    """The rendered unit, enabled, and (unless --no-start) started or restarted."""
     origin = f"rendered from {options.unit_template or 'the shipped unit'}"
-    rendered = render_unit(unit_template, prefix=prefix, user=user)
-    steps.append(WriteFile(UNIT_PATH, rendered, 0o644, origin))
-    steps.append(Run(("systemctl", "daemon-reload")))
-    steps.append(Run(("systemctl", "enable", UNIT_NAME)))
+    rendered = render_unit(unit_template, prefix=options.prefix, user=options.user)
+    steps: list[Step] = [
+        WriteFile(UNIT_PATH, rendered, 0o644, origin),
+        Run(("systemctl", "daemon-reload")),
+        Run(("systemctl", "enable", UNIT_NAME)),
+    ]
     if options.start:
         # restart = start, or pick up the new code/unit on an upgrade.
         steps.append(Run(("systemctl", "restart", UNIT_NAME)))
