@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from edged.config import SourceConfig
-from edged.sources.base import FrameSource, SourceError, SourceInfo, SourceUnusable
+from edged.sources.base import (
+    OPEN_TIMEOUT_S,
+    FrameSource,
+    SourceError,
+    SourceInfo,
+    SourceUnusable,
+)
 
 __all__ = [
+    "OPEN_TIMEOUT_S",
     "FrameSource",
     "SourceError",
     "SourceInfo",
@@ -13,9 +20,6 @@ __all__ = [
     "open_source",
     "source_kind",
 ]
-
-
-OPEN_TIMEOUT_S = 10.0  # connecting to a stream; a dead camera is retried with backoff
 
 
 def source_kind(uri: str) -> str:

@@ -7,6 +7,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# How long opening a stream may take (FFmpeg's connect/probe timeout). Capture gives a blocked
+# open this long, plus a grace, before it counts the attempt as failed; a dead camera is then
+# retried with backoff.
+OPEN_TIMEOUT_S = 10.0
+
 
 class SourceError(RuntimeError):
     """A source could not be opened or stopped delivering frames; the capture stage retries."""

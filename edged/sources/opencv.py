@@ -18,7 +18,7 @@ import numpy as np
 
 from edged.config import STREAM_SCHEMES
 from edged.redact import redact_uri
-from edged.sources.base import SourceError, SourceInfo, SourceUnusable
+from edged.sources.base import OPEN_TIMEOUT_S, SourceError, SourceInfo, SourceUnusable
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,6 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     # what failed and why once, so only OpenCV's errors get through (OPENCV_LOG_LEVEL overrides).
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
-DEFAULT_OPEN_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 10.0
 
 
@@ -75,7 +74,7 @@ class OpenCVSource:
         width: int | None = None,
         height: int | None = None,
         fps: float | None = None,
-        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
         read_timeout_s: float | None = None,
         decode_threads: int | None = None,
     ) -> None:

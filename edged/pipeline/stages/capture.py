@@ -38,11 +38,10 @@ import numpy as np
 from edged.config import ReconnectConfig, SourceConfig
 from edged.pipeline.messages import CAPTURE, Frame
 from edged.pipeline.runtime import FRAMES, StageRuntime, StopRequested
-from edged.sources import FrameSource, SourceError, SourceUnusable, open_source
+from edged.sources import OPEN_TIMEOUT_S, FrameSource, SourceError, SourceUnusable, open_source
 
 log = logging.getLogger(__name__)
 
-OPEN_TIMEOUT_S = 10.0  # FFmpeg's own connect/probe timeout for streams
 HANG_GRACE_S = 5.0  # how long past its deadline a blocked call may take before it is abandoned
 MAX_HUNG_CALLS = 3  # abandoned calls (each leaks a thread) before the process starts over
 EXIT_HUNG = 75  # exit status when the source keeps hanging (the supervisor restarts capture)
