@@ -21,6 +21,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from edged.versions import installed_version, parse_version
+
 Status = Literal["ok", "info", "warn", "fail"]
 Importer = Callable[[str], ModuleType]
 
@@ -68,26 +70,6 @@ def _try_import(importer: Importer, name: str) -> tuple[ModuleType | None, str |
         return importer(name), None
     except Exception as exc:  # ImportError, or a binary module failing to load
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _version_of(module: ModuleType | None, dist: str) -> str | None:
-    version = getattr(module, "__version__", None) if module is not None else None
-    if version:
-        return str(version)
-    try:
-        from importlib.metadata import version as dist_version
-
-        return dist_version(dist)
-    except Exception:
-        return None
-
-
-def _parse_version(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,10 +194,10 @@ def check_camera(
             )
         )
     else:
-        version = _version_of(picamera2, "picamera2") or "unknown version"
+        version = installed_version(picamera2, "picamera2") or "unknown version"
         results.append(CheckResult("camera", "picamera2", "ok", version))
         libcamera, _ = _try_import(importer, "libcamera")
-        lc_version = _version_of(libcamera, "libcamera") if libcamera else None
+        lc_version = installed_version(libcamera, "libcamera") if libcamera else None
         results.append(
             CheckResult("camera", "libcamera", "ok", lc_version or "python bindings present")
         )
@@ -290,8 +272,8 @@ def check_hailo(
             )
         )
         return results
-    version = _version_of(hp, "hailort") or "unknown"
-    too_old = _parse_version(version) < MIN_HAILORT
+    version = installed_version(hp, "hailort") or "unknown"
+    too_old = (parse_version(version) or (0,)) < MIN_HAILORT
     results.append(
         CheckResult(
             "hailo",
@@ -362,8 +344,9 @@ def check_onnxruntime(importer: Importer = importlib.import_module) -> list[Chec
         ]
     providers = list(ort.get_available_providers())
     status: Status = "ok" if "CPUExecutionProvider" in providers else "warn"
+    version = installed_version(ort, "onnxruntime") or "unknown"
     return [
-        CheckResult("runtime", "ONNX Runtime", "ok", _version_of(ort, "onnxruntime") or "unknown"),
+        CheckResult("runtime", "ONNX Runtime", "ok", version),
         CheckResult("runtime", "ORT providers", status, ", ".join(providers) or "none"),
     ]
 

@@ -34,7 +34,6 @@ import contextlib
 import importlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -56,6 +55,7 @@ from edged.backends.hailo_errors import (
 )
 from edged.backends.hailo_nms import empty_dense, nms_to_dense, raw_by_class_to_dense
 from edged.config import HailoOptions
+from edged.versions import installed_version, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -75,23 +75,9 @@ LATENCY_HISTORY = 1024
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """``"4.18.0"`` → ``(4, 18, 0)``; ``None`` when no version number is found."""
-    match = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", str(text))
-    if not match:
-        return None
-    return tuple(int(part) for part in match.groups(default="0"))
-
-
 def hailort_version(module: ModuleType) -> str | None:
     """The HailoRT version a ``hailo_platform`` module reports (``__version__``)."""
-    version = getattr(module, "__version__", None)
-    if version is None:
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version as dist_version
-
-            version = dist_version("hailort")
-    return None if version is None else str(version)
+    return installed_version(module, "hailort")
 
 
 def import_hailo_platform() -> ModuleType:
