@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if overrides:
             config = apply_overrides(config, overrides)
         check_curve_keys(config.control, args.config or "config")
+        check_curve_keys(config.publish, args.config or "config", "publish")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -111,6 +112,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         config = load_config(args.file)
         pipeline_mode(config, args.file)
         check_curve_keys(config.control, args.file)
+        check_curve_keys(config.publish, args.file, "publish")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -189,10 +191,16 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
     from edged.publish.subscriber import subscribe
 
+    if args.client_key and not args.server_key:
+        print("edged subscribe: --client-key needs --server-key (CURVE)", file=sys.stderr)
+        return 2
+    curve = None
+    if args.server_key:
+        curve = (Path(args.server_key), Path(args.client_key) if args.client_key else None)
     try:
         return subscribe(args.address, args.topic, args.count, args.raw, args.timeout,
-                         args.latest)  # fmt: skip
-    except zmq.ZMQError as exc:  # e.g. an address that is no ZeroMQ endpoint
+                         args.latest, curve)  # fmt: skip
+    except (zmq.ZMQError, OSError, ValueError) as exc:  # a bad endpoint or key file
         print(f"edged subscribe: {args.address}: {exc}", file=sys.stderr)
         return 2
 
@@ -278,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--latest", action="store_true",
                            help="show only the newest message, skipping a backlog (for readers "
                                 "slower than the camera)")  # fmt: skip
+    subscribe.add_argument(
+        "--server-key",
+        metavar="FILE",
+        help="the publisher's CURVE public key file (publish.curve_*)",
+    )
+    subscribe.add_argument("--client-key", metavar="FILE",
+                           help="this client's CURVE secret key file, one of the publisher's "
+                                "authorized keys (default: a throwaway key, for a publisher "
+                                "with allow_any_client)")  # fmt: skip
     subscribe.set_defaults(func=cmd_subscribe)
     schema = sub.add_parser("schema", help="print the JSON Schema of the detection messages")
     schema.set_defaults(func=cmd_schema)

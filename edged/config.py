@@ -8,12 +8,21 @@ message lists each problem as ``field.path: reason``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edged.integrations.config import DetectorConfig
 from edged.preview.config import PreviewConfig
@@ -188,9 +197,72 @@ class PostprocessConfig(_Strict):
     agnostic_nms: bool = Field(False, description="NMS across classes instead of per class.")
 
 
-class PublishConfig(_Strict):
+class CurveServerConfig(_Strict):
+    """CURVE keys of a ZeroMQ server socket (the control socket, the publisher): shared fields
+    and checks; the key files themselves are checked by edged.control.curve_key_errors."""
+
+    curve_server_secret_key_file: str | None = Field(
+        None, description="Z85 secret key file of the server (required for tcp://)."
+    )
+    curve_authorized_keys_dir: str | None = Field(
+        None,
+        description=(
+            "Directory of client public keys (*.key) allowed to connect over tcp://; read at "
+            "start. '*' is refused: use allow_any_client."
+        ),
+    )
+    allow_any_client: bool = Field(
+        False,
+        description=(
+            "tcp:// only: accept any client key (encrypted, but anyone who knows the server's "
+            "public key may connect) instead of curve_authorized_keys_dir."
+        ),
+    )
+
+    @field_validator("curve_authorized_keys_dir")
+    @classmethod
+    def _no_wildcard(cls, value: str | None) -> str | None:
+        # pyzmq reads the location "*" as CURVE_ALLOW_ANY: a "directory" setting that silently
+        # lets every client key in must be spelled out instead.
+        if value is not None and value.strip() == "*":
+            raise ValueError(
+                "'*' would accept any client key (pyzmq's CURVE_ALLOW_ANY); name a directory "
+                "of client public keys, or set allow_any_client: true"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_client_policy(self) -> CurveServerConfig:
+        if self.allow_any_client and self.curve_authorized_keys_dir:
+            raise ValueError(
+                "allow_any_client and curve_authorized_keys_dir exclude each other "
+                "(any client key, or only those in the directory)"
+            )
+        if (self.curve_server_secret_key_file or self.curve_authorized_keys_dir) and not self.curve:
+            raise ValueError(
+                "CURVE needs both curve_server_secret_key_file and a client policy "
+                "(curve_authorized_keys_dir or allow_any_client: true)"
+            )
+        return self
+
+    @property
+    def curve(self) -> bool:
+        """Whether CURVE is configured (a server key and a client policy)."""
+        return _curve_set(vars(self))
+
+
+class PublishConfig(CurveServerConfig):
+    # Before endpoint: its validator reads it (and the CURVE fields, inherited, come first).
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Publish on a tcp:// address beyond loopback without CURVE: anyone who can "
+        "reach it may subscribe (and with preview.publish_topic, watch the camera).",
+    )
     endpoint: str = Field(
-        "tcp://127.0.0.1:5555", description="ZeroMQ PUB bind address (loopback by default)."
+        "tcp://127.0.0.1:5555",
+        description="ZeroMQ PUB bind address (loopback by default). Another tcp:// address "
+        "needs CURVE keys (curve_server_secret_key_file and curve_authorized_keys_dir or "
+        "allow_any_client), or allow_unauthenticated: true.",
     )
     format: Literal["json", "msgpack"] = Field("json", description="Payload encoding.")
     send_hwm: int = Field(
@@ -210,8 +282,17 @@ class PublishConfig(_Strict):
 
     @field_validator("endpoint")
     @classmethod
-    def _zmq_endpoint(cls, value: str) -> str:
-        return _check_zmq_endpoint(value)
+    def _zmq_endpoint(cls, value: str, info: ValidationInfo) -> str:
+        value = _check_zmq_endpoint(value)
+        if not is_loopback_endpoint(value) and not (
+            _curve_set(info.data) or info.data.get("allow_unauthenticated")
+        ):
+            raise ValueError(
+                f"{value} is reachable from the network: set publish.curve_server_secret_key_file"
+                " with publish.curve_authorized_keys_dir (or publish.allow_any_client: true), or "
+                "publish.allow_unauthenticated: true to publish to anyone"
+            )
+        return value
 
 
 class HttpConfig(_Strict):
@@ -223,29 +304,12 @@ class HttpConfig(_Strict):
     )
 
 
-class ControlConfig(_Strict):
+class ControlConfig(CurveServerConfig):
     endpoint: str | None = Field(
         None,
         description=(
             "ZeroMQ REP address for `edged ctl`; default ipc://<runtime_dir>/control.sock "
             "(mode 0600). tcp:// requires CURVE keys."
-        ),
-    )
-    curve_server_secret_key_file: str | None = Field(
-        None, description="Z85 secret key file of the server (required for tcp://)."
-    )
-    curve_authorized_keys_dir: str | None = Field(
-        None,
-        description=(
-            "Directory of client public keys (*.key) allowed to connect over tcp://; read at "
-            "start. '*' is refused: use allow_any_client."
-        ),
-    )
-    allow_any_client: bool = Field(
-        False,
-        description=(
-            "tcp:// only: accept any client key (encrypted, but anyone who knows the server's "
-            "public key may send commands) instead of curve_authorized_keys_dir."
         ),
     )
 
@@ -254,33 +318,9 @@ class ControlConfig(_Strict):
     def _zmq_endpoint(cls, value: str | None) -> str | None:
         return None if value is None else _check_zmq_endpoint(value)
 
-    @field_validator("curve_authorized_keys_dir")
-    @classmethod
-    def _no_wildcard(cls, value: str | None) -> str | None:
-        # pyzmq reads the location "*" as CURVE_ALLOW_ANY: a "directory" setting that silently
-        # lets every client key in must be spelled out instead.
-        if value is not None and value.strip() == "*":
-            raise ValueError(
-                "'*' would accept any client key (pyzmq's CURVE_ALLOW_ANY); name a directory "
-                "of client public keys, or set control.allow_any_client: true"
-            )
-        return value
-
     @model_validator(mode="after")
     def _tcp_needs_auth(self) -> ControlConfig:
-        if self.allow_any_client and self.curve_authorized_keys_dir:
-            raise ValueError(
-                "allow_any_client and curve_authorized_keys_dir exclude each other "
-                "(any client key, or only those in the directory)"
-            )
-        if (
-            self.endpoint
-            and self.endpoint.startswith("tcp://")
-            and not (
-                self.curve_server_secret_key_file
-                and (self.curve_authorized_keys_dir or self.allow_any_client)
-            )
-        ):
+        if self.endpoint and self.endpoint.startswith("tcp://") and not self.curve:
             raise ValueError(
                 "a tcp:// control endpoint needs curve_server_secret_key_file and "
                 "curve_authorized_keys_dir (or allow_any_client: true); unauthenticated remote "
@@ -364,6 +404,27 @@ class EdgedConfig(_Strict):
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+
+
+def _curve_set(fields: dict[str, Any]) -> bool:
+    return bool(
+        fields.get("curve_server_secret_key_file")
+        and (fields.get("curve_authorized_keys_dir") or fields.get("allow_any_client"))
+    )
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """Whether only this host can reach ``endpoint``: ipc://, inproc://, or tcp:// on a
+    loopback address or ``localhost`` (a wildcard, a LAN address or an interface name is not)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://") :].rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_zmq_endpoint(value: str) -> str:

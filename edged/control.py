@@ -15,7 +15,7 @@ from typing import Any
 
 import zmq
 
-from edged.config import ConfigError, ControlConfig
+from edged.config import ConfigError, CurveServerConfig
 
 PROTOCOL_VERSION = 1
 COMMANDS = ("status", "swap", "reload")
@@ -76,19 +76,20 @@ def secure_ipc(endpoint: str) -> None:
         os.chmod(endpoint[len("ipc://") :], 0o600)
 
 
-def curve_key_errors(cfg: ControlConfig) -> list[tuple[str, str]]:
-    """``(field, reason)`` for each key file a tcp:// control endpoint cannot use (none for ipc).
+def curve_key_errors(cfg: CurveServerConfig, section: str = "control") -> list[tuple[str, str]]:
+    """``(field, reason)`` for each key file the tcp:// endpoint of ``section`` (``control``,
+    ``publish``) cannot use; none for ipc, nor without CURVE (validation said if that is fine).
 
     Checked before start, so that a missing key directory is a configuration error naming the
     setting: pyzmq's authenticator only logs it, and then refuses every client.
     """
-    if not (cfg.endpoint or "").startswith("tcp://"):
+    if not (cfg.endpoint or "").startswith("tcp://") or not cfg.curve:
         return []
     from zmq.auth import load_certificate, load_certificates
 
     errors = []
     secret_file = cfg.curve_server_secret_key_file or ""
-    field = "control.curve_server_secret_key_file"
+    field = f"{section}.curve_server_secret_key_file"
     if not Path(secret_file).is_file():
         errors.append((field, f"no such file: {secret_file}"))
     else:
@@ -98,7 +99,7 @@ def curve_key_errors(cfg: ControlConfig) -> list[tuple[str, str]]:
         except (OSError, ValueError) as exc:
             errors.append((field, f"cannot read {secret_file}: {exc}"))
     keys_dir = cfg.curve_authorized_keys_dir
-    field = "control.curve_authorized_keys_dir"
+    field = f"{section}.curve_authorized_keys_dir"
     if keys_dir is not None:
         if not Path(keys_dir).is_dir():
             errors.append((field, f"no such directory: {keys_dir}"))
@@ -111,19 +112,23 @@ def curve_key_errors(cfg: ControlConfig) -> list[tuple[str, str]]:
     return errors
 
 
-def check_curve_keys(cfg: ControlConfig, source: str = "config") -> None:
+def check_curve_keys(
+    cfg: CurveServerConfig, source: str = "config", section: str = "control"
+) -> None:
     """Raise :class:`ConfigError` naming each unusable CURVE key setting."""
-    errors = curve_key_errors(cfg)
+    errors = curve_key_errors(cfg, section)
     if errors:
         raise ConfigError(errors, source)
 
 
-def configure_curve_server(sock: zmq.Socket, cfg: ControlConfig) -> Any:
-    """CURVE encryption + client allow-list for a tcp:// control endpoint."""
+def configure_curve_server(
+    sock: zmq.Socket, cfg: CurveServerConfig, section: str = "control"
+) -> Any:
+    """CURVE encryption + client allow-list for a tcp:// endpoint (control, publish)."""
     from zmq.auth import CURVE_ALLOW_ANY, load_certificate
     from zmq.auth.thread import ThreadAuthenticator
 
-    errors = curve_key_errors(cfg)
+    errors = curve_key_errors(cfg, section)
     if errors:  # `edged run` checked already; this start must not go on without them either
         raise OSError("; ".join(f"{field}: {reason}" for field, reason in errors))
     assert cfg.curve_server_secret_key_file is not None
@@ -136,6 +141,22 @@ def configure_curve_server(sock: zmq.Socket, cfg: ControlConfig) -> Any:
     sock.curve_publickey = public
     sock.curve_server = True
     return auth
+
+
+def configure_curve_client(sock: zmq.Socket, server_key: Path, client_key: Path | None) -> None:
+    """CURVE on a client socket: the server's public key file, and this client's secret key
+    file (None: a throwaway key pair, for a server that allows any client)."""
+    from zmq.auth import load_certificate
+
+    if client_key is None:
+        client_public, client_secret = zmq.curve_keypair()
+    else:
+        client_public, client_secret = load_certificate(str(client_key))
+        if client_secret is None:
+            raise ValueError(f"{client_key} holds no secret key (pass the .key_secret file)")
+    server_public, _ = load_certificate(str(server_key))
+    sock.curve_publickey, sock.curve_secretkey = client_public, client_secret
+    sock.curve_serverkey = server_public
 
 
 class NotRunning(ConnectionError):
@@ -178,12 +199,7 @@ def call(
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     if curve_keys is not None:
-        from zmq.auth import load_certificate
-
-        client_public, client_secret = load_certificate(str(curve_keys[0]))
-        server_public, _ = load_certificate(str(curve_keys[1]))
-        sock.curve_publickey, sock.curve_secretkey = client_public, client_secret
-        sock.curve_serverkey = server_public
+        configure_curve_client(sock, server_key=curve_keys[1], client_key=curve_keys[0])
     try:
         sock.connect(endpoint)
         request: dict[str, Any] = {"version": PROTOCOL_VERSION, "command": command}

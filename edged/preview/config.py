@@ -22,10 +22,11 @@ class PreviewConfig(BaseModel):
     )
     jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality (10-100).")
     publish_topic: bool = Field(
-        True,
+        False,
         description=(
             "Also send the JPEGs on publish.endpoint as frames.<camera_id> (multipart: topic, "
-            "JSON header, JPEG) for remote viewers."
+            "JSON header, JPEG) for remote viewers: camera pictures to whoever may subscribe. "
+            "Off by default (it was on before)."
         ),
     )
     control: bool = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
 from edged.preview.wire import frames_topic, private_endpoint
 
 log = logging.getLogger(__name__)
+
+RESEND_INTERVAL_S = 1.0
 
 
 class PreviewTap:
@@ -47,8 +50,8 @@ class PreviewTap:
         self.topic = frames_topic(camera_id)
         self.ring = ring
         self.public = public if cfg.publish_topic else None
-        self.public_subs = SubscriptionTracker()
-        self.private_subs = SubscriptionTracker()
+        self.public_subs = SubscriptionTracker((self.topic,))
+        self.private_subs = SubscriptionTracker((self.topic,))
         # The supervisor's HTTP server reads this one. A tiny high-water mark: a viewer that
         # falls behind gets the newest frames, not a backlog.
         self.private = ctx.socket(zmq.XPUB)
@@ -66,6 +69,9 @@ class PreviewTap:
         self.next_due = 0.0
         self.rate = RateMeter()
         self.last: tuple[bytes, bytes] | None = None  # (header, jpeg) sent last
+        # Sockets owed the last picture (a new viewer), and when each last got one resent.
+        self._resend_owed: set[zmq.Socket] = set()
+        self._resent_at: dict[zmq.Socket, float] = {}
         self.sent = 0
         self.failures = 0
 
@@ -134,12 +140,27 @@ class PreviewTap:
             self._send(self.private, header, jpeg)
             if self.public is not None:
                 self._send(self.public, header, jpeg)
+            self._resend_owed.clear()  # every viewer just got a fresh picture
             self.sent += 1
+        self._pay_resends()
 
     def _resend(self, sock: zmq.Socket) -> None:
         # A new viewer sees the last picture at once, even when the source has ended.
-        if self.last is not None:
-            self._send(sock, *self.last)
+        self._resend_owed.add(sock)
+        self._pay_resends()
+
+    def _pay_resends(self) -> None:
+        # At most one resend per socket and RESEND_INTERVAL_S: a PUB sends to every viewer, so
+        # a peer subscribing in a loop would otherwise make the tap send JPEGs as fast as it
+        # subscribes, to everyone. A viewer owed one gets it at the latest after the interval.
+        now = time.monotonic()
+        for sock in list(self._resend_owed):
+            if self.last is None:
+                self._resend_owed.discard(sock)
+            elif now - self._resent_at.get(sock, -RESEND_INTERVAL_S) >= RESEND_INTERVAL_S:
+                self._send(sock, *self.last)
+                self._resent_at[sock] = now
+                self._resend_owed.discard(sock)
 
     def _send(self, sock: zmq.Socket, header: bytes, jpeg: bytes) -> None:
         # PUB semantics: a slow viewer loses frames, the pipeline never waits.

@@ -6,9 +6,11 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import zmq
 
+from edged.control import configure_curve_client
 from edged.publish.schema import decode_payload
 
 
@@ -62,10 +64,19 @@ def newest_queued(sock: zmq.Socket, first: list[bytes]) -> tuple[list[bytes], in
 
 
 def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
-              idle_timeout_s: float = 0, latest: bool = False) -> int:  # fmt: skip
+              idle_timeout_s: float = 0, latest: bool = False,
+              curve: tuple[Path, Path | None] | None = None) -> int:  # fmt: skip
+    """Print what arrives; ``curve``: (server public key file, client secret key file or
+    None for a throwaway key) for a publisher with CURVE keys."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        try:
+            configure_curve_client(sock, server_key=curve[0], client_key=curve[1])
+        except BaseException:
+            sock.close()
+            raise
     if latest:  # keep little queued here: what is queued is skipped anyway
         sock.setsockopt(zmq.RCVHWM, 10)
     sock.connect(address)

@@ -60,7 +60,7 @@ def box_drawn(image: np.ndarray, det: dict) -> bool | None:
 
 
 def test_mjpeg_and_frames_topic_show_the_published_detections(tmp_path: Path):
-    config = {"preview": {"enabled": True, "fps": 10, "jpeg_quality": 90}}
+    config = {"preview": {"enabled": True, "fps": 10, "jpeg_quality": 90, "publish_topic": True}}
     # Lossless, held until the detections subscriber joins: the viewers are connected first, so
     # the preview covers the start of the video, where people and cars are.
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless",

@@ -109,7 +109,7 @@ def test_preview_page_in_headless_chromium(tmp_path: Path, variant_dir: Path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    config = {"preview": {"enabled": True, "control": True}}
+    config = {"preview": {"enabled": True, "control": True, "publish_topic": True}}
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", *manifest_args(variant_dir),
                 config=config) as daemon:  # fmt: skip
         daemon.wait_ready()

@@ -146,7 +146,13 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
     config = {
         "publish": {"send_hwm": 10},
         # Big JPEGs at the source's rate: the frames subscriber's buffers fill within seconds.
-        "preview": {"enabled": True, "fps": 30, "width": 768, "jpeg_quality": 95},
+        "preview": {
+            "enabled": True,
+            "fps": 30,
+            "width": 768,
+            "jpeg_quality": 95,
+            "publish_topic": True,
+        },
     }
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "realtime",
                 config=config) as daemon:  # fmt: skip

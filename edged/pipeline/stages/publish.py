@@ -17,7 +17,8 @@ import zmq
 from edged.pipeline.messages import PUBLISH, Frame
 from edged.pipeline.runtime import FRAMES, StageRuntime
 from edged.preview.config import PreviewConfig
-from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
+from edged.preview.subscriptions import SubscriptionTracker
+from edged.publish.publisher import open_publisher
 from edged.publish.schema import build_message, encode, topic_for
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,10 @@ class PublishStage:
         self.format = cfg.publish.format
         self.topic = topic_for(cfg.camera_id)
         # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
-        self.pub = rt.ctx.socket(zmq.XPUB)
-        self.pub.setsockopt(zmq.SNDHWM, cfg.publish.send_hwm)
-        configure_xpub(self.pub)  # count every (un)subscription, not just new topics
-        self.pub.setsockopt(zmq.LINGER, 500)
-        self.pub.bind(cfg.publish.endpoint)
-        self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.subs = SubscriptionTracker()
+        self.publisher = open_publisher(rt.ctx, cfg.publish)
+        self.pub = self.publisher.sock
+        self.endpoint = self.publisher.endpoint
+        self.subs = SubscriptionTracker((self.topic,))  # only prefixes of our topic are kept
         self.reported_subscribers = -1  # last count sent to the supervisor
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
@@ -132,13 +130,13 @@ class PublishStage:
     def close(self) -> None:
         if self.preview is not None:
             self.preview.close()
-        self.pub.close()
+        self.publisher.close()
 
 
 def open_stage(rt: StageRuntime) -> PublishStage | None:
     try:
         stage = PublishStage(rt)
-    except zmq.ZMQError as exc:
+    except (zmq.ZMQError, OSError, ValueError) as exc:  # the address, or CURVE key files
         rt.send_event("fatal", error=f"cannot bind publish endpoint: {exc}")
         return None
     rt.send_event("ready", endpoint=stage.endpoint)
