@@ -3,13 +3,18 @@
 They cross process boundaries pickled over private ``ipc://`` sockets in the runtime directory
 (mode 0700), so only processes of the same user and code version ever read them. Frames and
 tensors never travel here: only the slot numbers that locate them in shared memory.
+
+Events (stage → supervisor) and commands (supervisor → stage) are one dataclass per kind,
+handled by type: a field renamed on one side fails where it is read, not as a silent default.
 """
 
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import get_args
 
+from edged.models import ResolvedVariant
 from edged.postprocess.decoders import Detections
 from edged.preprocess import Letterbox
 
@@ -81,28 +86,200 @@ class Frame:
 SWAP_TIMEOUT_S = 300.0
 
 
-@dataclass(frozen=True)
-class StageEvent:
-    """Stage → supervisor: ``kind`` says what ``data`` holds."""
+# -- stage → supervisor ------------------------------------------------------------------------
+# The sending stage is the DEALER socket's identity (the stage name), not part of the message.
 
-    stage: str
-    # ready, stats (counters + published-frame records), source, swap_result, model_reload,
-    # subscribers, fatal, eos
+
+@dataclass(frozen=True)
+class InferenceReady:
+    """The inference stage loaded its model (at start, and after every restart)."""
+
+    model: ModelDescriptor
+
+
+@dataclass(frozen=True)
+class PublishReady:
+    """The publish stage bound its socket."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The stage cannot run (bad model, missing file in a batch run): the daemon stops."""
+
+    error: str
+    bad_model: bool = False  # the model file itself is bad: restarting will not help
+
+
+@dataclass(frozen=True)
+class PublishedFrame:
+    """One published frame, as the metrics and /readyz need it."""
+
+    seq: int
+    captured: float  # monotonic
+    published: float  # monotonic, when it went out
+    timings: tuple[tuple[str, float, float], ...]
+    model_key: str
+    class_ids: tuple[int, ...]
+    scores: tuple[float, ...]
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A stage's counters since its last report (and, from publish, the frames it published)."""
+
+    counts: dict[str, int]
+    queue_depth: int
+    records: tuple[PublishedFrame, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceConnected:
+    width: int
+    height: int
+    fps: float
     kind: str
-    data: dict = field(default_factory=dict)
+    uri: str
+    paced_by: str  # "source" (camera, stream) or "edged" (a paced file, the test pattern)
+    reconnect: bool  # after a failure, not the first open
 
 
 @dataclass(frozen=True)
-class Command:
-    """Supervisor → stage."""
-
-    kind: str  # swap, input_spec, stop
-    data: dict = field(default_factory=dict)
+class SourceLost:
+    error: str
 
 
-def dumps(obj: object) -> bytes:
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+@dataclass(frozen=True)
+class EndOfStream:
+    """The source ended (from capture), or its end marker was published (from publish)."""
+
+    frames: int  # frames captured before the end
 
 
-def loads(data: bytes) -> object:
-    return pickle.loads(data)
+@dataclass(frozen=True)
+class SubscribersChanged:
+    count: int  # subscriptions that receive detections
+
+
+@dataclass(frozen=True)
+class SwapDone:
+    request_id: str
+    model: ModelDescriptor
+    resolved: ResolvedVariant
+    duration: float
+    last_old_seq: int  # the last frame the old model inferred; -1 when none
+
+
+@dataclass(frozen=True)
+class SwapFailed:
+    request_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ModelReloaded:
+    """The active model loaded again after its backend broke (no swap)."""
+
+    ok: bool
+    error: str | None
+    duration: float
+
+
+StageEvent = (
+    InferenceReady | PublishReady | Fatal | Stats | SourceConnected | SourceLost | EndOfStream
+    | SubscribersChanged | SwapDone | SwapFailed | ModelReloaded
+)  # fmt: skip
+
+
+# -- supervisor → stage ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Exit now."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Like SIGTERM: capture ends the stream so frames in flight are still published."""
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """A stage that held slots of this stage's ring restarted: take them all back."""
+
+    ring: str
+
+
+@dataclass(frozen=True)
+class Swap:
+    """To inference: load ``resolved`` beside the serving model and switch when it is ready."""
+
+    request_id: str
+    resolved: ResolvedVariant
+
+
+@dataclass(frozen=True)
+class UseModel:
+    """To preprocess: make tensors for ``model`` (inference serves it now)."""
+
+    model: ModelDescriptor
+
+
+Command = Stop | Drain | Reclaim | Swap | UseModel
+
+_EVENTS: tuple[type, ...] = get_args(StageEvent)
+_COMMANDS: tuple[type, ...] = get_args(Command)
+_TYPES: dict[str, type] = {t.__name__: t for t in (*_EVENTS, *_COMMANDS)}
+
+
+class MessageError(ValueError):
+    """Bytes that are no stage message of this version (unknown kind, wrong fields)."""
+
+
+def encode(message: StageEvent | Command) -> bytes:
+    """The message's type name and its fields by name, so a field renamed on one side fails
+    loudly on the other instead of arriving under the old name."""
+    name = type(message).__name__
+    if _TYPES.get(name) is not type(message):
+        raise MessageError(f"{name} is not a stage message")
+    return pickle.dumps((name, vars(message)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode_event(data: bytes) -> StageEvent:
+    """A stage's event; MessageError for anything else."""
+    return _decode(data, _EVENTS, "event")  # type: ignore[return-value]
+
+
+def decode_command(data: bytes) -> Command:
+    """A supervisor's command; MessageError for anything else."""
+    return _decode(data, _COMMANDS, "command")  # type: ignore[return-value]
+
+
+def _decode(data: bytes, kinds: tuple[type, ...], what: str) -> object:
+    try:
+        name, fields = pickle.loads(data)
+    except Exception as exc:  # truncated, or not the (name, fields) pair
+        raise MessageError(f"not a stage message: {type(exc).__name__}: {exc}") from None
+    cls = _TYPES.get(name) if isinstance(name, str) else None
+    if cls is None or not isinstance(fields, dict):
+        raise MessageError(f"unknown stage message kind {name!r}")
+    if cls not in kinds:
+        raise MessageError(f"{name} is not a stage {what}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:  # a field missing or unknown: the message names it
+        raise MessageError(f"{name}: {exc}") from None
+
+
+def dumps(frame: Frame) -> bytes:
+    return pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Frame:
+    frame = pickle.loads(data)
+    if not isinstance(frame, Frame):
+        raise MessageError(f"expected a Frame, got {type(frame).__name__}")
+    return frame

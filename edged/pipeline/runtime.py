@@ -31,10 +31,18 @@ from edged.pipeline.messages import (
     PREPROCESS,
     STAGE_ORDER,
     Command,
+    Drain,
     Frame,
+    MessageError,
     ModelDescriptor,
+    PublishedFrame,
+    Reclaim,
     StageEvent,
+    Stats,
+    Stop,
+    decode_command,
     dumps,
+    encode,
     loads,
 )
 from edged.pipeline.ring import RingSpec, SharedRing, attach_ring
@@ -143,11 +151,11 @@ class StageRuntime:
         self._stop = False
         self._counters = {"ok": 0, "dropped": 0, "error": 0}
         self._queue_depth = 0
-        self._records: list[dict] = []  # published frames since the last stats flush
+        self._records: list[PublishedFrame] = []  # published frames since the last stats flush
         self.log_throttle = LogThrottle()  # per-frame failures: one line per interval
         self._last_stats = time.monotonic()
         self._stats_interval = setup.config.pipeline.stats_interval_s
-        self.command_handler: Callable[[Command], None] = self._default_command
+        self.command_handler: Callable[[Command], None] = self._unhandled_command
         self.peers: list[StageRuntime] = peers if peers is not None else []
         self.peers.append(self)
         self.local_next: Callable[[Frame], bool] | None = None
@@ -233,21 +241,31 @@ class StageRuntime:
 
     # -- supervisor channel --------------------------------------------------------------------
 
-    def send_event(self, kind: str, /, **data: object) -> None:
+    def send_event(self, event: StageEvent) -> None:
         try:
-            self.supervisor.send(dumps(StageEvent(self.stage, kind, data)), zmq.NOBLOCK)
+            self.supervisor.send(encode(event), zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("supervisor channel full; %s event dropped", kind)
+            log.warning("supervisor channel full; %s event dropped", type(event).__name__)
 
-    def _default_command(self, command: Command) -> None:
-        if command.kind == "stop":
-            self.request_stop()
-        elif command.kind == "drain":  # like SIGTERM
-            self._stop_requested_by_signal = True
-        elif command.kind == "reclaim" and self.allocator is not None:
-            stranded = self.allocator.in_use
-            self.allocator.reclaim_all()
-            log.info("reclaimed %d slot(s) after a stage restart", stranded)
+    def _unhandled_command(self, command: Command) -> None:
+        # A stage that takes this command never installed its handler: say so, loudly.
+        log.error("%s stage has no handler for %s; ignored", self.stage, command)
+
+    def _runtime_command(self, command: Command) -> bool:
+        """The commands every stage answers the same way; False for the stage's own."""
+        match command:
+            case Stop():
+                self.request_stop()
+            case Drain():  # like SIGTERM
+                self._stop_requested_by_signal = True
+            case Reclaim():
+                if self.allocator is not None:
+                    stranded = self.allocator.in_use
+                    self.allocator.reclaim_all()
+                    log.info("reclaimed %d slot(s) after a stage restart", stranded)
+            case _:
+                return False
+        return True
 
     def handle_commands(self) -> None:
         """Answer the supervisor, for every stage of this process."""
@@ -257,13 +275,15 @@ class StageRuntime:
     def _handle_own_commands(self) -> None:
         while True:
             try:
-                command = loads(self.supervisor.recv(zmq.NOBLOCK))
+                payload = self.supervisor.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            assert isinstance(command, Command)
-            if command.kind in ("stop", "drain", "reclaim"):
-                self._default_command(command)
-            else:
+            try:
+                command = decode_command(payload)
+            except MessageError as exc:
+                log.error("%s stage: command refused: %s", self.stage, exc)
+                continue
+            if not self._runtime_command(command):
                 self.command_handler(command)
 
     # -- counters ------------------------------------------------------------------------------
@@ -271,11 +291,11 @@ class StageRuntime:
     def count(self, outcome: str, n: int = 1) -> None:
         self._counters[outcome] += n
 
-    def record(self, **data: object) -> None:
+    def record(self, frame: PublishedFrame) -> None:
         """Report a published frame. Records travel with the next counters flush: one message
         (and one supervisor wake-up) per ``stats_interval_s`` instead of one per frame, and
         frame counts and latency histograms move together."""
-        self._records.append(data)
+        self._records.append(frame)
         if len(self._records) >= MAX_RECORDS_PER_FLUSH:
             self.flush_stats()
 
@@ -290,8 +310,7 @@ class StageRuntime:
 
     def flush_stats(self) -> None:
         self._last_stats = time.monotonic()
-        self.send_event("stats", counts=dict(self._counters), queue_depth=self._queue_depth,
-                        records=self._records)  # fmt: skip
+        self.send_event(Stats(dict(self._counters), self._queue_depth, tuple(self._records)))
         self._records = []
         for key in self._counters:
             self._counters[key] = 0

@@ -16,8 +16,9 @@ import shutil
 import signal
 import time
 import uuid
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
@@ -52,28 +53,42 @@ from edged.pipeline.messages import (
     PUBLISH,
     STAGE_ORDER,
     Command,
+    Drain,
+    EndOfStream,
+    Fatal,
+    InferenceReady,
+    MessageError,
     ModelDescriptor,
+    PublishReady,
+    Reclaim,
     StageEvent,
-    dumps,
-    loads,
+    Stop,
+    SwapDone,
+    SwapFailed,
+    decode_event,
+    encode,
 )
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
 from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
-from edged.pipeline.swaps import Adopted, SwapCoordinator
+from edged.pipeline.swaps import STAGE_RESTARTING, Adopted, SwapCoordinator
 from edged.pipeline.telemetry import Telemetry
 from edged.sdnotify import SystemdNotifier
 from edged.sources import source_kind
 
 log = logging.getLogger(__name__)
 
+E = TypeVar("E", bound=StageEvent)  # type: ignore[misc]
+
 SHM_PREFIX = "edged"
 MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
+SHUTTING_DOWN = "edged is shutting down"
+MAX_DEFERRED_RELOADS = 4  # control clients whose reload waits for a swap to end
 
 
 # Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
@@ -187,6 +202,9 @@ class Supervisor:
         self.exit_code = 0
         self._drain_requested = False
         self._reload_requested = False
+        # Reloads asked for during a swap (SIGHUP: None; control clients: their identity): they
+        # run when the swap ends, so a model change is not refused for arriving at a bad time.
+        self._deferred_reloads: deque[bytes | None] = deque()
         self._draining_since: float | None = None
         self._published_ready = False  # READY=1 sent: the first frame, or ready_without_frames_s
         self.liveness = Liveness(
@@ -255,33 +273,39 @@ class Supervisor:
         }[stage]
         return {name: self.ring_specs[name] for name in needs}
 
-    def _wait_for(self, stage: str, kinds: tuple[str, ...]) -> StageEvent:
+    def _wait_for(self, stage: str, kind: type[E]) -> E:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._drain_requested:
                 raise StartupError("interrupted during start-up")
             if self.events.poll(100):
-                event = self._recv_event()
-                if event is None:
+                received = self._recv_event()
+                if received is None:
                     continue
-                if event.kind == "fatal" and event.stage == stage:
-                    raise StartupError(f"{stage} stage: {event.data.get('error')}",
-                                       bool(event.data.get("bad_model")))  # fmt: skip
-                if event.stage == stage and event.kind in kinds:
+                sender, event = received
+                if isinstance(event, Fatal) and sender == stage:
+                    raise StartupError(f"{stage} stage: {event.error}", event.bad_model)
+                if sender == stage and isinstance(event, kind):
                     return event
-                self.telemetry.handle(event)
+                self.telemetry.handle(sender, event)
             elif not self.processes[self._process_of(stage)].is_alive():
                 code = self.processes[self._process_of(stage)].exitcode
                 raise StartupError(f"{stage} stage exited during start-up (exit code {code})")
         raise StartupError(f"{stage} stage not ready within {STARTUP_TIMEOUT_S:.0f}s")
 
+    def _bind_events(self) -> None:
+        self.events = self.ctx.socket(zmq.ROUTER)
+        self.events.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # A command for a stage that is not connected (restarting) fails the send: dropped
+        # silently, a swap would wait for an answer that never comes.
+        self.events.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.events.setsockopt(zmq.LINGER, 0)
+        self.events.bind(self.endpoints.supervisor)
+
     def start(self) -> None:
         self._prepare_runtime_dir()
         remove_stale_segments(SHM_PREFIX)
-        self.events = self.ctx.socket(zmq.ROUTER)
-        self.events.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.events.setsockopt(zmq.LINGER, 0)
-        self.events.bind(self.endpoints.supervisor)
+        self._bind_events()
         tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.ring_specs = ring_specs(self.config, tag)
         self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
@@ -293,15 +317,13 @@ class Supervisor:
         self._start_http()
 
         self._spawn_stage(INFER)
-        ready = self._wait_for(INFER, ("ready",))
-        model: ModelDescriptor = ready.data["model"]
+        model = self._wait_for(INFER, InferenceReady).model
         self.telemetry.set_model(model)
         log.info("serving %s (%s, %s, input %dx%d %s, output %s)", model.key, model.backend,
                  model.precision, model.input_width, model.input_height, model.input_layout,
                  model.output_layout)  # fmt: skip
         self._spawn_stage(PUBLISH, model)
-        published = self._wait_for(PUBLISH, ("ready",))
-        self.publish_endpoint = published.data["endpoint"]
+        self.publish_endpoint = self._wait_for(PUBLISH, PublishReady).endpoint
         log.info("publishing detections.%s on %s", self.config.camera_id, self.publish_endpoint)
         self._spawn_stage(POSTPROCESS, model)
         self._spawn_stage(PREPROCESS, model)
@@ -412,10 +434,7 @@ class Supervisor:
                 self._drain_events()
             if self.control in ready:
                 self._handle_control()
-            if self._reload_requested:
-                self._reload_requested = False
-                self.reload(identity=None)
-            self.swaps.check()
+            self._service_requests()
             self._notify_systemd()
             if self._check_processes():
                 return
@@ -429,32 +448,48 @@ class Supervisor:
             if self._drained:
                 return
 
+    def _service_requests(self) -> None:
+        """Every turn: a SIGHUP's reload, a swap's timeout or reply, a reload that waited."""
+        if self._reload_requested:
+            self._reload_requested = False
+            self.reload(identity=None)
+        self.swaps.check()
+        if self._deferred_reloads and not self.swaps.in_progress:
+            self.reload(self._deferred_reloads.popleft(), deferred=True)
+
     _drained = False
     _source_finished = False
 
-    def _recv_event(self) -> StageEvent | None:
-        try:
-            _identity, payload = self.events.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return None
-        event = loads(payload)
-        if not isinstance(event, StageEvent):
-            return None
-        process = self.process_of_stage.get(event.stage)
-        if process is not None:  # a stage name from an unknown sender is ignored
+    def _recv_event(self) -> tuple[str, StageEvent] | None:
+        """(sending stage, its event); None when nothing is waiting."""
+        while True:
+            try:
+                identity, payload = self.events.recv_multipart(zmq.NOBLOCK)
+            except (zmq.Again, ValueError):  # ValueError: not an (identity, payload) pair
+                return None
+            stage = identity.decode(errors="replace")
+            process = self.process_of_stage.get(stage)
+            if process is None:  # the DEALER identity is the stage name: not one of ours
+                continue
+            try:
+                event = decode_event(payload)
+            except MessageError as exc:
+                log.error("%s stage: event refused: %s", stage, exc)
+                continue
             self.liveness.heard(process, time.monotonic())
-        return event
+            return stage, event
 
     def _drain_events(self) -> None:
-        while (event := self._recv_event()) is not None:
-            self.telemetry.handle(event)
-            if event.kind == "fatal":
-                log.error("%s stage failed: %s", event.stage, event.data.get("error"))
+        while (received := self._recv_event()) is not None:
+            stage, event = received
+            self.telemetry.handle(stage, event)
+            if isinstance(event, Fatal):
+                log.error("%s stage failed: %s", stage, event.error)
                 self.exit_code = 1
                 self._drain_requested = True
-            elif event.kind == "swap_result":
-                self._adopt(self.swaps.on_result(event.data))
-            elif event.kind == "eos" and event.stage == PUBLISH:
+            elif isinstance(event, SwapDone | SwapFailed):
+                self._adopt(self.swaps.on_result(event))
+            elif isinstance(event, EndOfStream) and stage == PUBLISH:
                 self._source_finished = True
                 if self._draining_since is not None:
                     self._drained = True
@@ -505,22 +540,38 @@ class Supervisor:
         stranded = {ring for stage in group for ring in RECLAIM_ON_RESTART[stage]}
         for ring in sorted(stranded):
             if RING_OWNER[ring] not in group:  # a ring of the new process starts out free
-                self._send(RING_OWNER[ring], Command("reclaim", {"ring": ring}))
+                self._send(RING_OWNER[ring], Reclaim(ring))
 
-    def _send(self, stage: str, command: Command) -> None:
+    def _send(self, stage: str, command: Command, say_if_lost: bool = True) -> bool:
+        """True when ``command`` is on its way to ``stage``: the events socket refuses a stage
+        that is not connected (ROUTER_MANDATORY) instead of dropping the command silently."""
         if getattr(self, "events", None) is None or self.events.closed:
-            return
-        with contextlib.suppress(zmq.ZMQError):
-            self.events.send_multipart((stage.encode(), dumps(command)), zmq.NOBLOCK)
+            return False
+        try:
+            self.events.send_multipart((stage.encode(), encode(command)), zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if not say_if_lost:
+                return False
+            log.warning("%s for the %s stage not sent: %s", type(command).__name__, stage,
+                        "not connected" if exc.errno == zmq.EHOSTUNREACH else exc)  # fmt: skip
+            return False
+        return True
+
+    def _answer_waiting_clients(self, why: str) -> None:
+        """Clients waiting for a swap or a deferred reload hear ``why`` (not silence)."""
+        self.swaps.cancel(why)
+        while self._deferred_reloads:
+            self._reply(self._deferred_reloads.popleft(), error_reply(why))
 
     def _begin_drain(self) -> None:
         self.notifier.stopping()
         self._draining_since = time.monotonic()
+        self._answer_waiting_clients(SHUTTING_DOWN)
         if self._source_finished:  # nothing in flight: the end already went through
             self._drained = True
             return
         log.info("stopping: draining frames in flight")
-        self._send(CAPTURE, Command("drain"))
+        self._send(CAPTURE, Drain())
 
     def _notify_systemd(self) -> None:
         state = self.telemetry.state
@@ -593,7 +644,9 @@ class Supervisor:
                 self._reply(identity, error_reply(str(exc)))
                 continue
             try:
-                if request.command == "status":
+                if self._draining_since is not None and request.command != "status":
+                    self._reply(identity, error_reply(SHUTTING_DOWN))
+                elif request.command == "status":
                     self._reply(identity, reply(True, **self.status()))
                 elif request.command == "swap":
                     assert request.variant is not None
@@ -650,6 +703,10 @@ class Supervisor:
 
     def swap(self, variant: str, identity: bytes | None, config: EdgedConfig | None = None) -> None:
         """Start a swap (a control request, or a reload's new model section)."""
+        proc = self.processes.get(self._process_of(INFER))
+        if proc is None or not proc.is_alive():  # dead, or waiting for its restart
+            self.swaps.refuse(identity, variant, STAGE_RESTARTING)
+            return
         self.swaps.request(variant, identity, (config or self.config).model, config)
 
     def _adopt(self, adopted: Adopted | None) -> None:
@@ -661,13 +718,26 @@ class Supervisor:
         if adopted.model_config is not None:
             self.config = self.config.model_copy(update={"model": adopted.model_config})
 
-    def reload(self, identity: bytes | None) -> None:
-        """Re-read the config file: swap if the model changed; refuse an invalid file."""
+    def reload(self, identity: bytes | None, deferred: bool = False) -> None:
+        """Re-read the config file: swap if the model changed; refuse an invalid file. During a
+        swap the reload waits for it to end (systemd hears RELOADING=1 now, READY=1 then)."""
         if self.config_path is None:
             self._reply(identity, error_reply("no config file to reload (started without one)"))
             return
         started = self._published_ready  # before READY=1, a reload must not send it early
-        if started:
+        if self.swaps.in_progress:
+            if identity is None and None in self._deferred_reloads:
+                return  # a signal's reload already waits: it reads the file then
+            if len(self._deferred_reloads) >= MAX_DEFERRED_RELOADS:
+                self._reply(identity, error_reply("too many reloads waiting for the swap in "
+                                                  "progress; retry when it ended"))  # fmt: skip
+                return
+            log.info("reload requested during a swap: it runs when the swap ends")
+            self._deferred_reloads.append(identity)
+            if started:
+                self.notifier.reloading()
+            return
+        if started and not deferred:  # a deferred one said RELOADING=1 when it was asked for
             self.notifier.reloading()
         try:
             new = load_config(self.config_path)
@@ -699,9 +769,10 @@ class Supervisor:
     # -- shutdown --------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
+        self._answer_waiting_clients(SHUTTING_DOWN)  # before the control socket closes
         for stage in STAGE_ORDER:
             if self._process_of(stage) in self.processes:
-                self._send(stage, Command("stop"))
+                self._send(stage, Stop(), say_if_lost=False)  # an exited stage needs none
         deadline = time.monotonic() + 5.0
         for name, proc in self.processes.items():
             proc.join(max(0.1, deadline - time.monotonic()))

@@ -1,10 +1,11 @@
 """The supervisor's side of a hot swap: bookkeeping only, the sockets are passed in.
 
 One swap at a time. The inference stage loads the new variant while the old one keeps serving,
-then answers with ``swap_result``, naming the last frame the old model inferred. The client's
-reply waits until that frame is published, so every message it sees after the reply names the
-new variant. A swap that takes longer than ``SWAP_TIMEOUT_S`` is refused to the client; if it
-succeeds after all, the pipeline still follows it (the inference stage serves it by then).
+then answers with ``SwapDone`` (or ``SwapFailed``), naming the last frame the old model
+inferred. The client's reply waits until that frame is published, so every message it sees
+after the reply names the new variant. A swap that takes longer than ``SWAP_TIMEOUT_S`` is
+refused to the client; if it succeeds after all, the pipeline still follows it (the inference
+stage serves it by then).
 """
 
 from __future__ import annotations
@@ -19,12 +20,23 @@ from typing import Any
 from edged.config import EdgedConfig, ModelConfig
 from edged.control import reply
 from edged.models import ModelError, ResolvedVariant, resolve_from_config
-from edged.pipeline.messages import INFER, PREPROCESS, SWAP_TIMEOUT_S, Command, ModelDescriptor
+from edged.pipeline.messages import (
+    INFER,
+    PREPROCESS,
+    SWAP_TIMEOUT_S,
+    Command,
+    ModelDescriptor,
+    Swap,
+    SwapDone,
+    SwapFailed,
+    UseModel,
+)
 from edged.pipeline.telemetry import Telemetry
 
 log = logging.getLogger("edged.supervisor")
 
 MAX_TIMED_OUT_SWAPS = 4  # swaps given up on whose late result may still come
+STAGE_RESTARTING = "the inference stage is restarting; retry shortly"
 IDLE_REPLY_S = 2.0  # nothing published for this long: the old model's frames are all out
 
 
@@ -36,7 +48,7 @@ class SwapRequest:
     variant: str
     started: float
     resolved: ResolvedVariant
-    request_id: str  # matches the inference stage's swap_result to this request
+    request_id: str  # matches the inference stage's SwapDone/SwapFailed to this request
     config: EdgedConfig | None = None  # a reloaded config, adopted when the swap succeeds
     done_at_seq: int | None = None  # reply once this seq is published (old-model frames out)
     result: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +66,7 @@ class SwapCoordinator:
     def __init__(
         self,
         telemetry: Telemetry,
-        send: Callable[[str, Command], None],
+        send: Callable[[str, Command], bool],
         reply_to: Callable[[bytes | None, bytes], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -86,9 +98,13 @@ class SwapCoordinator:
             self.refuse(identity, variant, str(exc))
             return
         request_id = uuid.uuid4().hex
+        if not self._send(INFER, Swap(request_id, resolved)):
+            # Nobody would ever answer it (the stage is restarting): the client hears so now
+            # instead of after SWAP_TIMEOUT_S, and the next swap is not blocked meanwhile.
+            self.refuse(identity, variant, STAGE_RESTARTING)
+            return
         self.pending = SwapRequest(identity, variant, self._clock(), resolved, request_id, config)
         log.info("swap to %s requested (%s)", variant, resolved.path)
-        self._send(INFER, Command("swap", {"request_id": request_id, "resolved": resolved}))
 
     def refuse(self, identity: bytes | None, variant: str, error: str) -> None:
         log.warning("swap to %s refused: %s", variant, error)
@@ -101,41 +117,41 @@ class SwapCoordinator:
         if pending is not None:
             self.refuse(pending.identity, pending.variant, reason)
 
-    def on_result(self, d: dict[str, Any]) -> Adopted | None:
-        """The inference stage's ``swap_result``; what to adopt when a swap succeeded."""
+    def on_result(self, result: SwapDone | SwapFailed) -> Adopted | None:
+        """The inference stage's answer; what to adopt when a swap succeeded."""
         pending = self.pending
-        if pending is None or d.get("request_id") != pending.request_id:
-            return self._late_result(d)
-        if not d["ok"]:
+        if pending is None or result.request_id != pending.request_id:
+            return self._late_result(result)
+        if isinstance(result, SwapFailed):
             self.pending = None
-            self.refuse(pending.identity, pending.variant, d.get("error") or "failed")
+            self.refuse(pending.identity, pending.variant, result.error or "failed")
             return None
-        model: ModelDescriptor = d["model"]
-        self.telemetry.record_swap(True, d.get("duration"))
+        model = result.model
+        self.telemetry.record_swap(True, result.duration)
         self._follow(model)
-        pending.done_at_seq = d.get("last_old_seq", -1)
+        pending.done_at_seq = result.last_old_seq
         pending.result = {"active": model.variant, "model": model.name,
                           "first_seq": pending.done_at_seq + 1,
-                          "duration_s": round(d.get("duration", 0.0), 3)}  # fmt: skip
-        log.info("swapped to %s in %.2fs", model.key, d.get("duration", 0.0))
+                          "duration_s": round(result.duration, 3)}  # fmt: skip
+        log.info("swapped to %s in %.2fs", model.key, result.duration)
         return Adopted(pending.resolved, pending.config.model if pending.config else None)
 
-    def _late_result(self, d: dict[str, Any]) -> Adopted | None:
+    def _late_result(self, result: SwapDone | SwapFailed) -> Adopted | None:
         """A swap that had timed out here finished after all: the inference stage serves the
         new model now, so the rest of the pipeline follows it (no one is waiting for a reply)."""
-        given_up = self.timed_out.pop(d.get("request_id") or "", None)
-        if not d.get("ok") or d.get("resolved") is None:
+        given_up = self.timed_out.pop(result.request_id, None)
+        if isinstance(result, SwapFailed):
             return None
-        model: ModelDescriptor = d["model"]
+        model = result.model
         log.warning("a swap to %s that had timed out finished after all; serving it", model.key)
         self._follow(model)
         config = given_up.config if given_up is not None else None
-        return Adopted(d["resolved"], config.model if config is not None else None)
+        return Adopted(result.resolved, config.model if config is not None else None)
 
     def _follow(self, model: ModelDescriptor) -> None:
         """Labels, metrics and the preprocess stage move to the model inference now serves."""
         self.telemetry.set_model(model)
-        self._send(PREPROCESS, Command("model", {"model": model}))
+        self._send(PREPROCESS, UseModel(model))
 
     def check(self) -> None:
         """Every supervisor turn: time out a stuck swap, or reply once old frames are out."""

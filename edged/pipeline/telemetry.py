@@ -8,7 +8,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edged.metrics import Metrics
-from edged.pipeline.messages import INFER, ModelDescriptor, StageEvent
+from edged.pipeline.messages import (
+    CAPTURE,
+    INFER,
+    EndOfStream,
+    InferenceReady,
+    ModelDescriptor,
+    ModelReloaded,
+    PublishedFrame,
+    SourceConnected,
+    SourceLost,
+    StageEvent,
+    Stats,
+    SubscribersChanged,
+)
 
 UNKNOWN_LABEL = "unknown"  # a class id beyond the model's label list (bounded: one series)
 KEEP_LABELS_FOR = 4  # model keys whose labels stay known: the active one and a few before it
@@ -60,69 +73,69 @@ class Telemetry:
         self.metrics.retire_labels({UNKNOWN_LABEL}.union(*recent))
         self.metrics.prepare_labels(model.labels)
 
-    def handle(self, event: StageEvent) -> None:
-        handler = getattr(self, f"_on_{event.kind}", None)
-        if handler is not None:
-            handler(event)
+    def handle(self, stage: str, event: StageEvent) -> None:
+        """Book ``stage``'s event; kinds that are no telemetry (swap results...) pass by."""
+        match event:
+            case Stats():
+                self._stats(stage, event)
+            case InferenceReady() if stage == INFER:
+                # A restarted inference process loads the active model afresh, under a new key.
+                self.set_model(event.model)
+            case SourceConnected():
+                self._source_connected(event)
+            case SourceLost():
+                self._source_lost(event.error)
+            case EndOfStream() if stage == CAPTURE:
+                self.state.ended = True
+                self.state.source_connected = False
+                self.metrics.source_connected.set(0)
+            case SubscribersChanged():
+                self.state.subscribers = event.count
+                self.metrics.subscribers.set(event.count)
+            case ModelReloaded():
+                self.metrics.model_reloads.labels("ok" if event.ok else "failed").inc()
 
-    def _on_ready(self, event: StageEvent) -> None:
-        # A restarted inference process loads the active model afresh, under a new key.
-        model = event.data.get("model")
-        if event.stage == INFER and isinstance(model, ModelDescriptor):
-            self.set_model(model)
-
-    def _on_stats(self, event: StageEvent) -> None:
-        for outcome, n in event.data["counts"].items():
+    def _stats(self, stage: str, event: Stats) -> None:
+        for outcome, n in event.counts.items():
             if n:
-                self.metrics.frames.labels(event.stage, outcome).inc(n)
-        self.metrics.queue_depth.labels(event.stage).set(event.data["queue_depth"])
-        for record in event.data.get("records", ()):
+                self.metrics.frames.labels(stage, outcome).inc(n)
+        self.metrics.queue_depth.labels(stage).set(event.queue_depth)
+        for record in event.records:
             self._published(record)
 
-    def _published(self, d: dict) -> None:
+    def _published(self, d: PublishedFrame) -> None:
         """One published frame: its latencies, detections, and the pipeline's liveness."""
         m = self.metrics
-        for stage, start, end in d["timings"]:
+        for stage, start, end in d.timings:
             m.stage_latency.labels(stage).observe(end - start)
-        m.end_to_end_latency.observe(d["published"] - d["captured"])
-        labels = self._labels_for.get(d["model_key"], ())
-        for class_id, score in zip(d["class_ids"], d["scores"], strict=True):
+        m.end_to_end_latency.observe(d.published - d.captured)
+        labels = self._labels_for.get(d.model_key, ())
+        for class_id, score in zip(d.class_ids, d.scores, strict=True):
             label = labels[class_id] if class_id < len(labels) else UNKNOWN_LABEL
             m.count_detection(label, score)
-        m.published_bytes.inc(d["bytes"])
+        m.published_bytes.inc(d.bytes)
         s = self.state
         s.published += 1
-        s.last_published_seq = d["seq"]
+        s.last_published_seq = d.seq
         # The publish time itself (CLOCK_MONOTONIC is system-wide), not when the batch arrived.
-        s.last_published_at = d["published"]
-        s.recent.append(d["published"])
+        s.last_published_at = d.published
+        s.recent.append(d.published)
 
-    def _on_source(self, event: StageEvent) -> None:
-        d = event.data
-        connected = bool(d.get("connected"))
-        if connected:
-            self.state.source = {k: v for k, v in d.items() if k not in ("connected", "reconnect")}
-            self.metrics.source_fps.set(d.get("fps", 0))
-            if d.get("reconnect"):
-                self.state.reconnects += 1
-                self.metrics.source_reconnects.inc()
-            self.state.ended = False
-        self.state.source_error = None if connected else d.get("error")
-        self.state.source_connected = connected
-        self.metrics.source_connected.set(1 if connected else 0)
+    def _source_connected(self, event: SourceConnected) -> None:
+        self.state.source = {k: v for k, v in vars(event).items() if k != "reconnect"}
+        self.metrics.source_fps.set(event.fps)
+        if event.reconnect:
+            self.state.reconnects += 1
+            self.metrics.source_reconnects.inc()
+        self.state.ended = False
+        self.state.source_error = None
+        self.state.source_connected = True
+        self.metrics.source_connected.set(1)
 
-    def _on_eos(self, event: StageEvent) -> None:
-        if event.stage == "capture":
-            self.state.ended = True
-            self.state.source_connected = False
-            self.metrics.source_connected.set(0)
-
-    def _on_subscribers(self, event: StageEvent) -> None:
-        self.state.subscribers = int(event.data["count"])
-        self.metrics.subscribers.set(self.state.subscribers)
-
-    def _on_model_reload(self, event: StageEvent) -> None:
-        self.metrics.model_reloads.labels("ok" if event.data.get("ok") else "failed").inc()
+    def _source_lost(self, error: str) -> None:
+        self.state.source_error = error
+        self.state.source_connected = False
+        self.metrics.source_connected.set(0)
 
     def record_swap(self, ok: bool, duration: float | None) -> None:
         self.metrics.model_swaps.labels("ok" if ok else "refused").inc()

@@ -26,7 +26,19 @@ import zmq
 from edged.config import EdgedConfig
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.handoff import FrameInbox
-from edged.pipeline.messages import Command, Frame, StageEvent, dumps, loads
+from edged.pipeline.messages import (
+    Drain,
+    Frame,
+    Reclaim,
+    SourceConnected,
+    SourceLost,
+    StageEvent,
+    Stats,
+    Stop,
+    decode_event,
+    encode,
+    loads,
+)
 from edged.pipeline.ring import RingSpec, create_ring
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
 from edged.pipeline.stages import capture
@@ -174,7 +186,7 @@ class Harness:
         """Collect events and frames so far; give frame slots back unless told not to."""
         while self.events_sock.poll(0):
             _identity, payload = self.events_sock.recv_multipart()
-            self.events.append(loads(payload))
+            self.events.append(decode_event(payload))
         for payload in self.inbox.receive_all():
             frame = loads(payload)
             self.frames.append(frame)
@@ -190,14 +202,14 @@ class Harness:
 
         return poll_until(step, timeout, lambda: f"{what}; events: {self.summary()}", 0.01)
 
-    def source_events(self) -> list[dict]:
-        return [e.data for e in self.events if e.kind == "source"]
+    def source_events(self) -> list[SourceConnected | SourceLost]:
+        return [e for e in self.events if isinstance(e, SourceConnected | SourceLost)]
 
     def counts(self) -> dict[str, int]:
         total = {"ok": 0, "dropped": 0, "error": 0}
         for e in self.events:
-            if e.kind == "stats":
-                for k, v in e.data["counts"].items():
+            if isinstance(e, Stats):
+                for k, v in e.counts.items():
                     total[k] += v
         return total
 
@@ -206,7 +218,7 @@ class Harness:
 
     def stop(self, timeout: float = 5.0) -> float:
         started = time.monotonic()
-        self.events_sock.send_multipart((b"capture", dumps(Command("stop"))))
+        self.events_sock.send_multipart((b"capture", encode(Stop())))
         self.thread.join(timeout)
         elapsed = time.monotonic() - started
         assert not self.thread.is_alive(), f"capture did not stop; {self.summary()}"
@@ -216,7 +228,7 @@ class Harness:
 
     def close(self) -> None:
         if self.thread.is_alive():
-            self.events_sock.send_multipart((b"capture", dumps(Command("stop"))))
+            self.events_sock.send_multipart((b"capture", encode(Stop())))
             self.thread.join(5)
         for sock in (self.events_sock, self.release_sock):
             sock.close(0)
@@ -253,8 +265,8 @@ def test_frames_flow_and_sequence_is_contiguous(harness) -> None:
     # strictly increasing; a gap is a frame dropped for want of a slot (this source is fast)
     assert seqs == sorted(set(seqs)) and seqs[0] == 0
     assert all((f.width, f.height) == (W, H) for f in h.frames)
-    assert h.source_events()[0]["connected"] is True
-    assert h.source_events()[0]["reconnect"] is False
+    first = h.source_events()[0]
+    assert isinstance(first, SourceConnected) and first.reconnect is False
 
 
 def test_a_stalled_live_source_is_reported_and_reopened(harness) -> None:
@@ -263,14 +275,15 @@ def test_a_stalled_live_source_is_reported_and_reopened(harness) -> None:
     h.start()
     h.wait(lambda: len(h.frames) >= 2, what="first frames")
     started = time.monotonic()
-    h.wait(lambda: any(not e["connected"] for e in h.source_events()), what="stall report")
+    h.wait(lambda: any(isinstance(e, SourceLost) for e in h.source_events()), what="stall report")
     detected = time.monotonic() - started
     assert 0.3 <= detected <= 2.0, detected  # stall_timeout_s is 0.5
-    down = next(e for e in h.source_events() if not e["connected"])
-    assert "stalled" in down["error"]
+    down = next(e for e in h.source_events() if isinstance(e, SourceLost))
+    assert isinstance(down, SourceLost) and "stalled" in down.error
     stalled.unblock.set()  # the blocked read returns (as FFmpeg's read timeout makes it)
     h.wait(lambda: len(opener.opened) == 2 and len(h.frames) >= 10, what="frames after reopen")
-    assert h.source_events()[-1]["connected"] and h.source_events()[-1]["reconnect"] is True
+    last = h.source_events()[-1]
+    assert isinstance(last, SourceConnected) and last.reconnect is True
     h.wait(lambda: stalled.closed, what="stalled source closed")
     assert not stalled.closed_during_read
     h.stop()
@@ -340,8 +353,8 @@ def test_backoff_grows_while_opening_fails_and_resets_after_a_frame(harness, mon
     assert slept[:6] == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.08, 0.08])
     # after `good` delivered frames, its failure starts over at the initial backoff
     assert slept[6] == pytest.approx(0.01)
-    connected = [e for e in h.source_events() if e["connected"]]
-    assert [e["reconnect"] for e in connected] == [True, True, True]
+    connected = [e for e in h.source_events() if isinstance(e, SourceConnected)]
+    assert [e.reconnect for e in connected] == [True, True, True]
     assert opener.attempts == 8
 
 
@@ -367,8 +380,8 @@ def test_a_looping_file_starting_over_is_not_a_reconnect(harness) -> None:
     h.wait(lambda: len(opener.opened) >= 2 and len(h.frames) >= 6, what="second pass")
     h.stop()
     assert first.closed
-    connected = [e for e in h.source_events() if e["connected"]]
-    assert all(e["reconnect"] is False for e in connected), connected
+    connected = [e for e in h.source_events() if isinstance(e, SourceConnected)]
+    assert all(e.reconnect is False for e in connected), connected
 
 
 def test_a_read_error_reconnects_and_a_source_bug_is_treated_as_one(harness) -> None:
@@ -377,7 +390,7 @@ def test_a_read_error_reconnects_and_a_source_bug_is_treated_as_one(harness) -> 
     h.start()
     h.wait(lambda: len(opener.opened) == 3 and len(h.frames) >= 5, what="third source")
     h.stop()
-    errors = [e["error"] for e in h.source_events() if not e["connected"]]
+    errors = [e.error for e in h.source_events() if isinstance(e, SourceLost)]
     assert "scripted failure" in errors[0]
     assert "ZeroDivisionError" in errors[1]
 
@@ -434,7 +447,7 @@ def test_drain_during_a_stall_ends_the_stream(harness) -> None:
     h, _ = harness([hung, ScriptedSource()])
     h.start()
     h.wait(lambda: hung.reading, what="read started")
-    h.events_sock.send_multipart((b"capture", dumps(Command("drain"))))
+    h.events_sock.send_multipart((b"capture", encode(Drain())))
     hung.unblock.set()
     h.wait(lambda: any(f.end_of_stream for f in h.frames), what="end of stream")
     h.stop()
@@ -494,7 +507,7 @@ def reclaim_while_reading(harness, slow: ScriptedSource, **source: Any) -> list[
     h.start()
     h.wait(lambda: len(h.frames) == 1 and slow.reading, what="slow read")
     time.sleep(0.15)
-    h.events_sock.send_multipart((b"capture", dumps(Command("reclaim", {"ring": FRAMES}))))
+    h.events_sock.send_multipart((b"capture", encode(Reclaim(FRAMES))))
     time.sleep(0.25)  # the stage answers commands every 0.1 s while the read runs
     slow.unblock.set()
     h.wait(lambda: h.counts()["dropped"] >= 3, what="ring full after the reclaim")
@@ -554,7 +567,7 @@ def test_stop_during_the_grace_after_a_stall_hands_the_source_to_the_io_thread(h
     hung = ScriptedSource(["frame", "block"])
     h, _ = harness([hung])
     h.start()
-    h.wait(lambda: any(not e["connected"] for e in h.source_events()), what="stall report")
+    h.wait(lambda: any(isinstance(e, SourceLost) for e in h.source_events()), what="stall report")
     assert hung.reading  # the stage now waits HANG_GRACE_S (5 s) for the read to return
     assert h.stop() < 1.0
     assert not hung.closed

@@ -14,7 +14,7 @@ import zmq
 from edged.config import EdgedConfig, PipelineLayout
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.layout import LAYOUTS, group_of, process_groups, process_name
-from edged.pipeline.messages import STAGE_ORDER, Command, Frame, dumps, loads
+from edged.pipeline.messages import STAGE_ORDER, Frame, Stats, Stop, decode_event, encode
 from edged.pipeline.ring import RingSpec, create_ring
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, link_local
 
@@ -118,7 +118,7 @@ def test_a_command_for_either_stage_is_answered_by_the_process_loop(group: Group
     assert not leader.stopping
     # The supervisor addresses the follower; the leader is the one waiting in poll().
     poll_until_identity(group, b"publish")
-    group.supervisor.send_multipart((b"publish", dumps(Command("stop"))))
+    group.supervisor.send_multipart((b"publish", encode(Stop())))
     for _ in range(50):
         leader.poll(100)
         if leader.stopping:
@@ -129,7 +129,7 @@ def test_a_command_for_either_stage_is_answered_by_the_process_loop(group: Group
 def poll_until_identity(group: Group, identity: bytes) -> None:
     """ROUTER only routes to peers it has heard from: let the stage say hello first."""
     rt = next(r for r in group.runtimes if r.stage.encode() == identity)
-    rt.send_event("hello")
+    rt.send_event(Stats({}, 0))
     assert group.supervisor.poll(2000)
     got, payload = group.supervisor.recv_multipart()
-    assert got == identity and loads(payload).kind == "hello"
+    assert got == identity and decode_event(payload) == Stats({}, 0)

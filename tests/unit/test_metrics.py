@@ -23,8 +23,16 @@ from edged.metrics import (
     Metrics,
     ProcessCollector,
 )
-from edged.pipeline.messages import STAGE_ORDER, ModelDescriptor, StageEvent
+from edged.pipeline.messages import (
+    STAGE_ORDER,
+    InferenceReady,
+    ModelDescriptor,
+    PublishedFrame,
+    SourceLost,
+    Stats,
+)
 from edged.pipeline.telemetry import Telemetry
+from tests.stage_events import connected, published_frame, stats
 
 
 def samples(metrics: Metrics) -> dict[str, dict[tuple, float]]:
@@ -42,20 +50,16 @@ def model(labels: tuple[str, ...] = ("person", "car"), variant: str = "fp32") ->
                            640, 640, "NCHW", "float32", "yolov5", labels)  # fmt: skip
 
 
-def record(seq: int, class_ids: list[int], scores: list[float], t0: float = 100.0) -> dict:
+def record(seq: int, class_ids: list[int], scores: list[float], t0: float = 100.0,
+           model_key: str = "yolov5n/fp32/1") -> PublishedFrame:  # fmt: skip
     # Each stage takes 8 ms, back to back; end to end is 45 ms (all clear of bucket bounds).
-    timings = [(stage, t0 + 0.008 * i, t0 + 0.008 * (i + 1)) for i, stage in enumerate(STAGES)]
-    return {
-        "seq": seq, "captured": t0, "published": t0 + 0.045, "timings": timings,
-        "class_ids": class_ids, "scores": scores, "model_key": "yolov5n/fp32/1", "bytes": 100,
-    }  # fmt: skip
+    timings = tuple((stage, t0 + 0.008 * i, t0 + 0.008 * (i + 1)) for i, stage in enumerate(STAGES))
+    return published_frame(seq, t0 + 0.045, model_key, tuple(class_ids), tuple(scores), timings,
+                           captured=t0)  # fmt: skip
 
 
-def published(*records: dict) -> StageEvent:
-    """The publish stage's counters flush, carrying the records of the frames it published."""
-    counts = {"ok": len(records), "dropped": 0, "error": 0}
-    return StageEvent("publish", "stats", {"counts": counts, "queue_depth": 0,
-                                           "records": list(records)})  # fmt: skip
+def published(*records: PublishedFrame) -> tuple[str, Stats]:
+    return "publish", stats(*records)
 
 
 def test_stage_names_are_the_pipeline_order() -> None:
@@ -119,7 +123,7 @@ def test_records_fill_every_histogram_once_per_frame() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics, clock=lambda: 200.0)
     telemetry.set_model(model())
-    telemetry.handle(published(record(0, [0, 1, 0], [0.9, 0.42, 0.31]), record(1, [], [])))
+    telemetry.handle(*published(record(0, [0, 1, 0], [0.9, 0.42, 0.31]), record(1, [], [])))
     got = samples(metrics)
     # Counted in the same flush as the histograms: the two never disagree.
     ok = {dict(k)["stage"]: v for k, v in got["edged_frames_total"].items()
@@ -145,7 +149,7 @@ def test_unknown_class_ids_share_one_label() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics)
     telemetry.set_model(model(labels=("person",)))
-    telemetry.handle(published(record(0, [5, 7, 0], [0.5, 0.6, 0.7])))
+    telemetry.handle(*published(record(0, [5, 7, 0], [0.5, 0.6, 0.7])))
     got = samples(metrics)["edged_detections_total"]
     assert got == {(("label", "person"),): 1, (("label", "unknown"),): 2}
 
@@ -153,16 +157,8 @@ def test_unknown_class_ids_share_one_label() -> None:
 def test_stage_stats_become_frame_counters_and_queue_depth() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics)
-    telemetry.handle(
-        StageEvent(
-            "infer", "stats", {"counts": {"ok": 5, "dropped": 2, "error": 0}, "queue_depth": 3}
-        )
-    )
-    telemetry.handle(
-        StageEvent(
-            "infer", "stats", {"counts": {"ok": 1, "dropped": 0, "error": 1}, "queue_depth": 0}
-        )
-    )
+    telemetry.handle("infer", Stats({"ok": 5, "dropped": 2, "error": 0}, queue_depth=3))
+    telemetry.handle("infer", Stats({"ok": 1, "dropped": 0, "error": 1}, queue_depth=0))
     got = samples(metrics)
     frames = {tuple(dict(k).values()): v for k, v in got["edged_frames_total"].items()}
     assert frames[("dropped", "infer")] == 2 and frames[("error", "infer")] == 1
@@ -173,10 +169,9 @@ def test_stage_stats_become_frame_counters_and_queue_depth() -> None:
 def test_reconnects_counted_from_source_events() -> None:
     metrics = Metrics()
     telemetry = Telemetry(metrics)
-    telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 12.0}))
-    telemetry.handle(StageEvent("capture", "source", {"connected": False, "error": "x"}))
-    telemetry.handle(StageEvent("capture", "source", {"connected": True, "reconnect": True,
-                                                      "fps": 12.0}))  # fmt: skip
+    telemetry.handle("capture", connected(fps=12.0))
+    telemetry.handle("capture", SourceLost("x"))
+    telemetry.handle("capture", connected(fps=12.0, reconnect=True))
     got = samples(metrics)
     assert got["edged_source_reconnects_total"][()] == 1
     assert got["edged_source_connected"][()] == 1
@@ -222,10 +217,9 @@ def test_a_restarted_inference_process_keeps_detections_labelled() -> None:
     telemetry = Telemetry(metrics)
     telemetry.set_model(model())
     restarted = dataclasses.replace(model(), key="yolov5n/fp32/0")
-    telemetry.handle(StageEvent("infer", "ready", {"model": restarted}))
-    frame = record(0, [0, 1], [0.9, 0.8])
-    frame["model_key"] = restarted.key
-    telemetry.handle(published(frame))
+    telemetry.handle("infer", InferenceReady(restarted))
+    frame = record(0, [0, 1], [0.9, 0.8], model_key=restarted.key)
+    telemetry.handle(*published(frame))
     got = samples(metrics)["edged_detections_total"]
     assert got == {(("label", "person"),): 1, (("label", "car"),): 1}
 
@@ -250,7 +244,7 @@ def test_swaps_retire_the_label_series_of_models_no_longer_in_use() -> None:
     coco = model(("person", "car"))
     objects365 = dataclasses.replace(model(tuple(f"o{i}" for i in range(365))), key="big/1")
     telemetry.set_model(coco)
-    telemetry.handle(published(record(0, [0, 1], [0.9, 0.8])))
+    telemetry.handle(*published(record(0, [0, 1], [0.9, 0.8])))
     telemetry.set_model(objects365)
     assert label_series(metrics) == {"person", "car"} | set(objects365.labels)
 
@@ -259,9 +253,8 @@ def test_swaps_retire_the_label_series_of_models_no_longer_in_use() -> None:
     telemetry.set_model(dataclasses.replace(coco, key="yolov5n/static/3"))
     assert label_series(metrics) == {"person", "car"}
     # A frame of a retired model arriving late still counts; the next swap tidies it away.
-    late = record(1, [0, 364], [0.9, 0.8])
-    late["model_key"] = objects365.key
-    telemetry.handle(published(late))
+    late = record(1, [0, 364], [0.9, 0.8], model_key=objects365.key)
+    telemetry.handle(*published(late))
     assert label_series(metrics) == {"person", "car", "o0", "o364"}
     assert samples(metrics)["edged_detections_total"][(("label", "person"),)] == 1  # kept
     telemetry.set_model(dataclasses.replace(coco, key="yolov5n/fp32/4"))

@@ -5,19 +5,17 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from edged.metrics import Metrics
-from edged.pipeline.messages import ModelDescriptor, StageEvent
+from edged.pipeline.messages import EndOfStream, ModelDescriptor, Stats
 from edged.pipeline.telemetry import Telemetry
+from tests.stage_events import connected, published_frame, stats
 
 MODEL = ModelDescriptor("m/fp32/1", "m", "fp32", "onnxruntime", "fp32", 640, 640, "NHWC",
                         "uint8", "yolov5", ("person",))  # fmt: skip
 
 
-def _published(seq: int, at: float) -> StageEvent:
+def _published(seq: int, at: float) -> Stats:
     """The publish stage's counters flush with one frame, published at ``at`` (monotonic)."""
-    record = {"timings": [], "published": at, "captured": at - 0.1, "model_key": MODEL.key,
-              "class_ids": [], "scores": [], "bytes": 10, "seq": seq}  # fmt: skip
-    return StageEvent("publish", "stats", {"counts": {"ok": 1}, "queue_depth": 0,
-                                           "records": [record]})  # fmt: skip
+    return stats(published_frame(seq, at, MODEL.key))
 
 
 def test_ready_while_frames_flow_and_not_the_moment_the_file_ends() -> None:
@@ -25,12 +23,12 @@ def test_ready_while_frames_flow_and_not_the_moment_the_file_ends() -> None:
     telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: now[0])
     assert telemetry.ready(5.0) == (False, "model not loaded")
     telemetry.set_model(MODEL)
-    telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
+    telemetry.handle("capture", connected())
     for seq in range(3):
-        telemetry.handle(_published(seq, now[0]))
+        telemetry.handle("publish", _published(seq, now[0]))
     ok, reason = telemetry.ready(5.0)
     assert ok, reason
-    telemetry.handle(StageEvent("capture", "eos", {"frames": 3}))
+    telemetry.handle("capture", EndOfStream(3))
     assert telemetry.ready(5.0) == (False, "source ended after 3 published frames")
     now[0] += 1.0  # well inside ready_max_age_s: ended is ended
     assert telemetry.ready(5.0)[0] is False
@@ -40,8 +38,8 @@ def test_a_stalled_pipeline_turns_unready_after_the_max_age() -> None:
     now = [100.0]
     telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: now[0])
     telemetry.set_model(MODEL)
-    telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
-    telemetry.handle(_published(0, now[0]))
+    telemetry.handle("capture", connected())
+    telemetry.handle("publish", _published(0, now[0]))
     now[0] += 4.0
     assert telemetry.ready(5.0)[0] is True
     now[0] += 2.0
@@ -53,7 +51,7 @@ def test_age_counts_from_the_publish_time_not_from_when_the_batch_arrived() -> N
     now = [100.0]
     telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: now[0])
     telemetry.set_model(MODEL)
-    telemetry.handle(StageEvent("capture", "source", {"connected": True, "fps": 30.0}))
-    telemetry.handle(_published(0, now[0] - 3.0))
+    telemetry.handle("capture", connected())
+    telemetry.handle("publish", _published(0, now[0] - 3.0))
     assert telemetry.ready(2.5) == (False, "no frame published for 3.0s (pipeline stalled)")
     assert telemetry.ready(5.0)[0] is True

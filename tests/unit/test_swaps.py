@@ -13,10 +13,21 @@ from prometheus_client import CollectorRegistry
 from edged.config import EdgedConfig
 from edged.metrics import Metrics
 from edged.models import resolve_from_config
-from edged.pipeline.messages import INFER, PREPROCESS, SWAP_TIMEOUT_S, ModelDescriptor, StageEvent
+from edged.pipeline.messages import (
+    INFER,
+    PREPROCESS,
+    SWAP_TIMEOUT_S,
+    Command,
+    ModelDescriptor,
+    Swap,
+    SwapDone,
+    SwapFailed,
+    UseModel,
+)
 from edged.pipeline.supervisor import Supervisor
-from edged.pipeline.swaps import MAX_TIMED_OUT_SWAPS, SwapCoordinator
+from edged.pipeline.swaps import MAX_TIMED_OUT_SWAPS, SwapCoordinator, SwapRequest
 from edged.pipeline.telemetry import Telemetry
+from tests.stage_events import published_frame, stats
 
 OLD = ModelDescriptor("a/default/1", "a", "default", "onnxruntime", "fp32", 640, 640, "NHWC",
                       "uint8", "yolov5", ("person",))  # fmt: skip
@@ -42,26 +53,26 @@ class Harness:
         self.now = 1000.0
         self.telemetry = Telemetry(Metrics(CollectorRegistry()), clock=lambda: self.now)
         self.telemetry.set_model(OLD)
-        self.sent: list[tuple[str, str, dict]] = []
+        self.sent: list[tuple[str, Command]] = []
         self.replies: list[tuple[bytes | None, dict]] = []
         self.swaps = SwapCoordinator(
             self.telemetry,
-            lambda stage, cmd: self.sent.append((stage, cmd.kind, cmd.data)),
+            self.send,
             lambda who, body: self.replies.append((who, json.loads(body))),
             clock=lambda: self.now,
         )
 
+    def send(self, stage: str, command: Command) -> bool:
+        self.sent.append((stage, command))
+        return True  # the stage is connected
+
     def request_id(self) -> str:
-        stage, kind, data = self.sent[-1]
-        assert (stage, kind) == (INFER, "swap")
-        return data["request_id"]
+        stage, command = self.sent[-1]
+        assert stage == INFER and isinstance(command, Swap)
+        return command.request_id
 
     def publish(self, seq: int) -> None:
-        record = {"timings": [], "published": self.now, "captured": self.now, "seq": seq,
-                  "model_key": OLD.key, "class_ids": [], "scores": [], "bytes": 1}  # fmt: skip
-        self.telemetry.handle(StageEvent("publish", "stats", {"counts": {"ok": 1},
-                                                              "queue_depth": 0,
-                                                              "records": [record]}))  # fmt: skip
+        self.telemetry.handle("publish", stats(published_frame(seq, self.now, OLD.key)))
 
 
 @pytest.fixture
@@ -69,9 +80,8 @@ def h() -> Harness:
     return Harness()
 
 
-def success(request_id: str, resolved, last_old_seq: int = 10) -> dict:
-    return {"request_id": request_id, "ok": True, "model": NEW, "resolved": resolved,
-            "duration": 0.5, "last_old_seq": last_old_seq}  # fmt: skip
+def success(request_id: str, resolved, last_old_seq: int = 10) -> SwapDone:
+    return SwapDone(request_id, NEW, resolved, duration=0.5, last_old_seq=last_old_seq)
 
 
 def test_the_reply_waits_until_the_old_models_frames_are_out(h: Harness, tmp_path: Path) -> None:
@@ -81,7 +91,7 @@ def test_the_reply_waits_until_the_old_models_frames_are_out(h: Harness, tmp_pat
     assert adopted is not None and adopted.resolved.path.name == "b.onnx"
     assert adopted.model_config is None  # a client's swap, not a reload's
     assert h.telemetry.state.model == NEW
-    assert h.sent[-1][:2] == (PREPROCESS, "model")
+    assert h.sent[-1] == (PREPROCESS, UseModel(NEW))
     h.publish(9)
     h.swaps.check()
     assert h.replies == [] and h.swaps.in_progress  # frame 10 (old model) not out yet
@@ -115,8 +125,7 @@ def test_one_swap_at_a_time_and_bad_variants_refused_at_once(h: Harness, tmp_pat
 
 def test_a_failed_load_is_refused_with_the_stages_reason(h: Harness, tmp_path: Path) -> None:
     h.swaps.request("default", CLIENT, config_with_model(tmp_path, "b.onnx").model)
-    adopted = h.swaps.on_result({"request_id": h.request_id(), "ok": False,
-                                 "error": "model file is truncated"})  # fmt: skip
+    adopted = h.swaps.on_result(SwapFailed(h.request_id(), "model file is truncated"))
     assert adopted is None and h.telemetry.state.model == OLD
     assert h.replies[-1][1]["error"] == "model file is truncated"
 
@@ -134,7 +143,7 @@ def test_a_late_success_of_a_timed_out_reload_is_followed_and_adopted(
                                  "error": "swap timed out"})]  # fmt: skip
     adopted = h.swaps.on_result(success(request_id, resolve_from_config(reloaded.model)))
     assert adopted is not None and adopted.model_config == reloaded.model
-    assert h.telemetry.state.model == NEW and h.sent[-1][:2] == (PREPROCESS, "model")
+    assert h.telemetry.state.model == NEW and h.sent[-1] == (PREPROCESS, UseModel(NEW))
     assert h.swaps.timed_out == {}
 
 
@@ -145,7 +154,7 @@ def test_a_late_result_nobody_asked_for_moves_the_model_not_the_config(
     adopted = h.swaps.on_result(success("someone-else", resolved))
     assert adopted is not None and adopted.model_config is None
     assert h.telemetry.state.model == NEW  # the inference stage serves it: follow
-    assert h.swaps.on_result({"request_id": "x", "ok": False, "error": "late failure"}) is None
+    assert h.swaps.on_result(SwapFailed("x", "late failure")) is None
 
 
 def test_only_the_last_few_timed_out_swaps_are_kept(h: Harness, tmp_path: Path) -> None:
@@ -165,10 +174,10 @@ def test_the_supervisor_adopts_a_reloads_model_section(tmp_path: Path) -> None:
     supervisor = Supervisor(config_with_model(tmp_path, "a.onnx"),
                             metrics=Metrics(CollectorRegistry()))  # fmt: skip
     reloaded = config_with_model(tmp_path, "b.onnx")
-    supervisor.swap("default", None, reloaded)
-    request_id = supervisor.swaps.pending.request_id
-    supervisor._adopt(
-        supervisor.swaps.on_result(success(request_id, resolve_from_config(reloaded.model)))
-    )
+    resolved = resolve_from_config(reloaded.model)
+    # A reload's swap, sent to the inference stage (tests/unit/test_supervisor_requests.py
+    # runs that part on real sockets).
+    supervisor.swaps.pending = SwapRequest(None, "default", 0.0, resolved, "r1", reloaded)
+    supervisor._adopt(supervisor.swaps.on_result(success("r1", resolved)))
     assert supervisor.config.model == reloaded.model
     assert supervisor.resolved.path.name == "b.onnx"

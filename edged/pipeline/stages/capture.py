@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edged.config import ReconnectConfig, SourceConfig
-from edged.pipeline.messages import CAPTURE, Frame
+from edged.pipeline.messages import CAPTURE, EndOfStream, Fatal, Frame, SourceConnected, SourceLost
 from edged.pipeline.runtime import FRAMES, StageRuntime, StopRequested
 from edged.sources import OPEN_TIMEOUT_S, FrameSource, SourceError, SourceUnusable, open_source
 
@@ -257,7 +257,7 @@ class CaptureStage:
         delay = next(self.delays)
         log.warning("source unavailable (attempt %d): %s; retrying in %.1fs",
                     attempt, exc, delay)  # fmt: skip
-        self.rt.send_event("source", connected=False, error=str(exc))
+        self.rt.send_event(SourceLost(str(exc)))
         self._sleep(delay)
 
     def open_with_retry(self, after_failure: bool = False) -> FrameSource | None:
@@ -280,7 +280,7 @@ class CaptureStage:
                 if self.rt.lossless or self.rt.setup.config.pipeline.exit_at_end:
                     # A batch run over a file that is not there (or no video): fail now.
                     log.error("cannot run: %s", exc)
-                    self.rt.send_event("fatal", error=str(exc))
+                    self.rt.send_event(Fatal(str(exc)))
                     return None
                 self._wait_to_retry(attempt, exc)
                 continue
@@ -297,13 +297,12 @@ class CaptureStage:
                 log.error("source frames are %dx%d, larger than pipeline.max_frame_width/height "
                           "%dx%d: every frame will be refused as an error until the limits are "
                           "raised", info.width, info.height, self.max_w, self.max_h)  # fmt: skip
-            self.rt.send_event(
-                "source", connected=True, reconnect=self.failed,
+            self.rt.send_event(SourceConnected(
                 width=info.width, height=info.height, fps=info.fps, kind=info.kind, uri=info.uri,
                 # Who sets the frame rate: the camera or stream, or edged pacing a file or the
                 # test pattern (not called "live": that is a pipeline mode, shown beside it).
-                paced_by="source" if info.live else "edged",
-            )  # fmt: skip
+                paced_by="source" if info.live else "edged", reconnect=self.failed,
+            ))  # fmt: skip
             self.failed = False
             self.awaiting_first_frame = True
             return source
@@ -365,7 +364,7 @@ class CaptureStage:
         log.info("end of stream after %d frames", self.seq)
         self.rt.send_frame(Frame(self.seq, time.time(), time.monotonic(), 0, 0, -1,
                                  end_of_stream=True))  # fmt: skip
-        self.rt.send_event("eos", frames=self.seq)
+        self.rt.send_event(EndOfStream(self.seq))
         self.ended = True
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
@@ -471,7 +470,7 @@ class CaptureStage:
     def reconnect(self, error: str) -> None:
         """After a failed or stalled read: report it, close the source, back off, reopen."""
         log.warning("%s; reconnecting", error)
-        self.rt.send_event("source", connected=False, error=error)
+        self.rt.send_event(SourceLost(error))
         self.close_source()
         self._sleep(next(self.delays))
         self.source = self.open_with_retry(after_failure=True)

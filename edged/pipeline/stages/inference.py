@@ -24,8 +24,14 @@ from edged.pipeline.messages import (
     SWAP_TIMEOUT_S,
     ArrayRef,
     Command,
+    Fatal,
     Frame,
+    InferenceReady,
     ModelDescriptor,
+    ModelReloaded,
+    Swap,
+    SwapDone,
+    SwapFailed,
 )
 from edged.pipeline.model_loader import load_model
 from edged.pipeline.ring import aligned
@@ -113,9 +119,14 @@ class InferenceStage:
     # -- swaps ---------------------------------------------------------------------------------
 
     def on_command(self, command: Command) -> None:
-        if command.kind != "swap":
-            return
-        request_id = command.data["request_id"]
+        match command:
+            case Swap():
+                self.swap(command)
+            case _:
+                log.error("inference stage: unexpected command %s; ignored", command)
+
+    def swap(self, command: Swap) -> None:
+        request_id = command.request_id
         if self.pending is not None and self.pending.overdue(time.monotonic()):
             # A load stuck (in a driver) past the supervisor's swap timeout: abandon it, so
             # it does not block every later swap; whatever it loads in the end is closed.
@@ -128,9 +139,9 @@ class InferenceStage:
             busy = "another swap is in progress"
             if self.pending.is_reload:
                 busy = "the model is being loaded again after a backend failure; retry shortly"
-            self.rt.send_event("swap_result", request_id=request_id, ok=False, error=busy)
+            self.rt.send_event(SwapFailed(request_id, busy))
             return
-        pending = PendingSwap(request_id, command.data["resolved"])
+        pending = PendingSwap(request_id, command.resolved)
         self.pending = pending
         threading.Thread(target=self._load, args=(pending,), daemon=True).start()
 
@@ -161,9 +172,8 @@ class InferenceStage:
             return
         if pending.error is not None or pending.backend is None or pending.model is None:
             log.warning("swap to %s refused: %s", pending.resolved.variant, pending.error)
-            self.rt.send_event("swap_result", request_id=pending.request_id, ok=False,
-                               error=pending.error, duration=duration,
-                               model=self.model)  # fmt: skip
+            assert pending.request_id is not None
+            self.rt.send_event(SwapFailed(pending.request_id, pending.error or "failed"))
             return
         old = self.backend
         self.backend, self.model = pending.backend, pending.model
@@ -174,9 +184,9 @@ class InferenceStage:
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
-        self.rt.send_event("swap_result", request_id=pending.request_id, ok=True,
-                           model=self.model, duration=duration, resolved=self.resolved,
-                           last_old_seq=self.last_seq)  # fmt: skip
+        assert pending.request_id is not None
+        self.rt.send_event(SwapDone(pending.request_id, self.model, self.resolved, duration,
+                                    last_old_seq=self.last_seq))  # fmt: skip
 
     # -- recovery from a broken backend ----------------------------------------------------------
 
@@ -197,7 +207,7 @@ class InferenceStage:
     def _adopt_reload(self, pending: PendingSwap, duration: float) -> None:
         ok = pending.error is None and pending.backend is not None and pending.model is not None
         self.rt.flush_stats()  # the frames it cost are counted before the reload is reported
-        self.rt.send_event("model_reload", ok=ok, error=pending.error, duration=duration)
+        self.rt.send_event(ModelReloaded(ok, pending.error, duration))
         if not ok:
             delay = self.recovery.failed(time.monotonic())
             if delay is None:  # service() gives the process up
@@ -329,7 +339,7 @@ def open_stage(rt: StageRuntime) -> InferenceStage | None:
         stage = InferenceStage(rt, resolved)
     except BackendError as exc:
         log.error("cannot load %s: %s", resolved.path, exc)
-        rt.send_event("fatal", error=str(exc), bad_model=isinstance(exc, BadModelFile))
+        rt.send_event(Fatal(str(exc), bad_model=isinstance(exc, BadModelFile)))
         return None
-    rt.send_event("ready", model=stage.model)
+    rt.send_event(InferenceReady(stage.model))
     return stage

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor
+from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor, UseModel
 from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime
 from edged.preprocess import Letterbox, TensorWriter
 
@@ -49,8 +49,8 @@ class PreprocessStage:
         rt.command_handler = self.on_command
 
     def on_command(self, command: Command) -> None:
-        if command.kind == "model":
-            self.model = command.data["model"]
+        if isinstance(command, UseModel):
+            self.model = command.model
             self.writer = TensorWriter(self.model.input_layout)  # pads every slot afresh
             log.info("input tensor now %s for %s", tensor_tag(self.model), self.model.key)
 

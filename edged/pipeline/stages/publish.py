@@ -14,7 +14,15 @@ from collections.abc import Callable
 
 import zmq
 
-from edged.pipeline.messages import PUBLISH, Frame
+from edged.pipeline.messages import (
+    PUBLISH,
+    EndOfStream,
+    Fatal,
+    Frame,
+    PublishedFrame,
+    PublishReady,
+    SubscribersChanged,
+)
 from edged.pipeline.runtime import FRAMES, StageRuntime
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker
@@ -67,7 +75,7 @@ class PublishStage:
             timeout_ms = 0
         if self.subscribers != self.reported_subscribers:  # rare: only when someone (un)subscribes
             self.reported_subscribers = self.subscribers
-            self.rt.send_event("subscribers", count=self.subscribers)
+            self.rt.send_event(SubscribersChanged(self.subscribers))
 
     def service(self) -> None:
         """Every loop turn, frames or not: subscriptions, and finished preview JPEGs."""
@@ -95,7 +103,7 @@ class PublishStage:
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
             self.rt.flush_stats()  # every frame's record reaches the supervisor before the end
-            self.rt.send_event("eos", seq=frame.seq)
+            self.rt.send_event(EndOfStream(frame.seq))
             return
         self.wait_for_subscribers()
         self.track_subscriptions()
@@ -111,16 +119,16 @@ class PublishStage:
         model = frame.model
         assert dets is not None and model is not None
         self.rt.count("ok")  # before the record, which may flush: both in one report
-        self.rt.record(
+        self.rt.record(PublishedFrame(
             seq=frame.seq,
             captured=frame.captured,
             published=end,
             timings=frame.timed(PUBLISH, start, end),
-            class_ids=dets.class_ids.tolist(),
-            scores=dets.scores.tolist(),
             model_key=model.key,
+            class_ids=tuple(dets.class_ids.tolist()),
+            scores=tuple(dets.scores.tolist()),
             bytes=len(payload),
-        )
+        ))  # fmt: skip
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Lossless here even in live mode: detections are cheap to send and skipping a
@@ -137,7 +145,7 @@ def open_stage(rt: StageRuntime) -> PublishStage | None:
     try:
         stage = PublishStage(rt)
     except (zmq.ZMQError, OSError, ValueError) as exc:  # the address, or CURVE key files
-        rt.send_event("fatal", error=f"cannot bind publish endpoint: {exc}")
+        rt.send_event(Fatal(f"cannot bind publish endpoint: {exc}"))
         return None
-    rt.send_event("ready", endpoint=stage.endpoint)
+    rt.send_event(PublishReady(stage.endpoint))
     return stage
