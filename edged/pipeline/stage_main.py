@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 from collections.abc import Callable
 from typing import Protocol
 
@@ -40,6 +41,9 @@ class Stage(Protocol):
 
 
 def main(setups: list[StageSetup]) -> None:
+    # Only the supervisor reloads: `systemctl kill -s HUP edged` (or a hang-up of the terminal)
+    # signals every process of the service, and SIGHUP's default action would end the stages.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     first = setups[0]
     name = process_name(first.process_group)
     configure_logging(first.config.runtime.log_level, process_name=name)

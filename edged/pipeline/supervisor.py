@@ -17,6 +17,7 @@ import signal
 import time
 import uuid
 from collections import deque
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,6 +134,17 @@ class RestartPolicy:
         self.history.append(now)
         self.due = now + delay
         return delay
+
+
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker (it unlinks the rings when the supervisor is killed)
+    is one of the service's processes too: `systemctl kill -s HUP` must not end it. Started
+    with SIGHUP blocked, a mask it keeps (only the supervisor handles SIGHUP)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class StartupError(RuntimeError):
@@ -305,6 +317,7 @@ class Supervisor:
     def start(self) -> None:
         self._prepare_runtime_dir()
         remove_stale_segments(SHM_PREFIX)
+        start_resource_tracker()
         self._bind_events()
         tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.ring_specs = ring_specs(self.config, tag)

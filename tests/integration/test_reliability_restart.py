@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from edged.pipeline.layout import process_groups, process_name
@@ -150,3 +151,31 @@ def test_a_whole_group_kill_9_leaves_segments_that_the_next_start_removes(tmp_pa
         assert len(own_segments(alive)) == 3
         assert second.stop() == 0
     assert own_segments(alive) == set()
+
+
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE  # exited, not reaped yet
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_hangup_of_every_process_reloads_and_ends_no_stage(tmp_path: Path) -> None:
+    """`systemctl kill -s HUP edged` signals every process of the service: the supervisor
+    reloads, the stages (and the resource tracker) carry on as they were."""
+    with Daemon(tmp_path, config={"source": {"uri": "synthetic:"}}) as daemon:
+        daemon.wait_ready()
+        stages = {s: v["pid"] for s, v in daemon.ctl("status")["stages"].items()}
+        tree = daemon.processes()
+        assert len(tree) >= 4  # supervisor, three stage processes, the resource tracker
+        os.killpg(daemon.pid, signal.SIGHUP)
+        daemon.wait_for_log("config reloaded")
+        before = daemon.ctl("status")["frames_published"]
+        poll_until(lambda: daemon.ctl("status")["frames_published"] > before + 5, 30,
+                   daemon.log_tail)  # fmt: skip
+        status = daemon.ctl("status")["stages"]
+        assert {s: v["pid"] for s, v in status.items()} == stages, daemon.log_tail()
+        assert all(v["alive"] for v in status.values())
+        assert [p.pid for p in tree if gone(p)] == []
+        assert daemon.metrics().value("edged_stage_restarts_total", stage="infer") == 0
+        assert daemon.stop() == 0
