@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from edged.integrations.config import DetectorConfig
+from edged.integrations.config import DetectorConfig, MqttConfig
 from edged.preview.config import PreviewConfig
 from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 
@@ -404,6 +404,7 @@ class EdgedConfig(_Strict):
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    mqtt: MqttConfig | None = Field(None, description="Publish to MQTT / Home Assistant.")
 
 
 def _curve_set(fields: dict[str, Any]) -> bool:
@@ -454,8 +455,10 @@ def _unknown_field_reason(loc: tuple[Any, ...]) -> str:
     for part in loc[:-1]:  # walk the models down to the section holding the unknown key
         field = section.model_fields.get(str(part)) if section else None
         annotation = field.annotation if field else None
-        section = annotation if isinstance(annotation, type) and issubclass(
-            annotation, BaseModel) else None  # fmt: skip
+        # An optional section (`mqtt: MqttConfig | None`): the model inside the union.
+        candidates = (annotation, *get_args(annotation))
+        section = next((a for a in candidates if isinstance(a, type) and issubclass(
+            a, BaseModel)), None)  # fmt: skip
     if section is None:
         return "unknown field"
     known = sorted(section.model_fields)

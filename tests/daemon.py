@@ -67,6 +67,7 @@ __all__ = [
     "http_get",
     "poll_until",
     "require",
+    "terminate",
 ]
 
 SHARED = SHARED_DATA
@@ -109,6 +110,16 @@ def poll_until(
             text = message() if callable(message) else message
             raise AssertionError(f"{text} (waited {timeout:.0f}s)")
         time.sleep(interval)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if ``proc`` is still there after ``timeout`` (a helper server)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

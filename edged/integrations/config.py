@@ -63,6 +63,7 @@ class DetectorConfig(_Section):
 
 # MQTT topic levels we build from config: no wildcards, no empty levels, no leading '/'.
 _TOPIC = re.compile(r"^[^#+/\s][^#+\s]*$")
+_LABEL = re.compile(r"^[A-Za-z0-9 _.-]{1,64}$")
 
 
 class MqttTlsConfig(_Section):
@@ -117,6 +118,14 @@ class MqttConfig(_Section):
     )
     reconnect_min_s: float = Field(1.0, gt=0, description="First wait before reconnecting.")
     reconnect_max_s: float = Field(60.0, gt=0, description="Longest wait between reconnects.")
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if not _LABEL.match(label):
+                raise ValueError(f"label {label!r}: letters, digits, spaces, _ . - (1-64)")
+        return labels
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod

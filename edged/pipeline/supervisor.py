@@ -39,6 +39,7 @@ from edged.control import (
     secure_ipc,
 )
 from edged.http_server import HttpServer
+from edged.integrations.mqtt.process import MqttBridgeProcess
 from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.pi_health import PiHealthCollector
@@ -342,6 +343,9 @@ class Supervisor:
         self._spawn_stage(PREPROCESS, model)
         self._spawn_stage(CAPTURE, model)
         self._start_control()
+        # Another subscriber of the detections, in its own process: a broker never stalls frames.
+        self.mqtt = MqttBridgeProcess.start_for(self.config, self.publish_endpoint,
+                                                self.control_endpoint)  # fmt: skip
 
     def _start_control(self) -> None:
         cfg = self.config.control
@@ -448,6 +452,8 @@ class Supervisor:
             if self.control in ready:
                 self._handle_control()
             self._service_requests()
+            if self.mqtt is not None:
+                self.mqtt.check()
             self._notify_systemd()
             if self._check_processes():
                 return
@@ -472,6 +478,7 @@ class Supervisor:
 
     _drained = False
     _source_finished = False
+    mqtt: MqttBridgeProcess | None = None
 
     def _recv_event(self) -> tuple[str, StageEvent] | None:
         """(sending stage, its event); None when nothing is waiting."""
@@ -793,6 +800,8 @@ class Supervisor:
                 log.warning("%s stage did not stop; killing it", name)
                 proc.kill()
                 proc.join(2.0)
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.http is not None:
             self.http.stop()
         if self._auth is not None:

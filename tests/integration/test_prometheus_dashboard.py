@@ -32,6 +32,7 @@ from tests.daemon import (
     http_get,
     poll_until,
     require,
+    terminate,
 )
 from tests.grafana import DASHBOARD, load_generator
 
@@ -86,12 +87,7 @@ class Prometheus:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        terminate(self.proc)
 
     def _ready(self) -> bool:
         assert self.proc is not None

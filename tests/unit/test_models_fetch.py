@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from tests.paths import REPO_ROOT
+from tests.tls import self_signed_certificate
 
 PAYLOAD = bytes(range(256)) * 12_000  # ~3 MB: several reads, so a cut lands mid-stream
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -76,17 +76,7 @@ class Server:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (openssl, as on every Debian)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture()

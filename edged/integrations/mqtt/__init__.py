@@ -1,0 +1,1 @@
+"""MQTT with Home Assistant discovery: a bridge process fed by the daemon's detections."""

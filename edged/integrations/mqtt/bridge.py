@@ -1,0 +1,255 @@
+"""The MQTT bridge process: the camera's ZeroMQ detections in, MQTT state and discovery out.
+
+It is one more ZeroMQ subscriber of the daemon, so the frame path never waits on a broker: a
+slow or absent broker costs this process only. Nothing queues without bound: the subscriber
+keeps 10 messages and reads the newest (the state is "now", not a history); while the broker
+is away no state is published at all (paho's own queue is capped at ``mqtt.max_queued``), and
+paho reconnects with an exponential backoff between ``reconnect_min_s`` and
+``reconnect_max_s``. On every (re)connect it publishes availability, discovery and the current
+state again, retained, so a broker that lost them (restarted without persistence) gets them
+back. The variant select of Home Assistant reaches the daemon as an ``edged ctl swap`` over the
+control socket, from a worker thread so the state keeps flowing while a model loads.
+
+Client library: paho-mqtt 2.x (Eclipse Foundation; what Home Assistant itself uses). Its
+threaded network loop with built-in reconnect/backoff, last will, TLS and a bounded outgoing
+queue are all this bridge needs; aiomqtt wraps the same client for asyncio, which edged does not
+use, and gmqtt/amqtt bring an event loop too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import zmq
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edged.control import NotRunning, call
+from edged.integrations.config import MqttConfig
+from edged.integrations.mqtt.discovery import OFFLINE, ONLINE, Topics, discovery_messages
+from edged.integrations.mqtt.state import CameraState
+from edged.publish.schema import decode_payload, topic_for
+from edged.publish.subscriber import newest_queued
+
+log = logging.getLogger(__name__)
+
+SWAP_TIMEOUT_S = 120.0
+MAX_VARIANT_BYTES = 64
+
+
+def read_password(path: str) -> str:
+    """The first line of ``path`` (a trailing newline is not part of the password)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+    except IndexError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"mqtt.password_file {path}: cannot read: {exc}") from None
+
+
+def make_client(cfg: MqttConfig, camera_id: str) -> mqtt.Client:
+    """A paho client with the last will, credentials, TLS and limits of ``cfg`` (not connected)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or
+                         f"edged-{camera_id}")  # fmt: skip
+    topics = Topics.of(cfg, camera_id)
+    client.will_set(topics.availability, OFFLINE, qos=cfg.qos, retain=True)
+    if cfg.username:
+        password = read_password(cfg.password_file) if cfg.password_file else None
+        client.username_pw_set(cfg.username, password)
+    if cfg.tls.enabled:
+        client.tls_set(ca_certs=cfg.tls.ca_file, certfile=cfg.tls.cert_file,
+                       keyfile=cfg.tls.key_file, cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+        client.tls_insecure_set(cfg.tls.insecure)
+    client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+    client.max_queued_messages_set(cfg.max_queued)
+    client.max_inflight_messages_set(min(20, cfg.max_queued))
+    return client
+
+
+class Bridge:
+    """Connects a camera's detections to MQTT; ``client`` and ``control_endpoint`` are its
+    collaborators (a paho client, the daemon's control socket)."""
+
+    def __init__(self, cfg: MqttConfig, camera_id: str, client: mqtt.Client,
+                 control_endpoint: str) -> None:  # fmt: skip
+        self.cfg = cfg
+        self.camera_id = camera_id
+        self.client = client
+        self.control_endpoint = control_endpoint
+        self.topics = Topics.of(cfg, camera_id)
+        self.state = CameraState(tuple(cfg.labels), cfg.state_interval_s, cfg.min_interval_s)
+        self.variants: list[str] | None = None  # from the daemon's status, once known
+        self._connected = threading.Event()  # set by paho's thread, handled by ours
+        self._announce = threading.Event()
+        self._closing = False
+        self._swaps: queue.Queue[str] = queue.Queue(maxsize=1)  # the newest choice wins
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-swap")
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+
+    # -- paho callbacks (its network thread) -----------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:  # fmt: skip
+        if reason.is_failure:
+            log.warning("MQTT broker %s:%d refused the connection: %s", self.cfg.host,
+                        self.cfg.port, reason)  # fmt: skip
+            return
+        log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
+        client.subscribe(self.topics.variant_set, qos=self.cfg.qos)
+        self._connected.set()
+        self._announce.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
+                       _properties: Any) -> None:  # fmt: skip
+        if self._connected.is_set() and not self._closing:
+            log.warning("MQTT broker connection lost (%s); reconnecting with backoff", reason)
+        self._connected.clear()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.topics.variant_set:
+            return
+        try:
+            variant = msg.payload[: MAX_VARIANT_BYTES + 1].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            variant = ""
+        if not variant or len(variant) > MAX_VARIANT_BYTES:
+            log.warning("ignored a variant command that is not a variant name")
+            return
+        with contextlib.suppress(queue.Empty):  # a choice not started yet: the newer one wins
+            self._swaps.get_nowait()
+        self._swaps.put_nowait(variant)
+
+    # -- the bridge's own thread -----------------------------------------------------------------
+
+    def on_detections(self, message: dict[str, Any], now: float) -> None:
+        self.state.update(message, now)
+
+    def tick(self, now: float) -> None:
+        """Announce after a (re)connect, start a requested swap, publish the state when due."""
+        if self.variants is None:
+            self.variants = self._fetch_variants()
+        if self._announce.is_set() and self._connected.is_set():
+            self._announce.clear()
+            self._publish_announcement()
+        try:
+            variant = self._swaps.get_nowait()
+        except queue.Empty:
+            pass
+        else:
+            self._worker.submit(self._swap, variant)
+        if self._connected.is_set() and (snapshot := self.state.due(now)) is not None:
+            self._publish(self.topics.state, json.dumps(snapshot))
+
+    def _publish(self, topic: str, payload: str) -> None:
+        info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=True)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not connected any more, or paho's queue is full
+            log.debug("MQTT publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+
+    def _publish_announcement(self) -> None:
+        self._publish(self.topics.availability, ONLINE)
+        if self.cfg.discovery:
+            for topic, payload in discovery_messages(self.cfg, self.camera_id,
+                                                     self.variants or []):  # fmt: skip
+                self._publish(topic, json.dumps(payload))
+        self.state.forget_published()
+
+    def _fetch_variants(self) -> list[str] | None:
+        """The manifest's variants from the daemon (None: ask again later)."""
+        try:
+            status = call(self.control_endpoint, "status", timeout_s=5.0)
+        except (TimeoutError, NotRunning, zmq.ZMQError, OSError, ValueError) as exc:
+            log.debug("control status: %s", exc)
+            return None
+        variants = [str(v) for v in status.get("variants") or []]
+        self._announce.set()  # the select's options may have changed
+        return variants
+
+    def _swap(self, variant: str) -> None:
+        if variant == self.state.model.get("variant"):
+            return
+        log.info("variant %s chosen over MQTT: swapping", variant)
+        try:
+            result = call(self.control_endpoint, "swap", variant, timeout_s=SWAP_TIMEOUT_S)
+        except (TimeoutError, NotRunning, zmq.ZMQError, OSError, ValueError) as exc:
+            log.error("swap to %s over MQTT failed: %s", variant, exc)
+            return
+        if not result.get("ok"):
+            # The select follows the state topic, so Home Assistant shows the active variant.
+            log.error("swap to %s over MQTT refused: %s", variant, result.get("error"))
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Say offline (retained) while still connected, then disconnect."""
+        self._closing = True
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        if self._connected.is_set():
+            info = self.client.publish(self.topics.availability, OFFLINE, qos=self.cfg.qos,
+                                       retain=True)  # fmt: skip
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                info.wait_for_publish(timeout_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
+        stop: threading.Event, parent_pid: int | None = None) -> int:  # fmt: skip
+    """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
+    try:
+        client = make_client(cfg, camera_id)
+    except (ValueError, ssl.SSLError, OSError) as exc:
+        log.error("MQTT: %s", exc)
+        return 2
+    bridge = Bridge(cfg, camera_id, client, control_endpoint)
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 10)  # the newest message is what matters; the rest drops
+    sock.connect(publish_endpoint)
+    sock.setsockopt(zmq.SUBSCRIBE, topic_for(camera_id))
+    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+    client.loop_start()  # connects, and reconnects with backoff, on paho's thread
+    log.info("MQTT bridge for %s: broker %s:%d, topics %s/...", camera_id, cfg.host, cfg.port,
+             bridge.topics.base)  # fmt: skip
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.warning("the daemon is gone; stopping the MQTT bridge")
+                break
+            if sock.poll(100):
+                parts, _skipped = newest_queued(sock, sock.recv_multipart())
+                try:
+                    bridge.on_detections(decode_payload(parts[1]), time.monotonic())
+                except (ValueError, KeyError, TypeError, IndexError) as exc:
+                    log.warning("ignored a detections message: %r", exc)
+            bridge.tick(time.monotonic())
+    finally:
+        bridge.close()
+        sock.close(0)
+    return 0
+
+
+def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
+         log_level: str) -> None:  # fmt: skip
+    """Entry point of the spawned bridge process."""
+    from setproctitle import setproctitle
+
+    from edged.logs import configure_logging
+
+    setproctitle("edged: mqtt")  # as the stage processes are named in ps and top
+    configure_logging(log_level, process_name="mqtt")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    raise SystemExit(run(cfg, camera_id, publish_endpoint, control_endpoint, stop,
+                         parent_pid=os.getppid()))  # fmt: skip

@@ -1,0 +1,81 @@
+"""The supervisor's handle on the MQTT bridge process: start, restart with backoff, stop."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edged.config import EdgedConfig
+
+log = logging.getLogger(__name__)
+
+MAX_RESTART_DELAY_S = 60.0
+
+
+class MqttBridgeProcess:
+    """A bridge process that is kept running: a crash never touches the pipeline, and the
+    next one starts after a doubling delay (1 s .. 60 s), reset once one ran for a minute."""
+
+    def __init__(self, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        assert config.mqtt is not None
+        self.args = (config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
+                     config.runtime.log_level)  # fmt: skip
+        self.clock = clock
+        self.process: Any = None
+        self.started = 0.0
+        self.delay = 1.0
+        self.due: float | None = None
+
+    @classmethod
+    def start_for(cls, config: EdgedConfig, publish_endpoint: str,
+                  control_endpoint: str) -> MqttBridgeProcess | None:  # fmt: skip
+        """Started when the config has an ``mqtt:`` section, else None."""
+        if config.mqtt is None:
+            return None
+        bridge = cls(config, publish_endpoint, control_endpoint)
+        bridge.start()
+        return bridge
+
+    def start(self) -> None:
+        from edged.integrations.mqtt.bridge import main
+
+        self.process = mp.get_context("spawn").Process(target=main, args=self.args,
+                                                       name="edged-mqtt", daemon=True)  # fmt: skip
+        self.process.start()
+        self.started = self.clock()
+        log.info("started the MQTT bridge (pid %d)", self.process.pid)
+
+    def check(self) -> None:
+        """Restart a bridge that died, after the backoff delay (call it from the main loop)."""
+        if self.process is None or self.process.is_alive():
+            return
+        now = self.clock()
+        if self.due is None:
+            if now - self.started > 60.0:
+                self.delay = 1.0
+            self.due = now + self.delay
+            log.error("the MQTT bridge exited (code %s); restarting in %.0f s",
+                      self.process.exitcode, self.delay)  # fmt: skip
+            self.delay = min(self.delay * 2, MAX_RESTART_DELAY_S)
+        elif now >= self.due:
+            self.due = None
+            self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None and self.process.is_alive() else None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process is None:
+            return
+        if self.process.is_alive():
+            self.process.terminate()  # SIGTERM: it says offline on the broker, then exits
+            self.process.join(timeout_s)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(2.0)
+        self.process = None
