@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from edged.integrations.config import DetectorConfig, MqttConfig
+from edged.integrations.config import DetectorConfig, MqttConfig, mqtt_publish_errors
 from edged.preview.config import PreviewConfig
 from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 
@@ -477,6 +477,8 @@ def parse_config(data: Any, source: str = "config") -> EdgedConfig:
         config = EdgedConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(errors_from_validation(exc), source) from None
+    if errors := mqtt_publish_errors(config.mqtt, config.publish.curve_authorized_keys_dir):
+        raise ConfigError(errors, source)
     if config.source.width and config.source.height:  # else checked on the first frame
         errors = pixel_bounds_errors(config.tracking, config.source.width, config.source.height)
         if errors:

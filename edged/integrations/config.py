@@ -92,6 +92,12 @@ class MqttConfig(_Section):
     password_file: str | None = Field(
         None, description="File whose first line is the password (kept out of the config)."
     )
+    curve_client_secret_key_file: str | None = Field(
+        None,
+        description="The bridge's CURVE key pair (secret key file) for a publisher that admits "
+        "only the keys in publish.curve_authorized_keys_dir: put its public key there. Not "
+        "needed with publish.allow_any_client or without publisher CURVE.",
+    )
     client_id: str | None = Field(
         None, max_length=64, description="MQTT client id; default edged-<camera_id>."
     )
@@ -141,3 +147,14 @@ class MqttConfig(_Section):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         return self
+
+
+def mqtt_publish_errors(
+    mqtt: MqttConfig | None, publish_authorized_keys_dir: str | None
+) -> list[tuple[str, str]]:
+    """The bridge must be able to subscribe: a publisher admitting only listed keys needs one."""
+    if mqtt is None or not publish_authorized_keys_dir or mqtt.curve_client_secret_key_file:
+        return []
+    return [("mqtt.curve_client_secret_key_file", "the publisher admits only the keys in "
+             "publish.curve_authorized_keys_dir: give the bridge a key pair (this field: its "
+             "secret key file) and put its public key in that directory")]  # fmt: skip

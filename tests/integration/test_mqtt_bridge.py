@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,10 @@ from typing import Any
 import jinja2
 import psutil
 import pytest
+import zmq
+import zmq.auth
 
+from edged.config import ConfigError, parse_config
 from tests.daemon import VIDEO, Daemon, poll_until, require
 from tests.mqtt import Mosquitto, Recorder
 
@@ -226,3 +230,31 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
             # A clean stop says offline (retained) before the bridge disconnects.
             assert daemon.stop() == 0
             poll_until(lambda: ha.payload(availability) == b"offline", 10)
+
+
+def test_bridge_subscribes_to_a_curve_publisher(tmp_path: Path):
+    """A publisher admitting only listed CURVE keys: the bridge uses its own key pair."""
+    keys, allowed = tmp_path / "keys", tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    _server_public, server_secret = zmq.auth.create_certificates(str(keys), "server")
+    client_public, client_secret = zmq.auth.create_certificates(str(keys), "bridge")
+    shutil.copy(client_public, allowed)
+    broker = Mosquitto(tmp_path / "broker")
+    config = {
+        "camera_id": CAMERA,
+        "publish": {"curve_server_secret_key_file": server_secret,
+                    "curve_authorized_keys_dir": str(allowed)},
+        "mqtt": mqtt_config(broker, curve_client_secret_key_file=client_secret),
+    }  # fmt: skip
+    with broker, Daemon(tmp_path / "edged", "--source", str(require(VIDEO)), "--loop",
+                        config=config) as daemon, Recorder(broker, "edged/#") as ha:  # fmt: skip
+        daemon.wait_ready(120)
+        poll_until(lambda: (ha.json(f"edged/{CAMERA}/state") or {}).get("fps", 0) > 0, 60,
+                   daemon.log_tail)  # fmt: skip
+        assert daemon.stop() == 0
+    # Without the bridge's key the config is refused, naming the field.
+    del config["mqtt"]["curve_client_secret_key_file"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    assert info.value.errors[0][0] == "mqtt.curve_client_secret_key_file"

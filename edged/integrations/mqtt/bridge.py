@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 import zmq
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edged.control import NotRunning, call
+from edged.control import NotRunning, call, configure_curve_client
 from edged.integrations.config import MqttConfig
 from edged.integrations.mqtt.discovery import OFFLINE, ONLINE, Topics, discovery_messages
 from edged.integrations.mqtt.state import CameraState
@@ -203,17 +203,24 @@ class Bridge:
         self.client.loop_stop()
 
 
+Curve = tuple[str, str | None]  # publisher's secret key file, the bridge's (or None)
+
+
 def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-        stop: threading.Event, parent_pid: int | None = None) -> int:  # fmt: skip
+        stop: threading.Event, parent_pid: int | None = None,
+        curve: Curve | None = None) -> int:  # fmt: skip
     """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
-    try:
-        client = make_client(cfg, camera_id)
-    except (ValueError, ssl.SSLError, OSError) as exc:
-        log.error("MQTT: %s", exc)
-        return 2
-    bridge = Bridge(cfg, camera_id, client, control_endpoint)
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    try:
+        client = make_client(cfg, camera_id)
+        if curve is not None:
+            configure_curve_client(sock, Path(curve[0]), Path(curve[1]) if curve[1] else None)
+    except (ValueError, ssl.SSLError, OSError, zmq.ZMQError) as exc:
+        log.error("MQTT: %s", exc)
+        sock.close(0)
+        return 2
+    bridge = Bridge(cfg, camera_id, client, control_endpoint)
     sock.setsockopt(zmq.RCVHWM, 10)  # the newest message is what matters; the rest drops
     sock.connect(publish_endpoint)
     sock.setsockopt(zmq.SUBSCRIBE, topic_for(camera_id))
@@ -240,7 +247,7 @@ def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint
 
 
 def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-         log_level: str) -> None:  # fmt: skip
+         log_level: str, curve: Curve | None = None) -> None:  # fmt: skip
     """Entry point of the spawned bridge process."""
     from setproctitle import setproctitle
 
@@ -252,4 +259,4 @@ def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoin
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     raise SystemExit(run(cfg, camera_id, publish_endpoint, control_endpoint, stop,
-                         parent_pid=os.getppid()))  # fmt: skip
+                         parent_pid=os.getppid(), curve=curve))  # fmt: skip

@@ -22,8 +22,12 @@ class MqttBridgeProcess:
     def __init__(self, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         assert config.mqtt is not None
+        publish = config.publish
+        # The publisher's CURVE: its public key (read from its secret key file, which the
+        # daemon owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
+        curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
         self.args = (config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
-                     config.runtime.log_level)  # fmt: skip
+                     config.runtime.log_level, curve if publish.curve else None)  # fmt: skip
         self.clock = clock
         self.process: Any = None
         self.started = 0.0
