@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,23 @@ def parse_request(raw: bytes) -> Request:
     elif variant is not None:
         raise ProtocolError(f"{command} takes no 'variant'")
     return Request(command, variant)
+
+
+def waiting_requests(sock: zmq.Socket) -> Iterator[tuple[bytes, Request | ProtocolError]]:
+    """Each request queued on a ROUTER control socket, without blocking: (the client's
+    identity, its parsed request or why it was refused). Anything but a REQ envelope is
+    skipped: there is nobody sensible to answer."""
+    while True:
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(parts) != 3 or parts[1] != b"":
+            continue
+        try:
+            yield parts[0], parse_request(parts[2])
+        except ProtocolError as exc:
+            yield parts[0], exc
 
 
 def reply(ok: bool, **fields: Any) -> bytes:

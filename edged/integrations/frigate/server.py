@@ -27,7 +27,7 @@ from prometheus_client import Counter, Histogram
 
 from edged.backends import Backend, BackendBroken, BackendError
 from edged.config import EdgedConfig, default_runtime_dir
-from edged.control import ProtocolError, error_reply, parse_request, reply
+from edged.control import ProtocolError, error_reply, reply, waiting_requests
 from edged.integrations.frigate.engine import Engine
 from edged.integrations.frigate.protocol import EMPTY_REPLY, RequestError, encode_reply
 from edged.integrations.frigate.protocol import parse_request as parse_detect
@@ -301,22 +301,13 @@ class DetectorServer:
 
     def _handle_control(self) -> None:
         assert self.control is not None
-        while True:
-            try:
-                parts = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(parts) != 3 or parts[1] != b"":
-                continue  # not a REQ envelope: nothing sensible to answer
-            identity = parts[0]
-            try:
-                request = parse_request(parts[2])
-            except ProtocolError as exc:
-                self._reply_control(identity, error_reply(str(exc)))
-                continue
-            if request.command == "status":
+        for identity, request in waiting_requests(self.control):
+            if isinstance(request, ProtocolError):
+                self._reply_control(identity, error_reply(str(request)))
+            elif request.command == "status":
                 self._reply_control(identity, reply(True, **self.status()))
             elif request.command == "swap":
+                assert request.variant is not None
                 self.request_swap(request.variant, identity)
             else:
                 self._reply_control(identity, error_reply(
