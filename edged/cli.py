@@ -181,8 +181,9 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from edged.publish.schema import JSON_SCHEMA
+    from edged.tracking.events import EVENTS_JSON_SCHEMA
 
-    print(json.dumps(JSON_SCHEMA, indent=2))
+    print(json.dumps(EVENTS_JSON_SCHEMA if args.topic == "events" else JSON_SCHEMA, indent=2))
     return 0
 
 
@@ -198,7 +199,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     if args.server_key:
         curve = (Path(args.server_key), Path(args.client_key) if args.client_key else None)
     try:
-        return subscribe(args.address, args.topic, args.count, args.raw, args.timeout,
+        topic = "events." if args.events and args.topic == "detections." else args.topic
+        return subscribe(args.address, topic, args.count, args.raw, args.timeout,
                          args.latest, curve)  # fmt: skip
     except (zmq.ZMQError, OSError, ValueError) as exc:  # a bad endpoint or key file
         print(f"edged subscribe: {args.address}: {exc}", file=sys.stderr)
@@ -295,8 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
                            help="this client's CURVE secret key file, one of the publisher's "
                                 "authorized keys (default: a throwaway key, for a publisher "
                                 "with allow_any_client)")  # fmt: skip
+    subscribe.add_argument(
+        "--events",
+        action="store_true",
+        help="print the track events (topic events.) instead of detections",
+    )
     subscribe.set_defaults(func=cmd_subscribe)
     schema = sub.add_parser("schema", help="print the JSON Schema of the detection messages")
+    schema.add_argument(
+        "topic",
+        nargs="?",
+        choices=("detections", "events"),
+        default="detections",
+        help="whose schema: detections.* or events.*",
+    )
     schema.set_defaults(func=cmd_schema)
 
     models = sub.add_parser("models", help="model manifests and variant files")

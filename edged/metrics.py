@@ -13,6 +13,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
+from typing import Any
 
 import psutil
 from prometheus_client import (
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edged import __version__
+from edged.tracking.result import TrackingSummary
 
 STAGES: tuple[str, ...] = ("capture", "preprocess", "infer", "postprocess", "publish")
 OUTCOMES: tuple[str, ...] = ("ok", "dropped", "error")
@@ -40,6 +42,10 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 CONFIDENCE_BUCKETS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
 SWAP_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+# The tracker's time per frame: tens of µs (a few objects) to a few ms (hundreds).
+TRACKER_BUCKETS: tuple[float, ...] = (
+    0.00002, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05,
+)  # fmt: skip
 
 
 class Metrics:
@@ -133,6 +139,24 @@ class Metrics:
         self.published_bytes = counter(
             "edged_published_bytes", "Payload bytes published over ZeroMQ."
         )
+        # Tracking (tracking.enabled): label values come from the model's classes and the
+        # configured zone/line names, so the series stay bounded.
+        self.tracks_active = gauge(
+            "edged_tracks_active", "Confirmed tracks alive (seen within track_buffer_s).", ["label"]
+        )
+        self.zone_objects = gauge(
+            "edged_zone_objects", "Confirmed tracks inside each zone.", ["zone", "label"]
+        )
+        self.line_crossings = counter(
+            "edged_line_crossings",
+            "Tracks that crossed each line, by direction (as seen walking from its A to its B).",
+            ["line", "label", "direction"],
+        )
+        self.tracker_seconds = histogram(
+            "edged_tracker_seconds",
+            "Time the tracker (association, zones, lines) took per frame.",
+            buckets=TRACKER_BUCKETS,
+        )
         for stage in STAGES:
             self.stage_latency.labels(stage)
             self.queue_depth.labels(stage)
@@ -172,6 +196,36 @@ class Metrics:
             self.detections.remove(label)
             self.confidence.remove(label)
             self._label_series.discard(label)
+
+    def prepare_tracking(self, zones: Iterable[Any], lines: Iterable[Any]) -> None:
+        """Series at 0 for the zones and lines with a label filter (their labels are known
+        before any object shows up), so a dashboard shows zeros instead of no data."""
+        for zone in zones:
+            for label in zone.labels or ():
+                self.zone_objects.labels(zone.name, label).set(0)
+        for line in lines:
+            for label in line.labels or ():
+                for direction in ("left_to_right", "right_to_left"):
+                    self.line_crossings.labels(line.name, label, direction)
+
+    def record_tracking(self, summary: TrackingSummary) -> None:
+        """One frame's tracking (the tracks alive, zone occupancy, crossings, tracker time)."""
+        _set_all(self.tracks_active, {(label,): n for label, n in summary.active})
+        _set_all(self.zone_objects, {(z, label): n for z, label, n in summary.zones})
+        for line, label, direction in summary.crossings:
+            self.line_crossings.labels(line, label, direction).inc()
+        if summary.seconds is not None:
+            self.tracker_seconds.observe(summary.seconds)
+
+
+def _set_all(gauge: Gauge, values: dict[tuple[str, ...], int]) -> None:
+    """Set ``gauge``'s series to ``values``; series not in it drop to 0 (not removed: a
+    dashboard shows 0, not a gap, once a zone empties)."""
+    for labels in {tuple(s.labels.values()) for m in gauge.collect() for s in m.samples}:
+        if labels not in values:
+            gauge.labels(*labels).set(0)
+    for labels, n in values.items():
+        gauge.labels(*labels).set(n)
 
 
 class ProcessCollector(Collector):

@@ -394,6 +394,44 @@ def detections() -> list[Panel]:
     ]
 
 
+def counts() -> list[Panel]:
+    """Tracking (tracking.enabled): objects now, in each zone, across each line; tracker cost."""
+    crossings = (
+        f"sum by (line, direction) (increase(edged_line_crossings_total{{{SEL}, "
+        'label=~"$label"}[$__range]))'
+    )
+    return with_widths([
+        timeseries(
+            "Tracks by label",
+            "Confirmed tracks alive (objects followed across frames), per label.",
+            [target(f'sum by (label) (edged_tracks_active{{{SEL}, label=~"$label"}})',
+                    "{{label}}")],
+            "none",
+        ),
+        timeseries(
+            "Objects in zones",
+            "Tracks whose anchor point is inside each configured zone, per label.",
+            [target(f'sum by (zone, label) (edged_zone_objects{{{SEL}, label=~"$label"}})',
+                    "{{zone}} {{label}}")],
+            "none",
+        ),
+        stat(
+            "Line crossings",
+            "Tracks that crossed each configured line in the dashboard's time range, by "
+            "direction (as seen walking from the line's first point to its second).",
+            [target(crossings, "{{line}} {{direction}}")],
+            defaults={"decimals": 0},
+            text_mode="value_and_name",
+        ),
+        timeseries(
+            "Tracker time p99",
+            "99th percentile of the tracker's time per frame (association, zones, lines).",
+            [target(quantile(0.99, "edged_tracker_seconds", "le"), "p99")],
+            "s",
+        ),
+    ], (6, 6, 6, 6))  # fmt: skip
+
+
 def model_and_reliability() -> list[Panel]:
     panels = [
         {
@@ -508,6 +546,7 @@ ROWS: tuple[tuple[str, Any, int, int], ...] = (
     ("Throughput", throughput, 12, 8),
     ("Latency", latency, 12, 9),
     ("Detections", detections, 8, 9),
+    ("Counts: tracks, zones, lines", counts, 6, 8),
     ("Model, restarts and reconnects", model_and_reliability, 0, 6),
     ("Resources", resources, 8, 8),
 )

@@ -17,6 +17,7 @@ from typing import get_args
 from edged.models import ResolvedVariant
 from edged.postprocess.decoders import Detections
 from edged.preprocess import Letterbox
+from edged.tracking.result import TrackingResult, TrackingSummary
 
 # Stage names double as metric labels; order is the pipeline order.
 CAPTURE, PREPROCESS, INFER, POSTPROCESS, PUBLISH = (
@@ -76,6 +77,7 @@ class Frame:
     outputs: tuple[ArrayRef, ...] = ()
     detections: Detections | None = None
     end_of_stream: bool = False
+    tracking: TrackingResult | None = None  # track IDs and events (tracking.enabled)
 
     def timed(self, stage: str, start: float, end: float) -> tuple[tuple[str, float, float], ...]:
         return (*self.timings, (stage, start, end))
@@ -124,6 +126,7 @@ class PublishedFrame:
     class_ids: tuple[int, ...]
     scores: tuple[float, ...]
     bytes: int
+    tracking: TrackingSummary | None = None  # tracking.enabled: for the tracking metrics
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class EndOfStream:
     """The source ended (from capture), or its end marker was published (from publish)."""
 
     frames: int  # frames captured before the end
+    tracking: TrackingSummary | None = None  # from publish: every track ended with the stream
 
 
 @dataclass(frozen=True)

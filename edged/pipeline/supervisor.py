@@ -196,6 +196,8 @@ class Supervisor:
         self.overrides = overrides or {}
         self.metrics = metrics or Metrics()
         self.telemetry = Telemetry(self.metrics)
+        if config.tracking.enabled:
+            self.metrics.prepare_tracking(config.tracking.zones, config.tracking.lines)
         self.notifier = notifier or SystemdNotifier()
         self.lossless, self.mode = pipeline_mode(config, str(config_path or "command line"))
         self.runtime_dir, self._temporary_dir = daemon_runtime_dir(config.runtime.runtime_dir)

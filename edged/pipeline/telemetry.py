@@ -11,6 +11,7 @@ from edged.metrics import Metrics
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
+    PUBLISH,
     EndOfStream,
     InferenceReady,
     ModelDescriptor,
@@ -85,6 +86,8 @@ class Telemetry:
                 self._source_connected(event)
             case SourceLost():
                 self._source_lost(event.error)
+            case EndOfStream(tracking=summary) if stage == PUBLISH and summary is not None:
+                self.metrics.record_tracking(summary)  # the tracks ended with the stream
             case EndOfStream() if stage == CAPTURE:
                 self.state.ended = True
                 self.state.source_connected = False
@@ -114,6 +117,8 @@ class Telemetry:
             label = labels[class_id] if class_id < len(labels) else UNKNOWN_LABEL
             m.count_detection(label, score)
         m.published_bytes.inc(d.bytes)
+        if d.tracking is not None:
+            m.record_tracking(d.tracking)
         s = self.state
         s.published += 1
         s.last_published_seq = d.seq

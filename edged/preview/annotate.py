@@ -1,4 +1,5 @@
-"""Draw a frame's detections and a status line onto a (downscaled) image: pure, no I/O.
+"""Draw a frame's detections, their track IDs, the tracking zones and lines, and a status
+line onto a (downscaled) image: pure, no I/O.
 
 Boxes come in source pixels (as published in ``detections.<camera_id>``) and are scaled to the
 preview image here, so the preview always shows exactly what subscribers were told.
@@ -7,10 +8,14 @@ preview image here, so the preview always shows exactly what subscribers were to
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from edged.tracking.config import TrackingConfig
 
 # BGR. Vivid colours that rarely occur in camera scenes, so boxes stand out (and tests can find
 # them): person magenta, bicycle yellow, car cyan, then the rest of the wheel.
@@ -28,9 +33,55 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 255, 0),  # green
     (255, 0, 0),  # blue
 )
+OVERLAY = (255, 255, 255)  # zones and lines: white, with a dark outline to read on any scene
+OVERLAY_EDGE = (0, 0, 0)
 HUD_BG = (0, 0, 0)
 HUD_FG = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A tracking zone (closed polygon) or line (A to B, drawn as an arrow) to draw."""
+
+    name: str
+    points: tuple[tuple[float, float], ...]
+    closed: bool
+    normalized: bool  # 0-1 of the frame; else source pixels
+
+
+def tracking_overlays(cfg: TrackingConfig) -> tuple[Overlay, ...]:
+    """The zones and lines of a tracking config, to draw on every preview frame."""
+    if not cfg.enabled:
+        return ()
+    zones = (Overlay(z.name, tuple(z.polygon), True, z.units == "normalized") for z in cfg.zones)
+    lines = (Overlay(ln.name, tuple(ln.points), False, ln.units == "normalized")
+             for ln in cfg.lines)  # fmt: skip
+    return (*zones, *lines)
+
+
+def draw_overlays(image: np.ndarray, overlays: Sequence[Overlay],
+                  source_size: tuple[int, int]) -> None:  # fmt: skip
+    h, w = image.shape[:2]
+    thickness, scale, text = _style(w)
+    for o in overlays:
+        fx, fy = (w, h) if o.normalized else (w / source_size[0], h / source_size[1])
+        pts = np.array([(round(x * fx), round(y * fy)) for x, y in o.points], np.int32)
+        for color, extra in ((OVERLAY_EDGE, 2), (OVERLAY, 0)):  # outline, then the line itself
+            if o.closed:
+                cv2.polylines(image, [pts], True, color, thickness + extra, cv2.LINE_AA)
+            else:
+                tip = min(0.5, 12 / max(1.0, _length(pts)))  # a ~12 px head whatever the length
+                a, b = tuple(pts[0]), tuple(pts[1])
+                cv2.arrowedLine(image, a, b, color, thickness + extra, cv2.LINE_AA, tipLength=tip)
+        x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
+        org = (max(0, x + 3), max(12, y + 14))
+        cv2.putText(image, o.name, org, FONT, scale, OVERLAY_EDGE, text + 2, cv2.LINE_AA)
+        cv2.putText(image, o.name, org, FONT, scale, OVERLAY, text, cv2.LINE_AA)
+
+
+def _length(pts: np.ndarray) -> float:
+    return float(np.hypot(*(pts[1] - pts[0])))
 
 
 def color_for(class_id: int) -> tuple[int, int, int]:
@@ -74,23 +125,27 @@ def annotate(
     detections: Sequence[Mapping[str, Any]],
     source_size: tuple[int, int],
     status: str = "",
+    overlays: Sequence[Overlay] = (),
 ) -> np.ndarray:
     """Draw ``detections`` (boxes in ``source_size`` pixels) and ``status`` onto ``image``.
 
     Draws in place (the caller owns a private copy) and returns ``image``. Labels read
-    ``person 0.87`` on a filled tab of the box colour; the status line sits in a dark band
-    along the bottom edge so it never hides a label at the top.
+    ``person 0.87`` (``#17 person 0.87`` with a track ID) on a filled tab of the box colour;
+    the status line sits in a dark band along the bottom edge so it never hides a label at the
+    top. ``overlays`` (tracking zones and lines) are drawn under the boxes.
     """
     h, w = image.shape[:2]
     sx, sy = w / source_size[0], h / source_size[1]
     thickness, scale, text = _style(w)
+    draw_overlays(image, overlays, source_size)
     for det in detections:
         x1, y1, x2, y2 = det["box"]
         p1 = (round(x1 * sx), round(y1 * sy))
         p2 = (round(x2 * sx), round(y2 * sy))
         color = color_for(int(det["class_id"]))
         cv2.rectangle(image, p1, p2, color, thickness, cv2.LINE_AA)
-        label = f"{det['label']} {det['confidence']:.2f}"
+        track = det.get("track_id")
+        label = f"{'' if track is None else f'#{track} '}{det['label']} {det['confidence']:.2f}"
         (tw, th), base = cv2.getTextSize(label, FONT, scale, text)
         # The tab sits above the box, or inside it when the box touches the top edge.
         top = p1[1] - th - base - 2 if p1[1] - th - base - 2 >= 0 else p1[1]

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import zmq
 
-from edged.preview.annotate import annotate, hud_text
+from edged.preview.annotate import Overlay, annotate, hud_text
 from edged.preview.wire import build_header, encode_header
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class Job:
     image: np.ndarray  # a private BGR copy at preview size
     message: dict[str, Any]  # the frame's detections message, as published
     fps: float
+    overlays: tuple[Overlay, ...] = ()  # tracking zones and lines
 
 
 class RateMeter:
@@ -55,7 +56,7 @@ def encode_jpeg(job: Job, quality: int) -> tuple[bytes, bytes]:
     """(header JSON, JPEG) for one job: draw the detections and status line, then encode."""
     image, message = job.image, job.message
     source = (message["source"]["width"], message["source"]["height"])
-    annotate(image, message["detections"], source, hud_text(message, job.fps))
+    annotate(image, message["detections"], source, hud_text(message, job.fps), job.overlays)
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("cv2.imencode failed")

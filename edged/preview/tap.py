@@ -22,7 +22,7 @@ import zmq
 
 from edged.pipeline.messages import Frame
 from edged.pipeline.ring import SharedRing
-from edged.preview.annotate import preview_size
+from edged.preview.annotate import Overlay, preview_size
 from edged.preview.config import PreviewConfig
 from edged.preview.encoder import Job, PreviewEncoder, RateMeter
 from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
@@ -74,6 +74,7 @@ class PreviewTap:
         self._resent_at: dict[zmq.Socket, float] = {}
         self.sent = 0
         self.failures = 0
+        self.overlays: tuple[Overlay, ...] = ()  # tracking zones and lines (set by publish)
 
     @property
     def sockets(self) -> tuple[zmq.Socket, ...]:
@@ -104,7 +105,7 @@ class PreviewTap:
                               self.failures)  # fmt: skip
             return
         if image is not None:
-            self.encoder.submit(Job(image, message, self.rate.rate(now)))
+            self.encoder.submit(Job(image, message, self.rate.rate(now), self.overlays))
 
     def snapshot(self, frame: Frame) -> np.ndarray | None:
         """A private copy of the frame at preview size, read straight from its slot."""

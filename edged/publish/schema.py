@@ -13,7 +13,8 @@ Topic ``detections.<camera_id>``; payload JSON (default) or msgpack with these f
       "latency_ms": {"capture": 1.2, "preprocess": 0.9, "infer": 61.0, "postprocess": 0.4,
                      "end_to_end": 66.1},   # end_to_end: capture → start of publish
       "detections": [{"label": "person", "class_id": 0, "confidence": 0.87,
-                      "box": [x1, y1, x2, y2]}]   # source pixels
+                      "box": [x1, y1, x2, y2],   # source pixels
+                      "track_id": 17}]           # with tracking.enabled; null: no track yet
     }
 
 Compatibility: within one ``schema_version`` fields are only ever added, so a consumer must
@@ -30,6 +31,7 @@ import msgpack
 import numpy as np
 
 from edged.pipeline.messages import Frame
+from edged.tracking.result import NO_TRACK
 
 SCHEMA_VERSION = 1
 
@@ -72,6 +74,8 @@ JSON_SCHEMA: dict[str, Any] = {
                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                     "box": {"type": "array", "items": {"type": "number"}, "minItems": 4,
                             "maxItems": 4},
+                    # Added in version 1 with tracking (tracking.enabled); absent without it.
+                    "track_id": {"type": ["integer", "null"], "minimum": 1},
                 },
             },
         },
@@ -98,6 +102,9 @@ def build_message(frame: Frame, camera_id: str, now: float) -> dict[str, Any]:
          "confidence": round(s, 4), "box": b}
         for c, s, b in zip(dets.class_ids.tolist(), dets.scores.tolist(), boxes, strict=True)
     ]  # fmt: skip
+    if frame.tracking is not None:
+        for det, track_id in zip(detections, frame.tracking.track_ids.tolist(), strict=True):
+            det["track_id"] = track_id if track_id != NO_TRACK else None
     return {
         "schema_version": SCHEMA_VERSION,
         "camera_id": camera_id,

@@ -12,6 +12,7 @@ import zmq
 
 from edged.control import configure_curve_client
 from edged.publish.schema import decode_payload
+from edged.tracking.events import format_event
 
 
 def format_message(message: dict, now: float | None = None, note: str = "") -> str:
@@ -100,6 +101,9 @@ def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,
                     else f"#{header.get('seq')} frame {len(parts[-1])} bytes JPEG",
                     flush=True,
                 )
+            elif parts[0].startswith(b"events."):  # seq: the frame's; gaps are normal here
+                event = decode_payload(parts[1])
+                print(json.dumps(event) if raw else format_event(event), flush=True)
             else:
                 message = decode_payload(parts[1])
                 camera = str(message.get("camera_id"))

@@ -17,12 +17,7 @@ import numpy as np
 from edged.postprocess.decoders import Detections
 from edged.tracking.association import Associator
 from edged.tracking.config import LineConfig, TrackingConfig, ZoneConfig
-from edged.tracking.geometry import (
-    anchor_points,
-    points_in_polygon,
-    segments_intersect,
-    side_of_line,
-)
+from edged.tracking.geometry import Point, Polygon, anchor_points, segments_intersect, side_of_line
 from edged.tracking.ids import IdAllocator
 from edged.tracking.result import NO_TRACK, TrackingResult
 
@@ -80,16 +75,20 @@ class CameraTracker:
         self._tracks: dict[str, _Track] = {}
         self._labels: tuple[str, ...] | None = None
         self._shapes_for: tuple[int, int] | None = None
-        self._zone_px: list[tuple[ZoneConfig, np.ndarray]] = []
-        self._line_px: list[tuple[LineConfig, np.ndarray]] = []
+        self._zone_px: list[tuple[ZoneConfig, Polygon]] = []
+        self._line_px: list[tuple[LineConfig, tuple[Point, Point]]] = []
+        self._anchor_names = {s.anchor for s in cfg.zones} | {s.anchor for s in cfg.lines}
         self._clock = clock
 
     # -- geometry in this frame's pixels (recomputed only when the frame size changes)
     def _shapes(self, w: int, h: int) -> None:
         if self._shapes_for == (w, h):
             return
-        self._zone_px = [(z, _scale(z.polygon, z.units, w, h)) for z in self.cfg.zones]
-        self._line_px = [(ln, _scale(ln.points, ln.units, w, h)) for ln in self.cfg.lines]
+        self._zone_px = [(z, Polygon(_scale(z.polygon, z.units, w, h))) for z in self.cfg.zones]
+        self._line_px = [
+            (ln, tuple(tuple(p) for p in _scale(ln.points, ln.units, w, h).tolist()))
+            for ln in self.cfg.lines
+        ]
         self._shapes_for = (w, h)
 
     def update(self, dets: Detections, labels: Sequence[str], frame: FrameInfo) -> TrackingResult:
@@ -161,52 +160,48 @@ class CameraTracker:
         """Zone enter/exit and line crossings of the tracks seen in this frame."""
         if not seen or not (self._zone_px or self._line_px):
             return []
-        rows = [i for _, i in seen]
-        anchors = {
-            name: anchor_points(boxes[rows], name)
-            for name in {s.anchor for s in self.cfg.zones} | {s.anchor for s in self.cfg.lines}
-        }
-        inside = {z.name: points_in_polygon(anchors[z.anchor], poly) for z, poly in self._zone_px}
-        sides = {
-            ln.name: side_of_line(anchors[ln.anchor], tuple(pts[0]), tuple(pts[1]))
-            for ln, pts in self._line_px
-        }
+        sub = boxes[[i for _, i in seen]]
+        points = {name: anchor_points(sub, name) for name in self._anchor_names}
+        # Plain lists for the per-track loop: indexing numpy arrays one element at a time is
+        # what made this the tracker's slowest part.
+        inside = [(z, poly.contains(points[z.anchor]).tolist()) for z, poly in self._zone_px]
+        sides = [(ln, pts, side_of_line(points[ln.anchor], pts[0], pts[1]).tolist())
+                 for ln, pts in self._line_px]  # fmt: skip
+        anchors = {name: p.tolist() for name, p in points.items()}
         events: list[dict[str, Any]] = []
         for j, (track, _) in enumerate(seen):
             confirmed = track.track_id != NO_TRACK
-            for zone, _poly in self._zone_px:
-                wanted = zone.labels is None or track.label in zone.labels
-                now_in = bool(inside[zone.name][j]) and wanted
-                point = anchors[zone.anchor][j]
-                if confirmed and now_in and zone.name not in track.zones:
-                    track.zones.add(zone.name)
-                    events.append(self._event("zone_enter", track, zone=zone.name, point=point))
-                elif confirmed and not now_in and zone.name in track.zones:
-                    track.zones.discard(zone.name)
-                    events.append(self._event("zone_exit", track, zone=zone.name, point=point))
-            for line, pts in self._line_px:
-                side = int(sides[line.name][j])
-                point = anchors[line.anchor][j]
-                before = track.sides.get(line.name)
-                last = track.anchors.get(line.anchor)
+            for zone, mask in inside:
+                if not confirmed:
+                    break
+                now_in = mask[j] and (zone.labels is None or track.label in zone.labels)
+                if now_in != (zone.name in track.zones):
+                    kind = "zone_enter" if now_in else "zone_exit"
+                    (track.zones.add if now_in else track.zones.discard)(zone.name)
+                    events.append(self._event(kind, track, anchors[zone.anchor][j], zone=zone.name))
+            for line, (a, b), line_sides in sides:
+                side = line_sides[j]
                 if side == 0:
                     continue  # on the line: wait for the side it ends up on
+                before = track.sides.get(line.name)
                 track.sides[line.name] = side
+                last = track.anchors.get(line.anchor)
                 if before is None or before == side or last is None:
                     continue
-                if not segments_intersect(last, tuple(point), tuple(pts[0]), tuple(pts[1])):
+                point = anchors[line.anchor][j]
+                if not segments_intersect(last, point, a, b):
                     continue  # went round the end of the segment, not across it
                 if confirmed and (line.labels is None or track.label in line.labels):
-                    events.append(self._event("line_cross", track, line=line.name,
-                                              direction=DIRECTIONS[side], point=point))  # fmt: skip
+                    events.append(self._event("line_cross", track, point, line=line.name,
+                                              direction=DIRECTIONS[side]))  # fmt: skip
             for name, pts in anchors.items():
-                track.anchors[name] = (float(pts[j][0]), float(pts[j][1]))
+                track.anchors[name] = pts[j]
         return events
 
     @staticmethod
-    def _event(kind: str, track: _Track, point: np.ndarray, **fields: Any) -> dict[str, Any]:
+    def _event(kind: str, track: _Track, point: Sequence[float], **fields: Any) -> dict[str, Any]:
         return {"type": kind, "track_id": track.track_id, "label": track.label, **fields,
-                "point": [round(float(point[0]), 1), round(float(point[1]), 1)]}  # fmt: skip
+                "point": [round(point[0], 1), round(point[1], 1)]}  # fmt: skip
 
     def _end(self, track: _Track, reason: str) -> list[dict[str, Any]]:
         if track.track_id == NO_TRACK:

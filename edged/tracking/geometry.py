@@ -75,19 +75,31 @@ def polygon_area(polygon: Sequence[Point]) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Boolean mask: which of the N×2 ``points`` lie inside ``polygon`` (M×2), even-odd rule.
+class Polygon:
+    """A polygon (M×2 vertices) with its edges laid out once for :meth:`contains`."""
 
-    Vectorised ray casting over the edges; a point exactly on an edge may fall either way.
-    """
-    px, py = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0], polygon[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    straddles = (y1 > py) != (y2 > py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-    hits = straddles & (px < x_at)
-    return (np.count_nonzero(hits, axis=1) % 2) == 1
+    def __init__(self, vertices: np.ndarray) -> None:
+        self.vertices = np.asarray(vertices, np.float64)
+        self._x1, self._y1 = self.vertices[:, 0], self.vertices[:, 1]
+        self._x2, self._y2 = np.roll(self._x1, -1), np.roll(self._y1, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._slope = (self._x2 - self._x1) / (self._y2 - self._y1)  # inf on flat edges
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of the N×2 ``points`` lie inside, even-odd rule.
+
+        Vectorised ray casting over the edges; a point exactly on an edge may fall either way.
+        """
+        px, py = points[:, 0:1], points[:, 1:2]
+        straddles = (self._y1 > py) != (self._y2 > py)  # never true for a flat edge
+        with np.errstate(invalid="ignore"):
+            x_at = self._x1 + (py - self._y1) * self._slope
+        return (np.count_nonzero(straddles & (px < x_at), axis=1) % 2) == 1
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of the N×2 ``points`` lie inside ``polygon`` (M×2)."""
+    return Polygon(polygon).contains(points)
 
 
 def side_of_line(points: np.ndarray, a: Point, b: Point) -> np.ndarray:

@@ -131,7 +131,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Pr
         pytest.skip("prometheus binary not found: apt-get install prometheus (.ci/setup does)")
     video = require(VIDEO)
     tmp = tmp_path_factory.mktemp("prometheus")
-    with Daemon(tmp / "edged", "--source", str(video), "--loop") as daemon:
+    # Tracking on, so the counts row has data: zones and lines with label filters have their
+    # series (at 0) from the start; tracks appear within the video's first seconds.
+    labels = ["person", "bicycle", "car"]
+    tracking = {
+        "enabled": True,
+        "zones": [{"name": "lot", "polygon": [[0, 0], [1, 0], [1, 1]], "labels": labels}],
+        "lines": [{"name": "east", "points": [[0.85, 0], [0.85, 1]], "labels": labels}],
+    }
+    with Daemon(tmp / "edged", "--source", str(video), "--loop",
+                config={"tracking": tracking}) as daemon:  # fmt: skip
         # Prometheus starts while edged does: its first scrapes fail, then it catches on.
         with Prometheus(tmp, f"127.0.0.1:{daemon.http_port}", binary) as prom:
             daemon.wait_ready(timeout=120)

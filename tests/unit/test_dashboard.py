@@ -20,6 +20,7 @@ import yaml
 from edged.config import HttpConfig
 from edged.metrics import Metrics, ProcessCollector
 from edged.pi_health import PiHealthCollector
+from edged.tracking.result import TrackingSummary
 from tests.grafana import DASHBOARD, GRAFANA, load_generator
 from tests.paths import REPO_ROOT
 
@@ -52,6 +53,9 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
     # Labelled families expose nothing until a child exists; create the ones runtime creates.
     metrics.set_active_model("yolov5n", "fp32", "onnxruntime", "fp32")
     metrics.prepare_labels(["person"])
+    crossing = ("door", "person", "left_to_right")
+    metrics.record_tracking(TrackingSummary((("person", 1),), (("lot", "person", 1),), (crossing,),
+                                            0.0001))  # fmt: skip
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 
 

@@ -30,7 +30,23 @@ def test_boxes_carry_the_rounded_pixels_not_float32_noise() -> None:
     # The schema admits fields added later; what edged publishes is exactly what it describes.
     assert set(message) == set(JSON_SCHEMA["properties"])
     detection_fields = JSON_SCHEMA["properties"]["detections"]["items"]["properties"]
-    assert set(message["detections"][0]) == set(detection_fields)
+    assert set(message["detections"][0]) == set(detection_fields) - {"track_id"}  # tracking off
+
+
+def test_tracking_adds_a_track_id_to_each_detection_null_until_confirmed() -> None:
+    import jsonschema
+
+    from edged.tracking.result import NO_TRACK, TrackingResult
+
+    detections = Detections(np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32),
+                            np.array([0.9, 0.3], np.float32), np.array([0, 1]))  # fmt: skip
+    tracking = TrackingResult(np.array([12, NO_TRACK], np.int64))
+    frame = Frame(3, 1700000000.0, 10.0, 64, 48, 0, model=MODEL, detections=detections,
+                  tracking=tracking)  # fmt: skip
+    message = build_message(frame, "cam0", now=10.1)
+    assert [d["track_id"] for d in message["detections"]] == [12, None]
+    jsonschema.validate(message, JSON_SCHEMA)
+    assert json.loads(json.dumps(message))["detections"][1]["track_id"] is None
 
 
 def test_consumers_validating_against_the_schema_accept_added_fields() -> None:

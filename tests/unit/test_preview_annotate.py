@@ -140,3 +140,30 @@ def test_rate_meter_counts_events_in_its_window():
         meter.tick(100.0 + i * 0.1)  # 10 per second
     assert meter.rate(101.0) == pytest.approx(10.0)
     assert meter.rate(200.0) == 0.0  # all of them too old
+
+
+def test_tracking_zones_lines_and_track_ids_are_drawn() -> None:
+    from edged.preview.annotate import OVERLAY, tracking_overlays
+    from edged.tracking.config import TrackingConfig
+
+    cfg = TrackingConfig.model_validate({
+        "enabled": True,
+        "zones": [{"name": "lot", "polygon": [[0.5, 0.5], [0.9, 0.5], [0.9, 0.9], [0.5, 0.9]]}],
+        "lines": [{"name": "door", "units": "pixels", "points": [[0, 216], [384, 216]]}],
+    })  # fmt: skip
+    overlays = tracking_overlays(cfg)
+    assert [o.name for o in overlays] == ["lot", "door"]
+    image = np.zeros((216, 384, 3), np.uint8)  # half the source size
+    annotate(image, [], SOURCE, overlays=overlays)
+    white = np.all(image > 200, axis=2)  # OVERLAY, anti-aliased
+    assert OVERLAY == (255, 255, 255)
+    assert white[107:110, 20:170].any(axis=0).all()  # the line at source y=216: preview y=108
+    assert white[130:194, 191:194].any(axis=1).all()  # the zone's left edge at x = 0.5 of w
+    assert not white[10:90, 20:170].any()  # nothing drawn elsewhere
+
+    with_id = annotate(np.zeros((432, 768, 3), np.uint8), [{**PERSON, "track_id": 17}], SOURCE)
+    without = annotate(np.zeros((432, 768, 3), np.uint8), [PERSON], SOURCE)
+    # The tab grows by the width of "#17 ": same box, a longer label.
+    tab = color_for(0)
+    assert np.all(with_id == tab, axis=2).sum() > np.all(without == tab, axis=2).sum()
+    assert tracking_overlays(TrackingConfig()) == ()  # tracking off: nothing to draw

@@ -219,3 +219,43 @@ def test_pixel_points_are_checked_against_the_configured_frame_size() -> None:
     assert err.value.errors == [
         ("tracking.lines.0.points", "point 1 (700, 100) is outside the 640x480 frame")]  # fmt: skip
     parse_config({"tracking": {"lines": [line]}})  # size unknown until the first frame
+
+
+def test_every_event_validates_against_the_events_schema_and_formats_on_one_line() -> None:
+    import jsonschema
+
+    from edged.tracking.events import EVENTS_JSON_SCHEMA, event_messages, format_event
+
+    zone = {"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}
+    run = Run(lines=[LINE], zones=[zone])
+    for x in range(100, 541, 10):
+        run.frame(box_at(x, 300))
+    run.events += run.tracker.finish().events
+    assert {e["type"] for e in run.events} == {
+        "track_start", "track_end", "zone_enter", "zone_exit", "line_cross"}  # fmt: skip
+    raw = tuple({k: v for k, v in e.items() if k != "seq"} for e in run.events)  # as published
+    for message in event_messages(raw, "cam0", 5, 1e9):
+        jsonschema.validate(message, EVENTS_JSON_SCHEMA)
+        line = format_event(message, now=1e9)
+        assert line.startswith(f"#5 cam0 {message['type']} person id ") and "\n" not in line
+    bad = event_messages(({"type": "line_cross", "track_id": 1, "label": "x"},), "cam0", 0, 0)
+    with pytest.raises(jsonschema.ValidationError):  # a line_cross needs its line and direction
+        jsonschema.validate(bad[0], EVENTS_JSON_SCHEMA)
+
+
+def test_metrics_follow_the_tracks_and_zones_drop_to_zero() -> None:
+    from edged.metrics import Metrics
+    from edged.tracking.result import TrackingSummary
+
+    m = Metrics()
+    crossing = ("gate", "person", "left_to_right")
+    m.record_tracking(TrackingSummary((("person", 2),), (("lot", "person", 1),), (crossing,),
+                                      0.0002))  # fmt: skip
+    m.record_tracking(TrackingSummary((("car", 1),)))
+    value = m.registry.get_sample_value
+    assert value("edged_tracks_active", {"label": "person"}) == 0
+    assert value("edged_tracks_active", {"label": "car"}) == 1
+    assert value("edged_zone_objects", {"zone": "lot", "label": "person"}) == 0
+    labels = dict(zip(("line", "label", "direction"), crossing, strict=True))
+    assert value("edged_line_crossings_total", labels) == 1
+    assert value("edged_tracker_seconds_count") == 1

@@ -1,4 +1,5 @@
-"""Postprocess: decode raw outputs with the decoder of the model that produced them, then NMS."""
+"""Postprocess: decode raw outputs with the decoder of the model that produced them, then NMS;
+then (``tracking.enabled``) track the detections: IDs, zone and line events (edged.tracking)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from edged.config import PostprocessConfig
-from edged.pipeline.messages import POSTPROCESS, Frame
+from edged.pipeline.messages import POSTPROCESS, Fatal, Frame
 from edged.pipeline.runtime import OUTPUTS, StageRuntime
-from edged.postprocess.decoders import DecodeParams, OutputLayout, decode
+from edged.postprocess.decoders import DecodeParams, Detections, OutputLayout, decode
 from edged.postprocess.raw_heads import RawHead
+from edged.tracking.camera import CameraTrackers, FrameInfo
+from edged.tracking.config import pixel_bounds_errors
+from edged.tracking.result import TrackingResult
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,16 @@ class PostprocessStage:
         self.rt = rt
         self.outputs = rt.rings[OUTPUTS]
         self.params = decode_params(rt.setup.config.postprocess)
+        cfg = rt.setup.config
+        self.camera_id = cfg.camera_id
+        self.tracking_cfg = cfg.tracking
+        # Per camera, IDs reserved in the runtime dir so a restarted stage never reuses one.
+        self.trackers = (
+            CameraTrackers(cfg.tracking, lambda cam: rt.setup.runtime_dir / f"track-ids.{cam}")
+            if cfg.tracking.enabled
+            else None
+        )
+        self.checked_size: tuple[int, int] | None = None
 
     @staticmethod
     @functools.lru_cache(maxsize=8)
@@ -39,8 +53,24 @@ class PostprocessStage:
         """The parsed head parameters of a model (parsed once per model, not per frame)."""
         return RawHead.from_json(text) if text else None
 
+    def track(self, frame: Frame, detections: Detections) -> TrackingResult | None:
+        if self.trackers is None:
+            return None
+        assert frame.model is not None
+        if self.checked_size != (frame.width, frame.height):  # pixel zones vs the real frame
+            self.checked_size = (frame.width, frame.height)
+            errors = pixel_bounds_errors(self.tracking_cfg, frame.width, frame.height)
+            if errors:
+                self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
+                self.trackers = None
+                return None
+        info = FrameInfo(frame.seq, frame.wall_time, frame.captured, frame.width, frame.height)
+        return self.trackers[self.camera_id].update(detections, frame.model.labels, info)
+
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
+            if self.trackers is not None:  # every track ends with the stream (or the drain)
+                frame = replace(frame, tracking=self.trackers[self.camera_id].finish())
             self.rt.send_frame(frame)
             return
         start = time.monotonic()
@@ -58,6 +88,7 @@ class PostprocessStage:
             frame.letterbox,
             self.head_of(model.head),
         )
+        tracking = self.track(frame, detections)
         end = time.monotonic()
         sent = self.rt.send_frame(
             replace(
@@ -65,6 +96,7 @@ class PostprocessStage:
                 output_slot=-1,
                 outputs=(),
                 detections=detections,
+                tracking=tracking,
                 timings=frame.timed(POSTPROCESS, start, end),
             )
         )

@@ -28,6 +28,8 @@ from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker
 from edged.publish.publisher import open_publisher
 from edged.publish.schema import build_message, encode, topic_for
+from edged.tracking.events import event_messages, events_topic_for
+from edged.tracking.result import TrackingResult
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class PublishStage:
         self.camera_id = cfg.camera_id
         self.format = cfg.publish.format
         self.topic = topic_for(cfg.camera_id)
+        self.events_topic = events_topic_for(cfg.camera_id)
         # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
         self.publisher = open_publisher(rt.ctx, cfg.publish)
         self.pub = self.publisher.sock
@@ -58,6 +61,9 @@ class PublishStage:
             except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
                 log.error("live preview disabled: %s", exc)
             else:
+                from edged.preview.annotate import tracking_overlays
+
+                self.preview.overlays = tracking_overlays(cfg.tracking)
                 for sock in (self.pub, *self.preview.sockets):
                     rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
 
@@ -100,10 +106,19 @@ class PublishStage:
                         self.subscribers, self.wait_for)  # fmt: skip
         self.wait_for = 0
 
+    def publish_events(self, frame: Frame, tracking: TrackingResult) -> None:
+        """A frame's track events, after its detections (same seq, in order)."""
+        for message in event_messages(tracking.events, self.camera_id, frame.seq, frame.wall_time):
+            self.pub.send_multipart((self.events_topic, encode(message, self.format)))
+
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
+            ended = frame.tracking
+            if ended is not None:  # the tracks ended with the stream
+                self.publish_events(frame, ended)
             self.rt.flush_stats()  # every frame's record reaches the supervisor before the end
-            self.rt.send_event(EndOfStream(frame.seq))
+            self.rt.send_event(EndOfStream(
+                frame.seq, None if ended is None else ended.summary(with_time=False)))  # fmt: skip
             return
         self.wait_for_subscribers()
         self.track_subscriptions()
@@ -111,6 +126,8 @@ class PublishStage:
         message = build_message(frame, self.camera_id, start)
         payload = encode(message, self.format)
         self.pub.send_multipart((self.topic, payload), copy=False)
+        if frame.tracking is not None:
+            self.publish_events(frame, frame.tracking)
         if self.preview is not None:
             self.preview.offer(frame, message, start)  # before the slot goes back
         self.rt.release(frame, FRAMES)
@@ -128,6 +145,7 @@ class PublishStage:
             class_ids=tuple(dets.class_ids.tolist()),
             scores=tuple(dets.scores.tolist()),
             bytes=len(payload),
+            tracking=None if frame.tracking is None else frame.tracking.summary(),
         ))  # fmt: skip
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:

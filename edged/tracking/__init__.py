@@ -1,0 +1,1 @@
+"""Tracks, zones and lines (issue 20): run in the postprocess stage, per camera."""
