@@ -20,6 +20,7 @@ import zmq
 
 from edged.control import call
 from tests.daemon import YOLOV5N, Daemon, require
+from tests.fakes.fixtures import fake_env, write_hef
 from tests.paths import SHARED_DATA
 
 pytestmark = pytest.mark.integration
@@ -33,8 +34,9 @@ SIDE = 320  # Frigate's default model size
 class Detector(Daemon):
     """The real `edged serve-detector` in a subprocess (Daemon's process and log handling)."""
 
-    def __init__(self, tmp_path: Path, *args: str, model: Path | None = YOLOV5N) -> None:
-        super().__init__(tmp_path, model=None)
+    def __init__(self, tmp_path: Path, *args: str, model: Path | None = YOLOV5N,
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        super().__init__(tmp_path, model=None, env=env)
         self.endpoint = f"ipc://{self.runtime_dir}/detector.sock"
         self.control_endpoint = f"ipc://{self.runtime_dir}/detector-control.sock"
         argv = list(args)
@@ -211,4 +213,21 @@ def test_hot_swap_through_edged_ctl(tmp_path: Path, variant_dir: Path):
         assert call(detector.control_endpoint, "status", timeout_s=30)["model"]["precision"] == (
             "int8-dynamic"
         )
+        assert detector.stop() == 0
+
+
+def test_a_hailo_model_answers_too(tmp_path: Path):
+    """The Hailo backend (with the hailo_platform test double: NMS-by-class output) behind the
+    same protocol: its normalised boxes come back normalised to the request's tensor."""
+    # class 0 (person), y1 x1 y2 x2 normalised to the 640x640 HEF input, score 0.9
+    env = fake_env(EDGED_FAKE_HAILO_DETECTIONS=json.dumps([[0, 0.2, 0.3, 0.8, 0.7, 0.9]]))
+    hef = write_hef(tmp_path / "yolov8s_h8l.hef", arch="HAILO8L")
+    rgb, _ = person_image()
+    with Detector(tmp_path / "run", model=hef, env=env) as detector:
+        detector.wait_ready(120)
+        result = request(detector.client(), [header([1, SIDE, SIDE, 3], "uint8"), rgb.tobytes()])
+        assert result[0].tolist() == pytest.approx([0, 0.9, 0.2, 0.3, 0.8, 0.7], abs=1e-3)
+        assert not result[1:].any()
+        info = detector.metrics().samples("edged_model_info")
+        assert [s.labels["backend"] for s in info] == ["hailo"]
         assert detector.stop() == 0
