@@ -295,6 +295,9 @@ class PublishConfig(CurveServerConfig):
         return value
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*\.?")
+
+
 class HttpConfig(_Strict):
     enabled: bool = Field(True, description="Serve /metrics, /healthz, /readyz.")
     host: str = Field("127.0.0.1", description="Bind address (loopback unless you need remote).")
@@ -302,6 +305,37 @@ class HttpConfig(_Strict):
     ready_max_age_s: float = Field(
         5.0, gt=0, description="/readyz fails when no frame was published for this long."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (besides IP addresses and localhost) requests may name in their "
+        "Host header, e.g. [pi.local] to scrape or watch by name; others get 421, which stops "
+        "DNS rebinding (a web page whose name is pointed at this machine).",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        le=16384,
+        description="Open connections at most (being read or answered); more get 503 at once. "
+        "An idle connection costs a socket and a small buffer, not a thread.",
+    )
+    request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A request (head and body) must arrive whole within this long of its "
+        "connection, however slowly it trickles in; else 408 and the connection is closed.",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a host name (just the name: no scheme, port, path or "
+                    "wildcard; IP addresses and localhost are always accepted)"
+                )
+        return names
 
 
 class ControlConfig(CurveServerConfig):

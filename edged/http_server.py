@@ -1,6 +1,8 @@
 """The supervisor's HTTP endpoint: /metrics, /healthz, /readyz (and routes added by features).
 
-A stdlib ``ThreadingHTTPServer`` on a daemon thread: no framework to keep patched on a Pi, and
+The stdlib's ``BaseHTTPRequestHandler`` parses and answers, behind :mod:`edged.http_intake`,
+which accepts connections and reads whole requests within limits (connections, a deadline for
+the whole request, head size) on one thread: no framework to keep patched on a Pi, and
 prometheus_client renders the exposition. Handlers only read state; they never touch files.
 
 Three kinds of route:
@@ -14,23 +16,31 @@ Three kinds of route:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import ipaddress
 import json
 import logging
+import resource
 import select
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from edged.http_intake import Intake, IntakeLimits
+
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
-# A stalled client cannot hold a handler thread (or a stream) for longer than this.
+MAX_BODY_BYTES = IntakeLimits.max_body_bytes
+# Sending: a client that stops reading cannot hold a handler thread (or a stream) longer than
+# this per write. Receiving is the intake's business (a deadline for the whole request).
 SOCKET_TIMEOUT_S = 30.0
 
 # A probe returns (healthy, reason).
@@ -130,8 +140,12 @@ class HttpServer:
         health: Probe,
         ready: Probe,
         routes: dict[str, Route] | None = None,
+        limits: IntakeLimits | None = None,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.registry = registry
+        self.limits = limits or IntakeLimits()
+        self.allowed_hosts = frozenset(normal_host(h) for h in allowed_hosts)
         self.stopping = threading.Event()
         self.routes: dict[str, Route] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -145,7 +159,18 @@ class HttpServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "edged"
-            timeout = SOCKET_TIMEOUT_S
+
+            def setup(self) -> None:
+                # The intake read the whole request already: parse it from memory.
+                sock, data = self.request
+                self.connection = sock
+                sock.settimeout(SOCKET_TIMEOUT_S)
+                self.rfile = io.BytesIO(data)
+                self.wfile = _SocketWriter(sock)
+
+            def finish(self) -> None:
+                with contextlib.suppress(OSError):
+                    self.wfile.flush()
 
             def do_GET(self) -> None:
                 server._dispatch(self, "GET")
@@ -156,14 +181,19 @@ class HttpServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("http: " + format, *args)
 
+        self._handler_class = Handler
+        make_room_for(self.limits.max_connections)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self._httpd = ThreadingHTTPServer((host, port), Handler)
+            self._listener = socket.create_server(
+                (host, port), family=family, backlog=min(self.limits.max_connections, 4096)
+            )
         except OSError as exc:  # name the address: "Address already in use" alone says little
             raise OSError(exc.errno, f"HTTP server on {host}:{port}: {exc.strerror}") from None
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="http")  # fmt: skip
+        self.port = self._listener.getsockname()[1]
+        self.intake = Intake(self._listener, self.limits, self._spawn)
+        self._thread = threading.Thread(target=self.intake.serve, args=(self.stopping,),
+                                        daemon=True, name="http")  # fmt: skip
 
     @staticmethod
     def _probe(probe: Probe) -> tuple[int, str, bytes]:
@@ -190,6 +220,14 @@ class HttpServer:
     # -- serving ---------------------------------------------------------------------------------
 
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        host = handler.headers.get("Host")
+        if not host_allowed(host, self.allowed_hosts):
+            # DNS rebinding: a page on another site whose name now points here (or at
+            # 127.0.0.1 through an ssh tunnel) sends its own name as Host.
+            log.debug("http: refused Host %r from %s", host, handler.client_address[0])
+            self._respond(handler, (421, "text/plain", b"unknown Host: use an IP address, "
+                                    b"localhost, or a name in http.allowed_hosts\n"))  # fmt: skip
+            return
         path, _, query = handler.path.partition("?")
         stream = self.streams.get(path) if method == "GET" else None
         request_route = self.request_routes.get((method, path))
@@ -254,10 +292,92 @@ class HttpServer:
                 self._respond(handler, (500, "text/plain", b"internal error\n"))
         handler.close_connection = True
 
+    def _spawn(self, sock: socket.socket, addr: Any, data: bytes) -> None:
+        """A complete request: answer it on a thread of its own (streams run for long)."""
+        threading.Thread(target=self._handle, args=(sock, addr, data), daemon=True,
+                         name="http-request").start()  # fmt: skip
+
+    def _handle(self, sock: socket.socket, addr: Any, data: bytes) -> None:
+        try:
+            self._handler_class((sock, data), addr, self)
+        except Exception:  # a broken request must not leak the connection
+            log.exception("HTTP request from %s failed", addr)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            self.intake.finished()
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self.stopping.set()  # streams notice within their poll interval and return
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._thread.is_alive():
+            self._thread.join()  # the intake notices within its tick
+        self._listener.close()
+
+
+def normal_host(name: str) -> str:
+    """A host name as compared: lower case, without a trailing dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def host_allowed(header: str | None, allowed: frozenset[str] = frozenset()) -> bool:
+    """Whether a request's ``Host`` may be served: an IP literal (with or without a port),
+    ``localhost``, or one of ``allowed`` (normalised). No Host at all (HTTP/1.0 tools) is fine:
+    browsers, the only clients DNS rebinding can drive, always send one."""
+    if header is None:
+        return True
+    host = header.strip()
+    if host.startswith("["):  # [::1]:9108
+        literal, sep, _ = host[1:].partition("]")
+        return bool(sep) and _is_ip(literal)
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if _is_ip(name):
+        return True
+    name = normal_host(name)
+    return name == "localhost" or name in allowed
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def http_limits(cfg: Any) -> IntakeLimits:
+    """The intake's limits from the ``http:`` config section (an HttpConfig)."""
+    return IntakeLimits(max_connections=cfg.max_connections,
+                        request_timeout_s=cfg.request_timeout_s)  # fmt: skip
+
+
+def make_room_for(connections: int) -> None:
+    """Raise the soft open-file limit (often 1024, also under systemd) toward the hard one so
+    that ``connections`` sockets, as many lingering refusals and the daemon's own files fit;
+    where the hard limit is lower, the intake makes room by dropping its oldest pending
+    connection when accept() fails."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * connections + 256
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """``wfile``: every write sent whole (a raw socket file may send only part of it)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._sock.sendall(data)
+        with memoryview(data) as view:
+            return view.nbytes

@@ -1,7 +1,8 @@
 """Raspberry Pi health for ``/metrics``: SoC temperature and firmware throttling flags.
 
-Read at scrape time by a prometheus ``Collector`` (no background thread, nothing cached), from
-two places that exist on a Pi and usually nowhere else:
+Read at scrape time by a prometheus ``Collector`` (no background thread; ``vcgencmd`` runs at
+most once per 1.5 s however often /metrics is scraped), from two places that exist on a Pi and
+usually nowhere else:
 
 - ``/sys/class/thermal/thermal_zone*/temp`` (millidegrees Celsius; on a Pi 5 ``thermal_zone0``
   is ``cpu-thermal``, the SoC), exported as ``edged_soc_temperature_celsius{zone=<type>}``;
@@ -21,6 +22,8 @@ import logging
 import re
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,6 +86,26 @@ def vcgencmd_runner(executable: str | None = None, timeout_s: float = 2.0) -> Th
     return run
 
 
+def cached(reader: ThrottleReader, ttl_s: float = 1.5,
+           clock: Callable[[], float] = time.monotonic) -> ThrottleReader:  # fmt: skip
+    """``reader`` run at most once per ``ttl_s``; concurrent scrapes share one run.
+
+    Each run forks ``vcgencmd``: without this, every request to /metrics did, so a client
+    scraping in a loop could keep the Pi busy forking (and the firmware mailbox busy)."""
+    lock = threading.Lock()
+    last: tuple[float, str | None] | None = None
+
+    def read() -> str | None:
+        nonlocal last
+        with lock:
+            now = clock()
+            if last is None or now - last[0] >= ttl_s:
+                last = (now, reader())
+            return last[1]
+
+    return read
+
+
 def parse_throttled(text: str) -> int | None:
     """The bit mask from ``vcgencmd get_throttled`` output; None when it is not recognisable."""
     match = _THROTTLED.search(text)
@@ -128,7 +151,7 @@ class PiHealthCollector(Collector):
         throttle_reader: ThrottleReader | None = None,
     ) -> None:
         self._sysfs_root = Path(sysfs_root)
-        self._read_throttled = throttle_reader or vcgencmd_runner()
+        self._read_throttled = throttle_reader or cached(vcgencmd_runner())
 
     def describe(self) -> list[Metric]:
         # A registry with auto_describe (prometheus_client's global REGISTRY) would otherwise

@@ -38,7 +38,7 @@ from edged.control import (
     reply,
     secure_ipc,
 )
-from edged.http_server import HttpServer
+from edged.http_server import HttpServer, http_limits
 from edged.integrations.mqtt.process import MqttBridgeProcess
 from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
@@ -373,7 +373,7 @@ class Supervisor:
             return
         self.http = HttpServer(
             cfg.host, cfg.port, self.metrics.registry, self.health,
-            self.readiness,
+            self.readiness, limits=http_limits(cfg), allowed_hosts=cfg.allowed_hosts,
         )  # fmt: skip
         if self.config.preview.enabled:
             from edged.preview.routes import install_preview

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib import resources
+from math import ceil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,9 +47,35 @@ KEEPALIVE_S = 2.0  # idle streams repeat the last frame: a vanished client is no
 SNAPSHOT_TIMEOUT_S = 3.0
 STATUS_CACHE_S = 0.5
 SWAP_TIMEOUT_S = 300.0
+# Swaps from the page: a burst of SWAP_BURST, then one per SWAP_REFILL_S, one at a time. Each
+# swap loads a model (seconds of CPU on a Pi); a page must not be able to keep it doing that.
+SWAP_BURST = 3
+SWAP_REFILL_S = 5.0
 JSON = "application/json"
 # What the page may know of the source: not its URI (it may hold credentials).
 SOURCE_FIELDS = ("width", "height", "fps", "kind", "mode", "connected", "ended")
+
+
+class TokenBucket:
+    """``capacity`` tokens, one more every ``refill_s`` seconds; :meth:`take` spends one."""
+
+    def __init__(self, capacity: int, refill_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.capacity, self.refill_s, self.clock = capacity, refill_s, clock
+        self.tokens = float(capacity)
+        self.at = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0.0 when a token was spent, else the seconds until one is there."""
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.at) / self.refill_s)
+            self.at = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) * self.refill_s
 
 
 def _json(status: int, data: dict[str, Any]) -> Response:
@@ -92,6 +119,8 @@ class PreviewRoutes:
         self.viewers = 0
         self._cache: tuple[float, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        self.swaps = TokenBucket(SWAP_BURST, SWAP_REFILL_S)
+        self._swapping = threading.Lock()  # one swap from the page at a time
 
     def install(self, http: HttpServer) -> None:
         http.add_route("/preview", self.page_route)
@@ -226,13 +255,23 @@ class PreviewRoutes:
         if not self.control_endpoint or not self.control_endpoint.startswith("ipc://"):
             return _json(501, {"ok": False, "error": "swapping from the preview needs the "
                                                      "local ipc control socket"})  # fmt: skip
-        log.info("preview: swap to %s requested by %s", variant, request.client)
+        if not self._swapping.acquire(blocking=False):
+            return _json(409, {"ok": False, "error": "a swap from the page is in progress"})
         try:
-            reply = control.call(self.control_endpoint, "swap", variant, SWAP_TIMEOUT_S)
-        except TimeoutError as exc:
-            return _json(504, {"ok": False, "error": str(exc)})
-        except control.NotRunning as exc:
-            return _json(503, {"ok": False, "error": str(exc)})
+            wait = self.swaps.take()
+            if wait:
+                error = f"too many swaps from the page: try again in {ceil(wait)} s"
+                status, kind, body = _json(429, {"ok": False, "error": error})
+                return status, kind, body, {"Retry-After": str(ceil(wait))}
+            log.info("preview: swap to %s requested by %s", variant, request.client)
+            try:
+                reply = control.call(self.control_endpoint, "swap", variant, SWAP_TIMEOUT_S)
+            except TimeoutError as exc:
+                return _json(504, {"ok": False, "error": str(exc)})
+            except control.NotRunning as exc:
+                return _json(503, {"ok": False, "error": str(exc)})
+        finally:
+            self._swapping.release()
         self._cache = None  # the next status shows the outcome
         return _json(200 if reply.get("ok") else 409, reply)
 

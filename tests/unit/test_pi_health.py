@@ -156,3 +156,35 @@ def test_registering_does_not_run_vcgencmd(tmp_path: Path) -> None:
     assert calls == []
     generate_latest(registry)
     assert calls == [1]
+
+
+def test_scrapes_in_a_loop_run_vcgencmd_at_most_once_per_cache_period(tmp_path, monkeypatch):
+    """Each /metrics request used to fork vcgencmd (issue 19 item 3); a real fake executable
+    on PATH counts its runs."""
+    import time
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    runs = tmp_path / "runs"
+    tool = bindir / "vcgencmd"
+    tool.write_text(f"#!/bin/sh\necho run >> {runs}\necho throttled=0x0\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    collector = PiHealthCollector(tmp_path)  # the default reader, as the supervisor has it
+    start = time.monotonic()
+    for _ in range(20):
+        assert scrape(collector)["edged_throttled_mask"] == {(): 0.0}
+    elapsed = time.monotonic() - start
+    # Measured time, so a slow machine only allows more runs, never fails the test.
+    assert 1 <= len(runs.read_text().splitlines()) <= 1 + elapsed / 1.5
+
+
+def test_the_cache_reads_again_after_its_period():
+    from edged.pi_health import cached
+
+    now = [0.0]
+    calls = []
+    read = cached(lambda: calls.append(1) or "x", ttl_s=1.5, clock=lambda: now[0])
+    assert [read(), read()] == ["x", "x"] and len(calls) == 1
+    now[0] = 1.6
+    assert read() == "x" and len(calls) == 2
