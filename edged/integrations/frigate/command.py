@@ -45,7 +45,7 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
     import zmq
 
     from edged.backends import BackendError
-    from edged.http_server import HttpServer
+    from edged.http_server import HttpServer, http_limits
     from edged.integrations.frigate.server import DetectorServer
     from edged.models import ModelError
 
@@ -73,7 +73,9 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
                 return model is not None, f"serving {model.key if model else 'nothing'}"
 
             http = HttpServer(config.http.host, config.http.port,
-                              server.metrics.edged.registry, probe, probe)  # fmt: skip
+                              server.metrics.edged.registry, probe, probe,
+                              limits=http_limits(config.http),
+                              allowed_hosts=config.http.allowed_hosts)  # fmt: skip
             http.start()
             log.info("metrics on http://%s:%d/metrics", config.http.host, http.port)
         server.serve(stop)
