@@ -346,8 +346,9 @@ class Supervisor:
         self._spawn_stage(CAPTURE, model)
         self._start_control()
         # Another subscriber of the detections, in its own process: a broker never stalls frames.
-        self.mqtt = MqttBridgeProcess.start_for(self.config, self.publish_endpoint,
-                                                self.control_endpoint)  # fmt: skip
+        self.mqtt = MqttBridgeProcess.start_for(
+            self.config, self.publish_endpoint, self.control_endpoint, self.metrics.registry
+        )
 
     def _start_control(self) -> None:
         cfg = self.config.control

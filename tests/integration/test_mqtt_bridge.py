@@ -202,6 +202,10 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
             poll_until(lambda: ha.json(state_topic), 30, daemon.log_tail)
             configs = ha.matching("homeassistant/")
             assert configs
+        scrape = daemon.metrics()
+        assert scrape.value("edged_mqtt_connected") == 1
+        assert scrape.value("edged_mqtt_connects_total") == 1
+        assert scrape.value("edged_mqtt_messages_total", outcome="published") > len(configs)
 
         # The broker goes away (and, without persistence, forgets every retained message).
         broker.stop()
@@ -213,12 +217,14 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
         daemon.wait_metric("edged_frames_total", lambda v: v > published + 20, stage="publish",
                            outcome="ok")  # fmt: skip
         assert daemon.probe("/readyz")[0] == 200
+        daemon.wait_metric("edged_mqtt_connected", lambda v: v == 0)
         broker.start()  # same port
         with Recorder(broker, "edged/#", "homeassistant/#") as ha:
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
             poll_until(lambda: ha.matching("homeassistant/") == configs, 30, daemon.log_tail)
             seq = poll_until(lambda: (ha.json(state_topic) or {}).get("seq"), 30)
             poll_until(lambda: ha.json(state_topic)["seq"] > seq, 30)
+            assert daemon.metrics().value("edged_mqtt_connects_total") >= 2
 
             # The bridge process dies: the broker sends its last will, the daemon (still
             # publishing) starts a new bridge, which says online again.
@@ -226,6 +232,7 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
             poll_until(lambda: b"offline" in ha.received(availability), 30, daemon.log_tail)
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
             assert daemon.probe("/readyz")[0] == 200
+            assert daemon.metrics().value("edged_mqtt_bridge_restarts_total") == 1
 
             # A clean stop says offline (retained) before the bridge disconnects.
             assert daemon.stop() == 0

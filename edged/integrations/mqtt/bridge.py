@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edged.control import NotRunning, call, configure_curve_client
 from edged.integrations.config import MqttConfig
 from edged.integrations.mqtt.discovery import OFFLINE, ONLINE, Topics, discovery_messages
+from edged.integrations.mqtt.metrics import BridgeCounters
 from edged.integrations.mqtt.state import CameraState
 from edged.publish.schema import decode_payload, topic_for
 from edged.publish.subscriber import newest_queued
@@ -82,7 +83,9 @@ class Bridge:
     collaborators (a paho client, the daemon's control socket)."""
 
     def __init__(self, cfg: MqttConfig, camera_id: str, client: mqtt.Client,
-                 control_endpoint: str) -> None:  # fmt: skip
+                 control_endpoint: str,
+                 counters: BridgeCounters | None = None) -> None:  # fmt: skip
+        self.counters = counters
         self.cfg = cfg
         self.camera_id = camera_id
         self.client = client
@@ -110,6 +113,8 @@ class Bridge:
         log.info("connected to MQTT broker %s:%d", self.cfg.host, self.cfg.port)
         client.subscribe(self.topics.variant_set, qos=self.cfg.qos)
         self._connected.set()
+        self._count("connects")
+        self._set_connected(1)
         self._announce.set()
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any,
@@ -117,6 +122,15 @@ class Bridge:
         if self._connected.is_set() and not self._closing:
             log.warning("MQTT broker connection lost (%s); reconnecting with backoff", reason)
         self._connected.clear()
+        self._set_connected(0)
+
+    def _count(self, field: str) -> None:
+        if self.counters is not None:
+            self.counters.add(field)
+
+    def _set_connected(self, value: int) -> None:
+        if self.counters is not None:
+            self.counters.set("connected", value)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != self.topics.variant_set:
@@ -157,6 +171,9 @@ class Bridge:
         info = self.client.publish(topic, payload, qos=self.cfg.qos, retain=True)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not connected any more, or paho's queue is full
             log.debug("MQTT publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+            self._count("refused")
+        else:
+            self._count("published")
 
     def _publish_announcement(self) -> None:
         self._publish(self.topics.availability, ONLINE)
@@ -207,8 +224,8 @@ Curve = tuple[str, str | None]  # publisher's secret key file, the bridge's (or 
 
 
 def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-        stop: threading.Event, parent_pid: int | None = None,
-        curve: Curve | None = None) -> int:  # fmt: skip
+        stop: threading.Event, parent_pid: int | None = None, curve: Curve | None = None,
+        counters: BridgeCounters | None = None) -> int:  # fmt: skip
     """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -220,7 +237,7 @@ def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint
         log.error("MQTT: %s", exc)
         sock.close(0)
         return 2
-    bridge = Bridge(cfg, camera_id, client, control_endpoint)
+    bridge = Bridge(cfg, camera_id, client, control_endpoint, counters)
     sock.setsockopt(zmq.RCVHWM, 10)  # the newest message is what matters; the rest drops
     sock.connect(publish_endpoint)
     sock.setsockopt(zmq.SUBSCRIBE, topic_for(camera_id))
@@ -247,7 +264,8 @@ def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint
 
 
 def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-         log_level: str, curve: Curve | None = None) -> None:  # fmt: skip
+         log_level: str, curve: Curve | None = None,
+         counters: BridgeCounters | None = None) -> None:  # fmt: skip
     """Entry point of the spawned bridge process."""
     from setproctitle import setproctitle
 
@@ -259,4 +277,4 @@ def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoin
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     raise SystemExit(run(cfg, camera_id, publish_endpoint, control_endpoint, stop,
-                         parent_pid=os.getppid(), curve=curve))  # fmt: skip
+                         parent_pid=os.getppid(), curve=curve, counters=counters))  # fmt: skip

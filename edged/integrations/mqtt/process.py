@@ -8,7 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from edged.config import EdgedConfig
+from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +25,15 @@ class MqttBridgeProcess:
     def __init__(self, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         assert config.mqtt is not None
+        self.ctx = mp.get_context("spawn")
+        self.counters = BridgeCounters(self.ctx)
         publish = config.publish
         # The publisher's CURVE: its public key (read from its secret key file, which the
         # daemon owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
         curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
         self.args = (config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
-                     config.runtime.log_level, curve if publish.curve else None)  # fmt: skip
+                     config.runtime.log_level, curve if publish.curve else None,
+                     self.counters)  # fmt: skip
         self.clock = clock
         self.process: Any = None
         self.started = 0.0
@@ -35,20 +41,21 @@ class MqttBridgeProcess:
         self.due: float | None = None
 
     @classmethod
-    def start_for(cls, config: EdgedConfig, publish_endpoint: str,
-                  control_endpoint: str) -> MqttBridgeProcess | None:  # fmt: skip
-        """Started when the config has an ``mqtt:`` section, else None."""
+    def start_for(cls, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
+                  registry: CollectorRegistry) -> MqttBridgeProcess | None:  # fmt: skip
+        """Started (its metrics in ``registry``) when the config has an ``mqtt:`` section."""
         if config.mqtt is None:
             return None
         bridge = cls(config, publish_endpoint, control_endpoint)
+        registry.register(MqttCollector(bridge.counters))
         bridge.start()
         return bridge
 
     def start(self) -> None:
         from edged.integrations.mqtt.bridge import main
 
-        self.process = mp.get_context("spawn").Process(target=main, args=self.args,
-                                                       name="edged-mqtt", daemon=True)  # fmt: skip
+        self.process = self.ctx.Process(target=main, args=self.args, name="edged-mqtt",
+                                        daemon=True)  # fmt: skip
         self.process.start()
         self.started = self.clock()
         log.info("started the MQTT bridge (pid %d)", self.process.pid)
@@ -67,6 +74,8 @@ class MqttBridgeProcess:
             self.delay = min(self.delay * 2, MAX_RESTART_DELAY_S)
         elif now >= self.due:
             self.due = None
+            self.counters.set("connected", 0)  # what the dead one left
+            self.counters.add("restarts")
             self.start()
 
     @property
