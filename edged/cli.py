@@ -23,7 +23,13 @@ from edged.config import (
 log = logging.getLogger("edged")
 
 # Sub-command groups that live in their own modules; each exposes register_commands(subparsers).
-_PLUGGABLE = ("edged.tools", "edged.service", "edged.doctor", "edged.integrations.frigate.command")
+_PLUGGABLE = (
+    "edged.tools",
+    "edged.service",
+    "edged.doctor",
+    "edged.integrations.frigate.command",
+    "edged.tracking.commands",
+)
 
 
 # `edged run` flag (argparse dest) → dotted config field it overrides.

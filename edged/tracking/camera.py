@@ -128,9 +128,13 @@ class CameraTracker:
             seen.append((track, i))
             track_ids[i] = track.track_id
         events += self._places(seen, dets.boxes)
-        alive = self._assoc.alive()
-        for key in [k for k in self._tracks if k not in alive]:
-            events += self._end(self._tracks.pop(key), "lost")
+        # Only a track unseen for most of the buffer can have expired: ask the library (which
+        # builds an object per live track) only then, not on every frame.
+        stale_before = frame.t - 0.9 * self.cfg.track_buffer_s
+        if any(t.last_seen <= stale_before for t in self._tracks.values()):
+            alive = self._assoc.alive()
+            for key in [k for k in self._tracks if k not in alive]:
+                events += self._end(self._tracks.pop(key), "lost")
         return self._result(track_ids, events, start)
 
     def finish(self, reason: str = "end_of_stream") -> TrackingResult:
@@ -157,45 +161,55 @@ class CameraTracker:
                               self._clock() - start)  # fmt: skip
 
     def _places(self, seen: list[tuple[_Track, int]], boxes: np.ndarray) -> list[dict[str, Any]]:
-        """Zone enter/exit and line crossings of the tracks seen in this frame."""
+        """Zone enter/exit and line crossings of the tracks seen in this frame.
+
+        Shape by shape, finding the few tracks whose state changed with a comprehension over
+        plain lists: per-element numpy indexing and a track-by-track loop were the tracker's
+        slowest part (0.12 of 0.24 ms a frame at 50 detections).
+        """
         if not seen or not (self._zone_px or self._line_px):
             return []
+        tracks = [t for t, _ in seen]
         sub = boxes[[i for _, i in seen]]
         points = {name: anchor_points(sub, name) for name in self._anchor_names}
-        # Plain lists for the per-track loop: indexing numpy arrays one element at a time is
-        # what made this the tracker's slowest part.
-        inside = [(z, poly.contains(points[z.anchor]).tolist()) for z, poly in self._zone_px]
-        sides = [(ln, pts, side_of_line(points[ln.anchor], pts[0], pts[1]).tolist())
-                 for ln, pts in self._line_px]  # fmt: skip
         anchors = {name: p.tolist() for name, p in points.items()}
         events: list[dict[str, Any]] = []
-        for j, (track, _) in enumerate(seen):
-            confirmed = track.track_id != NO_TRACK
-            for zone, mask in inside:
-                if not confirmed:
-                    break
-                now_in = mask[j] and (zone.labels is None or track.label in zone.labels)
-                if now_in != (zone.name in track.zones):
-                    kind = "zone_enter" if now_in else "zone_exit"
-                    (track.zones.add if now_in else track.zones.discard)(zone.name)
-                    events.append(self._event(kind, track, anchors[zone.anchor][j], zone=zone.name))
-            for line, (a, b), line_sides in sides:
-                side = line_sides[j]
-                if side == 0:
-                    continue  # on the line: wait for the side it ends up on
-                before = track.sides.get(line.name)
-                track.sides[line.name] = side
+        for zone, poly in self._zone_px:
+            mask, name, labels = poly.contains(points[zone.anchor]).tolist(), zone.name, zone.labels
+            changed = [
+                j for j, t in enumerate(tracks)
+                if t.track_id != NO_TRACK
+                and (mask[j] and (labels is None or t.label in labels)) != (name in t.zones)
+            ]  # fmt: skip
+            for j in changed:
+                track = tracks[j]
+                entered = name not in track.zones
+                (track.zones.add if entered else track.zones.discard)(name)
+                kind = "zone_enter" if entered else "zone_exit"
+                events.append(self._event(kind, track, anchors[zone.anchor][j], zone=name))
+        for line, (a, b) in self._line_px:
+            sides, name = side_of_line(points[line.anchor], a, b).tolist(), line.name
+            # A side of 0 is on the line: wait for the side the track ends up on.
+            changed = [
+                j for j, t in enumerate(tracks) if sides[j] and t.sides.get(name) != sides[j]
+            ]
+            for j in changed:
+                track, side = tracks[j], sides[j]
+                before, track.sides[name] = track.sides.get(name), side
                 last = track.anchors.get(line.anchor)
-                if before is None or before == side or last is None:
-                    continue
+                if before is None or last is None:
+                    continue  # first sight: nothing crossed yet
                 point = anchors[line.anchor][j]
                 if not segments_intersect(last, point, a, b):
                     continue  # went round the end of the segment, not across it
-                if confirmed and (line.labels is None or track.label in line.labels):
-                    events.append(self._event("line_cross", track, point, line=line.name,
+                if track.track_id != NO_TRACK and (
+                    line.labels is None or track.label in line.labels
+                ):
+                    events.append(self._event("line_cross", track, point, line=name,
                                               direction=DIRECTIONS[side]))  # fmt: skip
-            for name, pts in anchors.items():
-                track.anchors[name] = pts[j]
+        for name, pts in anchors.items():
+            for track, point in zip(tracks, pts, strict=True):
+                track.anchors[name] = point
         return events
 
     @staticmethod
