@@ -133,19 +133,26 @@ class Intake:
             sel.register(self.listener, selectors.EVENT_READ)
             try:
                 while not stopping.is_set():
-                    for key, _ in sel.select(TICK_S):
-                        if key.fileobj is self.listener:
-                            self._accept(sel)
-                        elif key.data is None:
-                            self._drain(sel, key.fileobj)  # type: ignore[arg-type]
-                        else:
-                            self._read(sel, key.data)
-                    self._expire(sel)
+                    try:
+                        self._turn(sel)
+                    except Exception:  # a bug here must not leave the daemon without HTTP
+                        log.exception("HTTP intake")
+                        time.sleep(TICK_S)
             finally:
                 for pending in list(self.pending.values()):
                     self._drop(sel, pending)
                 for sock in list(self.closing):
                     self._close(sel, sock)
+
+    def _turn(self, sel: selectors.BaseSelector) -> None:
+        for key, _ in sel.select(TICK_S):
+            if key.fileobj is self.listener:
+                self._accept(sel)
+            elif key.data is None:
+                self._drain(sel, key.fileobj)  # type: ignore[arg-type]
+            elif key.fileobj in self.pending:
+                self._read(sel, key.data)
+        self._expire(sel)
 
     def _accept(self, sel: selectors.BaseSelector) -> None:
         while True:
