@@ -101,26 +101,24 @@ class CameraTracker:
         self._labels = labels
         self._shapes(frame.width, frame.height)
         keys = self._assoc.update(dets, round(frame.t * 1e9))
-        n = len(keys)
-        track_ids = np.full(n, NO_TRACK, np.int64)
+        track_ids = [NO_TRACK] * len(keys)
         seen: list[tuple[_Track, int]] = []
+        min_hits, t, seq = self.cfg.min_hits, frame.t, frame.seq
         class_ids = dets.class_ids.tolist()
         scores = dets.scores.tolist()
         for i, key in enumerate(keys):
             if key is None:
                 continue
-            c, score = int(class_ids[i]), float(scores[i])
+            c, score = class_ids[i], scores[i]
             label = labels[c] if c < len(labels) else str(c)
             track = self._tracks.get(key)
             if track is None:
-                track = self._tracks[key] = _Track(
-                    0, frame.t, frame.seq, frame.t, frame.seq, c, label, score
-                )
+                track = self._tracks[key] = _Track(0, t, seq, t, seq, c, label, score)
             track.hits += 1
-            track.last_seen, track.last_seq = frame.t, frame.seq
+            track.last_seen, track.last_seq = t, seq
             if score > track.best_confidence or track.hits == 1:
                 track.best_confidence, track.class_id, track.label = score, c, label
-            if track.track_id == NO_TRACK and track.hits >= self.cfg.min_hits:
+            if track.track_id == NO_TRACK and track.hits >= min_hits:
                 track.track_id = self._ids.next()
                 events.append({"type": "track_start", "track_id": track.track_id,
                                "label": track.label, "confidence": round(score, 4),
@@ -135,7 +133,7 @@ class CameraTracker:
             alive = self._assoc.alive()
             for key in [k for k in self._tracks if k not in alive]:
                 events += self._end(self._tracks.pop(key), "lost")
-        return self._result(track_ids, events, start)
+        return self._result(np.array(track_ids, np.int64), events, start)
 
     def finish(self, reason: str = "end_of_stream") -> TrackingResult:
         """End every track (the stream ended): their zone_exit and track_end events."""

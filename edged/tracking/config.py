@@ -79,8 +79,10 @@ class ZoneConfig(_Shape):
 
 class LineConfig(_Shape):
     points: Segment = Field(
-        description="From A to B. Directions are as seen walking from A to B on the image: "
-        "left_to_right or right_to_left (a line drawn left to right: downwards = left_to_right)."
+        description="From A to B. Directions are as seen standing at A facing B on the image: "
+        "left_to_right or right_to_left. A line drawn left to right counts moving down as "
+        "left_to_right; one drawn top to bottom counts moving right as right_to_left (draw it "
+        "bottom to top to have that left_to_right)."
     )
 
     @field_validator("points")

@@ -113,7 +113,9 @@ def test_tracks_events_and_a_swap_through_the_daemon(tmp_path: Path, variant_dir
 
 
 def test_subscribe_events_prints_the_events(tmp_path: Path) -> None:
-    args = ("--source", str(require(VIDEO)), "--mode", "realtime", "--loop")
+    # Isolated layout: track IDs and events cross a process boundary (a datagram) here.
+    args = ("--source", str(require(VIDEO)), "--mode", "realtime", "--loop", "--layout",
+            "isolated")  # fmt: skip
     with Daemon(tmp_path, *args, config={"tracking": TRACKING}) as daemon:
         daemon.wait_ready()
         out = subprocess.run(
