@@ -20,10 +20,15 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
+# Re-exported: the tools import the two historical option models from here.
+from edged.backends.hailo_plugin import HailoOptions as HailoOptions
+from edged.backends.onnxruntime_plugin import OnnxRuntimeOptions as OnnxRuntimeOptions
+from edged.backends.registry import plugins
 from edged.integrations.config import DetectorConfig, MqttConfig, mqtt_publish_errors
 from edged.preview.config import PreviewConfig
 from edged.tracking.config import TrackingConfig, pixel_bounds_errors
@@ -110,44 +115,6 @@ class SourceConfig(_Strict):
         return uri
 
 
-class OnnxRuntimeOptions(_Strict):
-    providers: list[str] = Field(
-        default_factory=lambda: ["CPUExecutionProvider"],
-        min_length=1,
-        description="ONNX Runtime execution providers, in priority order.",
-    )
-    intra_op_threads: int | None = Field(
-        None,
-        ge=1,
-        description="Threads inside one operator; default: one per core this process may use.",
-    )
-    inter_op_threads: int = Field(1, ge=1, description="Threads across operators (sequential=1).")
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
-        "all", description="ONNX Runtime graph optimisation level."
-    )
-    spin_wait: bool | Literal["auto"] = Field(
-        "auto",
-        description="Let ORT's threads spin-wait inside a run (between its parallel sections), "
-        "never after it. auto: only when they leave a core free for the other stages.",
-    )
-    graph_rewrites: bool = Field(
-        True,
-        description="Rewrite, in memory, graph patterns ORT runs slowly (an inner-axis Softmax, "
-        "e.g. YOLOv8's DFL: −5 ms per frame; Conv→Split: −2.5 ms) and feed uint8 NHWC images; "
-        "results are unchanged.",
-    )
-
-
-class HailoOptions(_Strict):
-    device_id: str | None = Field(None, description="PCIe device id; default: the first device.")
-    timeout_ms: int = Field(2000, gt=0, description="Per-inference timeout on the NPU.")
-    batch_size: int = Field(1, ge=1, description="Frames per NPU batch.")
-    multi_process_service: bool = Field(
-        False, description="Share the NPU with other processes through hailort.service."
-    )
-    group_id: str | None = Field(None, description="VDevice group id (multi-process service).")
-
-
 class ModelConfig(_Strict):
     manifest: str | None = Field(
         None,
@@ -178,9 +145,26 @@ class ModelConfig(_Strict):
         return self
 
 
-class InferenceConfig(_Strict):
-    onnxruntime: OnnxRuntimeOptions = Field(default_factory=OnnxRuntimeOptions)
-    hailo: HailoOptions = Field(default_factory=HailoOptions)
+def _inference_config_model() -> type[BaseModel]:
+    """``inference:`` has one section per registered backend, validated by its own options
+    model (so a new runtime brings its settings with it; an unknown section is an error)."""
+    fields: dict[str, Any] = {
+        name: (spec.options, Field(default_factory=spec.options, description=spec.description))
+        for name, spec in plugins().items()
+    }
+    return create_model("InferenceConfig", __base__=_Strict, **fields)
+
+
+InferenceConfig = _inference_config_model()
+
+
+def backend_options(inference: BaseModel, backend: str, overrides: dict[str, Any] | None = None):
+    """The options a variant runs with: the config's ``inference.<backend>``, then the
+    manifest variant's own ``options`` on top."""
+    base = getattr(inference, backend)
+    if not overrides:
+        return base
+    return type(base).model_validate({**base.model_dump(exclude_unset=True), **overrides})
 
 
 class PostprocessConfig(_Strict):

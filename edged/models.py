@@ -11,14 +11,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from edged.backends.registry import UnknownBackend, backend_for_suffix, backend_spec, plugins
 from edged.config import ModelConfig, errors_from_validation
-
-BACKEND_BY_SUFFIX = {".onnx": "onnxruntime", ".hef": "hailo"}
 
 
 class ModelError(ValueError):
@@ -28,10 +35,32 @@ class ModelError(ValueError):
 class VariantManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["onnxruntime", "hailo"] = Field(description="Backend type that runs it.")
+    backend: str = Field(description="Backend type that runs it (see `edged doctor`).")
     path: str = Field(description="Model file, relative to the manifest (or absolute).")
     precision: str | None = Field(None, description="fp32, int8-static, int8-dynamic, int8, ...")
     description: str = Field("", description="How this variant was produced.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend options for this variant, over the config's inference.<backend>.",
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        try:
+            backend_spec(value)
+        except UnknownBackend as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _valid_options(self) -> VariantManifest:
+        try:
+            backend_spec(self.backend).options.model_validate(self.options)
+        except ValidationError as exc:
+            details = "; ".join(f"options.{p}: {r}" for p, r in errors_from_validation(exc))
+            raise ValueError(details) from None
+        return self
 
 
 class InputManifest(BaseModel):
@@ -96,6 +125,7 @@ class ResolvedVariant:
     labels: str  # "auto", "coco80" or a file path
     output_format: str
     manifest_path: Path | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # the variant's backend options (hashable)
 
 
 def load_manifest(path: Path) -> ModelManifest:
@@ -162,13 +192,19 @@ def resolve_variant(
     resolved = _inside_any(path, (models_dir, *allowed_roots))
     if not resolved.is_file():
         raise ModelError(f"variant {variant!r} file {resolved} does not exist")
+    for companion in backend_spec(spec.backend).companions(resolved):
+        if not _inside_any(companion, (models_dir, *allowed_roots)).is_file():
+            raise ModelError(
+                f"variant {variant!r}: {resolved.name} needs {companion.name} beside it, "
+                "which does not exist"
+            )
     labels = manifest.labels
     if labels not in ("auto", "coco80"):
         # A labels file is read and published: confined like the model files.
         labels = str(_inside_any(manifest_path.parent / labels, (models_dir, *allowed_roots)))
     return ResolvedVariant(
         manifest.name, variant, spec.backend, resolved, spec.precision, labels,
-        manifest.output_format, manifest_path,
+        manifest.output_format, manifest_path, tuple(sorted(spec.options.items())),
     )  # fmt: skip
 
 
@@ -176,9 +212,10 @@ def resolve_single_file(path: Path, labels: str | None) -> ResolvedVariant:
     """A model given directly by path (``--model``): the user named it, so no directory check."""
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
-    backend = BACKEND_BY_SUFFIX.get(path.suffix.lower())
+    backend = backend_for_suffix(path)
     if backend is None:
-        raise ModelError(f"{path}: unknown model type (expected .onnx or .hef)")
+        suffixes = sorted({s for spec in plugins().values() for s in spec.default_for})
+        raise ModelError(f"{path}: unknown model type (expected {', '.join(suffixes)})")
     return ResolvedVariant(
         path.stem, "default", backend, path.resolve(), None, labels or "auto", "auto"
     )

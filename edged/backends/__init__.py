@@ -6,7 +6,6 @@ from edged.backends.base import (
     BackendError,
     TensorSpec,
     load_backend,
-    register_backend,
 )
 
 __all__ = [
@@ -15,5 +14,4 @@ __all__ = [
     "BackendError",
     "TensorSpec",
     "load_backend",
-    "register_backend",
 ]

@@ -7,8 +7,6 @@ small and a new runtime only has to implement :class:`Backend`.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,36 +60,20 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BackendFactory = Callable[[Path, Any], Backend]
-
-# Lazy registry: module path + factory name, so importing edged never imports hailo_platform.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("edged.backends.onnxruntime", "load_onnxruntime"),
-    "hailo": ("edged.backends.hailo", "load_hailo"),
-}
-_LOADED: dict[str, BackendFactory] = {}
-
-
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Add a backend type (e.g. from a plugin or a test)."""
-    _LOADED[name] = factory
-
-
-def backend_factory(name: str) -> BackendFactory:
-    if name in _LOADED:
-        return _LOADED[name]
-    if name not in _REGISTRY:
-        known = ", ".join(sorted({*_REGISTRY, *_LOADED}))
-        raise BackendError(f"unknown backend type {name!r} (known: {known})")
-    module_name, attr = _REGISTRY[name]
-    factory = getattr(importlib.import_module(module_name), attr)
-    _LOADED[name] = factory
-    return factory
-
-
 def load_backend(name: str, path: Path, options: Any, warmup_runs: int = 1) -> Backend:
     """Load a model with the named backend and warm it up with ``warmup_runs`` blank inputs."""
-    backend = backend_factory(name)(path, options)
+    from edged.backends.registry import UnknownBackend, backend_spec, loader_of
+
+    try:
+        spec = backend_spec(name)
+    except UnknownBackend as exc:
+        raise BackendError(str(exc)) from None
+    if not spec.installed():
+        raise BackendError(
+            f"{path.name}: backend {name!r} needs the Python package {spec.runtime_module!r}, "
+            f"which is not installed (pip install 'edged[{name}]')"
+        )
+    backend = loader_of(spec)(path, options)
     try:
         blank = np.zeros(backend.input.shape, dtype=backend.input.dtype)
         for _ in range(warmup_runs):

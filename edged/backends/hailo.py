@@ -54,7 +54,7 @@ from edged.backends.hailo_errors import (
     hailo_device_nodes,
 )
 from edged.backends.hailo_nms import empty_dense, nms_to_dense, raw_by_class_to_dense
-from edged.config import HailoOptions
+from edged.backends.hailo_plugin import HailoOptions
 from edged.versions import installed_version, parse_version
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edged.backends.base import BackendError, TensorSpec
+from edged.backends.onnxruntime_plugin import OnnxRuntimeOptions
 from edged.backends.rewrite_cache import RewriteCache, default_cache_dir
-from edged.config import OnnxRuntimeOptions
 from edged.model_files import check_external_data
 
 log = logging.getLogger(__name__)

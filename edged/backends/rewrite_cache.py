@@ -23,13 +23,19 @@ from edged.models import sha256_of
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
-    """systemd's ``CacheDirectory=`` ($CACHE_DIRECTORY), else $XDG_CACHE_HOME or ~/.cache."""
+def cache_root() -> Path:
+    """edged's cache: systemd's ``CacheDirectory=`` ($CACHE_DIRECTORY), else
+    $XDG_CACHE_HOME/edged or ~/.cache/edged."""
     systemd = os.environ.get("CACHE_DIRECTORY")
     if systemd:
-        return Path(systemd.split(":")[0]) / "ort-rewrites"
+        return Path(systemd.split(":")[0])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edged" / "ort-rewrites"
+    return Path(base) / "edged"
+
+
+def default_cache_dir() -> Path:
+    """Where rewritten ONNX models are kept."""
+    return cache_root() / "ort-rewrites"
 
 
 # Every file whose code decides what a rewrite produces.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edged.backends import Backend, BackendError, load_backend
-from edged.config import InferenceConfig
+from edged.config import InferenceConfig, backend_options
 from edged.labels import COCO80, BadNames, labels_from_metadata, load_labels
 from edged.model_files import BadModelFile
 from edged.models import ResolvedVariant
@@ -107,7 +107,7 @@ def load_model(
 
     On any failure nothing stays loaded.
     """
-    options = inference.onnxruntime if resolved.backend == "onnxruntime" else inference.hailo
+    options = backend_options(inference, resolved.backend, dict(resolved.options))
     backend = load_backend(resolved.backend, Path(resolved.path), options, warmup_runs)
     try:
         if limits is not None:
