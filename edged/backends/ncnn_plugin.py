@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from edged.backends.registry import BackendOptions, BackendSpec, weights_beside
@@ -18,6 +20,11 @@ class NcnnOptions(BackendOptions):
         False, description="Compute in fp16 where the CPU can (Arm v8.2+: the Pi 5's A76)."
     )
     packing: bool = Field(True, description="NCNN's packed (SIMD-friendly) memory layout.")
+    spin_wait: bool | Literal["auto"] = Field(
+        "auto",
+        description="Let NCNN's OpenMP threads spin-wait (OMP_WAIT_POLICY=ACTIVE). auto: only "
+        "when they leave a core free for the other stages (as for ONNX Runtime).",
+    )
 
 
 PLUGIN = BackendSpec(

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from edged.config import OnnxRuntimeOptions
 from edged.postprocess.decoders import DecodeParams
+from edged.tools.backend_choice import backend_name, options_for, split_backend
 from edged.tools.dataset import read_image
 from edged.tools.errors import ToolError
 from edged.tools.memory import PeakMemory
@@ -55,11 +55,15 @@ class BenchSettings:
     graph_optimization: str = "all"
     spin_wait: bool = True
     image: str | None = None
+    backend: str | None = None  # default: by the model file's suffix
+    backend_options: tuple[tuple[str, Any], ...] = ()
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> BenchSettings:
         cpus = d.get("cpus")
-        return BenchSettings(**{**d, "cpus": tuple(cpus) if cpus is not None else None})
+        options = tuple(tuple(pair) for pair in d.get("backend_options", ()))
+        return BenchSettings(**{**d, "cpus": tuple(cpus) if cpus is not None else None,
+                                "backend_options": options})  # fmt: skip
 
     def resolved(self) -> BenchSettings:
         """Fill in the defaults from the machine, so the record says what actually ran."""
@@ -167,11 +171,14 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     s = (settings or BenchSettings()).resolved()
     if s.runs < 1 or s.warmup < 0:
         raise ValueError("need runs ≥ 1 and warmup ≥ 0")
-    options = OnnxRuntimeOptions(
-        intra_op_threads=s.intra_op_threads,
+    name = backend_name(model_path, s.backend)
+    options = options_for(
+        name,
+        s.intra_op_threads,
         inter_op_threads=s.inter_op_threads,
-        graph_optimization=s.graph_optimization,  # type: ignore[arg-type]
+        graph_optimization=s.graph_optimization,
         spin_wait=s.spin_wait,
+        **dict(s.backend_options),
     )
     image = _bench_image(s)
     before = system_state()
@@ -184,7 +191,8 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     try:
         with PeakMemory() as memory:
             t0 = time.perf_counter()
-            runner = ModelRunner(model_path, options, DecodeParams())
+            runner = ModelRunner(model_path, options, DecodeParams(), backend=name)
+            ran = {"backend": name, "precision": runner.backend.precision}
             load_s = time.perf_counter() - t0
             try:
                 for _ in range(s.warmup):
@@ -213,7 +221,7 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     infer_ms = [round(1000 * r.infer, 4) for r in runs]
     e2e_ms = [round(1000 * r.total, 4) for r in runs]
     return BenchResult(
-        identity=model_identity(model_path),
+        identity=model_identity(split_backend(model_path)[1], **ran),
         settings=s,
         infer=LatencyStats.of(infer_ms),
         end_to_end=LatencyStats.of(e2e_ms),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.tools.argtypes import add_number, ranged
+from edged.tools.backend_choice import split_backend
 from edged.tools.errors import ToolError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -191,6 +192,30 @@ def run_quantize_dynamic(args: argparse.Namespace) -> int:
     return _run_quantizer(quantize_dynamic, args, "int8-dynamic")
 
 
+@_guarded("quantize openvino")
+def run_quantize_openvino(args: argparse.Namespace) -> int:
+    """OpenVINO INT8 (NNCF post-training quantization) into IR (.xml + .bin), calibrated on
+    images letterboxed like the daemon's frames; the detection head stays float.
+    """
+    from edged.tools.quantize_openvino import quantize_openvino
+
+    output = args.output or _default_output(args.model, "openvino-int8").with_suffix(".xml")
+    result = quantize_openvino(
+        args.model,
+        output,
+        args.calib,
+        num_images=args.num_images,
+        keep_head_float=args.head_float,
+        head_levels=args.head_levels,
+        float_stem=args.float_stem,
+        preset=args.preset,
+        seed=args.seed,
+        progress=args.progress,
+    )
+    _print_quantized(result)
+    return 0
+
+
 @_guarded("eval")
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate models the way the daemon runs them (letterbox, ONNX Runtime, decode, NMS) at
@@ -207,6 +232,8 @@ def run_eval(args: argparse.Namespace) -> int:
         multi_label=args.multi_label,
         intra_op_threads=args.threads,
         max_images=args.max_images,
+        backend=args.backend,
+        backend_options=tuple(args.option),
     )
     results = [
         evaluate(m, dataset, settings, split=args.split, progress=args.progress)
@@ -234,9 +261,11 @@ def run_bench(args: argparse.Namespace) -> int:
         graph_optimization=args.graph_opt,
         spin_wait=args.spin,
         image=args.image,
+        backend=args.backend,
+        backend_options=tuple(args.option),
     )
     for model in args.models:
-        if not Path(model).is_file():
+        if not split_backend(model)[1].is_file():
             raise ToolError(f"{model}: no such model file")
     results = benchmark_many(args.models, settings, isolate=args.isolate, rounds=args.rounds)
     rows = [r.summary_row() for r in results]
@@ -285,6 +314,38 @@ def _add_command(
 def _add_threads(p: argparse.ArgumentParser, summary: str) -> None:
     """``--threads`` (ORT intra-op threads) of ``eval`` and ``bench``; each words its default."""
     p.add_argument("--threads", type=ranged(int, 1), default=None, help=summary)
+
+
+_MODELS_HELP = (
+    "model files, side by side: .onnx (ONNX Runtime), .xml (OpenVINO IR), .param (NCNN); "
+    "BACKEND:FILE picks the backend, e.g. openvino:model.onnx"
+)
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="run every model on this backend (default: by file suffix or BACKEND: prefix)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        type=_backend_option,
+        metavar="KEY=VALUE",
+        help="a backend option (inference.<backend>.KEY), e.g. fp16_storage=true or "
+        "execution_mode=accuracy; repeatable",
+    )
+
+
+def _backend_option(text: str) -> tuple[str, Any]:
+    from edged.tools.backend_choice import parse_option
+
+    try:
+        return parse_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_progress_flag(p: argparse.ArgumentParser) -> None:
@@ -356,7 +417,9 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     from edged.tools.presets import RECOMMENDED_STATIC as preset
 
     p = sub.add_parser("quantize", help="INT8 variants of an FP32 ONNX model")
-    modes = p.add_subparsers(dest="quantize_mode", metavar="{static,dynamic}", required=True)
+    modes = p.add_subparsers(
+        dest="quantize_mode", metavar="{static,dynamic,openvino}", required=True
+    )
 
     s = _add_command(
         modes, "static", run_quantize_static, "static INT8 (QDQ) with calibration images"
@@ -394,6 +457,23 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     d = _add_command(
         modes, "dynamic", run_quantize_dynamic, "dynamic INT8 (weights only, no calibration)"
     )
+    o = _add_command(
+        modes, "openvino", run_quantize_openvino, "OpenVINO INT8 IR with NNCF (calibration images)"
+    )
+    o.add_argument("model", help="FP32 ONNX model")
+    o.add_argument("--calib", required=True, type=Path, help="folder of calibration images")
+    add_number(o, "--num-images", int, 128, "calibration images, a seeded sample", 1)
+    o.add_argument("--preset", choices=("mixed", "performance"), default="mixed",
+                   help="NNCF preset: mixed = asymmetric activations (default)")  # fmt: skip
+    o.add_argument("--head-float", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the detection head float (default on)")  # fmt: skip
+    add_number(o, "--head-levels", int, 0, "Conv rings before the head kept float too", 0)
+    o.add_argument("--float-stem", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep the image-reading Conv float (default off)")  # fmt: skip
+    o.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    o.add_argument("-o", "--output", type=Path, help="output .xml path")
+    _add_progress_flag(o)
+
     d.add_argument("model", help="FP32 ONNX model")
     d.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
     d.add_argument("--weight-type", choices=_QUANT_TYPES, default="int8")
@@ -404,7 +484,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = _add_command(
         sub, "eval", run_eval, "precision, recall, mAP50, mAP50-95 of models on a YOLO dataset"
     )
-    p.add_argument("models", nargs="+", help="ONNX models (side by side)")
+    p.add_argument("models", nargs="+", help=_MODELS_HELP)
     p.add_argument("--data", required=True, help="data.yaml (or a folder holding one)")
     p.add_argument("--split", default="val", help="data.yaml split (default %(default)s)")
     add_number(p, "--conf", float, 0.001, "confidence threshold", 0, 1)
@@ -416,7 +496,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         action="store_false",
         help="one class per box (predict-style) instead of val-style multi-label",
     )
-    _add_threads(p, "ONNX Runtime intra-op threads")
+    _add_threads(p, "inference threads")
+    _add_backend_flags(p)
     p.add_argument(
         "--max-images", type=ranged(int, 1), default=None, help="evaluate the first N only"
     )
@@ -426,8 +507,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = _add_command(sub, "bench", run_bench, "latency under a locked execution policy")
-    p.add_argument("models", nargs="+", help="ONNX models")
-    _add_threads(p, "intra-op threads (default: number of pinned CPUs)")
+    p.add_argument("models", nargs="+", help=_MODELS_HELP)
+    _add_threads(p, "inference threads (default: number of pinned CPUs)")
+    _add_backend_flags(p)
     add_number(p, "--inter-threads", int, 1, "inter-op threads", 1)
     p.add_argument(
         "--cpus",

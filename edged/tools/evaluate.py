@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edged.config import OnnxRuntimeOptions
 from edged.postprocess.decoders import DecodeParams
+from edged.tools.backend_choice import backend_name, options_for, split_backend
 from edged.tools.coco import DetectionMetrics, ImageDetections, coco_metrics
 from edged.tools.dataset import YoloDataset, label_path_for, load_dataset, read_image
 from edged.tools.errors import ToolError
@@ -39,6 +39,8 @@ class EvalSettings:
     multi_label: bool = True
     intra_op_threads: int | None = None
     max_images: int | None = None
+    backend: str | None = None  # default: by the model file's suffix
+    backend_options: tuple[tuple[str, Any], ...] = ()
 
     def decode_params(self) -> DecodeParams:
         return DecodeParams(
@@ -187,9 +189,12 @@ def evaluate(
     dataset = data if isinstance(data, YoloDataset) else load_dataset(data, split)
     images = list(dataset.images[: settings.max_images])
     require_labels(images, dataset.root)
-    options = OnnxRuntimeOptions(intra_op_threads=settings.intra_op_threads)
+    name = backend_name(model_path, settings.backend)
+    options = options_for(name, settings.intra_op_threads, **dict(settings.backend_options))
     start = time.perf_counter()
-    runner = ModelRunner(model_path, options, settings.decode_params(), len(dataset.names))
+    runner = ModelRunner(
+        model_path, options, settings.decode_params(), len(dataset.names), backend=name
+    )
     try:
         bar = (
             (lambda items: tqdm(items, desc=f"eval {Path(model_path).name}", unit="img"))
@@ -199,10 +204,11 @@ def evaluate(
         per_image, infer_ms = predict_dataset(runner, dataset, images, bar)
     finally:
         runner.close()
+    ran = {"backend": name, "precision": runner.backend.precision}
     metrics = coco_metrics(per_image, len(dataset.names), settings.max_detections)
     scores = np.concatenate([d.scores for d in per_image]) if per_image else np.zeros(0)
     return EvalResult(
-        identity=model_identity(model_path),
+        identity=model_identity(split_backend(model_path)[1], **ran),
         dataset={"root": str(dataset.root), "split": split, "images": len(images)},
         settings=settings,
         metrics=metrics,

@@ -28,23 +28,52 @@ def sha256_file(path: str | Path) -> str:
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The ONNX ``metadata_props`` of a model (names, stride, edged_precision, ...)."""
+    """A model's metadata (names, stride, edged_precision, ...): ONNX ``metadata_props``,
+    OpenVINO IR's rt_info ``framework`` section, or an NCNN model's sidecar."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".xml":
+        return _ir_metadata(p)
+    if suffix == ".param":
+        from edged.backends.ncnn import read_sidecar_metadata
+
+        return {str(k): str(v) for k, v in read_sidecar_metadata(p).get("metadata", {}).items()}
+    if suffix != ".onnx":
+        return {}
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
 
 
-def model_identity(path: str | Path) -> dict[str, str]:
-    """What results are keyed by: file, content hash, precision, and the FP32 source's hash."""
+def _ir_metadata(path: Path) -> dict[str, str]:
+    """``<rt_info><framework><names value="..."/>...`` of an IR, read without OpenVINO."""
+    import xml.etree.ElementTree as ElementTree
+
+    from edged.backends.openvino import METADATA_SECTION
+
+    section = ElementTree.parse(path).getroot().find(f"rt_info/{METADATA_SECTION}")
+    if section is None:
+        return {}
+    return {item.tag: item.get("value", "") for item in section}
+
+
+def model_identity(
+    path: str | Path, backend: str | None = None, precision: str | None = None
+) -> dict[str, str]:
+    """What results are keyed by: file, content hash, precision, and the FP32 source's hash
+    (plus the backend that ran it, and the precision it ran in when the caller knows it)."""
     p = Path(path)
     metadata = read_metadata(p)
     sha = sha256_file(p)
-    return {
+    identity = {
         "model": str(p),
         "name": p.stem,
         "sha256": sha,
-        "precision": precision_of(metadata),
+        "precision": precision or precision_of(metadata),
         "source_sha256": metadata.get(SOURCE_SHA_METADATA_KEY, sha),
     }
+    if backend is not None:
+        identity["backend"] = backend
+    return identity
 
 
 def environment() -> dict[str, str]:

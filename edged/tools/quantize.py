@@ -177,11 +177,11 @@ def _write_output(
     return outcome
 
 
-def _our_metadata(precision: str, source_sha: str) -> dict[str, str]:
+def our_metadata(precision: str, source_sha: str) -> dict[str, str]:
     return {PRECISION_METADATA_KEY: precision, SOURCE_SHA_METADATA_KEY: source_sha}
 
 
-def _source_info(source: Path) -> tuple[str, dict[str, str]]:
+def source_info(source: Path) -> tuple[str, dict[str, str]]:
     """Hash and metadata of the FP32 source; refuses a model that is already quantized."""
     try:
         model = onnx.load(str(source), load_external_data=False)
@@ -194,14 +194,14 @@ def _source_info(source: Path) -> tuple[str, dict[str, str]]:
     return sha256_file(source), meta
 
 
-def _check_paths(model_path: Path, output_path: Path) -> None:
+def check_paths(model_path: Path, output_path: Path) -> None:
     if not model_path.is_file():
         raise ToolError(f"{model_path}: no such model file")
     if output_path.resolve() == model_path.resolve():
         raise ToolError("the output must not overwrite the source model")
 
 
-def _sidecar(
+def write_quantize_sidecar(
     output_path: Path,
     precision: str,
     source: Path,
@@ -315,7 +315,7 @@ def quantize_static(
         progress: show a progress bar on stderr.
     """
     source, output = Path(model_path), Path(output_path)
-    _check_paths(source, output)
+    check_paths(source, output)
     if method not in CALIBRATION_METHODS:
         raise ToolError(f"unknown calibration method {method!r} ({', '.join(CALIBRATION_METHODS)})")
     images = sample_images(list_images(calib_dir), num_images, seed)
@@ -342,7 +342,7 @@ def quantize_static(
     if method == "percentile":
         settings["percentile"] = percentile
     warnings: list[str] = []
-    source_sha, source_meta = _source_info(source)
+    source_sha, source_meta = source_info(source)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edged-quant-") as tmp:
         prepared = _preprocess(source, Path(tmp) / "prepared.onnx", preprocess)
@@ -371,12 +371,12 @@ def quantize_static(
             quantized,
             output,
             source_meta,
-            _our_metadata(STATIC, source_sha),
+            our_metadata(STATIC, source_sha),
             share_concat_quantization if share_concat_scales else None,
         )
     duration = round(time.perf_counter() - start, 2)
     file_list = [str(p.relative_to(Path(calib_dir))) for p in images]
-    sidecar = _sidecar(
+    sidecar = write_quantize_sidecar(
         output,
         STATIC,
         source,
@@ -432,7 +432,7 @@ def quantize_dynamic(
     """
     q = _ort_quantization()
     source, output = Path(model_path), Path(output_path)
-    _check_paths(source, output)
+    check_paths(source, output)
     settings: dict[str, Any] = {
         "per_channel": per_channel,
         "weight_type": weight_type,
@@ -443,7 +443,7 @@ def quantize_dynamic(
         "exclude_op_types": list(exclude_op_types),
         "preprocess": preprocess,
     }
-    source_sha, source_meta = _source_info(source)
+    source_sha, source_meta = source_info(source)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edged-quant-") as tmp:
         prepared = _preprocess(source, Path(tmp) / "prepared.onnx", preprocess)
@@ -462,9 +462,9 @@ def quantize_dynamic(
                 weight_type=_quant_type(weight_type),
                 nodes_to_exclude=excluded,
             )
-        _write_output(quantized, output, source_meta, _our_metadata(DYNAMIC, source_sha))
+        _write_output(quantized, output, source_meta, our_metadata(DYNAMIC, source_sha))
     duration = round(time.perf_counter() - start, 2)
-    sidecar = _sidecar(
+    sidecar = write_quantize_sidecar(
         output,
         DYNAMIC,
         source,

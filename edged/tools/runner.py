@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from pydantic import BaseModel
 
-from edged.backends.base import BackendError
-from edged.backends.onnxruntime import OnnxRuntimeBackend
-from edged.config import OnnxRuntimeOptions
+from edged.backends.base import BackendError, load_backend
 from edged.labels import BadNames, labels_from_metadata
 from edged.postprocess.decoders import (
     DecodeParams,
@@ -26,6 +25,7 @@ from edged.postprocess.decoders import (
 )
 from edged.postprocess.raw_heads import raw_head_of
 from edged.preprocess import Letterbox, TensorWriter
+from edged.tools.backend_choice import backend_name, options_for, split_backend
 from edged.tools.errors import ToolError
 
 
@@ -47,15 +47,24 @@ class ModelRunner:
     def __init__(
         self,
         model_path: str | Path,
-        options: OnnxRuntimeOptions,
+        options: BaseModel | None,
         params: DecodeParams,
         num_classes: int | None = None,
+        backend: str | None = None,
     ) -> None:
-        path = Path(model_path)
+        """``model_path`` runs on ``backend`` (default: by its suffix or ``name:`` prefix, see
+        :mod:`edged.tools.backend_choice`); ``options`` of another backend are not used."""
+        _, path = split_backend(model_path)
         if not path.is_file():
             raise ToolError(f"{path}: no such model file")
+        self.backend_name = backend_name(model_path, backend)
+        wanted = type(options_for(self.backend_name))
+        if not isinstance(options, wanted):  # carry the thread budget over to this backend
+            given = options.model_dump(exclude_unset=True) if options is not None else {}
+            threads = given.pop("intra_op_threads", None) or given.pop("threads", None)
+            options = options_for(self.backend_name, threads, **given)
         try:
-            self.backend = OnnxRuntimeBackend(path, options)
+            self.backend = load_backend(self.backend_name, path, options, warmup_runs=0)
         except BackendError as exc:
             raise ToolError(str(exc)) from None
         try:
