@@ -60,3 +60,46 @@ def variant_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "outside-link.onnx").symlink_to(outside)
     (root / "yolov5n.yaml").write_text(yaml.safe_dump(MANIFEST, sort_keys=False))
     return root
+
+
+@pytest.fixture(scope="session")
+def runtime_variant_dir(tmp_path_factory: pytest.TempPathFactory, variant_dir: Path) -> Path:
+    """models/ with yolov5n on every CPU runtime: ORT FP32 + static, OpenVINO FP32 (the ONNX)
+    + INT8 IR (NNCF, 8 calibration images), NCNN (pnnx; absent when pnnx is not installed),
+    and broken IRs."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from edged.tools.quantize_openvino import quantize_openvino
+
+    root = tmp_path_factory.mktemp("runtime-models")
+    for name in ("yolov5n.onnx", "yolov5n-static.onnx"):
+        shutil.copyfile(variant_dir / name, root / name)
+    quantize_openvino(root / "yolov5n.onnx", root / "yolov5n-ov-int8.xml",
+                      require(COCO128) / "images", num_images=8, progress=False)  # fmt: skip
+    xml = (root / "yolov5n-ov-int8.xml").read_text()
+    (root / "corrupt.xml").write_text(xml[: len(xml) // 2])
+    shutil.copyfile(root / "yolov5n-ov-int8.bin", root / "corrupt.bin")
+    (root / "no-weights.xml").write_text(xml)
+    variants = {
+        "fp32": {"backend": "onnxruntime", "path": "yolov5n.onnx", "precision": "fp32"},
+        "static": {"backend": "onnxruntime", "path": "yolov5n-static.onnx",
+                   "precision": "int8-static"},
+        "openvino-fp32": {"backend": "openvino", "path": "yolov5n.onnx", "precision": "fp32",
+                          "options": {"execution_mode": "accuracy"}},
+        "openvino-int8": {"backend": "openvino", "path": "yolov5n-ov-int8.xml",
+                          "precision": "int8-openvino"},
+        "openvino-corrupt": {"backend": "openvino", "path": "corrupt.xml"},
+        "openvino-no-weights": {"backend": "openvino", "path": "no-weights.xml"},
+    }  # fmt: skip
+    try:
+        from edged.tools.convert_ncnn import convert_ncnn, pnnx_command
+
+        pnnx_command()
+    except Exception:  # pnnx (needs torch) is an extra: the NCNN variant is left out
+        pass
+    else:
+        convert_ncnn(root / "yolov5n.onnx", root / "yolov5n-ncnn.param")
+        variants["ncnn"] = {"backend": "ncnn", "path": "yolov5n-ncnn.param", "precision": "fp32"}
+    manifest = {**MANIFEST, "variants": variants}
+    (root / "yolov5n.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return root

@@ -115,6 +115,20 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@_guarded("convert ncnn")
+def run_convert_ncnn(args: argparse.Namespace) -> int:
+    """Convert an ONNX detector to NCNN (.param + .bin) with pnnx; class names and input size
+    go into a sidecar JSON the NCNN backend reads.
+    """
+    from edged.tools.convert_ncnn import convert_ncnn
+
+    output = args.output or Path(args.model).with_suffix(".ncnn.param")
+    result = convert_ncnn(args.model, output)
+    print(f"wrote {result.param_path} + {result.bin_path.name} ({result.duration_s} s); "
+          f"sidecar {result.sidecar_path}")  # fmt: skip
+    return 0
+
+
 def _exclusion_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "keep_head_float": args.head_float,
@@ -413,6 +427,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert an ONNX model to another runtime's format")
+    formats = p.add_subparsers(dest="convert_format", metavar="{ncnn}", required=True)
+    n = _add_command(formats, "ncnn", run_convert_ncnn, "NCNN .param + .bin through pnnx")
+    n.add_argument("model", help="ONNX model with a static input")
+    n.add_argument("-o", "--output", type=Path, help="output .param (default: MODEL.ncnn.param)")
+
+
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
     from edged.tools.presets import RECOMMENDED_STATIC as preset
 
@@ -559,9 +581,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``export``, ``quantize {static,dynamic}``, ``eval``, ``bench``, ``report``."""
+    """Add ``export``, ``quantize {static,dynamic,openvino}``, ``convert ncnn``, ``eval``,
+    ``bench``, ``report``."""
     _add_export(subparsers)
     _add_quantize(subparsers)
+    _add_convert(subparsers)
     _add_eval(subparsers)
     _add_bench(subparsers)
     _add_report(subparsers)
