@@ -39,7 +39,6 @@ RUN_FLAG_FIELDS: dict[str, str] = {
     "variant": "model.variant",
     "labels": "model.labels",
     "models_dir": "model.models_dir",
-    "threads": "inference.onnxruntime.intra_op_threads",
     "conf": "postprocess.conf_threshold",
     "publish": "publish.endpoint",
     "format": "publish.format",
@@ -53,6 +52,14 @@ RUN_FLAG_FIELDS: dict[str, str] = {
 }
 
 
+def thread_overrides(threads: int) -> dict[str, int]:
+    """``--threads N`` as the thread option of every backend that has one."""
+    from edged.backends.registry import plugins
+
+    return {f"inference.{spec.name}.{spec.threads_field}": threads
+            for spec in plugins().values() if spec.threads_field}  # fmt: skip
+
+
 def flag_overrides(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
     """The flags given (``fields``: argparse dest → dotted config field), and ``--model`` /
     ``--manifest``, as dotted config overrides."""
@@ -61,6 +68,8 @@ def flag_overrides(args: argparse.Namespace, fields: dict[str, str]) -> dict[str
         for dest, field in fields.items()
         if getattr(args, dest) is not None
     }
+    if getattr(args, "threads", None) is not None:  # one budget, whichever CPU runtime serves
+        overrides.update(thread_overrides(args.threads))
     # --model and --manifest each replace the other (a config allows only one).
     if args.model is not None:
         overrides.update({"model.path": args.model, "model.manifest": None})
@@ -227,12 +236,14 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The model, threads and threshold flags that ``flag_overrides`` maps (run, serve-detector)."""
-    parser.add_argument("--model", "-m", help="a single model file (.onnx/.hef), no manifest")
+    parser.add_argument(
+        "--model", "-m", help="a single model file (.onnx/.xml/.param/.hef), no manifest"
+    )
     parser.add_argument("--manifest", help="model manifest name or path")
     parser.add_argument("--variant", help="manifest variant to start with")
     parser.add_argument("--labels", help="class names file (data.yaml or one per line)")
     parser.add_argument("--models-dir", help="directory models may be loaded from")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=int, help="inference threads (every CPU backend)")
     parser.add_argument("--conf", type=float, help="confidence threshold")
 
 
