@@ -351,6 +351,42 @@ def check_onnxruntime(importer: Importer = importlib.import_module) -> list[Chec
     ]
 
 
+# What each optional CPU runtime can use on this CPU (the names its own API reports).
+_NCNN_FEATURES = ("x86_avx", "x86_avx2", "arm_neon", "arm_vfpv4", "arm_asimdhp")
+
+
+def check_cpu_runtimes(importer: Importer = importlib.import_module) -> list[CheckResult]:
+    """OpenVINO and NCNN: installed or not, version, and the CPU features each will use
+    (BF16/INT8 for OpenVINO; fp16 arithmetic — asimdhp — is what makes NCNN's fp16 fast on a
+    Pi 5). Absent is ``info``: they are optional backends."""
+    results: list[CheckResult] = []
+    ov, err = _try_import(importer, "openvino")
+    if ov is None:
+        results.append(CheckResult("runtime", "OpenVINO", "info", f"not installed ({err})",
+                                   "pip install 'edged[openvino]'"))  # fmt: skip
+    else:
+        core = ov.Core()
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        results.append(CheckResult(
+            "runtime", "OpenVINO", "ok",
+            f"{(installed_version(ov, 'openvino') or 'unknown').split('-')[0]} on "
+            f"{core.get_property('CPU', 'FULL_DEVICE_NAME')}: {', '.join(capabilities)}",
+        ))  # fmt: skip
+    ncnn, err = _try_import(importer, "ncnn")
+    if ncnn is None:
+        results.append(CheckResult("runtime", "NCNN", "info", f"not installed ({err})",
+                                   "pip install 'edged[ncnn]'"))  # fmt: skip
+    else:
+        features = [name for name in _NCNN_FEATURES
+                    if getattr(ncnn, f"cpu_support_{name}", lambda: 0)()]  # fmt: skip
+        results.append(CheckResult(
+            "runtime", "NCNN", "ok",
+            f"{installed_version(ncnn, 'ncnn') or 'unknown'}, {ncnn.get_cpu_count()} CPUs: "
+            f"{', '.join(features) or 'no SIMD extension reported'}",
+        ))  # fmt: skip
+    return results
+
+
 def opencv_backends(cv2: ModuleType) -> dict[str, bool]:
     """Which capture back-ends this OpenCV build has (FFMPEG, V4L2, GSTREAMER).
 
@@ -441,6 +477,7 @@ def run_checks(
         ("hailo", lambda: check_hailo(root, importer)),
         ("runtime", lambda: check_python()),
         ("runtime", lambda: check_onnxruntime(importer)),
+        ("runtime", lambda: check_cpu_runtimes(importer)),
         ("runtime", lambda: check_opencv(importer)),
     )
     for area, step in steps:

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edged.backends.registry import backend_spec
 from edged.model_fetch import FetchError, fetch_file, is_url
 from edged.models import ModelError, load_manifest, sha256_of
 from edged.redact import redact_uri
@@ -20,9 +21,10 @@ class VariantEntry:
     variant: str
     backend: str
     path: Path
-    present: bool
+    present: bool  # the model file and every file beside it that it needs (.bin)
     size: int | None
     sha256: str | None
+    runtime_installed: bool = True
 
 
 def catalog(models_dir: Path, with_hash: bool = True) -> list[VariantEntry]:
@@ -32,11 +34,14 @@ def catalog(models_dir: Path, with_hash: bool = True) -> list[VariantEntry]:
         for name, variant in manifest.variants.items():
             raw = Path(variant.path)
             path = raw if raw.is_absolute() else manifest_path.parent / raw
-            present = path.is_file()
+            spec = backend_spec(variant.backend)
+            files = spec.model_files(path)
+            present = all(f.is_file() for f in files)
             entries.append(VariantEntry(
                 manifest.name, name, variant.backend, path, present,
-                path.stat().st_size if present else None,
+                sum(f.stat().st_size for f in files) if present else None,
                 sha256_of(path) if present and with_hash else None,
+                spec.installed(),
             ))  # fmt: skip
     return entries
 
@@ -54,8 +59,9 @@ def print_catalog(models_dir: Path, with_hash: bool = True) -> int:
     for column in ("model", "variant", "backend", "file", "present", "size", "sha256"):
         table.add_column(column)
     for e in entries:
+        backend = e.backend if e.runtime_installed else f"{e.backend} (not installed)"
         table.add_row(
-            e.model, e.variant, e.backend, str(e.path), "yes" if e.present else "no",
+            e.model, e.variant, backend, str(e.path), "yes" if e.present else "no",
             f"{e.size / 1e6:.1f} MB" if e.size else "-", (e.sha256 or "-")[:16],
         )  # fmt: skip
     Console().print(table)

@@ -259,3 +259,26 @@ def test_cli_registration_and_json(
     args = parser.parse_args(["doctor"])
     assert args.func(args) == 0
     assert "edged doctor" in capsys.readouterr().out
+
+
+def test_optional_cpu_runtimes_are_reported_with_the_features_they_use():
+    import importlib
+
+    from edged.doctor import check_cpu_runtimes
+
+    def without(names):
+        def importer(name):
+            if name in names:
+                raise ImportError(f"No module named {name!r}")
+            return importlib.import_module(name)
+
+        return importer
+
+    absent = {r.name: r for r in check_cpu_runtimes(without({"openvino", "ncnn"}))}
+    assert absent["OpenVINO"].status == absent["NCNN"].status == "info"
+    assert "edged[openvino]" in absent["OpenVINO"].hint and "edged[ncnn]" in absent["NCNN"].hint
+    pytest.importorskip("openvino")
+    pytest.importorskip("ncnn")
+    present = {r.name: r for r in check_cpu_runtimes(without(set()))}
+    assert present["OpenVINO"].status == "ok" and "FP32" in present["OpenVINO"].summary
+    assert present["NCNN"].status == "ok" and "CPUs" in present["NCNN"].summary
