@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,66 @@ def test_bridge_subscribes_to_a_curve_publisher(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         parse_config(config)
     assert info.value.errors[0][0] == "mqtt.curve_client_secret_key_file"
+
+
+# The street video: people and bicycles ride right across x = 0.85, the car goes left.
+TRACKING = {
+    "enabled": True,
+    "lines": [{"name": "east", "points": [[0.85, 0.0], [0.85, 1.0]]}],
+    "zones": [{"name": "lot", "polygon": [[0.2, 0.0], [1.0, 0.0], [1.0, 0.6], [0.2, 0.6]]}],
+}
+
+
+def test_tracks_zones_and_line_crossings(tmp_path: Path):
+    """With tracking, the state carries zone occupancy and line crossings from the events
+    topic: at the end of the video they are what a subscriber counts from the same events."""
+    broker = Mosquitto(tmp_path / "broker")
+    config = {"camera_id": CAMERA, "tracking": TRACKING, "mqtt": mqtt_config(broker)}
+    # Two subscribers before the first frame: the bridge and this test (lossless, so the
+    # events of every frame reach both).
+    with broker, Recorder(broker, "edged/#", "homeassistant/#") as ha, Daemon(
+        tmp_path / "edged", "--source", str(require(VIDEO)), "--mode", "lossless",
+        "--wait-subscribers", "2", config=config,
+    ) as daemon:  # fmt: skip
+        sub = daemon.subscriber(b"events.")
+        sub.setsockopt(zmq.SUBSCRIBE, b"detections.")
+        state_topic = f"edged/{CAMERA}/state"
+        occupied = False
+        crossings: Counter[tuple[str, str]] = Counter()
+        inside: set[int] = set()
+        deadline = time.monotonic() + 300
+        while True:
+            got = Daemon.receive(sub, timeout=5)
+            if got is None:  # everything published so far is read: done once the video ended
+                if "source ended" in daemon.log_text():
+                    break
+                assert time.monotonic() < deadline, daemon.log_tail()
+                continue
+            topic, message = got
+            if topic.startswith(b"events."):
+                kind = message["type"]
+                if kind == "line_cross":
+                    crossings[(message["line"], message["direction"])] += 1
+                elif kind == "zone_enter":
+                    inside.add(message["track_id"])
+                elif kind in ("zone_exit", "track_end"):
+                    inside.discard(message["track_id"])
+            state = ha.json(state_topic) or {}
+            occupied = occupied or state.get("zones", {}).get("lot", 0) > 0
+        assert occupied, "the zone never had anyone in it"
+        expected = {"east": {d: crossings[("east", d)] for d in ("left_to_right", "right_to_left")}}
+        assert sum(crossings.values()) >= 2, crossings
+
+        def final() -> bool:
+            state = ha.json(state_topic) or {}
+            return state.get("lines") == expected and state.get("zones") == {"lot": len(inside)}
+
+        poll_until(final, 60, lambda: f"{ha.json(state_topic)} != {expected}, lot {len(inside)}")
+        entities = check_discovery(ha.matching("homeassistant/"), ha.json(state_topic))
+        node = f"edged_{CAMERA}"
+        assert entities[f"{node}_line_east_left_to_right"]["rendered"] == str(
+            expected["east"]["left_to_right"])  # fmt: skip
+        assert entities[f"{node}_line_east_left_to_right"]["state_class"] == "total_increasing"
+        assert entities[f"{node}_zone_lot"]["rendered"] == str(len(inside))
+        assert f"{node}_tracks" in entities
+        assert daemon.stop() == 0

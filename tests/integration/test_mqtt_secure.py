@@ -19,6 +19,7 @@ import zmq
 
 from edged.integrations.config import MqttConfig
 from edged.integrations.mqtt.bridge import run
+from edged.integrations.mqtt.bridge_setup import BridgeSetup
 from edged.publish.schema import topic_for
 from tests.daemon import poll_until
 from tests.mqtt import Mosquitto, Recorder
@@ -49,7 +50,8 @@ def running_bridge(cfg: MqttConfig, tmp_path: Path) -> Iterator[zmq.Socket]:
     result: list[int] = []
     control = f"ipc://{tmp_path / 'no-daemon.sock'}"  # no daemon: no variant select
     thread = threading.Thread(
-        target=lambda: result.append(run(cfg, "cam", endpoint, control, stop)), daemon=True
+        target=lambda: result.append(run(BridgeSetup(cfg, "cam", endpoint, control), stop)),
+        daemon=True,
     )
     thread.start()
     try:

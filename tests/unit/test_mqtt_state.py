@@ -123,3 +123,32 @@ def test_password_is_the_first_line_of_its_file(tmp_path):
     assert read_password(str(path)) == "s3cret"
     with pytest.raises(ValueError, match=r"mqtt\.password_file"):
         read_password(str(tmp_path / "missing"))
+
+
+def test_zone_occupancy_and_line_crossings_from_events():
+    state = CameraState(("person",)).track(("lot",), ("east",))
+    for event in (
+        {"type": "zone_enter", "track_id": 1, "zone": "lot"},
+        {"type": "zone_enter", "track_id": 2, "zone": "lot"},
+        {"type": "zone_enter", "track_id": 3, "zone": "elsewhere"},  # not configured: ignored
+        {"type": "zone_exit", "track_id": 1, "zone": "lot"},
+        {"type": "line_cross", "track_id": 2, "line": "east", "direction": "left_to_right"},
+        {"type": "line_cross", "track_id": 4, "line": "east", "direction": "sideways"},
+    ):
+        state.apply_event(event)
+    state.update(
+        {
+            **message(0, ["person"]),
+            "detections": [
+                {"label": "person", "track_id": 2},
+                {"label": "person", "track_id": None},
+            ],
+        },
+        now=0.0,
+    )
+    snap = state.due(0.0)
+    assert snap["zones"] == {"lot": 1} and snap["tracks"] == 1
+    assert snap["lines"] == {"east": {"left_to_right": 1, "right_to_left": 0}}
+    state.apply_event({"type": "track_end", "track_id": 2, "reason": "lost"})  # ended inside
+    assert state.due(0.3)["zones"] == {"lot": 0}  # a change goes out at once
+    assert "zones" not in CameraState(("person",)).snapshot(0.0)  # no tracking: no fields

@@ -27,6 +27,7 @@ import signal
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.control import NotRunning, call, configure_curve_client
 from edged.integrations.config import MqttConfig
-from edged.integrations.mqtt.discovery import OFFLINE, ONLINE, Topics, discovery_messages
+from edged.integrations.mqtt.bridge_setup import BridgeSetup
+from edged.integrations.mqtt.discovery import (
+    OFFLINE,
+    ONLINE,
+    Topics,
+    TrackingNames,
+    discovery_messages,
+)
 from edged.integrations.mqtt.metrics import BridgeCounters
 from edged.integrations.mqtt.state import CameraState
 from edged.publish.schema import decode_payload, topic_for
 from edged.publish.subscriber import newest_queued
+from edged.tracking.events import events_topic_for
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +92,18 @@ class Bridge:
     collaborators (a paho client, the daemon's control socket)."""
 
     def __init__(self, cfg: MqttConfig, camera_id: str, client: mqtt.Client,
-                 control_endpoint: str,
-                 counters: BridgeCounters | None = None) -> None:  # fmt: skip
+                 control_endpoint: str, counters: BridgeCounters | None = None,
+                 tracking: TrackingNames | None = None) -> None:  # fmt: skip
         self.counters = counters
+        self.tracking = tracking
         self.cfg = cfg
         self.camera_id = camera_id
         self.client = client
         self.control_endpoint = control_endpoint
         self.topics = Topics.of(cfg, camera_id)
         self.state = CameraState(tuple(cfg.labels), cfg.state_interval_s, cfg.min_interval_s)
+        if tracking is not None:
+            self.state.track(tracking.zones, tracking.lines)
         self.variants: list[str] | None = None  # from the daemon's status, once known
         self._connected = threading.Event()  # set by paho's thread, handled by ours
         self._announce = threading.Event()
@@ -151,6 +163,9 @@ class Bridge:
     def on_detections(self, message: dict[str, Any], now: float) -> None:
         self.state.update(message, now)
 
+    def on_event(self, message: dict[str, Any], _now: float) -> None:
+        self.state.apply_event(message)
+
     def tick(self, now: float) -> None:
         """Announce after a (re)connect, start a requested swap, publish the state when due."""
         if self.variants is None:
@@ -178,8 +193,9 @@ class Bridge:
     def _publish_announcement(self) -> None:
         self._publish(self.topics.availability, ONLINE)
         if self.cfg.discovery:
-            for topic, payload in discovery_messages(self.cfg, self.camera_id,
-                                                     self.variants or []):  # fmt: skip
+            variants = self.variants or []
+            entities = discovery_messages(self.cfg, self.camera_id, variants, self.tracking)
+            for topic, payload in entities:
                 self._publish(topic, json.dumps(payload))
         self.state.forget_published()
 
@@ -220,27 +236,47 @@ class Bridge:
         self.client.loop_stop()
 
 
-Curve = tuple[str, str | None]  # publisher's secret key file, the bridge's (or None)
+MAX_EVENTS_PER_TURN = 1000
 
 
-def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-        stop: threading.Event, parent_pid: int | None = None, curve: Curve | None = None,
-        counters: BridgeCounters | None = None) -> int:  # fmt: skip
-    """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
+def _subscriber(setup: BridgeSetup, topic: bytes, hwm: int) -> zmq.Socket:
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    try:
+        if setup.curve is not None:
+            server, client = setup.curve
+            configure_curve_client(sock, Path(server), Path(client) if client else None)
+        sock.connect(setup.publish_endpoint)
+    except (ValueError, OSError, zmq.ZMQError):
+        sock.close(0)
+        raise
+    sock.setsockopt(zmq.SUBSCRIBE, topic)
+    return sock
+
+
+def run(setup: BridgeSetup, stop: threading.Event, parent_pid: int | None = None,
+        counters: BridgeCounters | None = None) -> int:  # fmt: skip
+    """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
+    cfg, camera_id = setup.mqtt, setup.camera_id
+    sockets: list[zmq.Socket] = []
     try:
         client = make_client(cfg, camera_id)
-        if curve is not None:
-            configure_curve_client(sock, Path(curve[0]), Path(curve[1]) if curve[1] else None)
+        # Events first: they are deltas (every one counts), and a frame's events follow it.
+        if setup.tracking is not None:
+            sockets.append(_subscriber(setup, events_topic_for(camera_id), 1000))
+        # Detections: the newest message is what matters; the rest drops at the mark.
+        detections = _subscriber(setup, topic_for(camera_id), 10)
+        sockets.append(detections)
     except (ValueError, ssl.SSLError, OSError, zmq.ZMQError) as exc:
         log.error("MQTT: %s", exc)
-        sock.close(0)
+        for sock in sockets:
+            sock.close(0)
         return 2
-    bridge = Bridge(cfg, camera_id, client, control_endpoint, counters)
-    sock.setsockopt(zmq.RCVHWM, 10)  # the newest message is what matters; the rest drops
-    sock.connect(publish_endpoint)
-    sock.setsockopt(zmq.SUBSCRIBE, topic_for(camera_id))
+    bridge = Bridge(cfg, camera_id, client, setup.control_endpoint, counters, setup.tracking)
+    poller = zmq.Poller()
+    for sock in sockets:
+        poller.register(sock, zmq.POLLIN)
     client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
     client.loop_start()  # connects, and reconnects with backoff, on paho's thread
     log.info("MQTT bridge for %s: broker %s:%d, topics %s/...", camera_id, cfg.host, cfg.port,
@@ -250,31 +286,44 @@ def run(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("the daemon is gone; stopping the MQTT bridge")
                 break
-            if sock.poll(100):
-                parts, _skipped = newest_queued(sock, sock.recv_multipart())
-                try:
-                    bridge.on_detections(decode_payload(parts[1]), time.monotonic())
-                except (ValueError, KeyError, TypeError, IndexError) as exc:
-                    log.warning("ignored a detections message: %r", exc)
+            ready = dict(poller.poll(100))
+            for sock in sockets:
+                if sock not in ready:
+                    continue
+                if sock is detections:
+                    parts, _skipped = newest_queued(sock, sock.recv_multipart())
+                    _read(bridge.on_detections, parts)
+                else:
+                    for _ in range(MAX_EVENTS_PER_TURN):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        _read(bridge.on_event, parts)
             bridge.tick(time.monotonic())
     finally:
         bridge.close()
-        sock.close(0)
+        for sock in sockets:
+            sock.close(0)
     return 0
 
 
-def main(cfg: MqttConfig, camera_id: str, publish_endpoint: str, control_endpoint: str,
-         log_level: str, curve: Curve | None = None,
-         counters: BridgeCounters | None = None) -> None:  # fmt: skip
+def _read(handle: Callable[[dict[str, Any], float], None], parts: list[bytes]) -> None:
+    try:
+        handle(decode_payload(parts[1]), time.monotonic())
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.warning("ignored a message: %r", exc)
+
+
+def main(setup: BridgeSetup, counters: BridgeCounters | None = None) -> None:
     """Entry point of the spawned bridge process."""
     from setproctitle import setproctitle
 
     from edged.logs import configure_logging
 
     setproctitle("edged: mqtt")  # as the stage processes are named in ps and top
-    configure_logging(log_level, process_name="mqtt")
+    configure_logging(setup.log_level, process_name="mqtt")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    raise SystemExit(run(cfg, camera_id, publish_endpoint, control_endpoint, stop,
-                         parent_pid=os.getppid(), curve=curve, counters=counters))  # fmt: skip
+    raise SystemExit(run(setup, stop, parent_pid=os.getppid(), counters=counters))

@@ -16,13 +16,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from edged import __version__
 from edged.integrations.config import MqttConfig
+from edged.integrations.mqtt.state import DIRECTIONS
 
 ONLINE, OFFLINE = "online", "offline"
+
+
+@dataclass(frozen=True)
+class TrackingNames:
+    """The zones and lines of ``tracking:`` (their names; tracking is on)."""
+
+    zones: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
 
 
 def slug(text: str) -> str:
@@ -61,9 +71,13 @@ def _detected_template(label: str) -> str:
 
 
 def discovery_messages(
-    cfg: MqttConfig, camera_id: str, variants: list[str]
+    cfg: MqttConfig,
+    camera_id: str,
+    variants: list[str],
+    tracking: TrackingNames | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, payload) of every entity of ``camera_id``; the select only with variants."""
+    """(topic, payload) of every entity of ``camera_id``; the select only with variants, the
+    track, zone and line sensors only with tracking."""
     topics = Topics.of(cfg, camera_id)
     node = slug(f"edged_{camera_id}")
     device = {
@@ -113,9 +127,33 @@ def discovery_messages(
                value_template="{{ value_json.model }}/{{ value_json.variant }}",
                entity_category="diagnostic", icon="mdi:brain"),
     ]  # fmt: skip
+    if tracking is not None:
+        messages += _tracking_entities(entity, state, tracking)
     if variants:
         messages.append(entity("select", "variant", name="Model variant", **state,
                                value_template="{{ value_json.variant }}",
                                command_topic=topics.variant_set, options=list(variants),
                                entity_category="config", icon="mdi:swap-horizontal"))  # fmt: skip
+    return messages
+
+
+def _tracking_entities(
+    entity: Callable[..., tuple[str, dict[str, Any]]],
+    state: dict[str, str],
+    tracking: TrackingNames,
+) -> list[tuple[str, dict[str, Any]]]:
+    messages = [entity("sensor", "tracks", name="Tracked objects", **state,
+                       value_template="{{ value_json.tracks | default(0) }}",
+                       state_class="measurement", icon="mdi:target-account")]  # fmt: skip
+    for zone in tracking.zones:
+        messages.append(entity("sensor", f"zone_{zone}", name=f"{zone} occupancy", **state,
+                               value_template="{{ value_json.zones[" + json.dumps(zone) + "] }}",
+                               state_class="measurement", icon="mdi:vector-square"))  # fmt: skip
+    for line in tracking.lines:
+        for direction in DIRECTIONS:
+            template = f"{{{{ value_json.lines[{json.dumps(line)}][{json.dumps(direction)}] }}}}"
+            messages.append(entity(
+                "sensor", f"line_{line}_{direction}", name=f"{line} {direction.replace('_', ' ')}",
+                **state, value_template=template, state_class="total_increasing",
+                icon="mdi:transit-connection-horizontal"))  # fmt: skip
     return messages

@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from edged.config import EdgedConfig
+from edged.integrations.mqtt.bridge_setup import BridgeSetup, TrackingNames
 from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,17 @@ class MqttBridgeProcess:
         assert config.mqtt is not None
         self.ctx = mp.get_context("spawn")
         self.counters = BridgeCounters(self.ctx)
-        publish = config.publish
+        publish, tracking = config.publish, config.tracking
         # The publisher's CURVE: its public key (read from its secret key file, which the
         # daemon owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
         curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
-        self.args = (config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
-                     config.runtime.log_level, curve if publish.curve else None,
-                     self.counters)  # fmt: skip
+        names = TrackingNames(tuple(z.name for z in tracking.zones),
+                              tuple(line.name for line in tracking.lines))  # fmt: skip
+        self.setup = BridgeSetup(
+            config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
+            config.runtime.log_level, curve if publish.curve else None,
+            names if tracking.enabled else None,
+        )  # fmt: skip
         self.clock = clock
         self.process: Any = None
         self.started = 0.0
@@ -54,8 +59,9 @@ class MqttBridgeProcess:
     def start(self) -> None:
         from edged.integrations.mqtt.bridge import main
 
-        self.process = self.ctx.Process(target=main, args=self.args, name="edged-mqtt",
-                                        daemon=True)  # fmt: skip
+        self.process = self.ctx.Process(
+            target=main, args=(self.setup, self.counters), name="edged-mqtt", daemon=True
+        )
         self.process.start()
         self.started = self.clock()
         log.info("started the MQTT bridge (pid %d)", self.process.pid)

@@ -6,11 +6,13 @@ periodic refresh) is decided the same way in tests as in the bridge.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 WINDOW_S = 5.0  # FPS and latency are averaged over the messages of the last few seconds
+DIRECTIONS = ("left_to_right", "right_to_left")
 
 
 @dataclass
@@ -34,6 +36,34 @@ class CameraState:
     samples: deque[_Sample] = field(default_factory=lambda: deque(maxlen=512))
     last_published: float | None = None
     published_key: tuple[Any, ...] | None = None
+    # With tracking: the tracks inside each zone and the crossings of each line, from the
+    # events.<camera_id> messages seen since the bridge started.
+    zones: dict[str, set[int]] | None = None
+    lines: dict[str, dict[str, int]] | None = None
+    tracks: int = 0
+
+    def track(self, zones: tuple[str, ...], lines: tuple[str, ...]) -> CameraState:
+        """Keep zone occupancy and line crossings for these zones and lines."""
+        self.zones = {name: set() for name in zones}
+        self.lines = {name: dict.fromkeys(DIRECTIONS, 0) for name in lines}
+        return self
+
+    def apply_event(self, event: dict[str, Any]) -> None:
+        """One track event (events schema v1): zone_enter/exit, line_cross, track_end."""
+        if self.zones is None or self.lines is None:
+            return
+        kind, track = event.get("type"), int(event["track_id"])
+        if kind == "zone_enter" and event.get("zone") in self.zones:
+            self.zones[event["zone"]].add(track)
+        elif kind == "zone_exit" and event.get("zone") in self.zones:
+            self.zones[event["zone"]].discard(track)
+        elif kind == "track_end":  # ended inside a zone: no exit event comes
+            for inside in self.zones.values():
+                inside.discard(track)
+        elif kind == "line_cross" and event.get("direction") in DIRECTIONS:
+            counts = self.lines.get(str(event.get("line")))
+            if counts is not None:
+                counts[event["direction"]] += 1
 
     @property
     def stale_after_s(self) -> float:
@@ -42,7 +72,9 @@ class CameraState:
 
     def update(self, message: dict[str, Any], now: float) -> None:
         """Take one detections message (schema version 1)."""
-        self.counts = dict(Counter(str(d["label"]) for d in message.get("detections", ())))
+        detections = message.get("detections", ())
+        self.counts = dict(Counter(str(d["label"]) for d in detections))
+        self.tracks = sum(1 for d in detections if d.get("track_id") is not None)
         model = message.get("model") or {}
         self.model = {k: str(model[k]) for k in ("name", "variant", "backend", "precision")
                       if k in model}  # fmt: skip
@@ -73,7 +105,15 @@ class CameraState:
             counts.update(self.counts)
         e2e = [s.end_to_end_ms for s in recent if s.end_to_end_ms is not None]
         infer = [s.infer_ms for s in recent if s.infer_ms is not None]
+        tracking = {}
+        if self.zones is not None and self.lines is not None:
+            tracking = {
+                "tracks": 0 if stale else self.tracks,
+                "zones": {name: len(inside) for name, inside in self.zones.items()},
+                "lines": {name: dict(counts) for name, counts in self.lines.items()},
+            }
         return {
+            **tracking,
             "counts": counts,
             "total": sum(counts.values()),
             "fps": round(self.fps(now), 2),
@@ -90,7 +130,8 @@ class CameraState:
         """The state to publish now, or None: a change in the counts or the model goes out at
         once (at most every ``min_interval_s``), FPS and latency with the periodic refresh."""
         snap = self.snapshot(now)
-        key = (tuple(sorted(snap["counts"].items())), snap["model"], snap["variant"])
+        changing = [snap["counts"], snap.get("zones"), snap.get("lines"), snap.get("tracks")]
+        key = (json.dumps(changing, sort_keys=True), snap["model"], snap["variant"])
         last = self.last_published
         if last is not None:
             if now - last < self.min_interval_s:
