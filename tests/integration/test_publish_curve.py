@@ -74,3 +74,24 @@ def test_a_curve_publisher_serves_authorized_keys_only(tmp_path: Path) -> None:
             plain.close(0)
             stranger.close(0)
         assert daemon.stop() == 0
+
+
+def test_allow_any_client_takes_a_throwaway_key_but_not_plain_text(tmp_path: Path) -> None:
+    keys = make_keys(tmp_path / "keys")
+    publish = {
+        "curve_server_secret_key_file": str(keys["server"]) + ".key_secret",
+        "allow_any_client": True,
+    }
+    with Daemon(tmp_path / "d", "--source", "synthetic:", config={"publish": publish}) as daemon:
+        daemon.wait_ready()
+        endpoint = daemon.publish_endpoint
+        argv = [sys.executable, "-m", "edged.cli", "subscribe", endpoint, "--server-key",
+                str(keys["server"]) + ".key", "--count", "1", "--timeout", "60"]  # fmt: skip
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr + daemon.log_tail()
+        plain = sub()
+        try:
+            assert first_handshake(plain, endpoint) != zmq.EVENT_HANDSHAKE_SUCCEEDED
+        finally:
+            plain.close(0)
+        assert daemon.stop() == 0
