@@ -20,7 +20,6 @@ FLAG_FIELDS: dict[str, str] = {
     "variant": "model.variant",
     "labels": "model.labels",
     "models_dir": "model.models_dir",
-    "threads": "inference.onnxruntime.intra_op_threads",
     "conf": "postprocess.conf_threshold",
     "http_port": "http.port",
     "http_host": "http.host",
