@@ -7,10 +7,8 @@ import json
 import threading
 
 import pytest
-import zmq
 from prometheus_client import CollectorRegistry
 
-from edged import control
 from edged.config import ConfigError, parse_config
 from edged.http_server import HttpServer, host_allowed
 from edged.preview.routes import TokenBucket
@@ -61,9 +59,9 @@ def test_a_rebound_name_gets_421_on_every_route():
         http.stop()
 
 
-def with_control(tmp_path, kind: type = FakeControl) -> tuple:
-    """A control socket of ``kind`` and a preview server with control on: (ctl, http, routes)."""
-    ctl = kind(f"ipc://{tmp_path}/control.sock")
+def with_control(tmp_path, hold: bool = False) -> tuple:
+    """A control socket and a preview server with control on: (ctl, http, routes)."""
+    ctl = FakeControl(f"ipc://{tmp_path}/control.sock", hold)
     ctl.start()
     assert ctl.bound.wait(5)
     http, preview, _ = preview_server(tmp_path, control=True)
@@ -104,29 +102,8 @@ def test_swaps_from_the_page_are_rate_limited(tmp_path):
         http.stop()
 
 
-class HeldControl(threading.Thread):
-    """A control socket that answers only once ``release`` is set."""
-
-    def __init__(self, endpoint: str) -> None:
-        super().__init__(daemon=True)
-        self.endpoint, self.bound, self.got, self.release = endpoint, *(
-            threading.Event() for _ in range(3))  # fmt: skip
-
-    def run(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(self.endpoint)
-        self.bound.set()
-        if sock.poll(30_000):
-            identity, _, _ = sock.recv_multipart()
-            self.got.set()
-            self.release.wait(30)
-            sock.send_multipart((identity, b"", control.reply(True, active="static")))
-        sock.close(0)
-
-
 def test_one_swap_from_the_page_at_a_time(tmp_path):
-    ctl, http, _ = with_control(tmp_path, HeldControl)
+    ctl, http, _ = with_control(tmp_path, hold=True)
     swap = url(http, "/preview/swap")
     first: list = []
     worker = threading.Thread(target=lambda: first.append(

@@ -162,13 +162,18 @@ class FakePublishStage(threading.Thread):
 
 
 class FakeControl(threading.Thread):
-    """The supervisor's control ROUTER: answers swaps as edged does."""
+    """The supervisor's control ROUTER: answers swaps as edged does (with ``hold``, only once
+    :attr:`release` is set; :attr:`got` tells a request is waiting)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, hold: bool = False) -> None:
         super().__init__(daemon=True)
         self.endpoint = endpoint
         self.requests: list[dict] = []
         self.bound = threading.Event()
+        self.got = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
 
     def run(self) -> None:
         sock = zmq.Context.instance().socket(zmq.ROUTER)
@@ -179,6 +184,8 @@ class FakeControl(threading.Thread):
             identity, _, body = sock.recv_multipart()
             req = json.loads(body)
             self.requests.append(req)
+            self.got.set()
+            self.release.wait(30)
             ok = req["variant"] != "missing"
             answer = control.reply(ok, active=req["variant"], duration_s=0.1) if ok else \
                 control.reply(False, error="no such variant", active="fp32")  # fmt: skip
