@@ -8,6 +8,7 @@ of ``[class_id, score, y_min, x_min, y_max, x_max]`` normalised 0-1, zeros for e
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 import zmq
 
 from edged.control import call
@@ -189,14 +191,25 @@ def test_timeouts_under_load_are_counted(tmp_path: Path):
 def test_hot_swap_through_edged_ctl(tmp_path: Path, variant_dir: Path):
     rgb, box = person_image()
     parts = [header([1, SIDE, SIDE, 3], "uint8"), rgb.tobytes()]
-    with Detector(tmp_path, "--manifest", str(variant_dir / "yolov5n.yaml"), "--models-dir",
-                  str(variant_dir), "--variant", "fp32", model=None) as detector:  # fmt: skip
+    models = tmp_path / "models"  # the test manifest and an OpenVINO variant of the same file
+    models.mkdir()
+    manifest = yaml.safe_load((variant_dir / "yolov5n.yaml").read_text())
+    for variant in ("fp32", "dynamic", "truncated"):
+        name = manifest["variants"][variant]["path"]
+        shutil.copyfile(variant_dir / name, models / name)
+    manifest["variants"] = {
+        **{v: manifest["variants"][v] for v in ("fp32", "dynamic", "truncated")},
+        "openvino": {"backend": "openvino", "path": "yolov5n.onnx", "precision": "fp32"},
+    }
+    (models / "yolov5n.yaml").write_text(yaml.safe_dump(manifest))
+    with Detector(tmp_path / "run", "--manifest", str(models / "yolov5n.yaml"), "--models-dir",
+                  str(models), "--variant", "fp32", model=None) as detector:  # fmt: skip
         detector.wait_ready(120)
         sock = detector.client()
         assert_person(request(sock, parts), box)
         status = call(detector.control_endpoint, "status", timeout_s=30)
         assert status["model"]["variant"] == "fp32"
-        assert {"fp32", "static", "dynamic"} <= set(status["variants"])
+        assert set(status["variants"]) == {"fp32", "dynamic", "truncated", "openvino"}
 
         swapped = call(detector.control_endpoint, "swap", "dynamic", timeout_s=120)
         assert swapped["ok"] and swapped["active"] == "dynamic", swapped
@@ -213,6 +226,12 @@ def test_hot_swap_through_edged_ctl(tmp_path: Path, variant_dir: Path):
         assert call(detector.control_endpoint, "status", timeout_s=30)["model"]["precision"] == (
             "int8-dynamic"
         )
+        # Another runtime behind the same protocol: OpenVINO reading the ONNX file.
+        swapped = call(detector.control_endpoint, "swap", "openvino", timeout_s=120)
+        assert swapped["ok"] and swapped["active"] == "openvino", swapped
+        assert_person(request(sock, parts), box)
+        info = detector.metrics().samples("edged_model_info")
+        assert [s.labels["backend"] for s in info] == ["openvino"]
         assert detector.stop() == 0
 
 
