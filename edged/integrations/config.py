@@ -43,7 +43,11 @@ class DetectorConfig(_Section):
         "0-1 for float_denorm. uint8 tensors are always 0-255.",
     )
     max_request_mb: float = Field(
-        32.0, gt=0, le=512, description="Largest request accepted (bigger: the peer is dropped)."
+        8.0,
+        gt=0,
+        le=64,
+        description="Largest request accepted (bigger: ZeroMQ drops the peer). 640x640 float32 "
+        "is 4.7 MiB; at most 64 MiB of requests wait in edged at once.",
     )
 
     @field_validator("endpoint")

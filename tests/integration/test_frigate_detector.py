@@ -250,3 +250,18 @@ def test_a_hailo_model_answers_too(tmp_path: Path):
         info = detector.metrics().samples("edged_model_info")
         assert [s.labels["backend"] for s in info] == ["hailo"]
         assert detector.stop() == 0
+
+
+def test_an_oversized_request_is_dropped_by_zeromq(detector: Detector):
+    """Over detector.max_request_mb (8): ZeroMQ drops that peer before edged reads a byte;
+    nothing is answered, nothing counted, and the next client is served as usual."""
+    before = detector.outcomes()
+    big = detector.client()
+    big.send_multipart([header([1, 2048, 2048, 3], "float32"), bytes(2048 * 2048 * 3 * 4)])
+    assert not big.poll(2000)  # never answered (the wait only bounds the test)
+    rgb, box = person_image()
+    assert_person(request(detector.client(), [header([1, SIDE, SIDE, 3], "uint8"),
+                                               rgb.tobytes()]), box)  # fmt: skip
+    after = detector.outcomes()
+    assert after["error"] == before["error"]
+    assert sum(after.values()) == sum(before.values()) + 1

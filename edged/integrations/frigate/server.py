@@ -41,7 +41,8 @@ from edged.pipeline.stages.postprocess import decode_params
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "late", "expired", "error")
-MAX_PENDING = 64  # requests taken off the socket ahead of the one being answered
+MAX_PENDING = 64  # requests taken off the socket ahead of the one being answered ...
+MAX_PENDING_BYTES = 64 * 2**20  # ... and their bytes; the rest waits in ZeroMQ (4 per peer)
 
 
 class DetectorMetrics:
@@ -116,6 +117,7 @@ class DetectorServer:
         self.swap: _Swap | None = None
         self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
         self.pending: deque[_Pending] = deque()
+        self.pending_bytes = 0
         self.throttle = LogThrottle()
         self.counts = dict.fromkeys(OUTCOMES, 0)  # for status; the metrics have the same
 
@@ -126,18 +128,21 @@ class DetectorServer:
         backend, model = self._load(self.resolved)
         self._adopt(backend, model)
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.sock = self._bind(zmq.ROUTER, self.endpoint)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, int(self.config.detector.max_request_mb * 2**20))
-        self.sock.setsockopt(zmq.RCVHWM, MAX_PENDING)
+        # RCVHWM 4: a REQ peer has one request out at a time.
+        max_bytes = int(self.config.detector.max_request_mb * 2**20)
+        self.sock = self._bind(self.endpoint, {zmq.MAXMSGSIZE: max_bytes, zmq.RCVHWM: 4})
         self.endpoint = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.control = self._bind(zmq.ROUTER, self.control_endpoint)
-        self.control.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        self.control = self._bind(self.control_endpoint, {zmq.MAXMSGSIZE: 1 << 20})
         log.info("answering Frigate detector requests on %s (control: %s)", self.endpoint,
                  self.control_endpoint)  # fmt: skip
 
-    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
-        sock = self.ctx.socket(kind)
+    def _bind(self, endpoint: str, options: dict[int, int]) -> zmq.Socket:
+        """A ROUTER bound to ``endpoint``; ``options`` set first (connections take a
+        listener's options from when it was bound)."""
+        sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
+        for option, value in options.items():
+            sock.setsockopt(option, value)
         if endpoint.startswith("ipc://"):
             with contextlib.suppress(FileNotFoundError):  # left by a daemon that died
                 os.unlink(endpoint[len("ipc://") :])
@@ -233,18 +238,21 @@ class DetectorServer:
                 self._handle_control()
             self._receive()
             if self.pending:
-                self._answer(self.pending.popleft())
+                request = self.pending.popleft()
+                self.pending_bytes -= sum(len(part) for part in request.body)
+                self._answer(request)
 
     def _receive(self) -> None:
         """Take what is queued off the socket, time-stamped now (at most one inference late)."""
         assert self.sock is not None
-        while len(self.pending) < MAX_PENDING:
+        while len(self.pending) < MAX_PENDING and self.pending_bytes < MAX_PENDING_BYTES:
             try:
                 parts = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             envelope, body = split_envelope(parts)
             self.pending.append(_Pending(self.clock(), envelope, body))
+            self.pending_bytes += sum(len(part) for part in body)
 
     def _answer(self, request: _Pending) -> None:
         outcome, payload = self._outcome(request)

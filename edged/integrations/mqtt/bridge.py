@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from edged.tracking.events import events_topic_for
 log = logging.getLogger(__name__)
 
 SWAP_TIMEOUT_S = 120.0
+VARIANTS_RETRY_S = 10.0  # asking the daemon for its variants again after no answer
 MAX_VARIANT_BYTES = 64
 
 
@@ -105,6 +106,8 @@ class Bridge:
         if tracking is not None:
             self.state.track(tracking.zones, tracking.lines)
         self.variants: list[str] | None = None  # from the daemon's status, once known
+        self._fetching: Future[list[str] | None] | None = None
+        self._next_fetch = 0.0
         self._connected = threading.Event()  # set by paho's thread, handled by ours
         self._announce = threading.Event()
         self._closing = False
@@ -168,8 +171,14 @@ class Bridge:
 
     def tick(self, now: float) -> None:
         """Announce after a (re)connect, start a requested swap, publish the state when due."""
-        if self.variants is None:
-            self.variants = self._fetch_variants()
+        if self.variants is None and self._fetching is None and now >= self._next_fetch:
+            # On the worker: a control socket that does not answer must not stall the state.
+            self._fetching = self._worker.submit(self._fetch_variants)
+            self._next_fetch = now + VARIANTS_RETRY_S
+        if self._fetching is not None and self._fetching.done():
+            self.variants, self._fetching = self._fetching.result(), None
+            if self.variants is not None:
+                self._announce.set()  # the select appears
         if self._announce.is_set() and self._connected.is_set():
             self._announce.clear()
             self._publish_announcement()
@@ -206,9 +215,7 @@ class Bridge:
         except (TimeoutError, NotRunning, zmq.ZMQError, OSError, ValueError) as exc:
             log.debug("control status: %s", exc)
             return None
-        variants = [str(v) for v in status.get("variants") or []]
-        self._announce.set()  # the select's options may have changed
-        return variants
+        return [str(v) for v in status.get("variants") or []]
 
     def _swap(self, variant: str) -> None:
         if variant == self.state.model.get("variant"):
