@@ -211,14 +211,17 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
         # The broker goes away (and, without persistence, forgets every retained message).
         broker.stop()
         detections = daemon.subscriber()
-        published = daemon.metrics().value("edged_frames_total", stage="publish", outcome="ok")
-        # ZeroMQ detections are unaffected while the broker is down.
+        scrape = daemon.wait_metric("edged_mqtt_connected", lambda v: v == 0)
+        published = scrape.value("edged_frames_total", stage="publish", outcome="ok")
+        sent = scrape.value("edged_mqtt_messages_total", outcome="published")
+        # ZeroMQ detections are unaffected while the broker is down, and nothing is queued
+        # for the broker meanwhile: no message is handed to the MQTT client at all.
         for _ in range(20):
             assert daemon.receive(detections, timeout=10) is not None
-        daemon.wait_metric("edged_frames_total", lambda v: v > published + 20, stage="publish",
-                           outcome="ok")  # fmt: skip
+        scrape = daemon.wait_metric("edged_frames_total", lambda v: v > published + 20,
+                                    stage="publish", outcome="ok")  # fmt: skip
+        assert scrape.value("edged_mqtt_messages_total", outcome="published") == sent
         assert daemon.probe("/readyz")[0] == 200
-        daemon.wait_metric("edged_mqtt_connected", lambda v: v == 0)
         broker.start()  # same port
         with Recorder(broker, "edged/#", "homeassistant/#") as ha:
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
