@@ -9,8 +9,11 @@ its predecessor could have published (at the cost of a skipped range).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 BLOCK = 1024
 
@@ -37,5 +40,9 @@ class IdAllocator:
         if self._path is None:
             return
         tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(f"{end}\n")
-        os.replace(tmp, self._path)  # atomic: a crash leaves the old or the new block end
+        try:
+            tmp.write_text(f"{end}\n")
+            os.replace(tmp, self._path)  # atomic: a crash leaves the old or the new block end
+        except OSError as exc:  # IDs still go on; only a restart could then repeat some
+            log.warning("cannot keep track IDs in %s (%s); a restart may reuse IDs", tmp, exc)
+            self._path = None

@@ -259,3 +259,8 @@ def test_metrics_follow_the_tracks_and_zones_drop_to_zero() -> None:
     labels = dict(zip(("line", "label", "direction"), crossing, strict=True))
     assert value("edged_line_crossings_total", labels) == 1
     assert value("edged_tracker_seconds_count") == 1
+
+
+def test_ids_go_on_when_their_file_cannot_be_written(tmp_path: Path) -> None:
+    ids = IdAllocator(tmp_path / "missing-dir" / "ids")
+    assert [ids.next() for _ in range(3)] == [1, 2, 3]
