@@ -78,6 +78,9 @@ class Frame:
     detections: Detections | None = None
     end_of_stream: bool = False
     tracking: TrackingResult | None = None  # track IDs and events (tracking.enabled)
+    # A file read lossless: seq / fps, the file's own clock (read times there follow the
+    # pipeline's pace, in bursts); the tracker's time. None: use ``captured``.
+    media_time: float | None = None
 
     def timed(self, stage: str, start: float, end: float) -> tuple[tuple[str, float, float], ...]:
         return (*self.timings, (stage, start, end))

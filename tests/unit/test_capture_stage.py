@@ -265,6 +265,7 @@ def test_frames_flow_and_sequence_is_contiguous(harness) -> None:
     # strictly increasing; a gap is a frame dropped for want of a slot (this source is fast)
     assert seqs == sorted(set(seqs)) and seqs[0] == 0
     assert all((f.width, f.height) == (W, H) for f in h.frames)
+    assert all(f.media_time is None for f in h.frames)  # live: the read time is the clock
     first = h.source_events()[0]
     assert isinstance(first, SourceConnected) and first.reconnect is False
 
@@ -471,6 +472,8 @@ def test_lossless_waits_for_free_slots_instead_of_dropping(harness) -> None:
     h.stop()
     assert [f.seq for f in h.frames if not f.end_of_stream] == list(range(30))
     assert h.counts()["dropped"] == 0
+    # The file's own clock (its 200 fps), whatever pace the reads had: the tracker's time.
+    assert [f.media_time for f in h.frames if not f.end_of_stream] == [i / 200 for i in range(30)]
 
 
 def test_a_file_is_decoded_straight_into_the_frame_slots(harness, monkeypatch) -> None:

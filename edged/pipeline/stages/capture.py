@@ -407,10 +407,13 @@ class CaptureStage:
                 self.delays = backoff_delays(self.cfg.reconnect, self.rng)
             seq = self.seq
             self.seq += 1
+            fps = self.cfg.fps or info.fps
+            media_time = seq / fps if lossless and not info.live and fps else None
             if direct is not None and image is direct.view and self.still_ours(direct):
                 self.ring.mark(direct.slot, seq)  # decoded in place: nothing to copy
                 self.send(Frame(seq, time.time(), end, image.shape[1], image.shape[0],
-                                direct.slot, ((CAPTURE, start, time.monotonic()),)))  # fmt: skip
+                                direct.slot, ((CAPTURE, start, time.monotonic()),),
+                                media_time=media_time))  # fmt: skip
                 continue
             self.give_back(direct)
             slot = self.rt.acquire_slot(seq, block=lossless)
@@ -427,7 +430,8 @@ class CaptureStage:
                 continue
             stored = time.monotonic()
             h, w = image.shape[:2]
-            self.send(Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),)))
+            self.send(Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),),
+                            media_time=media_time))  # fmt: skip
         # Stay alive (idle) after the end so the pipeline drains and the supervisor decides.
         while not self.rt.stopping:
             self.rt.poll(200)

@@ -64,7 +64,9 @@ class PostprocessStage:
                 self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
                 self.trackers = None
                 return None
-        info = FrameInfo(frame.seq, frame.wall_time, frame.captured, frame.width, frame.height)
+        # The tracker's clock: a lossless file's own (media) time, else when the frame was read.
+        t = frame.captured if frame.media_time is None else frame.media_time
+        info = FrameInfo(frame.seq, frame.wall_time, t, frame.width, frame.height)
         return self.trackers[self.camera_id].update(detections, frame.model.labels, info)
 
     def process(self, frame: Frame) -> None:
