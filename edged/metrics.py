@@ -27,9 +27,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edged import __version__
+from edged.pipeline.stage_names import STAGE_ORDER
 from edged.tracking.result import TrackingSummary
 
-STAGES: tuple[str, ...] = ("capture", "preprocess", "infer", "postprocess", "publish")
+STAGES: tuple[str, ...] = STAGE_ORDER
 OUTCOMES: tuple[str, ...] = ("ok", "dropped", "error")
 
 # 0.1 ms .. 5 s: sub-millisecond stages (postprocess, hand-offs), a Hailo run (a few ms), and

@@ -131,10 +131,6 @@ class SystemdNotifier:
         """Free-form one-line status shown by ``systemctl status`` (fps, active variant)."""
         return self.notify(STATUS=text)
 
-    def extend_timeout(self, seconds: float) -> bool:
-        """Ask for ``seconds`` more before a start/reload/stop timeout (a slow model load)."""
-        return self.notify(EXTEND_TIMEOUT_USEC=str(int(seconds * 1_000_000)))
-
     def notify(self, **fields: str | None) -> bool:
         """Send ``KEY=VALUE`` fields in one datagram; ``None`` values are left out.
 

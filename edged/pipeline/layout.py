@@ -27,14 +27,6 @@ def process_groups(layout: str) -> tuple[ProcessGroup, ...]:
     return LAYOUTS[layout]
 
 
-def group_of(stage: str, groups: tuple[ProcessGroup, ...]) -> ProcessGroup:
-    """The group that hosts ``stage``."""
-    for group in groups:
-        if stage in group:
-            return group
-    raise KeyError(stage)
-
-
 def process_name(group: ProcessGroup) -> str:
     """How a process is named in logs, metrics and ``ps``: ``capture+preprocess``."""
     return "+".join(group)

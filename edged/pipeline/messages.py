@@ -15,19 +15,17 @@ from dataclasses import dataclass
 from typing import get_args
 
 from edged.models import ResolvedVariant
+
+# The stage names, for the modules that import them from here.
+from edged.pipeline.stage_names import CAPTURE as CAPTURE
+from edged.pipeline.stage_names import INFER as INFER
+from edged.pipeline.stage_names import POSTPROCESS as POSTPROCESS
+from edged.pipeline.stage_names import PREPROCESS as PREPROCESS
+from edged.pipeline.stage_names import PUBLISH as PUBLISH
+from edged.pipeline.stage_names import STAGE_ORDER as STAGE_ORDER
 from edged.postprocess.decoders import Detections
 from edged.preprocess import Letterbox
 from edged.tracking.result import TrackingResult, TrackingSummary
-
-# Stage names double as metric labels; order is the pipeline order.
-CAPTURE, PREPROCESS, INFER, POSTPROCESS, PUBLISH = (
-    "capture",
-    "preprocess",
-    "infer",
-    "postprocess",
-    "publish",
-)
-STAGE_ORDER = (CAPTURE, PREPROCESS, INFER, POSTPROCESS, PUBLISH)
 
 
 @dataclass(frozen=True)

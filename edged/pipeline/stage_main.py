@@ -15,15 +15,16 @@ from setproctitle import setproctitle
 
 from edged.logs import configure_logging
 from edged.pipeline.layout import process_name
-from edged.pipeline.messages import INFER, Frame
+from edged.pipeline.messages import Frame
 from edged.pipeline.runtime import StageRuntime, StageSetup, StopRequested, link_local
+from edged.pipeline.stage_names import CAPTURE, INFER, POSTPROCESS, PREPROCESS, PUBLISH
 
 _MODULES = {
-    "capture": "edged.pipeline.stages.capture",
-    "preprocess": "edged.pipeline.stages.preprocess",
-    "infer": "edged.pipeline.stages.inference",
-    "postprocess": "edged.pipeline.stages.postprocess",
-    "publish": "edged.pipeline.stages.publish",
+    CAPTURE: "edged.pipeline.stages.capture",
+    PREPROCESS: "edged.pipeline.stages.preprocess",
+    INFER: "edged.pipeline.stages.inference",
+    POSTPROCESS: "edged.pipeline.stages.postprocess",
+    PUBLISH: "edged.pipeline.stages.publish",
 }
 
 

@@ -44,6 +44,7 @@ from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.pi_health import PiHealthCollector
 from edged.pipeline import stage_main
+from edged.pipeline.backoff import Backoff
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.layout import ProcessGroup, process_groups, process_name
 from edged.pipeline.liveness import Liveness
@@ -114,6 +115,9 @@ def exit_cause(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+RESTART_BACKOFF = Backoff(initial_s=0.25, max_s=10.0)  # by restarts within the window
+
+
 class RestartPolicy:
     """Exponential backoff between restarts of one stage, and a limit per time window."""
 
@@ -130,8 +134,7 @@ class RestartPolicy:
         return self.count_in_window(now) < self.limit
 
     def schedule(self, now: float) -> float:
-        recent = self.count_in_window(now)
-        delay = min(0.25 * (2**recent), 10.0)
+        delay = RESTART_BACKOFF.delay(self.count_in_window(now) + 1)
         self.history.append(now)
         self.due = now + delay
         return delay

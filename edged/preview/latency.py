@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from edged.pipeline.stage_names import STAGE_ORDER
+
 STAGE_HISTOGRAM = "edged_stage_latency_seconds"
 E2E_HISTOGRAM = "edged_end_to_end_latency_seconds"
-STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
+STAGES = STAGE_ORDER
 
 Totals = dict[str, tuple[float, float]]  # stage (or "end_to_end") -> (sum seconds, count)
 

@@ -17,11 +17,12 @@ import psutil
 import pytest
 
 from edged.pipeline.layout import process_groups, process_name
+from edged.pipeline.stage_names import STAGE_ORDER
 from tests.daemon import VIDEO, Daemon, poll_until, require
 
 pytestmark = pytest.mark.integration
 
-STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
+STAGES = STAGE_ORDER
 RESTART_BUDGET_S = 5.0
 
 

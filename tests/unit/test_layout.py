@@ -13,7 +13,7 @@ import zmq
 
 from edged.config import EdgedConfig, PipelineLayout
 from edged.pipeline.endpoints import Endpoints
-from edged.pipeline.layout import LAYOUTS, group_of, process_groups, process_name
+from edged.pipeline.layout import LAYOUTS, process_groups, process_name
 from edged.pipeline.messages import STAGE_ORDER, Frame, Stats, Stop, decode_event, encode
 from edged.pipeline.ring import RingSpec, create_ring
 from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, link_local
@@ -30,9 +30,6 @@ def test_fused_pairs_the_light_stages_around_inference() -> None:
     groups = process_groups("fused")
     assert [process_name(g) for g in groups] == ["capture+preprocess", "infer",
                                                  "postprocess+publish"]  # fmt: skip
-    assert group_of("publish", groups) == ("postprocess", "publish")
-    with pytest.raises(KeyError):
-        group_of("nope", groups)
 
 
 def test_the_config_offers_exactly_the_layouts_there_are() -> None:

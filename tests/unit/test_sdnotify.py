@@ -74,13 +74,6 @@ def test_status_is_kept_on_one_line() -> None:
         assert "READY" not in msg
 
 
-def test_extend_timeout() -> None:
-    with NotifySocketReceiver() as rx:
-        SystemdNotifier(rx.environ()).extend_timeout(2.5)
-        msg = rx.wait_for(lambda m: "EXTEND_TIMEOUT_USEC" in m, timeout=5)
-        assert msg["EXTEND_TIMEOUT_USEC"] == "2500000"
-
-
 def test_noop_without_notify_socket() -> None:
     notifier = SystemdNotifier({})
     assert not notifier.enabled

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import random
@@ -36,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edged.config import ReconnectConfig, SourceConfig
+from edged.pipeline.backoff import Backoff
 from edged.pipeline.messages import CAPTURE, EndOfStream, Fatal, Frame, SourceConnected, SourceLost
 from edged.pipeline.runtime import FRAMES, StageRuntime, StopRequested
 from edged.sources import OPEN_TIMEOUT_S, FrameSource, SourceError, SourceUnusable, open_source
@@ -49,11 +51,9 @@ WAIT_STEP_S = 0.1  # how often the stage answers the supervisor while a call run
 
 
 def backoff_delays(cfg: ReconnectConfig, rng: random.Random) -> Iterator[float]:
-    """Exponential backoff with ± jitter, capped: 0.5, 1, 2, 4, ... max_backoff_s."""
-    delay = cfg.initial_backoff_s
-    while True:
-        yield delay * (1 + rng.uniform(-cfg.jitter, cfg.jitter))
-        delay = min(delay * 2, cfg.max_backoff_s)
+    """The waits before each reopening: 0.5, 1, 2, 4, ... max_backoff_s, each ± jitter."""
+    backoff = Backoff(cfg.initial_backoff_s, cfg.max_backoff_s, jitter=cfg.jitter)
+    return (backoff.delay(failures, rng) for failures in itertools.count(1))
 
 
 class SourceStalled(SourceError):

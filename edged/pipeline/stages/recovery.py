@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RELOAD_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)  # after failures 1-4; the 5th gives up
+from edged.pipeline.backoff import Backoff
+
+RELOAD_BACKOFF = Backoff(initial_s=1.0, max_s=10.0)  # 1, 2, 4, 8 s after failures 1-4
 MAX_RELOAD_FAILURES = 5
 # A load of the model this process already ran takes seconds; one still running after this is
 # stuck in the driver, and only a fresh process gets past that.
@@ -20,7 +22,7 @@ RELOAD_HUNG_S = 60.0
 
 @dataclass
 class ReloadPolicy:
-    backoff_s: tuple[float, ...] = RELOAD_BACKOFF_S
+    backoff: Backoff = RELOAD_BACKOFF
     max_failures: int = MAX_RELOAD_FAILURES
     hung_s: float = RELOAD_HUNG_S
     failures: int = 0
@@ -35,7 +37,7 @@ class ReloadPolicy:
         self.failures += 1
         if self.exhausted:
             return None
-        delay = self.backoff_s[min(self.failures - 1, len(self.backoff_s) - 1)]
+        delay = self.backoff.delay(self.failures)
         self.next_attempt_at = now + delay
         return delay
 
