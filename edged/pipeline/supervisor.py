@@ -2,51 +2,36 @@
 
 It serves /metrics /healthz /readyz, answers the control socket, talks to systemd, turns
 SIGTERM/SIGINT into a drain (every frame already captured is still published) and SIGHUP into a
-config reload. Stages are started with the ``spawn`` method: no forked ONNX Runtime thread pools,
-no inherited sockets.
+config reload. The parts live beside it: the processes (stage_processes), the stages' channel
+(stage_channel), the control socket (control_server), what systemd hears (systemd_status), the
+status report (status), re-reading the config (reload), swaps (swaps), metrics (telemetry).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import signal
 import time
 import uuid
-from collections import deque
 from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
 import zmq
 
-from edged.config import (
-    ConfigError,
-    EdgedConfig,
-    PipelineConfig,
-    apply_overrides,
-    load_config,
-)
-from edged.control import (
-    ProtocolError,
-    configure_curve_server,
-    error_reply,
-    parse_request,
-    reply,
-    secure_ipc,
-)
+from edged.config import ConfigError, EdgedConfig
+from edged.control import error_reply, reply
 from edged.http_server import HttpServer, http_limits
 from edged.integrations.mqtt.process import MqttBridgeProcess
 from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.pi_health import PiHealthCollector
-from edged.pipeline import stage_main
-from edged.pipeline.backoff import Backoff
+from edged.pipeline.control_server import ControlServer
 from edged.pipeline.endpoints import Endpoints
-from edged.pipeline.layout import ProcessGroup, process_groups, process_name
+from edged.pipeline.hailo_temperature import HailoTemperature
 from edged.pipeline.liveness import Liveness
 from edged.pipeline.messages import (
     CAPTURE,
@@ -55,12 +40,10 @@ from edged.pipeline.messages import (
     PREPROCESS,
     PUBLISH,
     STAGE_ORDER,
-    Command,
     Drain,
     EndOfStream,
     Fatal,
     InferenceReady,
-    MessageError,
     ModelDescriptor,
     PublishReady,
     Reclaim,
@@ -68,15 +51,18 @@ from edged.pipeline.messages import (
     Stop,
     SwapDone,
     SwapFailed,
-    decode_event,
-    encode,
 )
+from edged.pipeline.reload import DeferredReloads, reread_config
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
 from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
+from edged.pipeline.stage_channel import StageChannel
+from edged.pipeline.stage_processes import StageProcesses
+from edged.pipeline.status import model_status, pipeline_status, status_line
 from edged.pipeline.swaps import STAGE_RESTARTING, Adopted, SwapCoordinator
+from edged.pipeline.systemd_status import SystemdReporter
 from edged.pipeline.telemetry import Telemetry
 from edged.sdnotify import SystemdNotifier
 from edged.sources import source_kind
@@ -91,7 +77,7 @@ STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
 SHUTTING_DOWN = "edged is shutting down"
-MAX_DEFERRED_RELOADS = 4  # control clients whose reload waits for a swap to end
+TOO_MANY_RELOADS = "too many reloads waiting for the swap in progress; retry when it ended"
 
 
 # Rings whose slots a dead stage may strand (held by it or by frames in its lost inbox).
@@ -102,42 +88,14 @@ RECLAIM_ON_RESTART: dict[str, tuple[str, ...]] = {
     POSTPROCESS: (FRAMES, OUTPUTS),
     PUBLISH: (FRAMES,),
 }
-
-
-def exit_cause(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "unknown"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
-RESTART_BACKOFF = Backoff(initial_s=0.25, max_s=10.0)  # by restarts within the window
-
-
-class RestartPolicy:
-    """Exponential backoff between restarts of one stage, and a limit per time window."""
-
-    def __init__(self, cfg: PipelineConfig) -> None:
-        self.limit = cfg.restart_limit
-        self.window = cfg.restart_window_s
-        self.history: list[float] = []
-        self.due: float | None = None
-
-    def count_in_window(self, now: float) -> int:
-        return sum(1 for t in self.history if now - t <= self.window)
-
-    def allow(self, now: float) -> bool:
-        return self.count_in_window(now) < self.limit
-
-    def schedule(self, now: float) -> float:
-        delay = RESTART_BACKOFF.delay(self.count_in_window(now) + 1)
-        self.history.append(now)
-        self.due = now + delay
-        return delay
+# The rings each stage attaches to.
+RINGS_OF_STAGE: dict[str, tuple[str, ...]] = {
+    CAPTURE: (FRAMES,),
+    PREPROCESS: (FRAMES, TENSORS, OUTPUTS),
+    INFER: (FRAMES, TENSORS, OUTPUTS),
+    POSTPROCESS: (FRAMES, TENSORS, OUTPUTS),
+    PUBLISH: (FRAMES, TENSORS, OUTPUTS),
+}
 
 
 def start_resource_tracker() -> None:
@@ -201,40 +159,32 @@ class Supervisor:
         self.telemetry = Telemetry(self.metrics)
         if config.tracking.enabled:
             self.metrics.prepare_tracking(config.tracking.zones, config.tracking.lines)
-        self.notifier = notifier or SystemdNotifier()
         self.lossless, self.mode = pipeline_mode(config, str(config_path or "command line"))
         self.runtime_dir, self._temporary_dir = daemon_runtime_dir(config.runtime.runtime_dir)
         self.endpoints = Endpoints(self.runtime_dir)
         self.lock = RuntimeDirLock(self.runtime_dir)
         self.ctx = zmq.Context.instance()
-        self.mp = mp.get_context("spawn")
-        self.groups = {process_name(g): g for g in process_groups(config.pipeline.layout)}
-        self.process_of_stage = {stage: name for name, g in self.groups.items() for stage in g}
-        self.processes: dict[str, Any] = {}  # by process name (see edged.pipeline.layout)
+        self.processes = StageProcesses(config.pipeline.layout, config.pipeline)
+        self.channel = StageChannel(self.ctx, self.endpoints.supervisor, STAGE_ORDER)
+        self.control = ControlServer(self.ctx, config.control, self.endpoints.control)
         self.rings: list[SharedRing] = []
         self.ring_specs: dict[str, RingSpec] = {}
-        self.swaps = SwapCoordinator(self.telemetry, self._send, self._reply)
-        self.restarts: dict[str, RestartPolicy] = {}
-        self._hailo_reader: Any = None
+        self.swaps = SwapCoordinator(self.telemetry, self.channel.send, self.control.reply)
         self.started_at = time.monotonic()
         self.exit_code = 0
         self._drain_requested = False
         self._reload_requested = False
-        # Reloads asked for during a swap (SIGHUP: None; control clients: their identity): they
-        # run when the swap ends, so a model change is not refused for arriving at a bad time.
-        self._deferred_reloads: deque[bytes | None] = deque()
+        self.deferred_reloads = DeferredReloads()
         self._draining_since: float | None = None
-        self._published_ready = False  # READY=1 sent: the first frame, or ready_without_frames_s
         self.liveness = Liveness(
             silence_s=max(5.0, 10 * config.pipeline.stats_interval_s),
             start_grace_s=STARTUP_TIMEOUT_S,
         )
-        self._last_watchdog = 0.0
-        self._stuck_said = False
-        self._last_status = 0.0
+        self.systemd = SystemdReporter(
+            notifier or SystemdNotifier(), self.liveness,
+            config.runtime.ready_without_frames_s, self.started_at, self.status_line,
+        )  # fmt: skip
         self.http: HttpServer | None = None
-        self.control: zmq.Socket | None = None
-        self._auth: Any = None
         self.resolved = resolve_from_config(config.model)
 
     # -- start-up --------------------------------------------------------------------------------
@@ -251,52 +201,35 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def _process_of(self, stage: str) -> str:
-        return self.process_of_stage[stage]
-
-    def _spawn(self, group: ProcessGroup, model: ModelDescriptor | None = None) -> None:
-        """Start the process that runs the stages of ``group``."""
+    def _spawn(self, stage: str, model: ModelDescriptor | None = None) -> None:
+        """Start the process that runs ``stage`` and the rest of its group."""
+        group = self.processes.groups[self.processes.process_of(stage)]
         setups = [
             StageSetup(
-                stage=stage,
+                stage=member,
                 config=self.config,
                 runtime_dir=self.runtime_dir,
-                rings=self._rings_for(stage),
+                rings={ring: self.ring_specs[ring] for ring in RINGS_OF_STAGE[member]},
                 lossless=self.lossless,
                 model=model,
-                extra={"resolved": self.resolved} if stage == INFER else {},
+                extra={"resolved": self.resolved} if member == INFER else {},
                 group=group,
             )
-            for stage in group
+            for member in group
         ]
-        name = process_name(group)
-        proc = self.mp.Process(target=stage_main.main, args=(setups,), name=f"edged-{name}")
-        proc.start()
-        self.processes[name] = proc
-        self.liveness.started(name, time.monotonic())
-        log.info("started %s stage (pid %d)", name, proc.pid)
+        self.liveness.started(self.processes.spawn(setups), time.monotonic())
 
     def _spawn_stage(self, stage: str, model: ModelDescriptor | None = None) -> None:
         """Start the process hosting ``stage`` unless it already runs (with a neighbour)."""
-        if self._process_of(stage) not in self.processes:
-            self._spawn(self.groups[self._process_of(stage)], model)
-
-    def _rings_for(self, stage: str) -> dict[str, RingSpec]:
-        needs = {
-            CAPTURE: (FRAMES,),
-            PREPROCESS: (FRAMES, TENSORS, OUTPUTS),
-            INFER: (FRAMES, TENSORS, OUTPUTS),
-            POSTPROCESS: (FRAMES, TENSORS, OUTPUTS),
-            PUBLISH: (FRAMES, TENSORS, OUTPUTS),
-        }[stage]
-        return {name: self.ring_specs[name] for name in needs}
+        if not self.processes.started(stage):
+            self._spawn(stage, model)
 
     def _wait_for(self, stage: str, kind: type[E]) -> E:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._drain_requested:
                 raise StartupError("interrupted during start-up")
-            if self.events.poll(100):
+            if self.channel.poll(100):
                 received = self._recv_event()
                 if received is None:
                     continue
@@ -306,31 +239,24 @@ class Supervisor:
                 if sender == stage and isinstance(event, kind):
                     return event
                 self.telemetry.handle(sender, event)
-            elif not self.processes[self._process_of(stage)].is_alive():
-                code = self.processes[self._process_of(stage)].exitcode
+            elif not self.processes.is_running(stage):
+                code = self.processes.exitcode(stage)
                 raise StartupError(f"{stage} stage exited during start-up (exit code {code})")
         raise StartupError(f"{stage} stage not ready within {STARTUP_TIMEOUT_S:.0f}s")
-
-    def _bind_events(self) -> None:
-        self.events = self.ctx.socket(zmq.ROUTER)
-        self.events.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        # A command for a stage that is not connected (restarting) fails the send: dropped
-        # silently, a swap would wait for an answer that never comes.
-        self.events.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.events.setsockopt(zmq.LINGER, 0)
-        self.events.bind(self.endpoints.supervisor)
 
     def start(self) -> None:
         self._prepare_runtime_dir()
         remove_stale_segments(SHM_PREFIX)
         start_resource_tracker()
-        self._bind_events()
+        self.channel.bind()
         tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.ring_specs = ring_specs(self.config, tag)
         self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
-        self.metrics.registry.register(ProcessCollector(self.process_table))
+        self.metrics.registry.register(ProcessCollector(self.processes.table))
         self.metrics.registry.register(PiHealthCollector())
-        self.metrics.registry.register(HailoCollector(self._hailo_temperature))
+        self.metrics.registry.register(HailoCollector(HailoTemperature(
+            self.config.inference.hailo.device_id, lambda: self.telemetry.state.model
+        )))  # fmt: skip
         # HTTP first: /healthz and /metrics answer (and /readyz says why not ready) while the
         # model loads.
         self._start_http()
@@ -347,36 +273,18 @@ class Supervisor:
         self._spawn_stage(POSTPROCESS, model)
         self._spawn_stage(PREPROCESS, model)
         self._spawn_stage(CAPTURE, model)
-        self._start_control()
+        self.control.start()
         # Another subscriber of the detections, in its own process: a broker never stalls frames.
         self.mqtt = MqttBridgeProcess.start_for(
-            self.config, self.publish_endpoint, self.control_endpoint, self.metrics.registry
+            self.config, self.publish_endpoint, self.control.endpoint, self.metrics.registry
         )
-
-    def _start_control(self) -> None:
-        cfg = self.config.control
-        endpoint = cfg.endpoint or self.endpoints.control
-        sock = self.ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
-        if endpoint.startswith("tcp://"):
-            self._auth = configure_curve_server(sock, cfg)
-        old_umask = os.umask(0o177)  # the ipc file is created 0600 from the start
-        try:
-            sock.bind(endpoint)
-        finally:
-            os.umask(old_umask)
-        secure_ipc(endpoint)
-        self.control = sock
-        self.control_endpoint = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        log.info("control socket on %s", self.control_endpoint)
 
     def _start_http(self) -> None:
         cfg = self.config.http
         if not cfg.enabled:
             return
         self.http = HttpServer(
-            cfg.host, cfg.port, self.metrics.registry, self.health,
+            cfg.host, cfg.port, self.metrics.registry, self.processes.health,
             self.readiness, limits=http_limits(cfg), allowed_hosts=cfg.allowed_hosts,
         )  # fmt: skip
         if self.config.preview.enabled:
@@ -387,32 +295,6 @@ class Supervisor:
             log.info("live preview on http://%s:%d/preview", cfg.host, self.http.port)
         self.http.start()
         log.info("metrics on http://%s:%d/metrics", cfg.host, self.http.port)
-
-    # -- probes ----------------------------------------------------------------------------------
-
-    def process_table(self) -> list[tuple[str, int]]:
-        table = [("supervisor", os.getpid())]
-        table += [(name, p.pid) for name, p in self.processes.items() if p.pid and p.is_alive()]
-        return table
-
-    def _hailo_temperature(self) -> float | None:
-        model = self.telemetry.state.model
-        if model is None or model.backend != "hailo":
-            return None  # never import HailoRT in the supervisor of a CPU-only daemon
-        if self._hailo_reader is None:
-            from edged.backends.hailo import HailoTemperatureReader
-
-            # A Hailo variant is serving, so the device exists: no /dev/hailo* probe first.
-            self._hailo_reader = HailoTemperatureReader(
-                self.config.inference.hailo.device_id, device_nodes=lambda: ["serving"]
-            )
-        return self._hailo_reader.read()
-
-    def health(self) -> tuple[bool, str]:
-        dead = [name for name, p in self.processes.items() if not p.is_alive()]
-        if dead:
-            return False, f"stage(s) not running: {', '.join(dead)}"
-        return True, f"supervisor and {len(self.processes)} stage processes running"
 
     # -- main loop -------------------------------------------------------------------------------
 
@@ -448,19 +330,19 @@ class Supervisor:
 
     def _serve(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.events, zmq.POLLIN)
-        assert self.control is not None
-        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.channel.socket, zmq.POLLIN)
+        poller.register(self.control.socket, zmq.POLLIN)
         while True:
             ready = dict(poller.poll(100))
-            if self.events in ready:
+            if self.channel.socket in ready:
                 self._drain_events()
-            if self.control in ready:
+            if self.control.socket in ready:
                 self._handle_control()
             self._service_requests()
             if self.mqtt is not None:
                 self.mqtt.check()
-            self._notify_systemd()
+            self.systemd.tick(self.telemetry.state.published, self.processes.running(),
+                              lambda: self.readiness()[1])  # fmt: skip
             if self._check_processes():
                 return
             if self._drain_requested and self._draining_since is None:
@@ -479,8 +361,8 @@ class Supervisor:
             self._reload_requested = False
             self.reload(identity=None)
         self.swaps.check()
-        if self._deferred_reloads and not self.swaps.in_progress:
-            self.reload(self._deferred_reloads.popleft(), deferred=True)
+        if self.deferred_reloads and not self.swaps.in_progress:
+            self.reload(self.deferred_reloads.pop(), deferred=True)
 
     _drained = False
     _source_finished = False
@@ -488,22 +370,10 @@ class Supervisor:
 
     def _recv_event(self) -> tuple[str, StageEvent] | None:
         """(sending stage, its event); None when nothing is waiting."""
-        while True:
-            try:
-                identity, payload = self.events.recv_multipart(zmq.NOBLOCK)
-            except (zmq.Again, ValueError):  # ValueError: not an (identity, payload) pair
-                return None
-            stage = identity.decode(errors="replace")
-            process = self.process_of_stage.get(stage)
-            if process is None:  # the DEALER identity is the stage name: not one of ours
-                continue
-            try:
-                event = decode_event(payload)
-            except MessageError as exc:
-                log.error("%s stage: event refused: %s", stage, exc)
-                continue
-            self.liveness.heard(process, time.monotonic())
-            return stage, event
+        received = self.channel.receive()
+        if received is not None:
+            self.liveness.heard(self.processes.process_of(received[0]), time.monotonic())
+        return received
 
     def _drain_events(self) -> None:
         while (received := self._recv_event()) is not None:
@@ -529,113 +399,43 @@ class Supervisor:
         """Restart dead stages with backoff; True when edged must stop (restart limit hit)."""
         if self._draining_since is not None:
             return False
-        now = time.monotonic()
-        for name, proc in list(self.processes.items()):
-            if proc.is_alive():
-                continue
-            restart = self.restarts.setdefault(name, RestartPolicy(self.config.pipeline))
-            if restart.due is None:
-                cause = exit_cause(proc.exitcode)
-                if not restart.allow(now):
-                    log.error(
-                        "%s stage died (%s) %d times within %.0fs; giving up",
-                        name,
-                        cause,
-                        restart.count_in_window(now),
-                        self.config.pipeline.restart_window_s,
-                    )
-                    self.exit_code = 1
-                    return True
-                delay = restart.schedule(now)
-                log.error("%s stage died (%s); restarting in %.1fs", name, cause, delay)
-                if INFER in self.groups[name]:
-                    self.swaps.cancel("inference stage restarted during the swap")
-            elif now >= restart.due:
-                restart.due = None
-                for stage in self.groups[name]:  # every stage of the process restarted
-                    self.metrics.stage_restarts.labels(stage).inc()
-                self._restart(name)
+        deaths = self.processes.check(time.monotonic())
+        if deaths.gave_up:
+            self.exit_code = 1
+            return True
+        for name in deaths.died:
+            if INFER in self.processes.groups[name]:
+                self.swaps.cancel("inference stage restarted during the swap")
+        for name in deaths.due:
+            for stage in self.processes.groups[name]:  # every stage of the process restarted
+                self.metrics.stage_restarts.labels(stage).inc()
+            self._restart(name)
         return False
 
     def _restart(self, name: str) -> None:
         """Respawn a stage process and take back the ring slots its death stranded."""
-        proc = self.processes[name]
-        proc.join(0)
-        group = self.groups[name]
-        self._spawn(group, self.telemetry.state.model)
+        group = self.processes.groups[name]
+        self._spawn(group[0], self.telemetry.state.model)
         stranded = {ring for stage in group for ring in RECLAIM_ON_RESTART[stage]}
         for ring in sorted(stranded):
             if RING_OWNER[ring] not in group:  # a ring of the new process starts out free
-                self._send(RING_OWNER[ring], Reclaim(ring))
-
-    def _send(self, stage: str, command: Command, say_if_lost: bool = True) -> bool:
-        """True when ``command`` is on its way to ``stage``: the events socket refuses a stage
-        that is not connected (ROUTER_MANDATORY) instead of dropping the command silently."""
-        if getattr(self, "events", None) is None or self.events.closed:
-            return False
-        try:
-            self.events.send_multipart((stage.encode(), encode(command)), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if not say_if_lost:
-                return False
-            log.warning("%s for the %s stage not sent: %s", type(command).__name__, stage,
-                        "not connected" if exc.errno == zmq.EHOSTUNREACH else exc)  # fmt: skip
-            return False
-        return True
+                self.channel.send(RING_OWNER[ring], Reclaim(ring))
 
     def _answer_waiting_clients(self, why: str) -> None:
         """Clients waiting for a swap or a deferred reload hear ``why`` (not silence)."""
         self.swaps.cancel(why)
-        while self._deferred_reloads:
-            self._reply(self._deferred_reloads.popleft(), error_reply(why))
+        for identity in self.deferred_reloads.take_all():
+            self.control.reply(identity, error_reply(why))
 
     def _begin_drain(self) -> None:
-        self.notifier.stopping()
+        self.systemd.stopping()
         self._draining_since = time.monotonic()
         self._answer_waiting_clients(SHUTTING_DOWN)
         if self._source_finished:  # nothing in flight: the end already went through
             self._drained = True
             return
         log.info("stopping: draining frames in flight")
-        self._send(CAPTURE, Drain())
-
-    def _notify_systemd(self) -> None:
-        state = self.telemetry.state
-        now = time.monotonic()
-        if not self._published_ready:
-            # From the daemon's own start, as systemd counts TimeoutStartSec: model loading can
-            # take a good part of it before the pipeline serves.
-            in_service = now - self.started_at
-            if state.published > 0:
-                log.info("ready: first frame published")
-            elif in_service >= self.config.runtime.ready_without_frames_s:
-                # Rather than let systemd time the start out and restart in a loop: the daemon
-                # itself keeps retrying the source, and STATUS says why no frame came.
-                log.warning("no frame published %.0f s after start (%s); telling systemd the "
-                            "daemon is up, it keeps retrying", in_service,
-                            self.readiness()[1])  # fmt: skip
-            else:
-                return
-            self._published_ready = True
-            self.notifier.ready(self.status_line())
-        interval = self.notifier.watchdog_interval()
-        if interval and now - self._last_watchdog >= interval:
-            # Pings vouch that every stage process still turns its loop (liveness), not that
-            # frames flow: a source that is down or ended is /readyz's business, and restarting
-            # the daemon would not bring it back. A stuck process stops them.
-            running = [name for name, proc in self.processes.items() if proc.is_alive()]
-            stuck = self.liveness.stuck(running, now)
-            if not stuck:
-                self.notifier.watchdog()
-                self._last_watchdog = now
-                self._stuck_said = False
-            elif not self._stuck_said:  # at the first ping withheld, before systemd acts
-                log.error("no report from the %s process(es) for %.0f s: watchdog pings stop",
-                          ", ".join(stuck), self.liveness.silence_s)  # fmt: skip
-                self._stuck_said = True
-        if now - self._last_status >= 5.0 and self._published_ready:
-            self._last_status = now
-            self.notifier.status(self.status_line())
+        self.channel.send(CAPTURE, Drain())
 
     def readiness(self) -> tuple[bool, str]:
         """/readyz's verdict. Frames are reported with the publish stage's counters, up to one
@@ -644,36 +444,17 @@ class Supervisor:
         return self.telemetry.ready(self.config.http.ready_max_age_s + slack)
 
     def status_line(self) -> str:
-        s = self.telemetry.state
-        model = s.model
-        variant = f"{model.name}/{model.variant}" if model else "no model"
-        line = f"{s.fps():.1f} fps, {variant}, {s.published} frames published"
-        if not s.source_connected and not s.ended:
-            line += f"; source: {s.source_error or 'connecting'}"
-        return line
+        return status_line(self.telemetry.state)
 
     # -- control ---------------------------------------------------------------------------------
 
     def _handle_control(self) -> None:
-        assert self.control is not None
-        while True:
-            try:
-                parts = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(parts) != 3 or parts[1] != b"":
-                continue  # not a REQ envelope: nothing sensible to answer
-            identity, body = parts[0], parts[2]
-            try:
-                request = parse_request(body)
-            except ProtocolError as exc:
-                self._reply(identity, error_reply(str(exc)))
-                continue
+        for identity, request in self.control.requests():
             try:
                 if self._draining_since is not None and request.command != "status":
-                    self._reply(identity, error_reply(SHUTTING_DOWN))
+                    self.control.reply(identity, error_reply(SHUTTING_DOWN))
                 elif request.command == "status":
-                    self._reply(identity, reply(True, **self.status()))
+                    self.control.reply(identity, reply(True, **self.status()))
                 elif request.command == "swap":
                     assert request.variant is not None
                     self.swap(request.variant, identity)
@@ -681,56 +462,28 @@ class Supervisor:
                     self.reload(identity)
             except Exception as exc:  # one bad request must never take the daemon down
                 log.exception("control request %s failed", request.command)
-                self._reply(identity, error_reply(f"internal error: {exc}"))
-
-    def _reply(self, identity: bytes | None, body: bytes) -> None:
-        if identity is None or self.control is None:
-            return
-        with contextlib.suppress(zmq.ZMQError):
-            self.control.send_multipart((identity, b"", body), zmq.NOBLOCK)
+                self.control.reply(identity, error_reply(f"internal error: {exc}"))
 
     def status(self) -> dict[str, Any]:
-        s = self.telemetry.state
-        model = s.model
         variants: list[str] = []
         if self.config.model.manifest and self.resolved.manifest_path:
             with contextlib.suppress(ModelError):
                 variants = list(load_manifest(self.resolved.manifest_path).variants)
         return {
             "camera_id": self.config.camera_id,
-            "model": None if model is None else {
-                "name": model.name, "variant": model.variant, "backend": model.backend,
-                "precision": model.precision, "path": model.path,
-                "input": [model.input_width, model.input_height],
-                "output_layout": model.output_layout,
-            },
+            "model": model_status(self.telemetry.state.model),
             "variants": variants,
             "swap_in_progress": self.swaps.in_progress,
-            "fps": round(s.fps(), 2),
-            "frames_published": s.published,
-            "last_seq": s.last_published_seq,
-            "source": {**s.source, "connected": s.source_connected, "ended": s.ended,
-                       "mode": self.mode},
-            "stages": self._stage_status(),
+            **pipeline_status(self.telemetry.state, self.mode),
+            "stages": self.processes.stage_status(),
             "publish_endpoint": getattr(self, "publish_endpoint", None),
-            "subscribers": s.subscribers,
+            "subscribers": self.telemetry.state.subscribers,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
-        }  # fmt: skip
-
-    def _stage_status(self) -> dict[str, dict[str, Any]]:
-        """Per stage: its process (shared with its neighbours in the fused layout)."""
-        status = {}
-        for stage in STAGE_ORDER:
-            name = self._process_of(stage)
-            proc = self.processes.get(name)
-            if proc is not None:
-                status[stage] = {"pid": proc.pid, "alive": proc.is_alive(), "process": name}
-        return status
+        }
 
     def swap(self, variant: str, identity: bytes | None, config: EdgedConfig | None = None) -> None:
         """Start a swap (a control request, or a reload's new model section)."""
-        proc = self.processes.get(self._process_of(INFER))
-        if proc is None or not proc.is_alive():  # dead, or waiting for its restart
+        if not self.processes.is_running(INFER):  # dead, or waiting for its restart
             self.swaps.refuse(identity, variant, STAGE_RESTARTING)
             return
         self.swaps.request(variant, identity, (config or self.config).model, config)
@@ -748,73 +501,53 @@ class Supervisor:
         """Re-read the config file: swap if the model changed; refuse an invalid file. During a
         swap the reload waits for it to end (systemd hears RELOADING=1 now, READY=1 then)."""
         if self.config_path is None:
-            self._reply(identity, error_reply("no config file to reload (started without one)"))
+            self.control.reply(identity, error_reply("no config file to reload (started "
+                                                     "without one)"))  # fmt: skip
             return
-        started = self._published_ready  # before READY=1, a reload must not send it early
         if self.swaps.in_progress:
-            if identity is None and None in self._deferred_reloads:
-                return  # a signal's reload already waits: it reads the file then
-            if len(self._deferred_reloads) >= MAX_DEFERRED_RELOADS:
-                self._reply(identity, error_reply("too many reloads waiting for the swap in "
-                                                  "progress; retry when it ended"))  # fmt: skip
+            if not self.deferred_reloads.add(identity):
+                self.control.reply(identity, error_reply(TOO_MANY_RELOADS))
                 return
             log.info("reload requested during a swap: it runs when the swap ends")
-            self._deferred_reloads.append(identity)
-            if started:
-                self.notifier.reloading()
+            self.systemd.reloading()
             return
-        if started and not deferred:  # a deferred one said RELOADING=1 when it was asked for
-            self.notifier.reloading()
+        if not deferred:  # a deferred one said RELOADING=1 when it was asked for
+            self.systemd.reloading()
         try:
-            new = load_config(self.config_path)
-            if self.overrides:
-                new = apply_overrides(new, self.overrides)
-            pipeline_mode(new, str(self.config_path))
+            source = str(self.config_path)
+            reloaded = reread_config(self.config_path, self.overrides, self.config,
+                                     lambda new: pipeline_mode(new, source))  # fmt: skip
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
-            self._reply(identity, error_reply(str(exc)))
-            if started:
-                self.notifier.ready(self.status_line())
+            self.control.reply(identity, error_reply(str(exc)))
+            self.systemd.reloaded()
             return
-        changed = [
-            name for name in type(new).model_fields if getattr(new, name) != getattr(self.config,
-                                                                                      name)
-        ]  # fmt: skip
-        later = [n for n in changed if n != "model"]
-        if later:
-            log.warning("reload: changes to %s take effect after a restart", ", ".join(later))
+        if reloaded.needs_restart:
+            log.warning("reload: changes to %s take effect after a restart",
+                        ", ".join(reloaded.needs_restart))  # fmt: skip
         log.info("config reloaded from %s", self.config_path)
-        if "model" in changed:
-            self.swap(new.model.variant, identity, new)
+        if "model" in reloaded.changed:
+            self.swap(reloaded.config.model.variant, identity, reloaded.config)
         else:
-            self._reply(identity, reply(True, changed=changed, needs_restart=later,
-                                        active=self.swaps.active_variant()))  # fmt: skip
-        if started:
-            self.notifier.ready(self.status_line())
+            self.control.reply(identity, reply(True, changed=reloaded.changed,
+                                               needs_restart=reloaded.needs_restart,
+                                               active=self.swaps.active_variant()))  # fmt: skip
+        self.systemd.reloaded()
 
     # -- shutdown --------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
         self._answer_waiting_clients(SHUTTING_DOWN)  # before the control socket closes
         for stage in STAGE_ORDER:
-            if self._process_of(stage) in self.processes:
-                self._send(stage, Stop(), say_if_lost=False)  # an exited stage needs none
-        deadline = time.monotonic() + 5.0
-        for name, proc in self.processes.items():
-            proc.join(max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
-                log.warning("%s stage did not stop; killing it", name)
-                proc.kill()
-                proc.join(2.0)
+            if self.processes.started(stage):
+                self.channel.send(stage, Stop(), say_if_lost=False)  # an exited stage needs none
+        self.processes.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.http is not None:
             self.http.stop()
-        if self._auth is not None:
-            self._auth.stop()
-        for sock in (self.control, getattr(self, "events", None)):
-            if sock is not None:
-                sock.close(0)
+        self.control.close()
+        self.channel.close()
         for ring in self.rings:
             ring.close()
             ring.unlink()

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from edged.pipeline.backoff import Backoff
+from edged.pipeline.stage_processes import RESTART_BACKOFF
 from edged.pipeline.stages.recovery import RELOAD_BACKOFF
-from edged.pipeline.supervisor import RESTART_BACKOFF
 
 
 def test_doubles_from_the_first_wait_up_to_the_cap() -> None:

@@ -65,10 +65,10 @@ class Harness:
                               Metrics(CollectorRegistry()),
                               SystemdNotifier(notify.environ()))  # fmt: skip
         self.sup.telemetry.set_model(OLD)
-        self.sup._published_ready = True  # past READY=1: reloads tell systemd
+        self.sup.systemd.published_ready = True  # past READY=1: reloads tell systemd
         self.sup._prepare_runtime_dir()
-        self.sup._bind_events()
-        self.sup._start_control()
+        self.sup.channel.bind()
+        self.sup.control.start()
         self.ctx = zmq.Context.instance()
         self.clients: list[zmq.Socket] = []
         self.stage: zmq.Socket | None = None
@@ -77,7 +77,7 @@ class Harness:
         """A real process in the inference stage's place (it never connects)."""
         proc = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
         proc.start()
-        self.sup.processes[self.sup._process_of(INFER)] = proc
+        self.sup.processes.by_name[self.sup.processes.process_of(INFER)] = proc
 
     def connect_stage(self) -> zmq.Socket:
         """The inference stage's command channel; connected once the supervisor hears it."""
@@ -93,11 +93,11 @@ class Harness:
     def request(self, command: str, variant: str | None = None) -> zmq.Socket:
         client = self.ctx.socket(zmq.REQ)
         client.setsockopt(zmq.LINGER, 0)
-        client.connect(self.sup.control_endpoint)
+        client.connect(self.sup.control.endpoint)
         body = {"version": 1, "command": command, **({"variant": variant} if variant else {})}
         client.send(json.dumps(body).encode())
         self.clients.append(client)
-        poll_until(lambda: self.sup.control.poll(0) or None, 10, "request never arrived")
+        poll_until(lambda: self.sup.control.socket.poll(0) or None, 10, "request never arrived")
         self.sup._handle_control()
         return client
 
@@ -111,10 +111,10 @@ class Harness:
     def close(self) -> None:
         for sock in (*self.clients, *([self.stage] if self.stage else [])):
             sock.close(0)
-        for proc in self.sup.processes.values():
+        for proc in self.sup.processes.by_name.values():
             proc.kill()
             proc.join(5)
-        self.sup.processes.clear()
+        self.sup.processes.by_name.clear()
         self.sup.shutdown()
 
 
@@ -158,7 +158,7 @@ def finish_swap(h: Harness, swap: Swap) -> None:
     new = ModelDescriptor(f"m/{variant}/2", "m", variant, "onnxruntime", "fp32", 640, 640,
                           "NHWC", "uint8", "yolov5", ("person",))  # fmt: skip
     h.stage.send(encode(SwapDone(swap.request_id, new, swap.resolved, 0.1, -1)))
-    poll_until(lambda: h.sup.events.poll(0) or None, 10, "SwapDone never arrived")
+    poll_until(lambda: h.sup.channel.poll(0) or None, 10, "SwapDone never arrived")
     h.sup._drain_events()
     h.sup._service_requests()  # nothing published: the reply goes out, a waiting reload runs
 
