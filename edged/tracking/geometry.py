@@ -75,31 +75,47 @@ def polygon_area(polygon: Sequence[Point]) -> float:
     return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
-class Polygon:
-    """A polygon (M×2 vertices) with its edges laid out once for :meth:`contains`."""
+class Polygons:
+    """Several polygons tested together: which of N points lies inside which polygon.
 
-    def __init__(self, vertices: np.ndarray) -> None:
-        self.vertices = np.asarray(vertices, np.float64)
-        self._x1, self._y1 = self.vertices[:, 0], self.vertices[:, 1]
-        self._x2, self._y2 = np.roll(self._x1, -1), np.roll(self._y1, -1)
+    Every polygon's edges are laid out once in flat arrays, so one test is a few numpy
+    operations whatever the number of zones (per polygon, it was most of the tracker's time).
+    """
+
+    def __init__(self, polygons: Sequence[np.ndarray]) -> None:
+        vertices = [np.asarray(p, np.float64).reshape(-1, 2) for p in polygons]
+        x1 = np.concatenate([v[:, 0] for v in vertices]) if vertices else np.zeros(0)
+        y1 = np.concatenate([v[:, 1] for v in vertices]) if vertices else np.zeros(0)
+        x2 = np.concatenate([np.roll(v[:, 0], -1) for v in vertices]) if vertices else x1
+        y2 = np.concatenate([np.roll(v[:, 1], -1) for v in vertices]) if vertices else y1
+        self._x1, self._y1, self._y2 = x1, y1, y2
         with np.errstate(divide="ignore", invalid="ignore"):
-            self._slope = (self._x2 - self._x1) / (self._y2 - self._y1)  # inf on flat edges
+            self._slope = (x2 - x1) / (y2 - y1)  # inf on flat edges, which never straddle
+        self._starts = np.cumsum([0] + [len(v) for v in vertices[:-1]])
+        self.count = len(vertices)
 
     def contains(self, points: np.ndarray) -> np.ndarray:
-        """Boolean mask: which of the N×2 ``points`` lie inside, even-odd rule.
-
-        Vectorised ray casting over the edges; a point exactly on an edge may fall either way.
-        """
+        """N×P booleans, even-odd rule (vectorised ray casting; on an edge: either way)."""
+        if self.count == 0 or len(points) == 0:
+            return np.zeros((len(points), self.count), bool)
         px, py = points[:, 0:1], points[:, 1:2]
-        straddles = (self._y1 > py) != (self._y2 > py)  # never true for a flat edge
         with np.errstate(invalid="ignore"):
             x_at = self._x1 + (py - self._y1) * self._slope
-        return (np.count_nonzero(straddles & (px < x_at), axis=1) % 2) == 1
+        hits = ((self._y1 > py) != (self._y2 > py)) & (px < x_at)
+        return (np.add.reduceat(hits, self._starts, axis=1) % 2) == 1
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Boolean mask: which of the N×2 ``points`` lie inside ``polygon`` (M×2)."""
-    return Polygon(polygon).contains(points)
+    return Polygons([polygon]).contains(points)[:, 0]
+
+
+def sides_of_lines(points: np.ndarray, lines: Sequence[tuple[Point, Point]]) -> np.ndarray:
+    """N×L: :func:`side_of_line` of every point for every line a→b, in one go."""
+    seg = np.asarray(lines, np.float64).reshape(-1, 2, 2)
+    a, d = seg[:, 0], seg[:, 1] - seg[:, 0]
+    cross = d[:, 0] * (points[:, 1:2] - a[:, 1]) - d[:, 1] * (points[:, 0:1] - a[:, 0])
+    return np.sign(cross).astype(np.int8)
 
 
 def side_of_line(points: np.ndarray, a: Point, b: Point) -> np.ndarray:

@@ -264,3 +264,23 @@ def test_metrics_follow_the_tracks_and_zones_drop_to_zero() -> None:
 def test_ids_go_on_when_their_file_cannot_be_written(tmp_path: Path) -> None:
     ids = IdAllocator(tmp_path / "missing-dir" / "ids")
     assert [ids.next() for _ in range(3)] == [1, 2, 3]
+
+
+def test_zones_and_lines_tested_together_agree_with_one_at_a_time() -> None:
+    from edged.tracking.geometry import Polygons, points_in_polygon, side_of_line, sides_of_lines
+
+    rng = np.random.default_rng(3)
+    points = rng.uniform(0, 100, (200, 2))
+    square = np.array([[10, 10], [60, 10], [60, 60], [10, 60]], float)
+    concave = np.array([[50, 0], [100, 0], [100, 100], [75, 40], [50, 100]], float)  # a "V"
+    both = Polygons([square, concave]).contains(points)
+    assert both.shape == (200, 2)
+    assert (both[:, 0] == points_in_polygon(points, square)).all()
+    assert (both[:, 1] == points_in_polygon(points, concave)).all()
+    assert both[:, 1].any() and not both[:, 1].all()
+    assert Polygons([square]).contains(np.array([[30.0, 30.0], [70.0, 30.0]])).tolist() == [
+        [True], [False]]  # fmt: skip
+    lines = [((0.0, 0.0), (100.0, 100.0)), ((50.0, 0.0), (50.0, 100.0))]
+    sides = sides_of_lines(points, lines)
+    for k, (a, b) in enumerate(lines):
+        assert (sides[:, k] == side_of_line(points, a, b)).all()
