@@ -24,6 +24,7 @@ from edged.control import call
 from tests.daemon import YOLOV5N, Daemon, require
 from tests.fakes.fixtures import fake_env, write_hef
 from tests.paths import SHARED_DATA
+from tests.systemd_helpers import NotifySocketReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -265,3 +266,19 @@ def test_an_oversized_request_is_dropped_by_zeromq(detector: Detector):
     after = detector.outcomes()
     assert after["error"] == before["error"]
     assert sum(after.values()) == sum(before.values()) + 1
+
+
+def test_runs_as_a_systemd_notify_service(tmp_path: Path):
+    """READY=1 once it answers (with a STATUS), watchdog pings from the serving loop,
+    STOPPING=1 on SIGTERM: what a Type=notify unit with WatchdogSec= needs."""
+    with NotifySocketReceiver() as notify:
+        env = notify.environ(watchdog_usec=1_000_000)
+        with Detector(tmp_path, env=env) as detector:
+            ready = notify.wait_for(lambda m: m.get("READY") == "1", 120)
+            assert "serving yolov5n/default on ipc://" in ready["STATUS"]
+            rgb, box = person_image()  # READY means it answers
+            assert_person(request(detector.client(), [header([1, SIDE, SIDE, 3], "uint8"),
+                                                       rgb.tobytes()]), box)  # fmt: skip
+            notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 2, 30)
+            assert detector.stop() == 0
+        notify.wait_for(lambda m: m.get("STOPPING") == "1", 10)

@@ -7,7 +7,16 @@ import logging
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edged.config import EdgedConfig
+    from edged.http_server import HttpServer
+    from edged.integrations.frigate.server import DetectorServer
+    from edged.sdnotify import SystemdNotifier
 
 log = logging.getLogger("edged")
 
@@ -32,7 +41,9 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
     from edged.cli import flag_overrides
     from edged.config import ConfigError, apply_overrides, load_config
     from edged.logs import configure_logging
+    from edged.sdnotify import SystemdNotifier
 
+    notifier = SystemdNotifier()  # a no-op unless started as a Type=notify unit
     try:
         config = load_config(args.config)
         if changes := flag_overrides(args, FLAG_FIELDS):
@@ -44,7 +55,6 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
     import zmq
 
     from edged.backends import BackendError
-    from edged.http_server import HttpServer, http_limits
     from edged.integrations.frigate.server import DetectorServer
     from edged.models import ModelError
 
@@ -59,25 +69,12 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
     http = None
     try:
         server.start()
-        if args.labelmap_out and server.engine is not None:
-            labels = server.engine.model.labels
-            Path(args.labelmap_out).write_text(
-                "".join(f"{i} {name}\n" for i, name in enumerate(labels))
-            )
-            log.info("wrote the %d class names to %s", len(labels), args.labelmap_out)
-        if config.http.enabled:
-
-            def probe() -> tuple[bool, str]:
-                model = server.engine.model if server.engine else None
-                return model is not None, f"serving {model.key if model else 'nothing'}"
-
-            http = HttpServer(config.http.host, config.http.port,
-                              server.metrics.edged.registry, probe, probe,
-                              limits=http_limits(config.http),
-                              allowed_hosts=config.http.allowed_hosts)  # fmt: skip
-            http.start()
-            log.info("metrics on http://%s:%d/metrics", config.http.host, http.port)
-        server.serve(stop)
+        if args.labelmap_out:
+            write_labelmap(server, Path(args.labelmap_out))
+        http = start_http(server, config)
+        notifier.ready(server.status_line())
+        server.serve(stop, on_turn=watchdog_pinger(notifier))
+        notifier.stopping()
     except (BackendError, OSError, zmq.ZMQError) as exc:
         log.error("cannot serve: %s", exc)
         return 1
@@ -87,6 +84,49 @@ def cmd_serve_detector(args: argparse.Namespace) -> int:
         server.close()
     log.info("stopped")
     return 0
+
+
+def write_labelmap(server: DetectorServer, path: Path) -> None:
+    """``<class id> <name>`` lines of the served model: Frigate's labelmap_path format."""
+    assert server.engine is not None
+    labels = server.engine.model.labels
+    path.write_text("".join(f"{i} {name}\n" for i, name in enumerate(labels)))
+    log.info("wrote the %d class names to %s", len(labels), path)
+
+
+def start_http(server: DetectorServer, config: EdgedConfig) -> HttpServer | None:
+    """/metrics, /healthz, /readyz (ready: a model serves) on http.host:http.port."""
+    from edged.http_server import HttpServer, http_limits
+
+    if not config.http.enabled:
+        return None
+
+    def probe() -> tuple[bool, str]:
+        return server.engine is not None, server.status_line()
+
+    http = HttpServer(config.http.host, config.http.port, server.metrics.edged.registry, probe,
+                      probe, limits=http_limits(config.http),
+                      allowed_hosts=config.http.allowed_hosts)  # fmt: skip
+    http.start()
+    log.info("metrics on http://%s:%d/metrics", config.http.host, http.port)
+    return http
+
+
+def watchdog_pinger(notifier: SystemdNotifier) -> Callable[[], None] | None:
+    """Pings systemd's watchdog from the serving loop (WatchdogSec=), so a hung loop is
+    restarted; None when no watchdog was asked for."""
+    interval = notifier.watchdog_interval()
+    if interval is None:
+        return None
+    last = [0.0]
+
+    def ping() -> None:
+        now = time.monotonic()
+        if now - last[0] >= interval:
+            notifier.watchdog()
+            last[0] = now
+
+    return ping
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -226,12 +226,16 @@ class DetectorServer:
 
     # -- serving ---------------------------------------------------------------------------------
 
-    def serve(self, stop: threading.Event) -> None:
+    def serve(self, stop: threading.Event, on_turn: Callable[[], None] | None = None) -> None:
+        """Answer requests until ``stop`` is set; ``on_turn`` runs every turn of the loop (at
+        least every 100 ms), e.g. systemd's watchdog ping."""
         assert self.sock is not None and self.control is not None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
         while not stop.is_set():
+            if on_turn is not None:
+                on_turn()
             self._finish_swap()
             events = dict(poller.poll(0 if self.pending else 100))
             if self.control in events:
@@ -326,6 +330,12 @@ class DetectorServer:
             return
         with contextlib.suppress(zmq.ZMQError):
             self.control.send_multipart((identity, b"", body), zmq.NOBLOCK)
+
+    def status_line(self) -> str:
+        model = self.engine.model if self.engine else None
+        serving = f"serving {model.name}/{model.variant}" if model else "no model"
+        done = ", ".join(f"{n} {o}" for o, n in self.counts.items() if n)
+        return f"{serving} on {self.endpoint}; requests: {done or 'none yet'}"
 
     def status(self) -> dict[str, Any]:
         model = self.engine.model if self.engine else None
