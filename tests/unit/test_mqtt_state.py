@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -152,3 +153,45 @@ def test_zone_occupancy_and_line_crossings_from_events():
     state.apply_event({"type": "track_end", "track_id": 2, "reason": "lost"})  # ended inside
     assert state.due(0.3)["zones"] == {"lot": 0}  # a change goes out at once
     assert "zones" not in CameraState(("person",)).snapshot(0.0)  # no tracking: no fields
+
+
+class _Exited:
+    """A bridge process that has exited (what check() sees of a crashed one)."""
+
+    exitcode = 1
+    pid = 0
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def test_a_dead_bridge_is_restarted_with_a_growing_wait_reset_after_a_stable_run():
+    from edged.integrations.mqtt.process import MqttBridgeProcess
+
+    now = [0.0]
+    starts: list[float] = []
+
+    class Bridge(MqttBridgeProcess):
+        def start(self) -> None:  # no process: record when one would start, dead at once
+            starts.append(now[0])
+            self.process, self.started = _Exited(), now[0]
+
+    config = parse_config({"mqtt": {"host": "b"}})
+    bridge = Bridge(config, "tcp://127.0.0.1:1", "ipc:///nowhere", clock=lambda: now[0])
+    bridge.start()
+    for _ in range(600):  # ten minutes of supervisor turns, 1 s apart
+        now[0] += 1.0
+        bridge.check()
+    # Each gap: the turn that notices the exit (1 s here), then the backoff delay.
+    delays = [b - a - 1 for a, b in itertools.pairwise(starts)]
+    assert delays[:7] == [1, 2, 4, 8, 16, 32, 60] and set(delays[7:]) == {60}
+    assert bridge.counters.get("restarts") == len(starts) - 1
+    while bridge.due is not None:  # up to the next start
+        now[0] += 1.0
+        bridge.check()
+    now[0] += 61.0  # that one ran for over a minute before it died: the wait starts over
+    before = len(starts)
+    bridge.check()
+    now[0] += 1.0
+    bridge.check()
+    assert len(starts) == before + 1 and starts[-1] - starts[-2] == 62

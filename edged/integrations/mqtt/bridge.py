@@ -1,8 +1,9 @@
 """The MQTT bridge process: the camera's ZeroMQ detections in, MQTT state and discovery out.
 
 It is one more ZeroMQ subscriber of the daemon, so the frame path never waits on a broker: a
-slow or absent broker costs this process only. Nothing queues without bound: the subscriber
-keeps 10 messages and reads the newest (the state is "now", not a history); while the broker
+slow or absent broker costs this process only. Nothing queues without bound: the detections
+subscriber keeps 10 messages and reads the newest (the state is "now", not a history), the
+track events subscriber (with tracking) at most 1000 (each event counts); while the broker
 is away no state is published at all (paho's own queue is capped at ``mqtt.max_queued``), and
 paho reconnects with an exponential backoff between ``reconnect_min_s`` and
 ``reconnect_max_s``. On every (re)connect it publishes availability, discovery and the current
@@ -112,7 +113,7 @@ class Bridge:
         self._announce = threading.Event()
         self._closing = False
         self._swaps: queue.Queue[str] = queue.Queue(maxsize=1)  # the newest choice wins
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-swap")
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-control")
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

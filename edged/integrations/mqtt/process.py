@@ -13,10 +13,12 @@ from prometheus_client import CollectorRegistry
 from edged.config import EdgedConfig
 from edged.integrations.mqtt.bridge_setup import BridgeSetup, TrackingNames
 from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
+from edged.pipeline.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
-MAX_RESTART_DELAY_S = 60.0
+RESTART_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
+STABLE_AFTER_S = 60.0  # a bridge that ran this long starts the backoff over when it dies
 
 
 class MqttBridgeProcess:
@@ -42,7 +44,7 @@ class MqttBridgeProcess:
         self.clock = clock
         self.process: Any = None
         self.started = 0.0
-        self.delay = 1.0
+        self.failures = 0  # exits in a row
         self.due: float | None = None
 
     @classmethod
@@ -72,12 +74,11 @@ class MqttBridgeProcess:
             return
         now = self.clock()
         if self.due is None:
-            if now - self.started > 60.0:
-                self.delay = 1.0
-            self.due = now + self.delay
+            self.failures = 1 if now - self.started > STABLE_AFTER_S else self.failures + 1
+            delay = RESTART_BACKOFF.delay(self.failures)
+            self.due = now + delay
             log.error("the MQTT bridge exited (code %s); restarting in %.0f s",
-                      self.process.exitcode, self.delay)  # fmt: skip
-            self.delay = min(self.delay * 2, MAX_RESTART_DELAY_S)
+                      self.process.exitcode, delay)  # fmt: skip
         elif now >= self.due:
             self.due = None
             self.counters.set("connected", 0)  # what the dead one left
