@@ -144,7 +144,8 @@ def test_synthetic_outputs_and_micro_benchmark():
 def test_daemon_config_is_a_valid_edged_config(tmp_path):
     settings = pb.PipelineBenchSettings(models=("m.onnx",), source="v.mp4", threads=2)
     for mode, fps in (("lossless", None), ("realtime", 7.5)):
-        data = pb.daemon_config(settings, "m.onnx", mode, tmp_path, "ipc:///tmp/x.sock", fps)
+        data = pb.daemon_config(settings, {"path": "m.onnx", "backend": "onnxruntime"}, mode,
+                                  tmp_path, "ipc:///tmp/x.sock", fps)  # fmt: skip
         config = parse_config(data)
         assert config.source.mode == mode and config.source.fps == fps
         assert config.inference.onnxruntime.intra_op_threads == 2
@@ -186,3 +187,18 @@ def test_numbers_out_of_range_are_refused_naming_the_option(capsys) -> None:
         pb.main(["--source", "v.mp4", "--frames", "-3"])
     assert exited.value.code == 2
     assert "--frames: -3 is out of range (must be ≥ 1)" in capsys.readouterr().err
+
+
+def test_daemon_config_runs_an_onnx_file_on_another_backend_through_a_manifest(tmp_path):
+    from edged.models import resolve_from_config
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    settings = pb.PipelineBenchSettings(models=(str(model),), source="v.mp4", threads=2)
+    data = pb.daemon_config(settings, {"path": str(model), "backend": "openvino"}, "lossless",
+                            tmp_path, "ipc:///tmp/x.sock", None)  # fmt: skip
+    config = parse_config(data)
+    assert config.inference.openvino.threads == config.inference.ncnn.threads == 2
+    assert config.inference.onnxruntime.intra_op_threads == 2
+    resolved = resolve_from_config(config.model)
+    assert (resolved.backend, resolved.path) == ("openvino", model.resolve())

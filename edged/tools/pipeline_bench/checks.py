@@ -11,6 +11,7 @@ from edged.tools.pipeline_bench.settings import (
     TARGET_EDGED_VS_INFERENCE,
     TARGET_FP32_VS_ULTRALYTICS,
     TARGET_PSS_MB,
+    TARGET_SAME_MODEL_VS_ULTRALYTICS,
     TARGET_STATIC_VS_ULTRALYTICS,
 )
 
@@ -83,6 +84,23 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
                     value,
                     None if value is None else value <= limit,
                     mode=latency and latency["mode"],
+                    precision=precision,
+                )
+            )
+        # The same file run by Ultralytics (e.g. its own OpenVINO INT8 export): edged overlaps
+        # decode, letterbox and NMS with inference, Ultralytics runs them in series.
+        peer = _find(record, "ultralytics", model=name)
+        ratio = _ratio(edged, peer)
+        if peer is not None or info.get("ultralytics_layout"):
+            checks.append(
+                _check(
+                    f"edged_vs_ultralytics_same_model_fps[{name}]",
+                    f">= {TARGET_SAME_MODEL_VS_ULTRALYTICS}",
+                    ratio,
+                    None if ratio is None else ratio >= TARGET_SAME_MODEL_VS_ULTRALYTICS,
+                    edged_fps=edged and edged["fps"],
+                    ultralytics_fps=peer and peer["fps"],
+                    backend=info.get("backend"),
                     precision=precision,
                 )
             )

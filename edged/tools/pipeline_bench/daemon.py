@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edged.backends.registry import backend_for_suffix, plugins
 from edged.tools.pipeline_bench.measure import (
     CpuWindow,
     PssSampler,
@@ -23,9 +24,22 @@ from edged.tools.pipeline_bench.measure import (
 from edged.tools.pipeline_bench.settings import PipelineBenchSettings
 
 
+def model_section(model: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """``model.path`` when the file's suffix picks its backend; else a one-variant manifest
+    (an ``.onnx`` on OpenVINO)."""
+    path = Path(model["path"]).resolve()
+    if backend_for_suffix(path) == model["backend"]:
+        return {"path": str(path), "manifest": None}
+    workdir.mkdir(parents=True, exist_ok=True)
+    manifest = workdir / "bench-model.yaml"
+    variant = {"backend": model["backend"], "path": str(path)}
+    manifest.write_text(json.dumps({"name": path.stem, "variants": {"bench": variant}}))
+    return {"manifest": str(manifest), "variant": "bench", "models_dir": str(path.parent)}
+
+
 def daemon_config(
     settings: PipelineBenchSettings,
-    model: str,
+    model: dict[str, Any],
     mode: str,
     workdir: Path,
     endpoint: str,
@@ -39,13 +53,16 @@ def daemon_config(
     }
     if mode == "realtime" and realtime_fps:
         source["fps"] = float(realtime_fps)
-    ort: dict[str, Any] = {"spin_wait": settings.spin_wait}
+    inference: dict[str, Any] = {"onnxruntime": {"spin_wait": settings.spin_wait},
+                                 "ncnn": {"spin_wait": settings.spin_wait}}  # fmt: skip
     if settings.threads is not None:
-        ort["intra_op_threads"] = settings.threads
+        for name, spec in plugins().items():
+            if spec.threads_field:
+                inference.setdefault(name, {})[spec.threads_field] = settings.threads
     return {
         "source": source,
-        "model": {"path": str(Path(model).resolve()), "manifest": None},
-        "inference": {"onnxruntime": ort},
+        "model": model_section(model, workdir),
+        "inference": inference,
         "publish": {"endpoint": endpoint, "wait_for_subscribers": 1, "format": "json"},
         "http": {"enabled": False},
         "pipeline": {"exit_at_end": True, "layout": settings.layout},
@@ -55,7 +72,7 @@ def daemon_config(
 
 def run_edged(
     settings: PipelineBenchSettings,
-    model: str,
+    model: dict[str, Any],
     mode: str,
     workdir: Path,
     frames: int | None,

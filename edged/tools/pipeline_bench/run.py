@@ -26,26 +26,42 @@ from edged.tools.pipeline_bench.workers import run_worker, video_info
 from edged.tools.system import NOISY_OTHER_CPU_PERCENT, busy_seconds
 
 
-def model_info(path: str) -> dict[str, Any]:
-    """Precision, output shape and whether Ultralytics can run it, from the ONNX file."""
-    import onnx
-
+def model_info(model: str) -> dict[str, Any]:
+    """Backend, precision, output shape and whether Ultralytics can run it. ``model`` is a
+    file (its suffix picks the backend) or ``BACKEND:FILE``."""
     from edged.backends.onnxruntime import precision_of
+    from edged.tools.backend_choice import backend_name, split_backend
+    from edged.tools.provenance import read_metadata
 
-    model = onnx.load(str(path), load_external_data=False)
-    metadata = {p.key: p.value for p in model.metadata_props}
-    shapes = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output]
-    inputs = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
-    yolov8_like = bool(shapes) and len(shapes[0]) == 3 and 0 < shapes[0][1] < shapes[0][2]
+    _, path = split_backend(model)
+    backend = backend_name(model)
+    metadata = read_metadata(path)
+    shapes: list[list[int]] = []
+    imgsz = 640
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        shapes = [[d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output]
+        inputs = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input]
+        imgsz = inputs[0][2] if inputs and len(inputs[0]) == 4 else 640
+        yolov8_like = bool(shapes) and len(shapes[0]) == 3 and 0 < shapes[0][1] < shapes[0][2]
+        ultralytics = yolov8_like and {"names", "stride", "task"} <= set(metadata)
+    else:  # an Ultralytics export folder (e.g. yolov8n_int8_openvino_model/) has metadata.yaml
+        ultralytics = (path.parent / "metadata.yaml").is_file()
     return {
         "path": str(path),
-        "name": Path(path).stem,
-        "precision": precision_of(metadata),
+        "backend": backend,
+        "name": path.stem if backend == "onnxruntime" or path.suffix != ".onnx"
+        else f"{path.stem}@{backend}",
+        "precision": precision_of(metadata) if "edged_precision" in metadata or not
+        ultralytics else ("int8" if "int8" in str(path) else "fp32"),
         "output_shapes": shapes,
-        "imgsz": inputs[0][2] if inputs and len(inputs[0]) == 4 else 640,
-        "ultralytics_layout": yolov8_like and {"names", "stride", "task"} <= set(metadata),
-        "size_bytes": Path(path).stat().st_size,
-    }
+        "imgsz": imgsz,
+        "ultralytics_layout": ultralytics,
+        "ultralytics_model": str(path.parent if path.suffix != ".onnx" else path),
+        "size_bytes": path.stat().st_size,
+    }  # fmt: skip
 
 
 def effective_threads(threads: int | None) -> int:
@@ -108,6 +124,7 @@ def run_pipeline_bench(
                 for mode in modes:
                     entry = {
                         "model": info["name"],
+                        "backend": info["backend"],
                         "precision": info["precision"],
                         "contender": contender,
                         "mode": mode or None,
@@ -153,7 +170,8 @@ def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings)
         return None
     if s.ultralytics == "none":
         return "disabled (--ultralytics none)"
-    if s.ultralytics == "fp32" and info["precision"] != "fp32":
+    export_folder = not info["path"].endswith(".onnx")  # Ultralytics' own export: always its own
+    if s.ultralytics == "fp32" and info["precision"] != "fp32" and not export_folder:
         return "Ultralytics runs on FP32 models only (--ultralytics all to include this one)"
     if not info["ultralytics_layout"]:
         return "the model does not have the Ultralytics layout/metadata"
@@ -180,12 +198,15 @@ def _run_one(
             if s.realtime_fps is None and limit and fps >= 0.8 * limit:
                 fps = round(0.5 * limit, 1)  # pace well below the inference limit
             n = s.realtime_frames if frames is None else min(frames, s.realtime_frames)
-            return run_edged(s, info["path"], mode, workdir / f"edged-{mode}", n, fps)
-        return run_edged(s, info["path"], mode, workdir / f"edged-{mode}", frames, None)
+            return run_edged(s, info, mode, workdir / f"edged-{mode}", n, fps)
+        return run_edged(s, info, mode, workdir / f"edged-{mode}", frames, None)
     if frames is None and contender == "inference":
         frames = max(1, video["frame_count"] - s.warmup) if video["frame_count"] > 0 else 200
     spec = {
         "model": info["path"],
+        "backend": info["backend"],
+        "ultralytics_model": info["ultralytics_model"],
+        "precision": info["precision"],
         "source": s.source,
         "threads": s.threads,
         "effective_threads": threads,

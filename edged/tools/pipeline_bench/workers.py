@@ -54,10 +54,11 @@ def video_info(source: str) -> dict[str, Any]:
         cap.release()
 
 
-def _ort_options(spec: dict[str, Any]) -> Any:
-    from edged.config import OnnxRuntimeOptions
+def _backend_options(spec: dict[str, Any]) -> Any:
+    """The daemon's options for this backend, with the benchmark's thread budget."""
+    from edged.tools.backend_choice import options_for
 
-    return OnnxRuntimeOptions(intra_op_threads=spec["threads"], spin_wait=spec["spin_wait"])
+    return options_for(spec["backend"], spec["threads"], spin_wait=spec["spin_wait"])
 
 
 def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
@@ -65,11 +66,11 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import psutil
 
-    from edged.backends.onnxruntime import OnnxRuntimeBackend, session_options
+    from edged.backends.base import load_backend
     from edged.preprocess import TensorWriter
 
-    options = _ort_options(spec)
-    backend = OnnxRuntimeBackend(Path(spec["model"]), options)
+    options = _backend_options(spec)
+    backend = load_backend(spec["backend"], Path(spec["model"]), options, warmup_runs=0)
     writer = TensorWriter(backend.input.layout)
     tensors = []
     for image in _read_frames(spec["source"], 4):
@@ -77,9 +78,8 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
         writer.write(image, tensor)
         tensors.append(tensor)
     outputs = [np.empty(s, np.float32) for s in backend.output_shapes]
-    run = (
-        (lambda t: backend.infer_into(t, outputs)) if backend.static_outputs else backend.infer  # type: ignore[assignment]
-    )
+    in_place = getattr(backend, "static_outputs", False) and hasattr(backend, "infer_into")
+    run = (lambda t: backend.infer_into(t, outputs)) if in_place else backend.infer  # type: ignore[attr-defined]
     for i in range(spec["warmup"]):
         run(tensors[i % len(tensors)])
     n = spec["frames"] or 200
@@ -100,7 +100,8 @@ def worker_inference(spec: dict[str, Any]) -> dict[str, Any]:
         "infer_ms": percentile_summary(latencies),
         "added_ms": percentile_summary([0.0] * n),
         "precision": backend.precision,
-        "intra_op_threads": session_options(options).intra_op_num_threads,
+        "executed_precision": getattr(backend, "executed_precision", backend.precision),
+        "intra_op_threads": spec["effective_threads"],
     }
 
 
@@ -109,12 +110,11 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
     import cv2
     import psutil
 
-    from edged.backends.onnxruntime import session_options
     from edged.postprocess.decoders import DecodeParams
     from edged.tools.runner import ModelRunner
 
-    options = _ort_options(spec)
-    runner = ModelRunner(spec["model"], options, DecodeParams())
+    options = _backend_options(spec)
+    runner = ModelRunner(spec["model"], options, DecodeParams(), backend=spec["backend"])
     cap = cv2.VideoCapture(spec["source"])
     warmup, limit = spec["warmup"], spec["frames"]
     e2e, infer, added, read = [], [], [], []
@@ -151,7 +151,7 @@ def worker_naive(spec: dict[str, Any]) -> dict[str, Any]:
         "added_ms": percentile_summary(added),
         "read_ms": percentile_summary(read),
         "precision": runner.backend.precision,
-        "intra_op_threads": session_options(options).intra_op_num_threads,
+        "intra_op_threads": spec["effective_threads"],
     }
 
 
@@ -181,7 +181,8 @@ def worker_ultralytics(spec: dict[str, Any]) -> dict[str, Any]:
     from ultralytics import YOLO
 
     torch.set_num_threads(threads)
-    model = YOLO(spec["model"], task="detect")
+    # An ONNX file, or an Ultralytics export folder (its OpenVINO INT8 IR + metadata.yaml).
+    model = YOLO(spec["ultralytics_model"], task="detect")
     warmup, limit = spec["warmup"], spec["frames"]
     e2e, infer, added, gaps = [], [], [], []
     window = CpuWindow(psutil.Process())
@@ -221,7 +222,7 @@ def worker_ultralytics(spec: dict[str, Any]) -> dict[str, Any]:
         "infer_ms": percentile_summary(infer),
         "added_ms": percentile_summary(added),
         "frame_interval_ms": percentile_summary(gaps),
-        "precision": "fp32" if "int8" not in Path(spec["model"]).stem else "int8",
+        "precision": spec["precision"],
         "intra_op_threads": threads,
         "ultralytics_version": __import__("ultralytics").__version__,
     }
