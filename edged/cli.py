@@ -29,6 +29,7 @@ _PLUGGABLE = (
     "edged.doctor",
     "edged.integrations.frigate.command",
     "edged.tracking.commands",
+    "edged.tools.tune.command",
 )
 
 

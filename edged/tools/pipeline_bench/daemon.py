@@ -26,7 +26,10 @@ from edged.tools.pipeline_bench.settings import PipelineBenchSettings
 
 def model_section(model: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """``model.path`` when the file's suffix picks its backend; else a one-variant manifest
-    (an ``.onnx`` on OpenVINO)."""
+    (an ``.onnx`` on OpenVINO). A manifest's own variant (``edged tune``) runs as configured,
+    its manifest options included."""
+    if model.get("variant"):
+        return {k: model[k] for k in ("manifest", "variant", "models_dir")}
     path = Path(model["path"]).resolve()
     if backend_for_suffix(path) == model["backend"]:
         return {"path": str(path), "manifest": None}
