@@ -58,19 +58,23 @@ def executed_precision(compiled: Any) -> str:
     return ranked[0] if len(ranked) == 1 else f"{ranked[0]} (+{'/'.join(ranked[1:])})"
 
 
-def _image_input(path: Path, model: Any) -> tuple[str, int, int]:
+def _image_input(path: Path, model: Any) -> TensorSpec:
+    """Float 0–1 RGB 1×3×H×W, or uint8 RGB 1×H×W×3 (as after edged's ORT rewrites)."""
     if len(model.inputs) != 1:
         raise BackendError(f"{path.name}: expected one image input, found {len(model.inputs)}")
     node = model.inputs[0]
     shape = node.get_partial_shape()
     static = shape.is_static and len(shape) == 4
     dims = [d.get_length() for d in shape] if static else []
-    if not static or dims[:2] != [1, 3]:
-        raise BackendError(
-            f"{path.name}: unsupported input shape {shape}; expected a static 1×3×H×W float "
-            "image input (export with a fixed imgsz)"
-        )
-    return node.get_any_name(), dims[3], dims[2]
+    kind = node.get_element_type().get_type_name()
+    if static and dims[:2] == [1, 3] and kind == "f32":
+        return TensorSpec(node.get_any_name(), width=dims[3], height=dims[2])
+    if static and dims[0] == 1 and dims[3] == 3 and kind == "u8":
+        return TensorSpec(node.get_any_name(), dims[2], dims[1], layout="NHWC", dtype="uint8")
+    raise BackendError(
+        f"{path.name}: unsupported input {kind} {shape}; expected a static 1×3×H×W float or "
+        "1×H×W×3 uint8 image input (export with a fixed imgsz)"
+    )
 
 
 def _read_model(core: Any, path: Path) -> Any:
@@ -116,13 +120,12 @@ class OpenVinoBackend:
             raise BackendError(
                 f"{path.name}: OpenVINO cannot read the model: {_first(exc)}"
             ) from None
-        name, width, height = _image_input(path, model)
+        self.input = _image_input(path, model)
         self.metadata = model_metadata(model)
-        if options.uint8_input:
+        if options.uint8_input and self.input.layout == "NCHW":
             model = _uint8_nhwc(model)
-            self.input = TensorSpec(name, width, height, layout="NHWC", dtype="uint8")
-        else:
-            self.input = TensorSpec(name, width, height)
+            self.input = TensorSpec(self.input.name, self.input.width, self.input.height,
+                                    layout="NHWC", dtype="uint8")  # fmt: skip
         try:
             self._compiled = core.compile_model(model, options.device, compile_config(options))
         except Exception as exc:
