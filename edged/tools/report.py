@@ -28,8 +28,13 @@ class Report:
     plots: tuple[Path, ...]
 
 
-def _sort_key(identity: dict[str, str]) -> tuple[str, int, str]:
-    return (identity["source_sha256"], _ORDER.get(identity["precision"], 9), identity["name"])
+def _backend(identity: dict[str, str]) -> str:
+    return identity.get("backend", "onnxruntime")  # records from before the backend plugins
+
+
+def _sort_key(identity: dict[str, str]) -> tuple[str, int, str, str]:
+    return (identity["source_sha256"], _ORDER.get(identity["precision"], 9), identity["name"],
+            _backend(identity))  # fmt: skip
 
 
 def _threads(result: EvalResult | BenchResult) -> int | None:
@@ -37,10 +42,11 @@ def _threads(result: EvalResult | BenchResult) -> int | None:
 
 
 def _baselines(results: Sequence[EvalResult | BenchResult]) -> dict[tuple, Any]:
-    """FP32 result per (model hash, thread count): speed-ups compare equal thread counts."""
-    return {
-        (r.identity["sha256"], _threads(r)): r for r in results if r.identity["precision"] == "fp32"
-    }
+    """FP32 result per (model hash, thread count): speed-ups compare equal thread counts. The
+    same FP32 file may have run on several backends: ONNX Runtime's run is the baseline."""
+    fp32 = [r for r in results if r.identity["precision"] == "fp32"]
+    fp32.sort(key=lambda r: _backend(r.identity) == "onnxruntime")  # ORT last: it wins
+    return {(r.identity["sha256"], _threads(r)): r for r in fp32}
 
 
 def _baseline_of(base: dict[tuple, Any], r: EvalResult | BenchResult) -> Any:
@@ -65,6 +71,7 @@ def _signed(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
 _Column = tuple[str, Callable[[Any], Any]]
 _IDENTITY_COLUMNS: tuple[_Column, ...] = (
     ("model", lambda r: r.identity["name"]),
+    ("backend", lambda r: _backend(r.identity)),
     ("precision", lambda r: r.identity["precision"]),
 )
 

@@ -40,7 +40,7 @@ def test_full_report_puts_variants_side_by_side(tmp_path: Path) -> None:
     # FP32 first, then static, then dynamic, each compared with the FP32 source.
     order = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| yolov5n")]
     assert order[:3] == ["yolov5n", "yolov5n-int8-static", "yolov5n-int8-dynamic"]
-    assert _row(md, "yolov5n-int8-static")[6] == "-0.6"  # Δ mAP50-95 in points
+    assert _row(md, "yolov5n-int8-static")[7] == "-0.6"  # Δ mAP50-95 in points
     static_speed = [row for row in md.splitlines() if row.startswith("| yolov5n-int8-static |")][1]
     assert "1.6" in static_speed  # 40 ms / 25 ms speed-up
     assert "governor is ondemand" in md
@@ -117,3 +117,21 @@ def test_each_model_has_one_colour_in_every_plot(tmp_path: Path, monkeypatch) ->
     assert len(models) == 3, models
     assert all(len(c) == 1 for c in models.values()), models
     assert len({next(iter(c)) for c in models.values()}) == 3
+
+
+def test_the_same_fp32_file_on_two_backends_is_compared_with_onnxruntimes_run(tmp_path: Path):
+    ort = eval_result("fp32")
+    other = dataclasses.replace(
+        ort,
+        identity={**ort.identity, "backend": "openvino"},
+        metrics=dataclasses.replace(ort.metrics, map50_95=ort.metrics.map50_95 + 0.004),
+    )
+    static = eval_result("int8-static")
+    # The OpenVINO run comes last: it must not become the baseline of the others.
+    report = generate_report([ort, static, other], [], tmp_path / "out", title="T")
+    md = report.markdown_path.read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| yolov5n |")]
+    cells = {row.split("|")[2].strip(): row for row in rows}
+    assert set(cells) == {"onnxruntime", "openvino"}
+    assert "| +0.0 |" in cells["onnxruntime"] and "| +0.4 |" in cells["openvino"]
+    assert _row(md, "yolov5n-int8-static")[7] == "-0.6"
