@@ -77,9 +77,10 @@ def choose(scores: Sequence[VariantScore], budget: float, reference: str = "fp32
             return Choice(reference, "no other variant is faster", losses)
         return Choice(reference, f"every faster variant loses more than {budget:g} points", losses)
     loss = losses[best.variant] or 0.0
+    change = f"loses {loss:.2f} points" if loss >= 0 else f"gains {-loss:.2f} points"
     return Choice(
         best.variant,
         f"fastest within {budget:g} points: {best.fps:.1f} FPS vs {ref.fps:.1f} "
-        f"({best.fps / ref.fps:.2f}×), loses {loss:+.2f} points",
+        f"({best.fps / ref.fps:.2f}×), {change}",
         losses,
     )
