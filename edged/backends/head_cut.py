@@ -1,11 +1,12 @@
 """Cut a YOLO model at its detection head, when the cut is proven exact (a load-time rewrite).
 
 The head (see :mod:`edged.postprocess.raw_heads` for why) is found as the nodes after the last
-learned Convs (:func:`edged.tools.head.find_head`). Its parameters — strides from the feature
-map sizes, YOLOv5's anchors by running the head on all-zero logits — are then checked: the head
-itself runs in ONNX Runtime on random logits and must agree with edged's decoder to 1e-3, or
-the model stays whole. So an unknown head variant, a quantized boundary or a layout edged does
-not know costs nothing but the speed-up. Runs in the rewrite helper process (it needs onnx).
+learned Convs (:func:`edged.backends.head_find.find_head`). Its parameters — strides from the
+feature map sizes, YOLOv5's anchors by running the head on all-zero logits — are then checked:
+the head itself runs in ONNX Runtime on random logits and must agree with edged's decoder to
+1e-3, or the model stays whole. So an unknown head variant, a quantized boundary or a layout
+edged does not know costs nothing but the speed-up. Runs in the rewrite helper process (it
+needs onnx).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import onnx
 from onnx import helper
 
 from edged.backends.graph_edit import drop_initializers, replace_nodes
+from edged.backends.head_find import find_head
 from edged.postprocess.raw_heads import (
     HEAD_METADATA_KEY,
     YOLOV5,
@@ -23,7 +25,6 @@ from edged.postprocess.raw_heads import (
     RawHead,
     dense_output,
 )
-from edged.tools.head import find_head
 
 _BOX_TOLERANCE = 1e-3  # of the largest box coordinate (pixels reach ~1500 on random logits)
 _SCORE_TOLERANCE = 1e-4  # absolute: scores are probabilities

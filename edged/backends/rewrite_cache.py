@@ -44,7 +44,7 @@ _REWRITE_CODE = (
     "backends/head_cut.py",
     "backends/graph_edit.py",
     "postprocess/raw_heads.py",
-    "tools/head.py",
+    "backends/head_find.py",
 )
 
 

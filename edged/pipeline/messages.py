@@ -14,6 +14,7 @@ import pickle
 from dataclasses import dataclass
 from typing import get_args
 
+from edged.backends.base import TensorSpec
 from edged.models import ResolvedVariant
 
 # The stage names, for the modules that import them from here.
@@ -45,6 +46,17 @@ class ModelDescriptor:
     labels: tuple[str, ...]
     path: str = ""
     head: str = ""  # a raw_head layout's parameters (RawHead JSON)
+
+    @property
+    def tensor_spec(self) -> TensorSpec:
+        """The input tensor preprocess writes into the tensor ring for this model."""
+        return TensorSpec("input", self.input_width, self.input_height, self.input_layout,
+                          self.input_dtype)  # fmt: skip
+
+    @property
+    def tensor_tag(self) -> str:
+        """Identifies a tensor format; the inference stage re-checks it against the active model."""
+        return f"{self.input_layout}:{self.input_width}x{self.input_height}:{self.input_dtype}"
 
 
 @dataclass(frozen=True)

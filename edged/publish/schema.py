@@ -1,4 +1,5 @@
-"""The published detection message (schema version 1): built, encoded and described here.
+"""The published detection message (schema version 1): encoded and described here, built from
+a frame by the publish stage (:func:`edged.pipeline.stages.publish.build_message`).
 
 Topic ``detections.<camera_id>``; payload JSON (default) or msgpack with these fields::
 
@@ -28,10 +29,6 @@ import json
 from typing import Any
 
 import msgpack
-import numpy as np
-
-from edged.pipeline.messages import Frame
-from edged.tracking.result import NO_TRACK
 
 SCHEMA_VERSION = 1
 
@@ -85,37 +82,6 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def topic_for(camera_id: str) -> bytes:
     return f"detections.{camera_id}".encode()
-
-
-def build_message(frame: Frame, camera_id: str, now: float) -> dict[str, Any]:
-    """The payload for a frame that went through postprocess."""
-    model = frame.model
-    dets = frame.detections
-    assert model is not None and dets is not None
-    latency = {stage: round((end - start) * 1000, 3) for stage, start, end in frame.timings}
-    latency["end_to_end"] = round((now - frame.captured) * 1000, 3)
-    labels = model.labels
-    # float64 before rounding: a float32 575.9 would print as 575.9000244140625.
-    boxes = dets.boxes.astype(np.float64).round(1).tolist()
-    detections = [
-        {"label": labels[c] if c < len(labels) else str(c), "class_id": c,
-         "confidence": round(s, 4), "box": b}
-        for c, s, b in zip(dets.class_ids.tolist(), dets.scores.tolist(), boxes, strict=True)
-    ]  # fmt: skip
-    if frame.tracking is not None:
-        for det, track_id in zip(detections, frame.tracking.track_ids.tolist(), strict=True):
-            det["track_id"] = track_id if track_id != NO_TRACK else None
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "camera_id": camera_id,
-        "seq": frame.seq,
-        "timestamp": frame.wall_time,
-        "source": {"width": frame.width, "height": frame.height},
-        "model": {"name": model.name, "variant": model.variant, "backend": model.backend,
-                  "precision": model.precision},
-        "latency_ms": latency,
-        "detections": detections,
-    }  # fmt: skip
 
 
 def encode(message: dict[str, Any], fmt: str) -> bytes:

@@ -10,6 +10,7 @@ from edged.sources.base import (
     SourceInfo,
     SourceUnusable,
 )
+from edged.sources.kinds import source_kind
 
 __all__ = [
     "OPEN_TIMEOUT_S",
@@ -20,17 +21,6 @@ __all__ = [
     "open_source",
     "source_kind",
 ]
-
-
-def source_kind(uri: str) -> str:
-    """``synthetic``, ``picamera2``, ``file``, ``stream`` or ``v4l2``."""
-    if uri.startswith("synthetic:"):
-        return "synthetic"
-    if uri.startswith("picamera2:"):
-        return "picamera2"
-    from edged.sources.opencv import classify_uri
-
-    return classify_uri(uri)
 
 
 def open_source(config: SourceConfig) -> FrameSource:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 
 import cv2
 import numpy as np
 
-from edged.config import STREAM_SCHEMES
 from edged.redact import redact_uri
 from edged.sources.base import OPEN_TIMEOUT_S, SourceError, SourceInfo, SourceUnusable
+from edged.sources.kinds import classify_uri
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +27,6 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 DEFAULT_READ_TIMEOUT_S = 10.0
-
-
-def classify_uri(uri: str) -> str:
-    """``file``, ``stream`` or ``v4l2`` for an OpenCV-readable URI."""
-    if uri.startswith(STREAM_SCHEMES):
-        return "stream"
-    if uri.isdigit() or uri.startswith(("/dev/video", "/dev/v4l/")) or _is_char_device(uri):
-        return "v4l2"  # /dev/v4l/by-id/… names a USB camera stably across re-plugs and boots
-    return "file"
-
-
-def _is_char_device(path: str) -> bool:
-    try:
-        return stat.S_ISCHR(os.stat(path).st_mode)
-    except OSError:
-        return False
 
 
 def to_bgr8(frame: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """``edged quantize static|dynamic``: INT8 variants of an FP32 ONNX detector.
 
 Static (QDQ, per-channel weights) needs calibration images, preprocessed with the daemon's own
-letterbox. The detection head stays in float (see :mod:`edged.tools.head`), the calibration
+letterbox. The detection head stays in float (see :mod:`edged.backends.head_find`), the calibration
 statistics are gathered in chunks so memory stays bounded, and the peak memory of the run is
 measured. Dynamic quantizes weights only and computes activation ranges at run time.
 
@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import onnx
 
+from edged.backends.head_find import find_head, find_stem
 from edged.backends.onnxruntime import PRECISION_METADATA_KEY
 from edged.tools.calibration import LetterboxCalibrationReader, chunk_size
 from edged.tools.dataset import list_images, sample_images
 from edged.tools.errors import ToolError
-from edged.tools.head import find_head, find_stem
 from edged.tools.memory import PeakMemory
 from edged.tools.presets import RECOMMENDED_STATIC
 from edged.tools.provenance import (
@@ -302,7 +302,7 @@ def quantize_static(
         keep_head_float: leave the detection head (found automatically) in float.
         head_levels: also keep this many rings of Conv layers before the head in float.
         float_stem: keep the Convs reading the image (≤ 4 channels) in float: faster on x86
-            and no less accurate (see :func:`edged.tools.head.find_stem`).
+            and no less accurate (see :func:`edged.backends.head_find.find_stem`).
         share_concat_scales: one scale for all tensors a Concat joins, so ORT copies instead
             of re-quantizing them (see :mod:`edged.tools.qdq_concat`).
         exclude_nodes: further node names to keep in float.

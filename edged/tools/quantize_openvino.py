@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edged.backends.head_find import find_head, find_stem
 from edged.backends.openvino import METADATA_SECTION
 from edged.preprocess import letterbox, to_nchw_float
 from edged.tools.dataset import list_images, read_image, sample_images
 from edged.tools.errors import ToolError
-from edged.tools.head import find_head, find_stem
 from edged.tools.memory import PeakMemory
 from edged.tools.quantize import (
     QuantizeResult,

@@ -142,7 +142,7 @@ def window(daemon: Daemon, seconds: float, publish: psutil.Process) -> dict:
 
 
 def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: Path) -> None:
-    pytest.importorskip("edged.preview.tap", reason="needs the preview JPEG topic")
+    pytest.importorskip("edged.pipeline.stages.preview_tap", reason="needs the preview JPEG topic")
     config = {
         "publish": {"send_hwm": 10},
         # Big JPEGs at the source's rate: the frames subscriber's buffers fill within seconds.

@@ -20,7 +20,8 @@ import pytest
 
 from edged.sources import SourceError
 from edged.sources.base import SourceUnusable
-from edged.sources.opencv import OpenCVSource, classify_uri, to_bgr8
+from edged.sources.kinds import classify_uri
+from edged.sources.opencv import OpenCVSource, to_bgr8
 from tests.paths import VIDEO, require
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edged.pipeline.messages import Frame, ModelDescriptor
+from edged.pipeline.stages.publish import build_message
 from edged.postprocess.decoders import Detections
-from edged.publish.schema import JSON_SCHEMA, build_message
+from edged.publish.schema import JSON_SCHEMA
 
 MODEL = ModelDescriptor("m/fp32/1", "m", "fp32", "onnxruntime", "fp32", 640, 640, "NHWC",
                         "uint8", "raw_head", ("person", "car"))  # fmt: skip

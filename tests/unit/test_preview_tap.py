@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 from edged.metrics import Metrics
 from edged.pipeline.messages import Frame
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
+from edged.pipeline.stages.preview_tap import PreviewTap
 from edged.preview.config import PreviewConfig
 from edged.preview.latency import LatencyWindow
 from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
-from edged.preview.tap import PreviewTap
 from edged.preview.wire import decode_frame, frames_topic, private_endpoint
 
 W, H = 768, 432

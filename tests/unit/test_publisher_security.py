@@ -15,9 +15,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from edged.config import ConfigError, PublishConfig, is_loopback_endpoint, load_config, parse_config
 from edged.control import check_curve_keys
+from edged.pipeline.stages.preview_tap import RESEND_INTERVAL_S
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import MAX_PREFIXES, SubscriptionTracker, configure_xpub
-from edged.preview.tap import RESEND_INTERVAL_S
 from edged.publish.publisher import MAX_SUBSCRIPTION_BYTES, open_publisher
 from tests.paths import REPO_ROOT
 from tests.unit.test_preview_tap import ctx, make_tap, offer, put_frame, receive_all, ring  # noqa: F401

@@ -41,8 +41,8 @@ from edged.pipeline.runtime import (
     TENSORS,
     StageRuntime,
 )
-from edged.pipeline.stages.preprocess import make_tensor, tensor_shape, tensor_tag
 from edged.pipeline.stages.recovery import ReloadPolicy
+from edged.preprocess import TensorWriter
 
 log = logging.getLogger(__name__)
 
@@ -230,14 +230,15 @@ class InferenceStage:
     def input_tensor(self, frame: Frame) -> tuple[np.ndarray, Frame]:
         """The tensor preprocess made, or a fresh one if it was made for the previous model."""
         model = self.model
-        if frame.tensor_layout == tensor_tag(model):
-            tensor = self.tensors.array(frame.tensor_slot, tensor_shape(model), model.input_dtype)
+        if frame.tensor_layout == model.tensor_tag:
+            spec = model.tensor_spec
+            tensor = self.tensors.array(frame.tensor_slot, spec.shape, spec.dtype)
             return tensor, frame
         # Frames in flight across a swap to a model with another input format.
         image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
-        tensor = np.empty(tensor_shape(model), model.input_dtype)
-        box = make_tensor(image, model, tensor)
-        return tensor, replace(frame, letterbox=box, tensor_layout=tensor_tag(model))
+        tensor = np.empty(model.tensor_spec.shape, model.input_dtype)
+        box = TensorWriter(model.input_layout).write(image, tensor)  # one-off: no padding kept
+        return tensor, replace(frame, letterbox=box, tensor_layout=model.tensor_tag)
 
     def store_outputs(self, results: list[np.ndarray], slot: int) -> tuple[ArrayRef, ...]:
         refs = []

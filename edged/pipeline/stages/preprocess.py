@@ -17,26 +17,9 @@ import numpy as np
 
 from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor, UseModel
 from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime
-from edged.preprocess import Letterbox, TensorWriter
+from edged.preprocess import TensorWriter
 
 log = logging.getLogger(__name__)
-
-
-def tensor_tag(model: ModelDescriptor) -> str:
-    """Identifies a tensor format; the inference stage re-checks it against the active model."""
-    return f"{model.input_layout}:{model.input_width}x{model.input_height}:{model.input_dtype}"
-
-
-def tensor_shape(model: ModelDescriptor) -> tuple[int, ...]:
-    if model.input_layout == "NCHW":
-        return (1, 3, model.input_height, model.input_width)
-    return (1, model.input_height, model.input_width, 3)
-
-
-def make_tensor(image: np.ndarray, model: ModelDescriptor, out: np.ndarray) -> Letterbox:
-    """Letterbox ``image`` and write the model's input tensor into ``out`` (one-off: frames in
-    flight across a swap; the stage itself keeps a writer)."""
-    return TensorWriter(model.input_layout).write(image, out)
 
 
 class PreprocessStage:
@@ -52,7 +35,7 @@ class PreprocessStage:
         if isinstance(command, UseModel):
             self.model = command.model
             self.writer = TensorWriter(self.model.input_layout)  # pads every slot afresh
-            log.info("input tensor now %s for %s", tensor_tag(self.model), self.model.key)
+            log.info("input tensor now %s for %s", self.model.tensor_tag, self.model.key)
 
     def process(self, frame: Frame) -> None:
         slot = self.rt.slot_for(frame)
@@ -61,7 +44,7 @@ class PreprocessStage:
         start = time.monotonic()
         model = self.model
         image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
-        out = self.tensors.array(slot, tensor_shape(model), model.input_dtype)
+        out = self.tensors.array(slot, model.tensor_spec.shape, model.input_dtype)
         try:
             box = self.writer.write(image, out, key=slot)
         except Exception:
@@ -78,7 +61,7 @@ class PreprocessStage:
             replace(
                 frame,
                 tensor_slot=slot,
-                tensor_layout=tensor_tag(model),
+                tensor_layout=model.tensor_tag,
                 letterbox=box,
                 timings=frame.timed(PREPROCESS, start, end),
             )

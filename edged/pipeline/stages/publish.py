@@ -3,7 +3,8 @@
 
 PUB never blocks: a subscriber that stops reading loses messages once its high-water mark is
 reached, and the pipeline keeps its rate. With ``preview.enabled`` it also taps annotated JPEGs
-off the frames it publishes (see edged.preview.tap) while someone watches.
+off the frames it publishes (see :mod:`edged.pipeline.stages.preview_tap`) while someone
+watches.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import zmq
 
 from edged.pipeline.messages import (
@@ -27,11 +30,42 @@ from edged.pipeline.runtime import FRAMES, StageRuntime
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker
 from edged.publish.publisher import open_publisher
-from edged.publish.schema import build_message, encode, topic_for
+from edged.publish.schema import SCHEMA_VERSION, encode, topic_for
 from edged.tracking.events import event_messages, events_topic_for
-from edged.tracking.result import TrackingResult
+from edged.tracking.result import NO_TRACK, TrackingResult
 
 log = logging.getLogger(__name__)
+
+
+def build_message(frame: Frame, camera_id: str, now: float) -> dict[str, Any]:
+    """The payload for a frame that went through postprocess."""
+    model = frame.model
+    dets = frame.detections
+    assert model is not None and dets is not None
+    latency = {stage: round((end - start) * 1000, 3) for stage, start, end in frame.timings}
+    latency["end_to_end"] = round((now - frame.captured) * 1000, 3)
+    labels = model.labels
+    # float64 before rounding: a float32 575.9 would print as 575.9000244140625.
+    boxes = dets.boxes.astype(np.float64).round(1).tolist()
+    detections = [
+        {"label": labels[c] if c < len(labels) else str(c), "class_id": c,
+         "confidence": round(s, 4), "box": b}
+        for c, s, b in zip(dets.class_ids.tolist(), dets.scores.tolist(), boxes, strict=True)
+    ]  # fmt: skip
+    if frame.tracking is not None:
+        for det, track_id in zip(detections, frame.tracking.track_ids.tolist(), strict=True):
+            det["track_id"] = track_id if track_id != NO_TRACK else None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "camera_id": camera_id,
+        "seq": frame.seq,
+        "timestamp": frame.wall_time,
+        "source": {"width": frame.width, "height": frame.height},
+        "model": {"name": model.name, "variant": model.variant, "backend": model.backend,
+                  "precision": model.precision},
+        "latency_ms": latency,
+        "detections": detections,
+    }  # fmt: skip
 
 
 class PublishStage:
@@ -53,7 +87,8 @@ class PublishStage:
         self.preview = None
         preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
         if preview_cfg.enabled:
-            from edged.preview.tap import PreviewTap  # cv2 drawing code only when enabled
+            # cv2 drawing code only when enabled
+            from edged.pipeline.stages.preview_tap import PreviewTap
 
             try:
                 self.preview = PreviewTap(preview_cfg, cfg.camera_id, rt.rings[FRAMES], rt.ctx,

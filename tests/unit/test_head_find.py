@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edged.tools.head import find_head, find_stem
+from edged.backends.head_find import find_head, find_stem
 from tests.tools.data import YOLOV5N, require, yolov8n_onnx
 
 

@@ -1,4 +1,5 @@
-"""Find a detector's head in an ONNX graph, so static quantization can leave it in float.
+"""Find a detector's head in an ONNX graph: static quantization leaves it in float, and the
+daemon's load-time rewrite (:mod:`edged.backends.head_cut`) cuts the model there.
 
 Why: the head decodes boxes (pixel coordinates, up to the input size) and scores (0–1) and
 concatenates them into one tensor. One int8 scale cannot represent both, so a fully quantized
