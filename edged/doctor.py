@@ -21,12 +21,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from edged.backends.hailo_device import MIN_HAILORT
 from edged.versions import installed_version, parse_version
 
 Status = Literal["ok", "info", "warn", "fail"]
 Importer = Callable[[str], ModuleType]
 
-MIN_HAILORT = (4, 18, 0)
 SOC_TEMP_WARN_C = 80.0  # the Pi 5 starts soft throttling around 80 °C, hard at 85 °C
 HAILO_TEMP_WARN_C = 95.0
 CPU_ZONE_TYPES = ("cpu-thermal", "cpu_thermal", "soc_thermal", "x86_pkg_temp")
@@ -286,7 +286,7 @@ def check_hailo(
     if not nodes:
         return results
     if device_info is None:
-        from edged.backends.hailo import hailo_device_info
+        from edged.backends.hailo_device import hailo_device_info
 
         def device_info(module: ModuleType) -> dict[str, str]:
             return hailo_device_info(hailo_platform=module)

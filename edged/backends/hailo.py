@@ -36,8 +36,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -46,12 +44,12 @@ from typing import Any
 import numpy as np
 
 from edged.backends.base import BackendBroken, BackendError, TensorSpec
+from edged.backends.hailo_device import MIN_HAILORT
 from edged.backends.hailo_errors import (
     HailoBackendBroken,
     HailoBackendError,
     HailoFailure,
     explain,
-    hailo_device_nodes,
 )
 from edged.backends.hailo_nms import empty_dense, nms_to_dense, raw_by_class_to_dense
 from edged.backends.hailo_plugin import HailoOptions
@@ -59,7 +57,6 @@ from edged.versions import installed_version, parse_version
 
 log = logging.getLogger(__name__)
 
-MIN_HAILORT: tuple[int, int, int] = (4, 18, 0)
 INSTALL_HINT = (
     "install HailoRT from Raspberry Pi OS (`sudo apt install hailo-all`, then reboot) and create "
     "edged's venv with `python3 -m venv --system-site-packages` so `hailo_platform` is visible "
@@ -67,7 +64,6 @@ INSTALL_HINT = (
 )
 # Cap on frames in flight per model; HailoRT's own queue size is usually smaller.
 MAX_IN_FLIGHT = 8
-LATENCY_HISTORY = 1024
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,21 +144,11 @@ class SharedVDevice:
         self._vdevice: Any = None
         self._refs = 0
         self._pid = 0
-        self._device_ids: list[str] = []
         self._key: tuple[str | None, bool, str | None] | None = None
 
     @property
     def refs(self) -> int:
         return self._refs if self._pid == os.getpid() else 0
-
-    def peek(self) -> Any:
-        """The open VDevice of this process, or ``None`` (never opens one)."""
-        with self._lock:
-            return self._vdevice if self._pid == os.getpid() else None
-
-    def physical_device_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._device_ids) if self._pid == os.getpid() else []
 
     def acquire(
         self,
@@ -174,7 +160,7 @@ class SharedVDevice:
         key = (device_id, multi_process_service, group_id)
         with self._lock:
             if self._pid != os.getpid():
-                self._vdevice, self._refs, self._device_ids, self._key = None, 0, [], None
+                self._vdevice, self._refs, self._key = None, 0, None
                 self._pid = os.getpid()
             if self._vdevice is not None:
                 if key != self._key:
@@ -193,10 +179,6 @@ class SharedVDevice:
             _select_device(params, device_id)
             vdevice = hp.VDevice(params)
             self._vdevice, self._refs, self._key = vdevice, 1, key
-            try:
-                self._device_ids = [str(d) for d in vdevice.get_physical_devices_ids()]
-            except Exception:  # informative only
-                self._device_ids = []
             return vdevice
 
     def release(self) -> None:
@@ -207,7 +189,6 @@ class SharedVDevice:
             if self._refs > 0:
                 return
             vdevice, self._vdevice, self._refs, self._key = self._vdevice, None, 0, None
-            self._device_ids = []
         try:
             vdevice.release()
         except Exception as exc:  # releasing must never take the stage down
@@ -321,7 +302,6 @@ class HailoBackend:
         self._in_flight = 0
         self._closed = False
         self._broken: str | None = None  # why HailoRT's pipeline is gone, once it is
-        self._latencies: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self.last_latency_s: float | None = None
         self.version = hailort_version(self._hp) or "unknown"
 
@@ -540,7 +520,6 @@ class HailoBackend:
             job._finish(outputs, error)
             if job.latency_s is not None:
                 self.last_latency_s = job.latency_s
-                self._latencies.append(job.latency_s)
 
     def _collect(self, slot: _Slot, bindings: Any) -> list[np.ndarray]:
         result = []
@@ -574,20 +553,6 @@ class HailoBackend:
         except HailoBackendError as exc:
             self._broken = str(exc)
             raise HailoBackendBroken(str(exc), exc.failure) from None
-
-    def take_latencies(self) -> list[float]:
-        """NPU round-trip times (seconds) recorded since the last call, for a histogram."""
-        values = []
-        while self._latencies:
-            try:
-                values.append(self._latencies.popleft())
-            except IndexError:
-                break
-        return values
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
 
     def close(self) -> None:
         """Wait (bounded) for frames in flight, unload the model, release the shared VDevice."""
@@ -625,99 +590,3 @@ class HailoBackend:
 def load_hailo(path: Path, options: HailoOptions) -> HailoBackend:
     """Registry factory for ``type: hailo``."""
     return HailoBackend(path, options)
-
-
-# ---------------------------------------------------------------------------------------------
-# Device telemetry (temperature, identity) for metrics and `edged doctor`
-# ---------------------------------------------------------------------------------------------
-
-
-def _max_temperature(info: Any) -> float | None:
-    values = [getattr(info, attr, None) for attr in ("ts0_temperature", "ts1_temperature")]
-    numbers = [float(v) for v in values if isinstance(v, int | float)]
-    return max(numbers) if numbers else None
-
-
-class HailoTemperatureReader:
-    """Reads the chip temperature through a control-only ``Device`` handle (cached).
-
-    A ``Device`` handle does not claim the chip the way a ``VDevice`` does, so the supervisor
-    can read the temperature while the inference stage process runs models on it.
-    """
-
-    def __init__(
-        self,
-        device_id: str | None = None,
-        importer: Callable[[], ModuleType] | None = None,
-        device_nodes: Callable[[], list[str]] = hailo_device_nodes,
-    ) -> None:
-        self._device_id = device_id
-        self._importer = importer or (lambda: importlib.import_module("hailo_platform"))
-        self._device_nodes = device_nodes
-        self._device: Any = None
-        self._lock = threading.Lock()
-
-    def read(self) -> float | None:
-        """Degrees Celsius (hotter of the two on-chip sensors), or ``None`` when unavailable."""
-        with self._lock:
-            try:
-                if self._device is None:
-                    if not self._device_nodes():
-                        return None
-                    hp = self._importer()
-                    self._device = hp.Device(self._device_id) if self._device_id else hp.Device()
-                return _max_temperature(self._device.control.get_chip_temperature())
-            except Exception as exc:
-                log.debug("Hailo temperature unavailable: %s", exc)
-                self._close_locked()
-                return None
-
-    def _close_locked(self) -> None:
-        device, self._device = self._device, None
-        if device is not None:
-            with contextlib.suppress(Exception):
-                device.release()
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_locked()
-
-
-_TEMPERATURE_READER: HailoTemperatureReader | None = None
-
-
-def hailo_temperature_celsius(device_id: str | None = None) -> float | None:
-    """The Hailo chip temperature in °C, or ``None`` (no device, no HailoRT, read failed)."""
-    global _TEMPERATURE_READER
-    if _TEMPERATURE_READER is None or _TEMPERATURE_READER._device_id != device_id:
-        if _TEMPERATURE_READER is not None:
-            _TEMPERATURE_READER.close()
-        _TEMPERATURE_READER = HailoTemperatureReader(device_id)
-    return _TEMPERATURE_READER.read()
-
-
-def hailo_device_info(
-    device_id: str | None = None, hailo_platform: ModuleType | None = None
-) -> dict[str, str]:
-    """Identity of the first (or given) Hailo chip: architecture, firmware, serial, product.
-
-    Raises whatever HailoRT raises; callers (``edged doctor``) report it.
-    """
-    hp = hailo_platform or importlib.import_module("hailo_platform")
-    device = hp.Device(device_id) if device_id else hp.Device()
-    try:
-        ident = device.control.identify()
-        info = {
-            "device_id": str(getattr(device, "device_id", device_id or "")),
-            "architecture": str(getattr(ident, "device_architecture", "unknown")),
-            "firmware": str(getattr(ident, "firmware_version", "unknown")),
-            "serial": str(getattr(ident, "serial_number", "") or "").strip("\x00 "),
-            "product": str(getattr(ident, "product_name", "") or "").strip("\x00 "),
-        }
-        temperature = _max_temperature(device.control.get_chip_temperature())
-        if temperature is not None:
-            info["temperature_c"] = f"{temperature:.1f}"
-        return info
-    finally:
-        with contextlib.suppress(Exception):
-            device.release()

@@ -28,11 +28,6 @@ def empty_dense() -> np.ndarray:
     return np.zeros((0, DENSE_COLUMNS), np.float32)
 
 
-def raw_nms_size(num_classes: int, max_bboxes_per_class: int) -> int:
-    """Float32 elements of one frame's raw by-class NMS buffer (HailoRT's NMS host shape)."""
-    return num_classes * (max_bboxes_per_class * BBOX_PARAMS + 1)
-
-
 def per_class_to_dense(per_class: Sequence[Any]) -> np.ndarray:
     """``[(n0, 5), (n1, 5), ...]`` (index = class id) → ``K×6`` float32."""
     arrays = [np.asarray(a, dtype=np.float32).reshape(-1, BBOX_PARAMS) for a in per_class]
@@ -111,28 +106,3 @@ def nms_to_dense(output: Any, num_classes: int | None = None) -> np.ndarray:
         rows = [_detection_object_row(item) for item in items]
         return np.asarray(rows, dtype=np.float32).reshape(-1, DENSE_COLUMNS)
     return per_class_to_dense(items)
-
-
-def dense_to_per_class(dense: np.ndarray, num_classes: int) -> list[np.ndarray]:
-    """The inverse of :func:`per_class_to_dense` (used by the test double and the tests)."""
-    dense = np.asarray(dense, dtype=np.float32).reshape(-1, DENSE_COLUMNS)
-    out = []
-    for class_id in range(num_classes):
-        rows = dense[dense[:, 0].astype(np.int64) == class_id]
-        out.append(np.ascontiguousarray(rows[:, 1:]))
-    return out
-
-
-def dense_to_raw_by_class(
-    dense: np.ndarray, num_classes: int, max_bboxes_per_class: int
-) -> np.ndarray:
-    """Encode ``K×6`` rows as a raw by-class NMS buffer (zero padded to the full host size)."""
-    raw = np.zeros(raw_nms_size(num_classes, max_bboxes_per_class), np.float32)
-    offset = 0
-    for boxes in dense_to_per_class(dense, num_classes):
-        boxes = boxes[:max_bboxes_per_class]
-        raw[offset] = boxes.shape[0]
-        offset += 1
-        raw[offset : offset + boxes.size] = boxes.reshape(-1)
-        offset += boxes.size
-    return raw

@@ -20,7 +20,7 @@ class HailoTemperature:
         if model is None or model.backend != "hailo":
             return None  # never import HailoRT in the supervisor of a CPU-only daemon
         if self._reader is None:
-            from edged.backends.hailo import HailoTemperatureReader
+            from edged.backends.hailo_device import HailoTemperatureReader
 
             # A Hailo variant is serving, so the device exists: no /dev/hailo* probe first.
             self._reader = HailoTemperatureReader(self._device_id,

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from edged.backends.hailo_nms import (
-    dense_to_per_class,
-    dense_to_raw_by_class,
+    BBOX_PARAMS,
+    DENSE_COLUMNS,
     nms_to_dense,
     per_class_to_dense,
     raw_by_class_to_dense,
-    raw_nms_size,
 )
 from edged.postprocess.decoders import DecodeParams, OutputLayout, decode, detect_layout
 from edged.preprocess import letterbox_geometry
@@ -27,6 +26,39 @@ DENSE = np.array(
     ],
     np.float32,
 )
+
+
+# Encoders for the test data: edged only ever decodes HailoRT's buffers.
+
+
+def raw_nms_size(num_classes: int, max_bboxes_per_class: int) -> int:
+    """Float32 elements of one frame's raw by-class NMS buffer (HailoRT's NMS host shape)."""
+    return num_classes * (max_bboxes_per_class * BBOX_PARAMS + 1)
+
+
+def dense_to_per_class(dense: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """The inverse of :func:`per_class_to_dense`."""
+    dense = np.asarray(dense, dtype=np.float32).reshape(-1, DENSE_COLUMNS)
+    out = []
+    for class_id in range(num_classes):
+        rows = dense[dense[:, 0].astype(np.int64) == class_id]
+        out.append(np.ascontiguousarray(rows[:, 1:]))
+    return out
+
+
+def dense_to_raw_by_class(
+    dense: np.ndarray, num_classes: int, max_bboxes_per_class: int
+) -> np.ndarray:
+    """Encode ``K×6`` rows as a raw by-class NMS buffer (zero padded to the full host size)."""
+    raw = np.zeros(raw_nms_size(num_classes, max_bboxes_per_class), np.float32)
+    offset = 0
+    for boxes in dense_to_per_class(dense, num_classes):
+        boxes = boxes[:max_bboxes_per_class]
+        raw[offset] = boxes.shape[0]
+        offset += 1
+        raw[offset : offset + boxes.size] = boxes.reshape(-1)
+        offset += boxes.size
+    return raw
 
 
 def _per_class(num_classes: int = 80) -> list[np.ndarray]:
