@@ -245,21 +245,8 @@ def check_hailo(
     device_info: Callable[[ModuleType], dict[str, str]] | None = None,
 ) -> list[CheckResult]:
     """/dev/hailo*, HailoRT's Python package and version, chip identity and temperature."""
-    results = []
     nodes = sorted(p.name for p in (root / "dev").glob("hailo[0-9]*"))
-    if nodes:
-        results.append(CheckResult("hailo", "device", "ok", ", ".join(f"/dev/{n}" for n in nodes)))
-    else:
-        results.append(
-            CheckResult(
-                "hailo",
-                "device",
-                "info",
-                "no /dev/hailo* (no AI Kit / AI HAT+, or the hailo_pci driver is not loaded)",
-                "with the hardware fitted: `sudo apt install hailo-all`, reboot, "
-                "`dmesg | grep -i hailo`",
-            )
-        )
+    results = [_hailo_nodes_check(nodes)]
     hp, err = _try_import(importer, "hailo_platform")
     if hp is None:
         results.append(
@@ -272,19 +259,40 @@ def check_hailo(
             )
         )
         return results
+    results.append(_hailort_version_check(hp))
+    if nodes:
+        results.extend(_hailo_chip_checks(hp, device_info))
+    return results
+
+
+def _hailo_nodes_check(nodes: list[str]) -> CheckResult:
+    if nodes:
+        return CheckResult("hailo", "device", "ok", ", ".join(f"/dev/{n}" for n in nodes))
+    return CheckResult(
+        "hailo",
+        "device",
+        "info",
+        "no /dev/hailo* (no AI Kit / AI HAT+, or the hailo_pci driver is not loaded)",
+        "with the hardware fitted: `sudo apt install hailo-all`, reboot, `dmesg | grep -i hailo`",
+    )
+
+
+def _hailort_version_check(hp: ModuleType) -> CheckResult:
     version = installed_version(hp, "hailort") or "unknown"
     too_old = (parse_version(version) or (0,)) < MIN_HAILORT
-    results.append(
-        CheckResult(
-            "hailo",
-            "HailoRT",
-            "fail" if too_old else "ok",
-            version,
-            f"edged needs HailoRT {'.'.join(map(str, MIN_HAILORT))}+" if too_old else "",
-        )
+    return CheckResult(
+        "hailo",
+        "HailoRT",
+        "fail" if too_old else "ok",
+        version,
+        f"edged needs HailoRT {'.'.join(map(str, MIN_HAILORT))}+" if too_old else "",
     )
-    if not nodes:
-        return results
+
+
+def _hailo_chip_checks(
+    hp: ModuleType, device_info: Callable[[ModuleType], dict[str, str]] | None
+) -> list[CheckResult]:
+    """The chip's identity (which HEFs it runs) and temperature, read over HailoRT."""
     if device_info is None:
         from edged.backends.hailo_device import hailo_device_info
 
@@ -294,7 +302,7 @@ def check_hailo(
     try:
         info = device_info(hp)
     except Exception as exc:
-        results.append(
+        return [
             CheckResult(
                 "hailo",
                 "chip",
@@ -302,14 +310,13 @@ def check_hailo(
                 f"cannot talk to the device: {exc}",
                 "driver/firmware/HailoRT versions must match; reboot after `apt full-upgrade`",
             )
-        )
-        return results
+        ]
     arch = info.get("architecture", "unknown")
     hef = {"HAILO8L": "*_h8l.hef", "HAILO8": "*_h8.hef"}.get(arch)
     summary = f"{arch}, firmware {info.get('firmware', '?')}"
     if info.get("product"):
         summary += f", {info['product']}"
-    results.append(CheckResult("hailo", "chip", "ok", summary, f"use {hef} models" if hef else ""))
+    results = [CheckResult("hailo", "chip", "ok", summary, f"use {hef} models" if hef else "")]
     if "temperature_c" in info:
         temp = float(info["temperature_c"])
         hot = temp >= HAILO_TEMP_WARN_C

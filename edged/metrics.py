@@ -49,6 +49,11 @@ TRACKER_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+def _makers(registry: CollectorRegistry, *kinds: type) -> tuple[Callable[..., Any], ...]:
+    """Metric constructors bound to ``registry``."""
+    return tuple(partial(kind, registry=registry) for kind in kinds)
+
+
 class Metrics:
     """The metric objects; the supervisor records into them, ``/metrics`` exposes ``registry``."""
 
@@ -57,11 +62,22 @@ class Metrics:
         # separate gauge series; with a histogram per COCO label that is hundreds of series a
         # Pi's Prometheus stores for nothing (counter resets are detected without them).
         disable_created_metrics()
-        self.registry = registry or CollectorRegistry()
         # Every metric goes into this registry, never prometheus_client's global one.
-        counter = partial(Counter, registry=self.registry)
-        gauge = partial(Gauge, registry=self.registry)
-        histogram = partial(Histogram, registry=self.registry)
+        self.registry = registry or CollectorRegistry()
+        self._label_series: set[str] = set()  # labels with detection series (see retire_labels)
+        # Registered in this order, which is the exposition's order.
+        self._add_daemon_metrics()
+        self._add_frame_metrics()
+        self._add_detection_metrics()
+        self._add_model_metrics()
+        self._add_source_metrics()
+        self._add_publish_metrics()
+        self._add_tracking_metrics()
+        self._create_zero_series()
+
+    def _add_daemon_metrics(self) -> None:
+        """Build info and start time."""
+        (gauge,) = _makers(self.registry, Gauge)
         self.build_info = gauge(
             "edged_build_info",
             "Always 1; labels name the edged and Python versions running.",
@@ -73,6 +89,10 @@ class Metrics:
             "Unix time the daemon started (uptime = time() - this; a jump means a restart).",
         )
         self.start_time.set(time.time())
+
+    def _add_frame_metrics(self) -> None:
+        """Per-stage latency, frame outcomes and queue depths; end-to-end latency."""
+        counter, gauge, histogram = _makers(self.registry, Counter, Gauge, Histogram)
         self.stage_latency = histogram(
             "edged_stage_latency_seconds",
             "Time a frame spent being processed in each pipeline stage.",
@@ -96,6 +116,10 @@ class Metrics:
             "a direct call from the stage before it in the same process).",
             ["stage"],
         )
+
+    def _add_detection_metrics(self) -> None:
+        """Detections and their confidence, by label."""
+        counter, histogram = _makers(self.registry, Counter, Histogram)
         self.detections = counter("edged_detections", "Detections published, by label.", ["label"])
         self.confidence = histogram(
             "edged_detection_confidence",
@@ -103,6 +127,10 @@ class Metrics:
             ["label"],
             buckets=CONFIDENCE_BUCKETS,
         )
+
+    def _add_model_metrics(self) -> None:
+        """The active model, swaps and reloads."""
+        counter, gauge, histogram = _makers(self.registry, Counter, Gauge, Histogram)
         self.model_info = gauge(
             "edged_model_info",
             "The active model: 1 for the variant serving frames.",
@@ -122,6 +150,10 @@ class Metrics:
             "shut down), by result (ok, failed).",
             ["result"],
         )
+
+    def _add_source_metrics(self) -> None:
+        """The source's connection and rate; stage restarts."""
+        counter, gauge = _makers(self.registry, Counter, Gauge)
         self.source_reconnects = counter(
             "edged_source_reconnects", "Times the source was reopened after an error or stall."
         )
@@ -132,14 +164,21 @@ class Metrics:
         self.stage_restarts = counter(
             "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"]
         )
+
+    def _add_publish_metrics(self) -> None:
+        """Subscribers and bytes published."""
+        counter, gauge = _makers(self.registry, Counter, Gauge)
         self.subscribers = gauge(
             "edged_subscribers",
             "ZeroMQ subscriptions to this camera's detections (preview viewers not counted).",
         )
-        self._label_series: set[str] = set()  # labels with detection series (see retire_labels)
         self.published_bytes = counter(
             "edged_published_bytes", "Payload bytes published over ZeroMQ."
         )
+
+    def _add_tracking_metrics(self) -> None:
+        """Tracks, zone occupancy, line crossings, tracker time."""
+        counter, gauge, histogram = _makers(self.registry, Counter, Gauge, Histogram)
         # Tracking (tracking.enabled): label values come from the model's classes and the
         # configured zone/line names, so the series stay bounded.
         self.tracks_active = gauge(
@@ -158,6 +197,9 @@ class Metrics:
             "Time the tracker (association, zones, lines) took per frame.",
             buckets=TRACKER_BUCKETS,
         )
+
+    def _create_zero_series(self) -> None:
+        """Series that exist before anything happens, so dashboards show zeros, not gaps."""
         for stage in STAGES:
             self.stage_latency.labels(stage)
             self.queue_depth.labels(stage)

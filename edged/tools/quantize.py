@@ -267,6 +267,43 @@ def _ort_static(
     return memory
 
 
+def _calibration_images(calib_dir: str | Path, num_images: int | None, seed: int) -> list[Path]:
+    """The seeded sample of calibration images (all of them when the folder holds fewer)."""
+    images = sample_images(list_images(calib_dir), num_images, seed)
+    if num_images is not None and len(images) < num_images:
+        log.warning("%s holds %d images; calibrating on all of them, not %d",
+                    calib_dir, len(images), num_images)  # fmt: skip
+    return images
+
+
+def _calibrate_with_fallback(
+    run: Callable[[str], PeakMemory], settings: dict[str, Any], warnings: list[str]
+) -> PeakMemory:
+    """Calibrate with ``settings["method"]``, falling back to minmax where histograms fail."""
+    method = settings["method"]
+    try:
+        return run(method)
+    except ValueError as exc:
+        # Histogram methods fail on near-constant tensors (numpy cannot make 2048 float32
+        # bins inside their range), e.g. the score branch of an untrained model.
+        if method == "minmax" or "bins" not in str(exc):
+            raise
+        warnings.append(f"{method} calibration failed ({exc}); fell back to minmax")
+        settings.update(requested_method=method, method="minmax")
+        return run("minmax")
+
+
+def _calibration_record(calib_dir: str | Path, images: list[Path]) -> dict[str, Any]:
+    """What the sidecar says about the calibration set: enough to rebuild it exactly."""
+    file_list = [str(p.relative_to(Path(calib_dir))) for p in images]
+    return {
+        "dir": str(calib_dir),
+        "images": len(images),
+        "files_sha256": hashlib.sha256("\n".join(file_list).encode()).hexdigest(),
+        "files": file_list,
+    }
+
+
 def quantize_static(
     model_path: str | Path,
     output_path: str | Path,
@@ -318,10 +355,7 @@ def quantize_static(
     check_paths(source, output)
     if method not in CALIBRATION_METHODS:
         raise ToolError(f"unknown calibration method {method!r} ({', '.join(CALIBRATION_METHODS)})")
-    images = sample_images(list_images(calib_dir), num_images, seed)
-    if num_images is not None and len(images) < num_images:
-        log.warning("%s holds %d images; calibrating on all of them, not %d",
-                    calib_dir, len(images), num_images)  # fmt: skip
+    images = _calibration_images(calib_dir, num_images, seed)
     settings: dict[str, Any] = {
         "format": "QDQ",
         "method": method,
@@ -357,16 +391,7 @@ def quantize_static(
             _ort_static, prepared, quantized, images, input_name, input_size, settings, excluded,
             progress,
         )  # fmt: skip
-        try:
-            memory = run(method)
-        except ValueError as exc:
-            # Histogram methods fail on near-constant tensors (numpy cannot make 2048 float32
-            # bins inside their range), e.g. the score branch of an untrained model.
-            if method == "minmax" or "bins" not in str(exc):
-                raise
-            warnings.append(f"{method} calibration failed ({exc}); fell back to minmax")
-            settings.update(requested_method=method, method="minmax")
-            memory = run("minmax")
+        memory = _calibrate_with_fallback(run, settings, warnings)
         shared_groups = _write_output(
             quantized,
             output,
@@ -375,7 +400,6 @@ def quantize_static(
             share_concat_quantization if share_concat_scales else None,
         )
     duration = round(time.perf_counter() - start, 2)
-    file_list = [str(p.relative_to(Path(calib_dir))) for p in images]
     sidecar = write_quantize_sidecar(
         output,
         STATIC,
@@ -385,12 +409,7 @@ def quantize_static(
         excluded,
         {
             **head_info,
-            "calibration": {
-                "dir": str(calib_dir),
-                "images": len(images),
-                "files_sha256": hashlib.sha256("\n".join(file_list).encode()).hexdigest(),
-                "files": file_list,
-            },
+            "calibration": _calibration_record(calib_dir, images),
             "concat_groups_shared": shared_groups or 0,
             "peak_rss_bytes": memory.peak_rss_bytes,
             "baseline_rss_bytes": memory.baseline_rss_bytes,

@@ -84,7 +84,6 @@ def run_edged(
     """Start the daemon, subscribe, collect ``frames`` messages after the warm-up, stop it."""
     import psutil
     import yaml
-    import zmq
 
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = f"ipc://{workdir}/pub.sock"
@@ -92,18 +91,10 @@ def run_edged(
     config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "daemon.log"
-    ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"detections.")
-    sub.connect(endpoint)
+    sub = _subscriber(endpoint)
     argv = [sys.executable, "-m", "edged.cli", "run", "--config", str(config_path)]
     warmup = settings.warmup
     wanted = None if frames is None else warmup + frames
-    arrivals: list[float] = []
-    messages: list[dict[str, Any]] = []
-    failure = None
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -115,41 +106,11 @@ def run_edged(
         root = psutil.Process(proc.pid)
         sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
         window = CpuWindow(root, per_process=True)
-        deadline = time.monotonic() + settings.timeout_s
-        stopped = False
         try:
-            while True:
-                if time.monotonic() > deadline:
-                    failure = f"timed out after {settings.timeout_s:.0f}s"
-                    break
-                if not sub.poll(200):
-                    if proc.poll() is not None:
-                        break  # exited (end of the video, or a failure) and nothing is left
-                    continue
-                _topic, payload = sub.recv_multipart()
-                now = time.monotonic()
-                if len(messages) == 0 and settings.renice_others:
-                    _renice_all_but_infer(root, settings.renice_others)
-                if len(messages) == warmup:
-                    window.begin()
-                messages.append(json.loads(payload))
-                arrivals.append(now)
-                if wanted is not None and len(messages) == wanted and not stopped:
-                    window.end()
-                    stopped = True
-                    proc.send_signal(signal.SIGTERM)  # drain; frames after these are ignored
-                elif not stopped and len(messages) > warmup and now - window.stop >= 0.25:
-                    # Which message is the last one is known only once the daemon has exited
-                    # (and its CPU times are gone): keep the window's end up to date.
-                    window.end()
+            messages, arrivals, failure = _collect(sub, proc, root, window, settings, wanted)
         finally:
             sub.close(0)
-            try:
-                code = proc.wait(60.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                code = proc.wait()
+            code = _wait_or_kill(proc)
             sampler.stop()
     if code not in (0, None) and not failure:
         failure = f"edged exited with {code}"
@@ -158,6 +119,86 @@ def run_edged(
         reason = failure or f"only {len(messages)} messages published (warm-up {warmup})"
         return {"status": "failed", "reason": reason, "log_tail": log_tail(log_path)}
     times = arrivals[warmup : warmup + len(counted)]
+    result = {
+        "status": "ok",
+        **_summary(counted, times, window),
+        "realtime_fps": realtime_fps if mode == "realtime" else None,
+        "exit_code": code,
+    }
+    result.update(sampler.in_window(times[0], times[-1]))
+    per_frame = result["window_s"] * 1000 / max(1, len(counted) - 1) / 100
+    result["cpu_ms_per_frame_by_process"] = {
+        k: round(v * per_frame, 2) for k, v in result.get("cpu_percent_by_process", {}).items()
+    }
+    return result
+
+
+def _subscriber(endpoint: str) -> Any:
+    """A SUB socket on the daemon's detections that never drops a message (no HWM)."""
+    import zmq
+
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"detections.")
+    sub.connect(endpoint)
+    return sub
+
+
+def _collect(
+    sub: Any,
+    proc: subprocess.Popen,
+    root: Any,
+    window: CpuWindow,
+    settings: PipelineBenchSettings,
+    wanted: int | None,
+) -> tuple[list[dict[str, Any]], list[float], str | None]:
+    """Read messages (and their arrival times) until ``wanted`` of them, the daemon's exit or
+    the timeout; the CPU window spans the messages after the warm-up. Returns the failure."""
+    warmup = settings.warmup
+    arrivals: list[float] = []
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + settings.timeout_s
+    stopped = False
+    while True:
+        if time.monotonic() > deadline:
+            return messages, arrivals, f"timed out after {settings.timeout_s:.0f}s"
+        if not sub.poll(200):
+            if proc.poll() is not None:
+                return messages, arrivals, None  # exited (end of the video, or a failure)
+            continue
+        _topic, payload = sub.recv_multipart()
+        now = time.monotonic()
+        if len(messages) == 0 and settings.renice_others:
+            _renice_all_but_infer(root, settings.renice_others)
+        if len(messages) == warmup:
+            window.begin()
+        messages.append(json.loads(payload))
+        arrivals.append(now)
+        if wanted is not None and len(messages) == wanted and not stopped:
+            window.end()
+            stopped = True
+            proc.send_signal(signal.SIGTERM)  # drain; frames after these are ignored
+        elif not stopped and len(messages) > warmup and now - window.stop >= 0.25:
+            # Which message is the last one is known only once the daemon has exited
+            # (and its CPU times are gone): keep the window's end up to date.
+            window.end()
+
+
+def _wait_or_kill(proc: subprocess.Popen) -> int | None:
+    """The daemon's exit code: a minute to drain, then its whole session is killed."""
+    try:
+        return proc.wait(60.0)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def _summary(
+    counted: list[dict[str, Any]], times: list[float], window: CpuWindow
+) -> dict[str, Any]:
+    """Rate, latencies by stage, skipped frames and the CPU window of the counted messages."""
     latency = [m["latency_ms"] for m in counted]
     e2e = [x["end_to_end"] for x in latency]
     infer = [x["infer"] for x in latency]
@@ -165,8 +206,7 @@ def run_edged(
     w = window.result()
     w["window_start"], w["window_end"] = times[0], times[-1]
     stages = sorted({k for x in latency for k in x if k != "end_to_end"})
-    result = {
-        "status": "ok",
+    return {
         **w,
         "frames": len(counted),
         "fps": round((len(counted) - 1) / max(times[-1] - times[0], 1e-9), 2),
@@ -182,15 +222,7 @@ def run_edged(
         ),
         "skipped_frames": (seqs[-1] - seqs[0] + 1) - len(seqs),
         "precision": counted[-1]["model"]["precision"],
-        "realtime_fps": realtime_fps if mode == "realtime" else None,
-        "exit_code": code,
     }
-    result.update(sampler.in_window(times[0], times[-1]))
-    per_frame = w["window_s"] * 1000 / max(1, len(counted) - 1) / 100
-    result["cpu_ms_per_frame_by_process"] = {
-        k: round(v * per_frame, 2) for k, v in w.get("cpu_percent_by_process", {}).items()
-    }
-    return result
 
 
 def _renice_all_but_infer(root: Any, increment: int) -> None:
