@@ -38,6 +38,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -485,6 +486,33 @@ class Daemon:
 
         self._check_alive()
         return call(self.control_endpoint, command, variant, timeout)
+
+
+class Collector(threading.Thread):
+    """Reads every detections message of a daemon in the background, until stopped (for sources
+    that loop, where there is no end of stream to wait for)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon=True)
+        self.sub = daemon.subscriber()
+        self.messages: list[dict] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            got = Daemon.receive(self.sub, timeout=0.2)
+            if got is not None:
+                self.messages.append(got[1])
+
+    def stop(self) -> list[dict]:
+        """Every message read, once the thread has ended."""
+        self.stopped.set()
+        self.join(10)
+        assert not self.is_alive()
+        return self.messages
+
+    def newest_seq(self) -> int:
+        return self.messages[-1]["seq"] if self.messages else -1
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -3,30 +3,13 @@ ORT static, lossless, every frame once and each message naming the variant that 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import VIDEO, Daemon, poll_until, require
+from tests.daemon import VIDEO, Collector, Daemon, poll_until, require
 
 pytestmark = pytest.mark.integration
-
-
-class Collector(threading.Thread):
-    """Reads every message until told to stop (the source loops: no end to wait for)."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        super().__init__(daemon=True)
-        self.sub = daemon.subscriber()
-        self.messages: list[dict] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            got = Daemon.receive(self.sub, timeout=1)
-            if got is not None:
-                self.messages.append(got[1])
 
 
 def test_swaps_across_backends_lose_nothing(tmp_path: Path, runtime_variant_dir: Path):
@@ -41,20 +24,20 @@ def test_swaps_across_backends_lose_nothing(tmp_path: Path, runtime_variant_dir:
                 "--models-dir", str(dir_), "--variant", "fp32") as daemon:  # fmt: skip
         collector = Collector(daemon)
         collector.start()
-        poll_until(lambda: len(collector.messages) >= 20, 120, daemon.log_tail)
-        replies = []
-        for variant in chain:
-            reply = daemon.ctl("swap", variant, timeout=180)
-            assert reply["ok"], reply
-            replies.append((variant, reply["first_seq"]))
-            seen = len(collector.messages)
-            poll_until(lambda seen=seen: len(collector.messages) >= seen + 20, 120,
-                       daemon.log_tail)  # fmt: skip
-        collector.stopping.set()
-        collector.join(30)
+        try:
+            poll_until(lambda: len(collector.messages) >= 20, 120, daemon.log_tail)
+            replies = []
+            for variant in chain:
+                reply = daemon.ctl("swap", variant, timeout=180)
+                assert reply["ok"], reply
+                replies.append((variant, reply["first_seq"]))
+                seen = len(collector.messages)
+                poll_until(lambda seen=seen: len(collector.messages) >= seen + 20, 120,
+                           daemon.log_tail)  # fmt: skip
+        finally:
+            messages = collector.stop()
         scrape = daemon.metrics()
         assert daemon.stop() == 0
-    messages = collector.messages
     seqs = [m["seq"] for m in messages]
     assert seqs == list(range(len(seqs))), "lost or repeated frames"
     boundaries = [(0, "fp32"), *((seq, variant) for variant, seq in replies)]

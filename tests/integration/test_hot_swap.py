@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 import zmq
 
-from tests.daemon import VIDEO, Daemon, poll_until, require
+from tests.daemon import VIDEO, Collector, Daemon, poll_until, require
 
 pytestmark = pytest.mark.integration
 
@@ -22,31 +21,6 @@ SERVED = 90  # frames each variant publishes before the next swap
 def manifest_args(variant_dir: Path, variant: str = "fp32") -> list[str]:
     return ["--manifest", str(variant_dir / "yolov5n.yaml"), "--models-dir", str(variant_dir),
             "--variant", variant]  # fmt: skip
-
-
-class Collector(threading.Thread):
-    """Reads every message from a subscriber in the background, until stopped."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        super().__init__(daemon=True)
-        self.sub = daemon.subscriber()
-        self.messages: list[dict] = []
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            got = Daemon.receive(self.sub, timeout=0.2)
-            if got is not None:
-                self.messages.append(got[1])
-
-    def stop(self) -> list[dict]:
-        self.stopped.set()
-        self.join(10)
-        assert not self.is_alive()
-        return self.messages
-
-    def newest_seq(self) -> int:
-        return self.messages[-1]["seq"] if self.messages else -1
 
 
 def test_swaps_while_lossless_lose_nothing(tmp_path: Path, variant_dir: Path):
