@@ -25,7 +25,7 @@ log = logging.getLogger("edged")
 # Sub-command groups that live in their own modules; each exposes register_commands(subparsers).
 _PLUGGABLE = (
     "edged.tools",
-    "edged.service",
+    "edged.service_install",
     "edged.doctor",
     "edged.integrations.frigate.command",
     "edged.tracking.commands",
@@ -224,13 +224,13 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from edged.model_catalog import print_catalog
+    from edged.models_commands import print_catalog
 
     return print_catalog(Path(args.models_dir), with_hash=not args.no_hash)
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
-    from edged.model_catalog import fetch
+    from edged.models_commands import fetch
 
     return fetch(Path(args.models_dir), args.name, args.variant, args.insecure)
 

@@ -6,7 +6,7 @@
 #   sudo systemd/install.sh install --config configs/pi5-hailo.yaml
 #   sudo systemd/install.sh uninstall [--purge]
 #
-# A thin wrapper around `edged service ...` (edged/service.py). That module needs only the
+# A thin wrapper around `edged service ...` (edged/service_install.py). That module needs only the
 # standard library, so this runs with the system Python before edged is installed anywhere.
 # Set PYTHON=... to use another interpreter (it is also the one the venv is created from).
 set -eu
@@ -21,4 +21,4 @@ case "$1" in
     install) shift; set -- install --python "$python" "$@" ;;
 esac
 
-PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m edged.service "$@"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m edged.service_install "$@"

@@ -16,8 +16,8 @@ from setproctitle import setproctitle
 from edged.logs import configure_logging
 from edged.pipeline.layout import process_name
 from edged.pipeline.messages import Frame
-from edged.pipeline.runtime import StageRuntime, StageSetup, StopRequested, link_local
 from edged.pipeline.stage_names import CAPTURE, INFER, POSTPROCESS, PREPROCESS, PUBLISH
+from edged.pipeline.stage_runtime import StageRuntime, StageSetup, StopRequested, link_local
 
 _MODULES = {
     CAPTURE: "edged.pipeline.stages.capture",

@@ -15,8 +15,8 @@ from edged.config import PipelineConfig
 from edged.pipeline import stage_main
 from edged.pipeline.backoff import Backoff
 from edged.pipeline.layout import process_groups, process_name
-from edged.pipeline.runtime import StageSetup
 from edged.pipeline.stage_names import STAGE_ORDER
+from edged.pipeline.stage_runtime import StageSetup
 
 log = logging.getLogger("edged.pipeline.supervisor")  # the supervisor's lines, as before
 

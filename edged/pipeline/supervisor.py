@@ -54,12 +54,12 @@ from edged.pipeline.messages import (
 )
 from edged.pipeline.reload import DeferredReloads, reread_config
 from edged.pipeline.ring import RingSpec, SharedRing, create_ring
-from edged.pipeline.runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
 from edged.pipeline.stage_channel import StageChannel
 from edged.pipeline.stage_processes import StageProcesses
+from edged.pipeline.stage_runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
 from edged.pipeline.status import model_status, pipeline_status, status_line
 from edged.pipeline.swaps import STAGE_RESTARTING, Adopted, SwapCoordinator
 from edged.pipeline.systemd_status import SystemdReporter

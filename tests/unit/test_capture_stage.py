@@ -40,7 +40,7 @@ from edged.pipeline.messages import (
     loads,
 )
 from edged.pipeline.ring import RingSpec, create_ring
-from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, StopRequested
+from edged.pipeline.stage_runtime import FRAMES, StageRuntime, StageSetup, StopRequested
 from edged.pipeline.stages import capture
 from edged.sources import SourceError, SourceInfo
 from tests.daemon import poll_until

@@ -38,7 +38,7 @@ from edged.pipeline.messages import (
     encode,
 )
 from edged.pipeline.ring import RingSpec, create_ring
-from edged.pipeline.runtime import FRAMES, OUTPUTS, TENSORS, StageRuntime, StageSetup
+from edged.pipeline.stage_runtime import FRAMES, OUTPUTS, TENSORS, StageRuntime, StageSetup
 from edged.pipeline.stages.inference import InferenceStage, PendingSwap, open_stage
 from edged.pipeline.stages.recovery import ReloadPolicy
 from edged.pipeline.swaps import SwapCoordinator, SwapRequest

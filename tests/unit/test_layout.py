@@ -16,7 +16,7 @@ from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.layout import LAYOUTS, process_groups, process_name
 from edged.pipeline.messages import STAGE_ORDER, Frame, Stats, Stop, decode_event, encode
 from edged.pipeline.ring import RingSpec, create_ring
-from edged.pipeline.runtime import FRAMES, StageRuntime, StageSetup, link_local
+from edged.pipeline.stage_runtime import FRAMES, StageRuntime, StageSetup, link_local
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

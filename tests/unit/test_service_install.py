@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edged import service
-from edged.service import (
+from edged.service_install import (
     CopyFile,
     CopyTree,
     HostFacts,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.service import render_unit
+from edged.service_install import render_unit
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "edged.service"

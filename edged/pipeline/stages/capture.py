@@ -39,7 +39,7 @@ import numpy as np
 from edged.config import ReconnectConfig, SourceConfig
 from edged.pipeline.backoff import Backoff
 from edged.pipeline.messages import CAPTURE, EndOfStream, Fatal, Frame, SourceConnected, SourceLost
-from edged.pipeline.runtime import FRAMES, StageRuntime, StopRequested
+from edged.pipeline.stage_runtime import FRAMES, StageRuntime, StopRequested
 from edged.sources import OPEN_TIMEOUT_S, FrameSource, SourceError, SourceUnusable, open_source
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from edged.pipeline.messages import (
 )
 from edged.pipeline.model_loader import load_model
 from edged.pipeline.ring import aligned
-from edged.pipeline.runtime import (
+from edged.pipeline.stage_runtime import (
     FRAMES,
     OUTPUTS,
     TENSORS,

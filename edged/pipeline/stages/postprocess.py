@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from edged.config import PostprocessConfig
 from edged.pipeline.messages import POSTPROCESS, Fatal, Frame
-from edged.pipeline.runtime import OUTPUTS, StageRuntime
+from edged.pipeline.stage_runtime import OUTPUTS, StageRuntime
 from edged.postprocess.decoders import DecodeParams, Detections, OutputLayout, decode
 from edged.postprocess.raw_heads import RawHead
 from edged.tracking.camera import CameraTrackers, FrameInfo

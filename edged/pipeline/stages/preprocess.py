@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from edged.pipeline.messages import PREPROCESS, Command, Frame, ModelDescriptor, UseModel
-from edged.pipeline.runtime import FRAMES, TENSORS, StageRuntime
+from edged.pipeline.stage_runtime import FRAMES, TENSORS, StageRuntime
 from edged.preprocess import TensorWriter
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from edged.pipeline.messages import (
     PublishReady,
     SubscribersChanged,
 )
-from edged.pipeline.runtime import FRAMES, StageRuntime
+from edged.pipeline.stage_runtime import FRAMES, StageRuntime
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker
 from edged.publish.publisher import open_publisher

@@ -9,7 +9,7 @@ import pytest
 import zmq
 
 from edged.pipeline.messages import Frame
-from edged.pipeline.runtime import SlotAllocator
+from edged.pipeline.stage_runtime import SlotAllocator
 
 RELEASE = struct.Struct("<qq")
 
@@ -101,7 +101,7 @@ def test_reclaim_all_frees_every_slot_and_counts_itself(sockets) -> None:
 
 
 def test_select_frames_keeps_the_newest_and_end_of_stream() -> None:
-    from edged.pipeline.runtime import StageRuntime
+    from edged.pipeline.stage_runtime import StageRuntime
 
     dropped: list[int] = []
 

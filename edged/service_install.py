@@ -703,7 +703,7 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edged.service install|uninstall ...`` (used by systemd/install.sh)."""
+    """``python -m edged.service_install install|uninstall ...`` (used by systemd/install.sh)."""
     parser = argparse.ArgumentParser(prog="edged service")
     add_service_subcommands(parser)
     args = parser.parse_args(argv)
