@@ -103,6 +103,27 @@ def _preprocess(source: Path, destination: Path, enabled: bool) -> Path:
     return destination
 
 
+def float_nodes(
+    model: onnx.ModelProto, keep_head_float: bool, head_levels: int, float_stem: bool
+) -> tuple[list[str], dict[str, Any]]:
+    """The nodes a quantizer keeps float: the detection head (and ``head_levels`` Conv rings
+    before it), the image-reading stem; plus what was found, for the sidecar."""
+    names: list[str] = []
+    info: dict[str, Any] = {}
+    if keep_head_float:
+        try:
+            head = find_head(model, head_levels)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        names += head.nodes
+        info = {"head_boundary": list(head.boundary), "head_op_types": head.op_types}
+    if float_stem:
+        stem = find_stem(model)
+        names += stem
+        info["stem"] = list(stem)
+    return names, info
+
+
 def _exclusions(
     model: onnx.ModelProto,
     keep_head_float: bool,
@@ -119,19 +140,8 @@ def _exclusions(
             "(ORT's pre-processing folds constants and fuses some nodes; --no-preprocess keeps "
             "the original names, which Netron shows)"
         )
-    excluded: dict[str, None] = {}
-    info: dict[str, Any] = {}
-    if keep_head_float:
-        try:
-            head = find_head(model, head_levels)
-        except ValueError as exc:
-            raise ToolError(str(exc)) from None
-        excluded.update(dict.fromkeys(head.nodes))
-        info = {"head_boundary": list(head.boundary), "head_op_types": head.op_types}
-    if float_stem:
-        stem = find_stem(model)
-        excluded.update(dict.fromkeys(stem))
-        info["stem"] = list(stem)
+    names, info = float_nodes(model, keep_head_float, head_levels, float_stem)
+    excluded: dict[str, None] = dict.fromkeys(names)
     excluded.update(dict.fromkeys(exclude_nodes))
     types = set(exclude_op_types)
     unknown = sorted(types - {n.op_type for n in model.graph.node})

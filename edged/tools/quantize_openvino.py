@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edged.backends.head_find import find_head, find_stem
 from edged.backends.openvino import METADATA_SECTION
 from edged.preprocess import letterbox, to_nchw_float
 from edged.tools.dataset import list_images, read_image, sample_images
@@ -28,6 +27,7 @@ from edged.tools.memory import PeakMemory
 from edged.tools.quantize import (
     QuantizeResult,
     check_paths,
+    float_nodes,
     our_metadata,
     source_info,
     write_quantize_sidecar,
@@ -50,25 +50,6 @@ def ignored_names(
         for candidate in (name, f"{name}/WithoutBiases", *outputs.get(name, ()))
     ]
     return [n for n in dict.fromkeys(wanted) if n in ov_names]
-
-
-def float_nodes(
-    model: onnx.ModelProto, keep_head_float: bool, head_levels: int, float_stem: bool
-) -> tuple[list[str], dict[str, Any]]:
-    names: list[str] = []
-    info: dict[str, Any] = {}
-    if keep_head_float:
-        try:
-            head = find_head(model, head_levels)
-        except ValueError as exc:
-            raise ToolError(str(exc)) from None
-        names += head.nodes
-        info = {"head_boundary": list(head.boundary), "head_op_types": head.op_types}
-    if float_stem:
-        stem = find_stem(model)
-        names += stem
-        info["stem"] = list(stem)
-    return names, info
 
 
 class LetterboxedImages:

@@ -19,7 +19,7 @@ import pytest
 
 from edged.backends.base import BackendError, load_backend
 from edged.config import HailoOptions
-from tests.inference import detect
+from tests.inference import box_iou, detect
 
 pytestmark = pytest.mark.hardware
 
@@ -62,14 +62,6 @@ def _hef(arch: str, other: bool = False) -> Path:
     return path
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def test_detects_the_person_in_a_coco_image(arch: str) -> None:
     if not IMAGE.is_file():
         pytest.skip(f"{IMAGE} missing (../shared/data)")
@@ -87,7 +79,7 @@ def test_detects_the_person_in_a_coco_image(arch: str) -> None:
         backend.close()
     people = dets.boxes[dets.class_ids == 0]
     assert len(people) >= 1, dets
-    assert max(_iou(p, truth) for p in people) > 0.6
+    assert max(box_iou(p, truth) for p in people) > 0.6
 
 
 def test_pipelined_inference_keeps_up(arch: str) -> None:

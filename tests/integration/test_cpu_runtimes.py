@@ -15,6 +15,7 @@ from edged.pipeline.model_loader import load_model
 from edged.postprocess.decoders import DecodeParams, Detections
 from edged.tools.backend_choice import options_for
 from edged.tools.runner import ModelRunner
+from tests.inference import box_iou
 from tests.paths import VAL_IMAGES, require
 
 pytestmark = pytest.mark.integration
@@ -36,25 +37,17 @@ def _runner(dir_: Path, variant: str) -> ModelRunner:
                        backend=resolved.backend)  # fmt: skip
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _compare(ours: Detections, theirs: Detections, score: float) -> tuple[list[float], list[str]]:
     """Each of ``ours`` clear of the threshold has a twin in ``theirs`` (same class, IoU > 0.9,
     score within ``score``): the largest box-edge gap of each pair, and what had no twin."""
     gaps, problems = [], []
     for i in np.flatnonzero(ours.scores >= CONF + MARGIN):
         twins = [j for j in range(len(theirs)) if theirs.class_ids[j] == ours.class_ids[i]
-                 and _iou(ours.boxes[i], theirs.boxes[j]) > 0.9]  # fmt: skip
+                 and box_iou(ours.boxes[i], theirs.boxes[j]) > 0.9]  # fmt: skip
         if not twins:
             problems.append(f"class {ours.class_ids[i]} @ {ours.boxes[i].round(1)}: no twin")
             continue
-        j = max(twins, key=lambda j: _iou(ours.boxes[i], theirs.boxes[j]))
+        j = max(twins, key=lambda j: box_iou(ours.boxes[i], theirs.boxes[j]))
         delta = abs(float(ours.scores[i] - theirs.scores[j]))
         if delta > score:
             problems.append(f"class {ours.class_ids[i]}: score off by {delta:.4f}")
@@ -112,7 +105,7 @@ def test_openvino_int8_ir_loads_with_class_names_and_detects(runtime_variant_dir
         strong = np.flatnonzero(ref.scores >= 0.6)
         total += len(strong)
         found += sum(any(got.class_ids[j] == ref.class_ids[i]
-                         and _iou(ref.boxes[i], got.boxes[j]) > 0.7 for j in range(len(got)))
+                         and box_iou(ref.boxes[i], got.boxes[j]) > 0.7 for j in range(len(got)))
                      for i in strong)  # fmt: skip
     assert total >= 10 and found >= 0.9 * total, (found, total)
 
