@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edged import service
+from edged import service_install as service
 from edged.service_install import (
     CopyFile,
     CopyTree,
