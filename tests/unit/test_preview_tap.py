@@ -97,8 +97,8 @@ def receive_all(sock: zmq.Socket, wait_ms: int = 200) -> list[list[bytes]]:
     return got
 
 
-def make_tap(cfg: PreviewConfig, ring, ctx, tmp_path: Path, public=None) -> PreviewTap:
-    return PreviewTap(cfg, "cam0", ring, ctx, tmp_path, public)
+def make_tap(cfg: PreviewConfig, ring, ctx, tmp_path: Path, public=None, **kw) -> PreviewTap:
+    return PreviewTap(cfg, "cam0", ring, ctx, tmp_path, public, **kw)
 
 
 def test_nothing_is_copied_while_nobody_watches(ring, ctx, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,12 @@ class PreviewTap:
         ctx: zmq.Context,
         runtime_dir: Path,
         public: zmq.Socket | None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # No OpenCV worker pool in the publish process: its threads would compete with
         # inference for the cores; one resize is 0.2-0.5 ms on a single thread anyway.
         cv2.setNumThreads(1)
+        self._clock = clock  # paces resends; a test passes its own
         self.cfg = cfg
         self.topic = frames_topic(camera_id)
         self.ring = ring
@@ -154,7 +157,7 @@ class PreviewTap:
         # At most one resend per socket and RESEND_INTERVAL_S: a PUB sends to every viewer, so
         # a peer subscribing in a loop would otherwise make the tap send JPEGs as fast as it
         # subscribes, to everyone. A viewer owed one gets it at the latest after the interval.
-        now = time.monotonic()
+        now = self._clock()
         for sock in list(self._resend_owed):
             if self.last is None:
                 self._resend_owed.discard(sock)
