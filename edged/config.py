@@ -404,6 +404,29 @@ class RuntimeConfig(_Strict):
     )
 
 
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # a topic suffix, metric label, URL path part
+MAX_CAMERAS = 16  # bounds the processes, shared memory and metric series one config can ask for
+
+
+class CameraConfig(_Strict):
+    """One camera of ``cameras:``: its own source, and what it may override."""
+
+    id: str = Field(
+        pattern=CAMERA_ID_PATTERN,
+        description="Names the camera in topics (detections.<id>), metrics, /preview/<id>.",
+    )
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    conf_threshold: float | None = Field(
+        None, ge=0, le=1, description="This camera's confidence threshold (default: postprocess's)."
+    )
+    fps_limit: float | None = Field(
+        None, gt=0, description="Take at most this many frames a second from this camera."
+    )
+    tracking: TrackingConfig | None = Field(
+        None, description="This camera's tracks, zones and lines (default: the top-level section)."
+    )
+
+
 class EdgedConfig(_Strict):
     camera_id: str = Field(
         "cam0",
@@ -411,6 +434,12 @@ class EdgedConfig(_Strict):
         description="Identifies this camera in topics, messages and metrics.",
     )
     source: SourceConfig = Field(default_factory=SourceConfig)
+    cameras: list[CameraConfig] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_CAMERAS,
+        description="Several cameras sharing one model (instead of source: and camera_id:).",
+    )
     model: ModelConfig = Field(default_factory=lambda: ModelConfig(manifest="yolov5n"))
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
@@ -423,6 +452,39 @@ class EdgedConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     mqtt: MqttConfig | None = Field(None, description="Publish to MQTT / Home Assistant.")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig] | None) -> list[CameraConfig] | None:
+        seen: set[str] = set()
+        for camera in cameras or ():
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice (ids must be unique)")
+            seen.add(camera.id)
+        return cameras
+
+    @model_validator(mode="after")
+    def _one_way_to_name_sources(self) -> EdgedConfig:
+        # Compared with the defaults rather than "was it written": a config that went through
+        # model_dump (apply_overrides) has every field written.
+        if self.cameras is not None and (self.source != SourceConfig() or self.camera_id != "cam0"):
+            raise ValueError(
+                "cameras: replaces source: and camera_id: — give each camera its source in "
+                "cameras:, or drop cameras: for a single camera"
+            )
+        return self
+
+    def camera_list(self) -> list[CameraConfig]:
+        """The cameras to run: ``cameras:``, or the single ``source:`` as camera ``camera_id``."""
+        if self.cameras is not None:
+            return list(self.cameras)
+        return [CameraConfig.model_construct(id=self.camera_id, source=self.source,
+                                             conf_threshold=None, fps_limit=None,
+                                             tracking=None)]  # fmt: skip
+
+    def tracking_for(self, camera: CameraConfig) -> TrackingConfig:
+        """The tracking section that applies to ``camera``."""
+        return camera.tracking if camera.tracking is not None else self.tracking
 
 
 def _curve_set(fields: dict[str, Any]) -> bool:
@@ -467,16 +529,21 @@ def errors_from_validation(exc: ValidationError) -> list[tuple[str, str]]:
     return result
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: itself, or inside ``X | None`` or ``list[X] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, (_model_in(arg) for arg in get_args(annotation))), None)
+
+
 def _unknown_field_reason(loc: tuple[Any, ...]) -> str:
     """ "unknown field", with the closest known name and the names the section has."""
     section: type[BaseModel] | None = EdgedConfig
     for part in loc[:-1]:  # walk the models down to the section holding the unknown key
+        if isinstance(part, int):
+            continue  # an item of a list section (`cameras.0`): the list's model already
         field = section.model_fields.get(str(part)) if section else None
-        annotation = field.annotation if field else None
-        # An optional section (`mqtt: MqttConfig | None`): the model inside the union.
-        candidates = (annotation, *get_args(annotation))
-        section = next((a for a in candidates if isinstance(a, type) and issubclass(
-            a, BaseModel)), None)  # fmt: skip
+        section = _model_in(field.annotation if field else None)
     if section is None:
         return "unknown field"
     known = sorted(section.model_fields)
@@ -497,11 +564,25 @@ def parse_config(data: Any, source: str = "config") -> EdgedConfig:
         raise ConfigError(errors_from_validation(exc), source) from None
     if errors := mqtt_publish_errors(config.mqtt, config.publish.curve_authorized_keys_dir):
         raise ConfigError(errors, source)
-    if config.source.width and config.source.height:  # else checked on the first frame
-        errors = pixel_bounds_errors(config.tracking, config.source.width, config.source.height)
-        if errors:
-            raise ConfigError(errors, source)
+    if errors := _pixel_bounds_errors(config):
+        raise ConfigError(errors, source)
     return config
+
+
+def _pixel_bounds_errors(config: EdgedConfig) -> list[tuple[str, str]]:
+    """Pixel zones/lines outside a camera's configured size (else checked on the first frame)."""
+    errors = []
+    for index, camera in enumerate(config.camera_list()):
+        width, height = camera.source.width, camera.source.height
+        if not (width and height):
+            continue
+        found = pixel_bounds_errors(config.tracking_for(camera), width, height)
+        if config.cameras is not None:  # name the camera's section, not the top level
+            prefix = f"cameras.{index}." if camera.tracking is not None else ""
+            found = [(f"{prefix}{path}", f"{reason} (camera {camera.id!r})")
+                     for path, reason in found]  # fmt: skip
+        errors += found
+    return errors
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -568,15 +649,38 @@ def load_config(path: str | Path | None) -> EdgedConfig:
     return parse_config(data, str(p))
 
 
+SINGLE_SOURCE_FIELDS = ("source", "camera_id")  # what `edged run --source/--camera-id` set
+
+
+def camera_overrides(config: EdgedConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides of the single source (``source.uri``, ``camera_id``) aimed at a config with
+    ``cameras:``: its one camera's fields, or a :class:`ConfigError` when it has several."""
+    if config.cameras is None:
+        return overrides
+    single = [k for k in overrides if k.split(".")[0] in SINGLE_SOURCE_FIELDS]
+    if not single:
+        return overrides
+    if len(config.cameras) > 1:
+        reason = (f"set for one source, but the config has {len(config.cameras)} cameras: "
+                  "change them under cameras: in the config")  # fmt: skip
+        raise ConfigError([(key, reason) for key in single], "command line")
+    moved = {k: v for k, v in overrides.items() if k not in single}
+    for key in single:
+        target = "cameras.0.id" if key == "camera_id" else f"cameras.0.{key}"
+        moved[target] = overrides[key]
+    return moved
+
+
 def apply_overrides(config: EdgedConfig, overrides: dict[str, Any]) -> EdgedConfig:
-    """Apply dotted-path overrides (``{"source.uri": "x.mp4"}``) and re-validate."""
+    """Apply dotted-path overrides (``{"source.uri": "x.mp4"}``, ``cameras.0.source.uri``) and
+    re-validate."""
     data = config.model_dump()
-    for dotted, value in overrides.items():
-        node = data
+    for dotted, value in camera_overrides(config, overrides).items():
+        node: Any = data
         *parents, leaf = dotted.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[int(leaf) if isinstance(node, list) else leaf] = value
     return parse_config(data, "command line")
 
 

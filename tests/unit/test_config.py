@@ -31,12 +31,16 @@ def test_defaults_are_valid():
     assert config.http.host == "127.0.0.1"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "pi5-cpu.yaml", "pi5-hailo.yaml"])
+SHIPPED = sorted(p.name for p in (REPO_ROOT / "configs").glob("*.yaml"))  # prometheus.yml aside
+
+
+def test_the_known_configs_are_shipped():
+    assert {"default.yaml", "pi5-cpu.yaml", "pi5-hailo.yaml", "pi5-hailo-4cam.yaml"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_are_valid(name):
-    path = REPO_ROOT / "configs" / name
-    if not path.exists():
-        pytest.skip(f"{name} not shipped yet")
-    assert isinstance(load_config(path), EdgedConfig)
+    assert isinstance(load_config(REPO_ROOT / "configs" / name), EdgedConfig)
 
 
 def test_unknown_field_is_named():
@@ -48,8 +52,8 @@ def test_unknown_field_is_named():
 def test_unknown_fields_list_what_their_section_has():
     errors = errors_of({"bogus": 1, "inference": {"onnxruntime": {"thread": 2}}})
     assert errors["bogus"] == (
-        "unknown field (known here: camera_id, control, detector, http, inference, model, mqtt, "
-        "pipeline, postprocess, preview, publish, runtime, source, tracking)"
+        "unknown field (known here: camera_id, cameras, control, detector, http, inference, "
+        "model, mqtt, pipeline, postprocess, preview, publish, runtime, source, tracking)"
     )
     assert "intra_op_threads" in errors["inference.onnxruntime.thread"]
 
