@@ -1,15 +1,14 @@
-"""edged tune's pure parts: the choice, box agreement, the results cache, the config edit."""
+"""edged tune's pure parts: the choice, the results cache, the config edit (box agreement:
+test_monitor_agreement)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 from edged.tools.errors import ToolError
-from edged.tools.tune.agreement import Agreement, compare, total
 from edged.tools.tune.apply import set_model_variant
 from edged.tools.tune.cache import ResultCache, cache_key
 from edged.tools.tune.choice import VariantScore, choose
@@ -74,34 +73,6 @@ def test_without_a_measured_reference_nothing_is_picked():
     assert "'fp32' was not measured" in choice.reason
     with pytest.raises(ValueError, match="budget"):
         choose(SCORES, budget=-1)
-
-
-def _boxes(*rows: tuple[float, float, float, float]) -> np.ndarray:
-    return np.asarray(rows, dtype=np.float32).reshape(-1, 4)
-
-
-def test_agreement_matches_same_class_boxes_at_iou_half():
-    ref = _boxes((0, 0, 10, 10), (20, 20, 30, 30), (50, 50, 60, 60))
-    ref_cls, ref_sc = np.array([0, 1, 2]), np.array([0.9, 0.8, 0.7])
-    mine = _boxes((0, 0, 10, 11), (20, 20, 30, 30), (50, 50, 70, 70), (80, 80, 90, 90))
-    cls, sc = np.array([0, 5, 2, 3]), np.array([0.8, 0.8, 0.7, 0.3])
-    # box 1: other class; box 2: IoU 0.25; only box 0 matches (IoU 10/11).
-    a = compare(ref, ref_cls, ref_sc, mine, cls, sc)
-    assert (a.reference_boxes, a.variant_boxes, a.matched) == (3, 4, 1)
-    assert a.recall == pytest.approx(1 / 3) and a.precision == pytest.approx(1 / 4)
-    assert a.f1 == pytest.approx(2 / 7)
-    assert a.mean_iou == pytest.approx(10 / 11, rel=1e-6)
-    assert a.confidence_shift == pytest.approx(-0.1)
-
-
-def test_identical_detections_agree_fully_and_nothing_seen_agrees_too():
-    ref = _boxes((0, 0, 10, 10), (5, 5, 15, 15))
-    same = compare(ref, np.array([0, 0]), np.array([0.5, 0.6]), ref, np.array([0, 0]),
-                   np.array([0.5, 0.6]))  # fmt: skip
-    assert same.f1 == 1.0 and same.matched == 2 and same.mean_iou == pytest.approx(1.0)
-    empty = compare(_boxes(), np.array([]), np.array([]), _boxes(), np.array([]), np.array([]))
-    assert empty.f1 == 1.0 and empty.mean_iou is None
-    assert total([same, empty, Agreement(2, 0, 0)]).recall == pytest.approx(0.5)
 
 
 def test_cache_keys_follow_file_contents_and_settings(tmp_path: Path):

@@ -13,8 +13,8 @@ from typing import Any
 
 from edged.backends.registry import backend_spec
 from edged.models import ResolvedVariant
+from edged.monitor.agreement import compare, figures, total
 from edged.postprocess.decoders import DecodeParams, Detections
-from edged.tools.tune.agreement import compare, total
 from edged.tools.tune.cache import ResultCache, cache_key
 
 # The daemon's own postprocess defaults: agreement is judged on what it would publish.
@@ -178,11 +178,7 @@ def measure_agreement(
         "reference_boxes": a.reference_boxes,
         "variant_boxes": a.variant_boxes,
         "matched": a.matched,
-        "agreement": round(a.f1, 4),
-        "recall": round(a.recall, 4),
-        "precision": round(a.precision, 4),
-        "mean_iou": None if a.mean_iou is None else round(a.mean_iou, 4),
-        "confidence_shift": None if a.confidence_shift is None else round(a.confidence_shift, 4),
+        **figures(a),
     }
     cache.put(key, result)
     return result, False

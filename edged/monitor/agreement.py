@@ -1,5 +1,8 @@
 """Agreement of a variant's detections with the reference's on the same image, without labels:
-boxes matched greedily (highest IoU first) at IoU ≥ 0.5 and the same class."""
+boxes matched greedily (highest IoU first) at IoU ≥ 0.5 and the same class.
+
+Pure functions shared by ``edged tune`` (offline, on calibration images) and the live shadow
+monitor (on frames the daemon published), so both report the same figures."""
 
 from __future__ import annotations
 
@@ -100,3 +103,15 @@ def total(agreements: Iterable[Agreement]) -> Agreement:
     for a in agreements:
         out = out + a
     return out
+
+
+# The figures both tune's report and the monitor's metrics give, by name.
+MEASURES = ("agreement", "recall", "precision", "mean_iou", "confidence_shift")
+
+
+def figures(a: Agreement, digits: int = 4) -> dict[str, float | None]:
+    """``agreement`` (F1), ``recall``, ``precision``, ``mean_iou``, ``confidence_shift``
+    (variant − reference, mean over matched pairs), rounded; None where nothing matched."""
+    values = (a.f1, a.recall, a.precision, a.mean_iou, a.confidence_shift)
+    pairs = zip(MEASURES, values, strict=True)
+    return {name: None if v is None else round(v, digits) for name, v in pairs}
