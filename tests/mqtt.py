@@ -15,13 +15,20 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import zmq
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edged.integrations.config import MqttConfig
+from edged.integrations.mqtt.bridge import run
+from edged.integrations.mqtt.bridge_setup import BridgedCamera, BridgeSetup
 from tests.daemon import free_port, poll_until, terminate
 
 
@@ -151,3 +158,41 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def detections(seq: int, camera_id: str = "cam", people: int | None = None) -> bytes:
+    """A detections message (the published schema) with ``people`` persons (default seq % 3)."""
+    people = seq % 3 if people is None else people
+    return json.dumps({
+        "schema_version": 1, "camera_id": camera_id, "seq": seq, "timestamp": time.time(),
+        "source": {"width": 64, "height": 48},
+        "model": {"name": "m", "variant": "v", "backend": "onnxruntime", "precision": "fp32"},
+        "latency_ms": {"end_to_end": 5.0},
+        "detections": [{"label": "person", "class_id": 0, "confidence": 0.9,
+                        "box": [1, 2, 3, 4]}] * people,
+    }).encode()  # fmt: skip
+
+
+@contextmanager
+def running_bridge(cfg: MqttConfig, tmp_path: Path,
+                   cameras: tuple[BridgedCamera, ...] = (BridgedCamera("cam"),),
+                   ) -> Iterator[zmq.Socket]:  # fmt: skip
+    """The bridge in a thread (``edged.integrations.mqtt.bridge.run``), subscribed to the real
+    ZeroMQ PUB socket it yields; stopped on exit, which must be a clean exit."""
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    endpoint = f"ipc://{tmp_path / 'pub.sock'}"
+    pub.bind(endpoint)
+    stop = threading.Event()
+    result: list[int] = []
+    control = f"ipc://{tmp_path / 'no-daemon.sock'}"  # no daemon: no variant select
+    setup = BridgeSetup(cfg, cameras, endpoint, control)
+    thread = threading.Thread(target=lambda: result.append(run(setup, stop)), daemon=True)
+    thread.start()
+    try:
+        yield pub
+    finally:
+        stop.set()
+        thread.join(15)
+        pub.close(0)
+    assert result == [0]

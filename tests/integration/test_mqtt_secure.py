@@ -6,61 +6,18 @@ publisher with messages in the detections schema: what is under test is how it c
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import zmq
 
 from edged.integrations.config import MqttConfig
-from edged.integrations.mqtt.bridge import run
-from edged.integrations.mqtt.bridge_setup import BridgeSetup
 from edged.publish.schema import topic_for
 from tests.daemon import poll_until
-from tests.mqtt import Mosquitto, Recorder
+from tests.mqtt import Mosquitto, Recorder, detections, running_bridge
 from tests.tls import self_signed_certificate
 
 pytestmark = pytest.mark.integration
-
-
-def detections(seq: int) -> bytes:
-    return json.dumps({
-        "schema_version": 1, "camera_id": "cam", "seq": seq, "timestamp": time.time(),
-        "source": {"width": 64, "height": 48},
-        "model": {"name": "m", "variant": "v", "backend": "onnxruntime", "precision": "fp32"},
-        "latency_ms": {"end_to_end": 5.0},
-        "detections": [{"label": "person", "class_id": 0, "confidence": 0.9,
-                        "box": [1, 2, 3, 4]}] * (seq % 3),
-    }).encode()  # fmt: skip
-
-
-@contextmanager
-def running_bridge(cfg: MqttConfig, tmp_path: Path) -> Iterator[zmq.Socket]:
-    """The bridge in a thread, subscribed to the PUB socket it yields; stopped on exit."""
-    pub = zmq.Context.instance().socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    endpoint = f"ipc://{tmp_path / 'pub.sock'}"
-    pub.bind(endpoint)
-    stop = threading.Event()
-    result: list[int] = []
-    control = f"ipc://{tmp_path / 'no-daemon.sock'}"  # no daemon: no variant select
-    thread = threading.Thread(
-        target=lambda: result.append(run(BridgeSetup(cfg, "cam", endpoint, control), stop)),
-        daemon=True,
-    )
-    thread.start()
-    try:
-        yield pub
-    finally:
-        stop.set()
-        thread.join(15)
-        pub.close(0)
-    assert result == [0]
 
 
 def test_tls_and_a_password_from_a_file(tmp_path: Path):

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edged.control import NotRunning, call, configure_curve_client
 from edged.integrations.config import MqttConfig
-from edged.integrations.mqtt.bridge_setup import BridgeSetup
+from edged.integrations.mqtt.bridge_setup import BridgedCamera, BridgeSetup
 from edged.integrations.mqtt.discovery import (
     OFFLINE,
     ONLINE,
@@ -70,10 +71,10 @@ def read_password(path: str) -> str:
         raise ValueError(f"mqtt.password_file {path}: cannot read: {exc}") from None
 
 
-def make_client(cfg: MqttConfig, camera_id: str) -> mqtt.Client:
+def make_client(cfg: MqttConfig, camera_id: str, client_id: str | None = None) -> mqtt.Client:
     """A paho client with the last will, credentials, TLS and limits of ``cfg`` (not connected)."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or
-                         f"edged-{camera_id}")  # fmt: skip
+    client_id = client_id or cfg.client_id or f"edged-{camera_id}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     topics = Topics.of(cfg, camera_id)
     client.will_set(topics.availability, OFFLINE, qos=cfg.qos, retain=True)
     if cfg.username:
@@ -263,56 +264,92 @@ def _subscriber(setup: BridgeSetup, topic: bytes, hwm: int) -> zmq.Socket:
     return sock
 
 
-def run(setup: BridgeSetup, stop: threading.Event, parent_pid: int | None = None,
-        counters: BridgeCounters | None = None) -> int:  # fmt: skip
-    """Bridge until ``stop`` is set (or the parent process is gone); the exit status."""
-    cfg, camera_id = setup.mqtt, setup.camera_id
-    sockets: list[zmq.Socket] = []
-    try:
-        client = make_client(cfg, camera_id)
+@dataclass
+class CameraLink:
+    """One camera's side of the bridge: its MQTT connection (own client id and last will, so
+    Home Assistant sees each camera go offline on its own) and its ZeroMQ subscriptions."""
+
+    bridge: Bridge
+    detections: zmq.Socket
+    events: zmq.Socket | None  # with tracking: its events
+
+    @property
+    def sockets(self) -> list[zmq.Socket]:
+        return [s for s in (self.events, self.detections) if s is not None]
+
+    def pump(self, ready: dict[zmq.Socket, int]) -> None:
+        """Read what is waiting: every event (bounded per turn), the newest detections."""
         # Events first: they are deltas (every one counts), and a frame's events follow it.
-        if setup.tracking is not None:
-            sockets.append(_subscriber(setup, events_topic_for(camera_id), 1000))
+        if self.events is not None and self.events in ready:
+            for _ in range(MAX_EVENTS_PER_TURN):
+                try:
+                    parts = self.events.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                _read(self.bridge.on_event, parts)
+        if self.detections in ready:
+            parts, _skipped = newest_queued(self.detections, self.detections.recv_multipart())
+            _read(self.bridge.on_detections, parts)
+
+
+def open_link(setup: BridgeSetup, camera: BridgedCamera,
+              counters: BridgeCounters | None) -> CameraLink:  # fmt: skip
+    """The connection and subscriptions of ``camera`` (not connected yet)."""
+    cfg, camera_id = setup.mqtt, camera.camera_id
+    client = make_client(cfg, camera_id, setup.client_id(camera_id))
+    events = None
+    if camera.tracking is not None:
+        events = _subscriber(setup, events_topic_for(camera_id), 1000)
+    try:
         # Detections: the newest message is what matters; the rest drops at the mark.
         detections = _subscriber(setup, topic_for(camera_id), 10)
-        sockets.append(detections)
+    except BaseException:
+        if events is not None:
+            events.close(0)
+        raise
+    bridge = Bridge(cfg, camera_id, client, setup.control_endpoint, counters, camera.tracking)
+    return CameraLink(bridge, detections, events)
+
+
+def run(setup: BridgeSetup, stop: threading.Event, parent_pid: int | None = None,
+        counters: BridgeCounters | None = None) -> int:  # fmt: skip
+    """Bridge every camera until ``stop`` is set (or the parent process is gone); the exit
+    status."""
+    cfg = setup.mqtt
+    links: list[CameraLink] = []
+    try:
+        for camera in setup.cameras:
+            links.append(open_link(setup, camera, counters))
     except (ValueError, ssl.SSLError, OSError, zmq.ZMQError) as exc:
         log.error("MQTT: %s", exc)
-        for sock in sockets:
-            sock.close(0)
+        for link in links:
+            for sock in link.sockets:
+                sock.close(0)
         return 2
-    bridge = Bridge(cfg, camera_id, client, setup.control_endpoint, counters, setup.tracking)
     poller = zmq.Poller()
-    for sock in sockets:
-        poller.register(sock, zmq.POLLIN)
-    client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
-    client.loop_start()  # connects, and reconnects with backoff, on paho's thread
-    log.info("MQTT bridge for %s: broker %s:%d, topics %s/...", camera_id, cfg.host, cfg.port,
-             bridge.topics.base)  # fmt: skip
+    for link in links:
+        for sock in link.sockets:
+            poller.register(sock, zmq.POLLIN)
+        link.bridge.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        link.bridge.client.loop_start()  # connects, and reconnects with backoff, on its thread
+    log.info("MQTT bridge for %s: broker %s:%d, topics %s/<camera>/...",
+             ", ".join(c.camera_id for c in setup.cameras), cfg.host, cfg.port,
+             cfg.base_topic)  # fmt: skip
     try:
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("the daemon is gone; stopping the MQTT bridge")
                 break
             ready = dict(poller.poll(100))
-            for sock in sockets:
-                if sock not in ready:
-                    continue
-                if sock is detections:
-                    parts, _skipped = newest_queued(sock, sock.recv_multipart())
-                    _read(bridge.on_detections, parts)
-                else:
-                    for _ in range(MAX_EVENTS_PER_TURN):
-                        try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        _read(bridge.on_event, parts)
-            bridge.tick(time.monotonic())
+            now = time.monotonic()
+            for link in links:
+                link.pump(ready)
+                link.bridge.tick(now)
     finally:
-        bridge.close()
-        for sock in sockets:
-            sock.close(0)
+        for link in links:
+            link.bridge.close()
+            for sock in link.sockets:
+                sock.close(0)
     return 0
 
 

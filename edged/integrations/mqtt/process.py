@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from edged.config import EdgedConfig
-from edged.integrations.mqtt.bridge_setup import BridgeSetup, TrackingNames
+from edged.integrations.mqtt.bridge_setup import BridgedCamera, BridgeSetup, TrackingNames
 from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
 from edged.pipeline.backoff import Backoff
 
@@ -19,6 +19,17 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
 STABLE_AFTER_S = 60.0  # a bridge that ran this long starts the backoff over when it dies
+
+
+def bridged_cameras(config: EdgedConfig) -> tuple[BridgedCamera, ...]:
+    """Every camera of ``config``, with the zone and line names its tracking has."""
+    cameras = []
+    for camera in config.camera_list():
+        tracking = config.tracking_for(camera)
+        names = TrackingNames(tuple(z.name for z in tracking.zones),
+                              tuple(line.name for line in tracking.lines))  # fmt: skip
+        cameras.append(BridgedCamera(camera.id, names if tracking.enabled else None))
+    return tuple(cameras)
 
 
 class MqttBridgeProcess:
@@ -30,16 +41,13 @@ class MqttBridgeProcess:
         assert config.mqtt is not None
         self.ctx = mp.get_context("spawn")
         self.counters = BridgeCounters(self.ctx)
-        publish, tracking = config.publish, config.tracking
+        publish = config.publish
         # The publisher's CURVE: its public key (read from its secret key file, which the
         # daemon owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
         curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
-        names = TrackingNames(tuple(z.name for z in tracking.zones),
-                              tuple(line.name for line in tracking.lines))  # fmt: skip
         self.setup = BridgeSetup(
-            config.mqtt, config.camera_id, publish_endpoint, control_endpoint,
+            config.mqtt, bridged_cameras(config), publish_endpoint, control_endpoint,
             config.runtime.log_level, curve if publish.curve else None,
-            names if tracking.enabled else None,
         )  # fmt: skip
         self.clock = clock
         self.process: Any = None
