@@ -3,9 +3,13 @@
 - ``GET /preview``              the page (package data, read once at start; no external assets)
 - ``GET /preview.mjpg``         multipart MJPEG, until the client leaves
 - ``GET /preview.jpg``          the next frame as one JPEG
-- ``GET /preview/status.json``  variant, variants, fps, recent per-stage latency
+- ``GET /preview/status.json``  variant, variants, fps, recent per-stage latency, the cameras
 - ``POST /preview/swap``        ``{"variant": "static"}`` → the control socket, exactly like
   ``edged ctl swap`` (only with ``preview.control: true``)
+
+With several cameras those show the first; ``/preview/<id>``, ``/preview/<id>.mjpg``,
+``/preview/<id>.jpg`` and ``/preview/<id>/status.json`` show camera ``<id>`` (routes made from the
+config's camera ids, so a request never names a topic the config does not have).
 
 Frames come from the publish stage over a private ipc socket: each MJPEG viewer is a ZeroMQ
 subscriber of its own, so the publish stage encodes only while someone watches and a slow
@@ -16,13 +20,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from math import ceil
 from pathlib import Path
@@ -100,7 +105,7 @@ class PreviewRoutes:
     def __init__(
         self,
         cfg: PreviewConfig,
-        camera_id: str,
+        camera_ids: str | Sequence[str],
         frames_endpoint: str,
         status: Callable[[], dict[str, Any]],
         control_endpoint: str | None,
@@ -108,7 +113,7 @@ class PreviewRoutes:
         ctx: zmq.Context | None = None,
     ) -> None:
         self.cfg = cfg
-        self.topic = frames_topic(camera_id)
+        self.camera_ids = [camera_ids] if isinstance(camera_ids, str) else list(camera_ids)
         self.frames_endpoint = frames_endpoint
         self._status = status
         self.control_endpoint = control_endpoint
@@ -123,20 +128,30 @@ class PreviewRoutes:
         self._swapping = threading.Lock()  # one swap from the page at a time
 
     def install(self, http: HttpServer) -> None:
+        first = self.camera_ids[0]
         http.add_route("/preview", self.page_route)
-        http.add_stream("/preview.mjpg", self.mjpeg_route)
-        http.add_route("/preview.jpg", self.snapshot_route)
-        http.add_route("/preview/status.json", self.status_route)
+        http.add_stream("/preview.mjpg", functools.partial(self.mjpeg_route, camera_id=first))
+        http.add_route("/preview.jpg", functools.partial(self.snapshot_route, first))
+        http.add_route("/preview/status.json", functools.partial(self.status_route, first))
         http.add_request_route("/preview/swap", self.swap_route)
+        for camera_id in self.camera_ids:
+            base = f"/preview/{camera_id}"
+            http.add_route(base, self.page_route)
+            http.add_stream(f"{base}.mjpg", functools.partial(self.mjpeg_route,
+                                                              camera_id=camera_id))  # fmt: skip
+            http.add_route(f"{base}.jpg", functools.partial(self.snapshot_route, camera_id))
+            http.add_route(f"{base}/status.json", functools.partial(self.status_route, camera_id))
 
     # -- frames ----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _subscription(self) -> Iterator[zmq.Socket]:
+    def _subscription(self, camera_id: str) -> Iterator[zmq.Socket]:
         sock = self.ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 2)  # keep only the newest frames; viewers never lag behind
-        sock.setsockopt(zmq.SUBSCRIBE, self.topic)
+        # The topic is a prefix: "frames.cam1" would also match cam10's frames, so a viewer
+        # checks each header's camera (see _newest).
+        sock.setsockopt(zmq.SUBSCRIBE, frames_topic(camera_id))
         sock.connect(self.frames_endpoint)
         try:
             yield sock
@@ -144,9 +159,11 @@ class PreviewRoutes:
             sock.close(0)
 
     @staticmethod
-    def _newest(sock: zmq.Socket) -> tuple[dict[str, Any], bytes]:
+    def _newest(sock: zmq.Socket, topic: bytes) -> tuple[dict[str, Any], bytes] | None:
+        """The newest frame waiting on ``topic`` exactly (None: only another camera's, whose
+        topic ``topic`` is a prefix of)."""
         parts, _skipped = newest_queued(sock, sock.recv_multipart())
-        return decode_frame(parts)
+        return decode_frame(parts) if parts[0] == topic else None
 
     def page_route(self) -> Response:
         headers = {
@@ -156,7 +173,7 @@ class PreviewRoutes:
         }
         return 200, "text/html; charset=utf-8", self.page, headers
 
-    def mjpeg_route(self, request: Request, stream: Stream) -> None:
+    def mjpeg_route(self, request: Request, stream: Stream, camera_id: str) -> None:
         if not self._viewers.acquire(blocking=False):
             stream.start(503, "text/plain", {"Retry-After": "5"})
             stream.write(f"at most {self.cfg.max_viewers} preview viewers (preview.max_viewers)\n"
@@ -165,14 +182,14 @@ class PreviewRoutes:
         with self._lock:
             self.viewers += 1
         try:
-            with self._subscription() as sub:
-                self._pump(sub, stream)
+            with self._subscription(camera_id) as sub:
+                self._pump(sub, stream, frames_topic(camera_id))
         finally:
             with self._lock:
                 self.viewers -= 1
             self._viewers.release()
 
-    def _pump(self, sub: zmq.Socket, stream: Stream) -> None:
+    def _pump(self, sub: zmq.Socket, stream: Stream, topic: bytes) -> None:
         if not stream.start(200, mjpeg.CONTENT_TYPE, {"X-Content-Type-Options": "nosniff"}):
             return
         if not stream.write(mjpeg.opening()):
@@ -181,7 +198,10 @@ class PreviewRoutes:
         last_write = time.monotonic()
         while not stream.stopping:
             if sub.poll(POLL_MS):
-                header, jpeg = self._newest(sub)
+                newest = self._newest(sub, topic)
+                if newest is None:
+                    continue
+                header, jpeg = newest
                 last = mjpeg.part(jpeg, header.get("seq"))
             elif last is None:  # nothing to repeat yet: notice a viewer who left all the same
                 if stream.client_gone():
@@ -193,12 +213,15 @@ class PreviewRoutes:
                 return
             last_write = time.monotonic()
 
-    def snapshot_route(self) -> Response:
-        with self._subscription() as sub:
-            if not sub.poll(int(SNAPSHOT_TIMEOUT_S * 1000)):
-                return 503, "text/plain", b"no preview frame yet (is the pipeline running?)\n"
-            header, jpeg = self._newest(sub)
-        return 200, "image/jpeg", jpeg, {"X-Edged-Seq": str(header.get("seq"))}
+    def snapshot_route(self, camera_id: str) -> Response:
+        topic = frames_topic(camera_id)
+        deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
+        with self._subscription(camera_id) as sub:
+            while (left := deadline - time.monotonic()) > 0 and sub.poll(int(left * 1000) + 1):
+                if (newest := self._newest(sub, topic)) is not None:
+                    header, jpeg = newest
+                    return 200, "image/jpeg", jpeg, {"X-Edged-Seq": str(header.get("seq"))}
+        return 503, "text/plain", b"no preview frame yet (is the pipeline running?)\n"
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -210,27 +233,32 @@ class PreviewRoutes:
                 self._cache = (now, self._status())
             return self._cache[1]
 
-    def status(self) -> dict[str, Any]:
+    def status(self, camera_id: str | None = None) -> dict[str, Any]:
+        """What the page shows of ``camera_id`` (default: the first camera)."""
+        camera_id = camera_id or self.camera_ids[0]
         s = self._supervisor_status()
         model = s.get("model") or {}
-        source = s.get("source") or {}
+        # Several cameras: the supervisor's per-camera entry; one: the top level is the camera.
+        camera = (s.get("cameras") or {}).get(camera_id) or s
+        source = camera.get("source") or {}
         return {
-            "camera_id": s.get("camera_id"),
+            "camera_id": camera_id,
+            "cameras": self.camera_ids,
             # Not the model's file path, nor the source URI (it may hold credentials).
             "model": {k: model.get(k) for k in ("name", "variant", "backend", "precision")},
             "variants": list(s.get("variants") or []),
             "control": self.cfg.control,
             "swap_in_progress": bool(s.get("swap_in_progress")),
-            "fps": s.get("fps", 0.0),
-            "frames_published": s.get("frames_published", 0),
-            "last_seq": s.get("last_seq"),
+            "fps": camera.get("fps", 0.0),
+            "frames_published": camera.get("frames_published", 0),
+            "last_seq": camera.get("last_seq"),
             "source": {k: source.get(k) for k in SOURCE_FIELDS},
             "latency_ms": self.latency.read(),
             "preview": {"fps": self.cfg.fps, "width": self.cfg.width, "viewers": self.viewers},
         }
 
-    def status_route(self) -> Response:
-        return _json(200, self.status())
+    def status_route(self, camera_id: str) -> Response:
+        return _json(200, self.status(camera_id))
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -285,7 +313,8 @@ def install_preview(
 ) -> PreviewRoutes:
     """Add the preview routes to the supervisor's HTTP server (``config``: an EdgedConfig)."""
     cfg: PreviewConfig = getattr(config, "preview", None) or PreviewConfig()
-    routes = PreviewRoutes(cfg, config.camera_id, private_endpoint(runtime_dir), status,
+    camera_ids = [camera.id for camera in config.camera_list()]
+    routes = PreviewRoutes(cfg, camera_ids, private_endpoint(runtime_dir), status,
                            control_endpoint, http.registry)  # fmt: skip
     routes.install(http)
     return routes

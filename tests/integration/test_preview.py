@@ -195,7 +195,12 @@ def test_status_json_and_snapshot(tmp_path: Path):
         code, jpeg = daemon.get("/preview.jpg")
         assert code == 200 and decode(jpeg).shape == (180, 320, 3)
         code, page = daemon.get("/preview")
-        assert code == 200 and b"preview.mjpg" in page
+        assert code == 200 and b'HERE + ".mjpg"' in page
+        # The camera's own paths serve the same (one camera: cam0).
+        assert daemon.get("/preview/cam0")[1] == page
+        code, jpeg = daemon.get("/preview/cam0.jpg")
+        assert code == 200 and decode(jpeg).shape == (180, 320, 3)
+        assert json.loads(daemon.get("/preview/cam0/status.json")[1])["camera_id"] == "cam0"
         assert daemon.get("/preview/swap")[0] == 405  # POST only
         # A viewer still watching does not hold up the shutdown.
         viewer = urllib.request.urlopen(daemon.base_url + "/preview.mjpg", timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import re
 import threading
@@ -133,9 +134,11 @@ def test_a_stream_ends_when_its_client_leaves(server):
 class FakePublishStage(threading.Thread):
     """An XPUB on the preview socket sending numbered JPEGs while someone subscribes."""
 
-    def __init__(self, endpoint: str, interval: float = 0.05) -> None:
+    def __init__(self, endpoint: str, interval: float = 0.05,
+                 cameras: tuple[str, ...] = ("cam0",)) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.endpoint = endpoint
+        self.cameras = cameras
         self.interval = interval
         self.stop = threading.Event()
         self.bound = threading.Event()
@@ -151,11 +154,14 @@ class FakePublishStage(threading.Thread):
         while not self.stop.is_set():
             while sock.poll(0):
                 self.subs.feed(sock.recv())
-            if self.subs.matching(b"frames.cam0"):
-                image = np.full((90, 160, 3), seq % 250, np.uint8)
+            for index, camera in enumerate(self.cameras):
+                if not self.subs.matching(frames_topic(camera)):
+                    continue
+                # Each camera's frames have their own size: a viewer can tell them apart.
+                image = np.full((90 + 10 * index, 160, 3), seq % 250, np.uint8)
                 jpeg = cv2.imencode(".jpg", image)[1].tobytes()
-                header = encode_header({"seq": seq, "width": 160, "height": 90})
-                sock.send_multipart((frames_topic("cam0"), header, jpeg))
+                header = encode_header({"seq": seq, "width": 160, "height": 90 + 10 * index})
+                sock.send_multipart((frames_topic(camera), header, jpeg))
                 seq += 1
             time.sleep(self.interval)
         sock.close(0)
@@ -313,7 +319,7 @@ def test_page_is_self_contained_with_a_strict_csp(tmp_path):
         http.stop()
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
-    assert 'src="preview.mjpg"' in page and "preview/status.json" in page
+    assert 'HERE + ".mjpg"' in page and 'HERE + "/status.json"' in page
     assert not re.search(r"(src|href)=\"(https?:)?//", page), "no external assets"
     assert "http://" not in page and "https://" not in page
     csp = headers["Content-Security-Policy"]
@@ -414,3 +420,62 @@ def test_client_gone_answers_at_once_on_a_socket_with_a_timeout():
         assert stream.client_gone() is True
     finally:
         server_side.close()
+
+
+# -- several cameras -------------------------------------------------------------------------------
+
+CAMERAS = ("cam1", "cam10", "door")  # cam1's topic is a prefix of cam10's
+
+
+def camera_server(tmp_path: Path, status: dict) -> HttpServer:
+    metrics = Metrics(CollectorRegistry())
+    http = HttpServer("127.0.0.1", 0, metrics.registry, lambda: (True, ""), lambda: (True, ""))
+    preview = PreviewRoutes(PreviewConfig(enabled=True), CAMERAS, private_endpoint(tmp_path),
+                            lambda: status, None, metrics.registry)  # fmt: skip
+    preview.install(http)
+    http.start()
+    return http
+
+
+def test_each_camera_has_its_own_stream_and_snapshot(tmp_path):
+    stage = FakePublishStage(private_endpoint(tmp_path), cameras=CAMERAS)
+    stage.start()
+    assert stage.bound.wait(5)
+    http = camera_server(tmp_path, STATUS)
+    try:
+        for index, camera in enumerate(CAMERAS):
+            status, _, body = request(url(http, f"/preview/{camera}.jpg"))
+            assert status == 200
+            image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape == (90 + 10 * index, 160, 3), camera  # never cam10's for cam1
+        with urllib.request.urlopen(url(http, "/preview/cam1.mjpg"), timeout=10) as response:
+            parts = [jpeg for _, jpeg in itertools.islice(mjpeg.read_parts(response), 10)]
+        shapes = {cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR).shape for j in parts}
+        assert shapes == {(90, 160, 3)}
+        first = request(url(http, "/preview.jpg"))[2]  # the first camera's
+        assert cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR).shape[0] == 90
+        assert request(url(http, "/preview/garage.jpg"))[0] == 404  # not a configured camera
+    finally:
+        http.stop()
+        stage.stop.set()
+        stage.join(5)
+
+
+def test_each_camera_page_and_status_show_that_camera(tmp_path):
+    status = dict(STATUS, cameras={
+        "cam10": {"fps": 4.0, "frames_published": 7, "last_seq": 6,
+                  "source": {"uri": "rtsp://u:password@x/", "connected": False, "width": 640}},
+    })  # fmt: skip
+    http = camera_server(tmp_path, status)
+    try:
+        page = request(url(http, "/preview/cam10"))
+        assert page[0] == 200 and page[2] == request(url(http, "/preview"))[2]  # the same page
+        s = json.loads(request(url(http, "/preview/cam10/status.json"))[2])
+        assert (s["camera_id"], s["fps"], s["last_seq"]) == ("cam10", 4.0, 6)
+        assert s["source"]["connected"] is False and s["cameras"] == list(CAMERAS)
+        body = request(url(http, "/preview/cam10/status.json"))[2]
+        assert b"password" not in body
+        top = json.loads(request(url(http, "/preview/status.json"))[2])
+        assert top["camera_id"] == "cam1" and top["fps"] == STATUS["fps"]  # no entry: top level
+    finally:
+        http.stop()
