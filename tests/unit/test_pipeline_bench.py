@@ -202,3 +202,70 @@ def test_daemon_config_runs_an_onnx_file_on_another_backend_through_a_manifest(t
     assert config.inference.onnxruntime.intra_op_threads == 2
     resolved = resolve_from_config(config.model)
     assert (resolved.backend, resolved.path) == ("openvino", model.resolve())
+
+
+# -- --cameras N ----------------------------------------------------------------------------------
+
+
+def test_the_camera_run_configures_n_looped_camera_paced_file_cameras(tmp_path):
+    settings = pb.PipelineBenchSettings(models=("m.onnx",), source="v.mp4", cameras=3)
+    data = pb.daemon_config(settings, {"path": "m.onnx", "backend": "onnxruntime"}, "cameras",
+                            tmp_path, "ipc:///tmp/x.sock", 25.0)  # fmt: skip
+    config = parse_config(data)
+    cameras = config.camera_list()
+    assert [c.id for c in cameras] == ["cam0", "cam1", "cam2"]
+    assert {(c.source.uri, c.source.mode, c.source.loop, c.source.fps) for c in cameras} == {
+        ("v.mp4", "realtime", True, 25.0)
+    }
+    assert pb.run.edged_modes(settings) == ("lossless", "realtime", "cameras")
+    assert pb.run.edged_modes(pb.PipelineBenchSettings(models=(), source="v")) == (
+        "lossless", "realtime")  # fmt: skip
+
+
+def _message(camera: str, seq: int, e2e: float = 12.0, infer: float = 10.0) -> dict:
+    return {"camera_id": camera, "seq": seq, "latency_ms": {"end_to_end": e2e, "infer": infer}}
+
+
+def test_per_camera_figures_and_fairness_come_from_the_messages():
+    from edged.tools.pipeline_bench.cameras import per_camera
+
+    # Over 10 s: cam0 30 frames (seqs 0..29), cam1 20 frames with 2 skipped, cam2 10 frames.
+    messages = [_message("cam0", s) for s in range(30)]
+    messages += [_message("cam1", s, e2e=15.0) for s in range(22) if s not in (5, 6)]
+    messages += [_message("cam2", s) for s in range(10)]
+    times = [i * 10.0 / (len(messages) - 1) for i in range(len(messages))]
+    figures = per_camera(messages, times)
+    cams = figures["cameras"]
+    assert [cams[c]["fps"] for c in ("cam0", "cam1", "cam2")] == [3.0, 2.0, 1.0]
+    assert cams["cam1"]["skipped_frames"] == 2 and cams["cam0"]["skipped_frames"] == 0
+    assert cams["cam1"]["added_ms"]["p50"] == pytest.approx(5.0)
+    assert figures["total_fps"] == 6.0 and figures["camera_count"] == 3
+    assert figures["fps_spread"] == pytest.approx(0.5)  # cam0 and cam2: ±50 % of the mean 2.0
+
+
+def test_camera_checks_compare_the_total_with_inference_and_the_spread():
+    cameras = _result("m32", "fp32", "edged", 30.0, "cameras", added=(2.0, 6.0))
+    cameras.update(camera_count=4, total_fps=27.0, fps_spread=0.2,
+                   cameras={f"cam{i}": {"fps": 6.75} for i in range(4)})  # fmt: skip
+    record = _record([_result("m32", "fp32", "inference", 28.0), cameras])
+    checks = _by_name(pb.compute_checks(record))
+    total = checks["cameras_total_vs_inference_fps[m32, 4 cameras]"]
+    assert total["value"] == pytest.approx(27 / 28, abs=1e-3) and total["passed"] is True
+    assert checks["cameras_fps_spread[m32, 4 cameras]"]["passed"] is False
+    assert checks["cameras_added_latency_p50_ms[m32, 4 cameras]"]["passed"] is True
+    assert not any("cameras" in name for name in _by_name(pb.compute_checks(_record([]))))
+
+
+def test_the_report_has_a_row_per_camera(capsys):
+    from rich.console import Console
+
+    from edged.tools.pipeline_bench.report import camera_table
+
+    stats = {"p50": 12.0, "p90": 13.0, "p99": 14.0, "mean": 12.0, "max": 15.0}
+    run = _result("m32", "fp32", "edged", 27.0, "cameras")
+    run.update(camera_count=2, total_fps=27.0, fps_spread=0.04, skipped_frames=9, cameras={
+        c: {"frames": 50, "fps": 13.5, "skipped_frames": 4, "e2e_ms": stats, "added_ms": stats}
+        for c in ("front", "back")})  # fmt: skip
+    Console(width=160).print(camera_table(run))
+    out = capsys.readouterr().out
+    assert "front" in out and "back" in out and "all" in out and "2 cameras" in out

@@ -7,6 +7,8 @@ from typing import Any
 from edged.tools.pipeline_bench.settings import (
     TARGET_ADDED_P50_MS,
     TARGET_ADDED_P99_MS,
+    TARGET_CAMERA_FPS_SPREAD,
+    TARGET_CAMERAS_VS_INFERENCE,
     TARGET_DECODE_NMS_P99_MS,
     TARGET_EDGED_VS_INFERENCE,
     TARGET_FP32_VS_ULTRALYTICS,
@@ -104,6 +106,7 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
                     precision=precision,
                 )
             )
+        checks += camera_checks(record, name, inference)
         pss = None if edged is None else edged.get("pss_mb")
         checks.append(
             _check(
@@ -154,3 +157,25 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return checks
+
+
+def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> list[dict]:
+    """Issue 18's targets for the N-camera run of model ``name`` (none without that run)."""
+    run = _find(record, "edged", model=name, mode="cameras")
+    if run is None:
+        return []
+    n = run["camera_count"]
+    total = run["total_fps"]
+    ratio = total / inference["fps"] if inference and inference.get("fps") else None
+    spread, added = run["fps_spread"], run["added_ms"]["p50"]
+    return [
+        _check(f"cameras_total_vs_inference_fps[{name}, {n} cameras]",
+               f">= {TARGET_CAMERAS_VS_INFERENCE}", ratio,
+               None if ratio is None else ratio >= TARGET_CAMERAS_VS_INFERENCE,
+               total_fps=total, inference_fps=inference and inference["fps"]),
+        _check(f"cameras_fps_spread[{name}, {n} cameras]", f"<= {TARGET_CAMERA_FPS_SPREAD}",
+               spread, None if spread is None else spread <= TARGET_CAMERA_FPS_SPREAD,
+               fps={c: v["fps"] for c, v in run["cameras"].items()}),
+        _check(f"cameras_added_latency_p50_ms[{name}, {n} cameras]",
+               f"<= {TARGET_ADDED_P50_MS}", added, added <= TARGET_ADDED_P50_MS),
+    ]  # fmt: skip

@@ -97,6 +97,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only the decode + NMS micro-benchmark (no model or video needed)",
     )
+    add_number(
+        p,
+        "--cameras",
+        int,
+        1,
+        "with N > 1, also run the daemon with N file cameras "
+        "(the same video, looped, each paced at its rate) on one inference stage",
+        low=1,
+    )
     add_number(p, "--timeout", float, 900.0, "seconds per contender", low=1)
     p.add_argument(
         "--quiet-wait",
@@ -129,6 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
         quiet_wait_s=args.quiet_wait,
         quiet_percent=args.quiet_percent,
         micro_runs=args.micro_runs,
+        cameras=args.cameras,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.backends.registry import backend_for_suffix, plugins
+from edged.tools.pipeline_bench.cameras import CAMERAS_MODE, cameras_section, per_camera
 from edged.tools.pipeline_bench.measure import (
     CpuWindow,
     PssSampler,
@@ -51,7 +52,7 @@ def daemon_config(
     """The YAML config the benchmark starts ``edged run`` with."""
     source: dict[str, Any] = {
         "uri": str(settings.source),
-        "mode": mode,
+        "mode": "realtime" if mode == CAMERAS_MODE else mode,
         "decode_threads": settings.decode_threads,
     }
     if mode == "realtime" and realtime_fps:
@@ -62,8 +63,11 @@ def daemon_config(
         for name, spec in plugins().items():
             if spec.threads_field:
                 inference.setdefault(name, {})[spec.threads_field] = settings.threads
+    cameras = {}
+    if mode == CAMERAS_MODE:
+        cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps)}
     return {
-        "source": source,
+        **(cameras or {"source": source}),
         "model": model_section(model, workdir),
         "inference": inference,
         "publish": {"endpoint": endpoint, "wait_for_subscribers": 1, "format": "json"},
@@ -122,9 +126,12 @@ def run_edged(
     result = {
         "status": "ok",
         **_summary(counted, times, window),
-        "realtime_fps": realtime_fps if mode == "realtime" else None,
+        "realtime_fps": realtime_fps if mode in ("realtime", CAMERAS_MODE) else None,
         "exit_code": code,
     }
+    if mode == CAMERAS_MODE:  # seqs are per camera: skipped frames are counted per camera
+        result.update(per_camera(counted, times))
+        result["skipped_frames"] = sum(c["skipped_frames"] for c in result["cameras"].values())
     result.update(sampler.in_window(times[0], times[-1]))
     per_frame = result["window_s"] * 1000 / max(1, len(counted) - 1) / 100
     result["cpu_ms_per_frame_by_process"] = {

@@ -90,6 +90,9 @@ def print_report(record: dict[str, Any]) -> None:
     for r in rows:
         table.add_row(*(escape(r.get(c, "")) for c in used))
     console.print(table)
+    for r in record["results"]:
+        if r.get("status") == "ok" and r.get("cameras"):
+            console.print(camera_table(r))
     micro = Table(title="decode + NMS (edged.postprocess.decoders.decode), YOLOv8 1×84×8400, ms")
     for c in ("scenario", "candidates", "detections", "p50", "p99", "max", "CPU p50", "CPU p99"):
         micro.add_column(c, justify="left" if c == "scenario" else "right")
@@ -122,3 +125,21 @@ def print_report(record: dict[str, Any]) -> None:
             f"{NOISY_OTHER_CPU_PERCENT:.0f}% CPU during a timed window "
             "(see other_cpu_percent); rerun on a quiet machine[/]"
         )
+
+
+def camera_table(result: dict[str, Any]) -> Any:
+    """One row per camera of an N-camera run, and the total."""
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']}: {result['camera_count']} cameras, one inference "
+                  f"stage (FPS spread {_fmt(100 * (result['fps_spread'] or 0))} %)")  # fmt: skip
+    for c in ("camera", "frames", "FPS", "skipped", "e2e p50", "added p50", "added p99"):
+        table.add_column(c, justify="left" if c == "camera" else "right")
+    for camera_id, c in result["cameras"].items():
+        table.add_row(camera_id, _fmt(c["frames"]), _fmt(c["fps"]), _fmt(c["skipped_frames"]),
+                      _fmt(c["e2e_ms"]["p50"]), _fmt(c["added_ms"]["p50"]),
+                      _fmt(c["added_ms"]["p99"]))  # fmt: skip
+    table.add_row("all", _fmt(result["frames"]), _fmt(result["total_fps"]),
+                  _fmt(result["skipped_frames"]), _fmt(result["e2e_ms"]["p50"]),
+                  _fmt(result["added_ms"]["p50"]), _fmt(result["added_ms"]["p99"]))  # fmt: skip
+    return table

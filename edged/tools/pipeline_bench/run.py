@@ -9,10 +9,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from edged.tools.pipeline_bench.cameras import CAMERAS_MODE
 from edged.tools.pipeline_bench.checks import compute_checks
 from edged.tools.pipeline_bench.daemon import run_edged
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
@@ -120,7 +121,7 @@ def run_pipeline_bench(
                 info["name"] = f"{info['name']}#{len(record['models']) + 1}"
             record["models"].append(info)
             for contender in settings.contenders:
-                modes = settings.edged_modes if contender == "edged" else ("",)
+                modes = edged_modes(settings) if contender == "edged" else ("",)
                 for mode in modes:
                     entry = {
                         "model": info["name"],
@@ -192,6 +193,13 @@ def _run_one(
 ) -> dict[str, Any]:
     frames = s.frames
     if contender == "edged":
+        if mode == CAMERAS_MODE:  # each camera at the file's rate: together more than inference
+            fps = s.realtime_fps or video["fps"] or 10.0
+            n = s.cameras * (
+                s.realtime_frames if frames is None else min(frames, s.realtime_frames)
+            )
+            return run_edged(replace(s, warmup=s.warmup * s.cameras), info, mode,
+                             workdir / "edged-cameras", n, fps)  # fmt: skip
         if mode == "realtime":
             fps = s.realtime_fps or video["fps"] or 10.0
             limit = _inference_fps(record, info["name"])
@@ -217,6 +225,11 @@ def _run_one(
         "imgsz": info["imgsz"],
     }
     return run_worker(contender, spec, s, workdir)
+
+
+def edged_modes(settings: PipelineBenchSettings) -> tuple[str, ...]:
+    """The daemon's runs: the chosen modes, and the N-camera run with ``--cameras N > 1``."""
+    return settings.edged_modes + ((CAMERAS_MODE,) if settings.cameras > 1 else ())
 
 
 def _inference_fps(record: dict[str, Any], model: str) -> float | None:

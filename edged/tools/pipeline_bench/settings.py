@@ -20,6 +20,9 @@ TARGET_ADDED_P50_MS = 3.0
 TARGET_ADDED_P99_MS = 10.0
 TARGET_DECODE_NMS_P99_MS = 1.0
 TARGET_PSS_MB = 400.0
+# Issue 18: N file cameras on one inference stage.
+TARGET_CAMERAS_VS_INFERENCE = 0.9  # total published FPS against single-camera inference-only
+TARGET_CAMERA_FPS_SPREAD = 0.15  # every camera's FPS within ±15 % of their mean
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -50,3 +53,4 @@ class PipelineBenchSettings:
     quiet_wait_s: float = 0.0
     quiet_percent: float = 15.0
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
+    cameras: int = 1  # > 1: an extra edged run with this many file cameras (issue 18)

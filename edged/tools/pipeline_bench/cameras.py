@@ -1,0 +1,59 @@
+"""``edged bench pipeline --cameras N``: the daemon serving N file cameras with one model.
+
+Every camera reads the same video, looped and paced at its own rate as a camera delivers
+frames (``realtime``: latest frame wins, drops counted), so N cameras ask N times a camera's
+rate of one inference stage. What it reports, per camera and in all: published FPS (against
+the single-camera inference-only FPS), each camera's share (fairness: no camera starves
+another), the latency edged adds to inference, and skipped frames.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import fmean
+from typing import Any
+
+from edged.tools.pipeline_bench.measure import percentile_summary
+
+CAMERAS_MODE = "cameras"
+
+
+def camera_ids(count: int) -> list[str]:
+    return [f"cam{i}" for i in range(count)]
+
+
+def cameras_section(source: dict[str, Any], count: int, fps: float | None) -> list[dict]:
+    """The config's ``cameras:``: ``count`` copies of ``source``, looped and camera-paced."""
+    camera_source = {**source, "mode": "realtime", "loop": True}
+    if fps:
+        camera_source["fps"] = float(fps)
+    return [{"id": camera_id, "source": dict(camera_source)} for camera_id in camera_ids(count)]
+
+
+def per_camera(counted: list[dict[str, Any]], times: list[float]) -> dict[str, Any]:
+    """Each camera's frames, FPS over the common window, skipped frames and latency; the
+    spread of the FPS around their mean (fairness) and the total."""
+    by_camera: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for message in counted:
+        by_camera[str(message["camera_id"])].append(message)
+    window_s = max(times[-1] - times[0], 1e-9)
+    cameras = {}
+    for camera_id, messages in sorted(by_camera.items()):
+        seqs = [m["seq"] for m in messages]
+        latency = [m["latency_ms"] for m in messages]
+        cameras[camera_id] = {
+            "frames": len(messages),
+            "fps": round(len(messages) / window_s, 2),
+            "skipped_frames": (max(seqs) - min(seqs) + 1) - len(set(seqs)),
+            "e2e_ms": percentile_summary([x["end_to_end"] for x in latency]),
+            "added_ms": percentile_summary([x["end_to_end"] - x["infer"] for x in latency]),
+        }
+    rates = [c["fps"] for c in cameras.values()]
+    mean = fmean(rates) if rates else 0.0
+    spread = max((abs(r - mean) / mean for r in rates), default=0.0) if mean else None
+    return {
+        "cameras": cameras,
+        "camera_count": len(cameras),
+        "total_fps": round(sum(rates), 2),
+        "fps_spread": None if spread is None else round(spread, 4),
+    }
