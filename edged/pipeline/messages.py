@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import get_args
 
 from edged.backends.base import TensorSpec
+from edged.config import CameraConfig
 from edged.models import ResolvedVariant
+from edged.pipeline.ring import RingSpec
 
 # The stage names, for the modules that import them from here.
 from edged.pipeline.stage_names import CAPTURE as CAPTURE
@@ -72,7 +74,7 @@ class ArrayRef:
 class Frame:
     """One frame's metadata as it moves down the pipeline; each stage adds its part."""
 
-    seq: int
+    seq: int  # per camera
     wall_time: float  # time.time() at capture, for subscribers
     captured: float  # time.monotonic() when the frame was read (the end-to-end start)
     width: int
@@ -91,6 +93,7 @@ class Frame:
     # A file read lossless: seq / fps, the file's own clock (read times there follow the
     # pipeline's pace, in bursts); the tracker's time. None: use ``captured``.
     media_time: float | None = None
+    camera: str = ""  # the camera id: its rings, topics and metric label ("" : not set)
 
     def timed(self, stage: str, start: float, end: float) -> tuple[tuple[str, float, float], ...]:
         return (*self.timings, (stage, start, end))
@@ -140,6 +143,7 @@ class PublishedFrame:
     scores: tuple[float, ...]
     bytes: int
     tracking: TrackingSummary | None = None  # tracking.enabled: for the tracking metrics
+    camera: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ class Stats:
     counts: dict[str, int]
     queue_depth: int
     records: tuple[PublishedFrame, ...] = ()
+    camera_counts: dict[str, dict[str, int]] | None = None  # the same outcomes, per camera
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,7 @@ class EndOfStream:
 
     frames: int  # frames captured before the end
     tracking: TrackingSummary | None = None  # from publish: every track ended with the stream
+    camera: str = ""  # from publish: whose stream ended (capture: its instance says)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,7 @@ class SwapDone:
     resolved: ResolvedVariant
     duration: float
     last_old_seq: int  # the last frame the old model inferred; -1 when none
+    last_old_camera: str = ""  # that frame's camera (seqs count per camera)
 
 
 @dataclass(frozen=True)
@@ -231,6 +238,15 @@ class Reclaim:
 
 
 @dataclass(frozen=True)
+class Cameras:
+    """To the shared stages, after a reload changed the cameras: every camera now configured
+    and every camera's rings (attach the new, let go of the removed)."""
+
+    cameras: tuple[CameraConfig, ...]
+    rings: dict[str, RingSpec]
+
+
+@dataclass(frozen=True)
 class Swap:
     """To inference: load ``resolved`` beside the serving model and switch when it is ready."""
 
@@ -245,7 +261,7 @@ class UseModel:
     model: ModelDescriptor
 
 
-Command = Stop | Drain | Reclaim | Swap | UseModel
+Command = Stop | Drain | Reclaim | Swap | UseModel | Cameras
 
 _EVENTS: tuple[type, ...] = get_args(StageEvent)
 _COMMANDS: tuple[type, ...] = get_args(Command)

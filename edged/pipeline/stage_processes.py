@@ -14,7 +14,13 @@ from typing import Any
 from edged.config import PipelineConfig
 from edged.pipeline import stage_main
 from edged.pipeline.backoff import Backoff
-from edged.pipeline.layout import process_groups, process_name
+from edged.pipeline.layout import (
+    ProcessGroup,
+    instance_name,
+    per_camera,
+    process_groups,
+    process_name,
+)
 from edged.pipeline.stage_names import STAGE_ORDER
 from edged.pipeline.stage_runtime import StageSetup
 
@@ -66,17 +72,61 @@ class Deaths:
 
 
 class StageProcesses:
-    """The processes of a layout's groups, by process name (``capture+preprocess``)."""
+    """The processes of a layout's groups, by process name (``capture+preprocess``): the shared
+    groups once, the per-camera groups once per camera (``capture+preprocess[cam1]``, see
+    :meth:`add_camera`). Stages are named by instance (``capture[cam1]``, ``infer``)."""
 
     def __init__(self, layout: str, pipeline: PipelineConfig) -> None:
-        self.groups = {process_name(g): g for g in process_groups(layout)}
-        self._process_of = {stage: name for name, g in self.groups.items() for stage in g}
+        self._layout = process_groups(layout)
+        self.groups: dict[str, ProcessGroup] = {}
+        self._process_of: dict[str, str] = {}  # stage instance -> process name
+        self.camera_of: dict[str, str] = {}  # process name -> camera id (per-camera groups)
+        self.tag_of: dict[str, str] = {}  # process name -> its instances' name suffix
+        for group in self._layout:
+            if not per_camera(group):
+                self._add(group, "", "")
         self.by_name: dict[str, Any] = {}  # multiprocessing processes
         self.restarts: dict[str, RestartPolicy] = {}
         self._pipeline = pipeline
         self._mp = mp.get_context("spawn")  # no forked thread pools, no inherited sockets
 
+    def _add(self, group: ProcessGroup, camera: str, tag: str) -> None:
+        name = process_name(group, tag)
+        self.groups[name] = group
+        self.camera_of[name] = camera
+        self.tag_of[name] = tag
+        for stage in group:
+            self._process_of[instance_name(stage, tag)] = name
+
+    def add_camera(self, camera: str, tag: str) -> list[str]:
+        """The per-camera processes of ``camera`` (instances suffixed ``tag``), in pipeline
+        order; not started yet."""
+        for group in self._layout:
+            if per_camera(group):
+                self._add(group, camera, tag)
+        return [n for n, cam in self.camera_of.items() if cam == camera and self.tag_of[n] == tag]
+
+    def remove_camera(self, camera: str) -> list[str]:
+        """Forget ``camera``'s processes (stopped by the caller); their names."""
+        names = [n for n, cam in self.camera_of.items() if cam == camera and per_camera(
+            self.groups[n])]  # fmt: skip
+        for name in names:
+            for stage in self.groups.pop(name):
+                del self._process_of[instance_name(stage, self.tag_of[name])]
+            del self.camera_of[name], self.tag_of[name]
+            self.by_name.pop(name, None)
+            self.restarts.pop(name, None)
+        return names
+
+    def instances(self) -> list[str]:
+        """Every stage instance (supervisor identity) known now."""
+        return list(self._process_of)
+
+    def __contains__(self, instance: object) -> bool:  # a stage identity of ours?
+        return instance in self._process_of
+
     def process_of(self, stage: str) -> str:
+        """The process hosting the stage instance ``stage`` (``capture[cam1]``, ``infer``)."""
         return self._process_of[stage]
 
     def knows(self, stage: str) -> bool:
@@ -88,7 +138,7 @@ class StageProcesses:
 
     def spawn(self, setups: list[StageSetup]) -> str:
         """Start the process running ``setups`` (one group's stages); its name."""
-        name = process_name(setups[0].process_group)
+        name = process_name(setups[0].process_group, setups[0].tag)
         proc = self._mp.Process(target=stage_main.main, args=(setups,), name=f"edged-{name}")
         proc.start()
         self.by_name[name] = proc
@@ -118,13 +168,16 @@ class StageProcesses:
         return True, f"supervisor and {len(self.by_name)} stage processes running"
 
     def stage_status(self) -> dict[str, dict[str, Any]]:
-        """Per stage: its process (shared with its neighbours in the fused layout)."""
+        """Per stage instance: its process (shared with its neighbours in the fused layout)."""
         status = {}
-        for stage in STAGE_ORDER:
-            name = self.process_of(stage)
+        by_order = sorted(self._process_of.items(), key=lambda i: STAGE_ORDER.index(
+            i[0].partition("[")[0]))  # fmt: skip
+        for stage, name in by_order:
             proc = self.by_name.get(name)
             if proc is not None:
                 status[stage] = {"pid": proc.pid, "alive": proc.is_alive(), "process": name}
+                if self.camera_of[name]:
+                    status[stage]["camera"] = self.camera_of[name]
         return status
 
     def check(self, now: float) -> Deaths:
@@ -151,10 +204,13 @@ class StageProcesses:
                 deaths.due.append(name)
         return deaths
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Wait for the processes to exit (they were told to stop); kill what does not."""
+    def stop(self, timeout_s: float = 5.0, names: list[str] | None = None) -> None:
+        """Wait for the processes (``names``, or all) to exit (they were told to stop); kill
+        what does not."""
         deadline = time.monotonic() + timeout_s
         for name, proc in self.by_name.items():
+            if names is not None and name not in names:
+                continue
             proc.join(max(0.1, deadline - time.monotonic()))
             if proc.is_alive():
                 log.warning("%s stage did not stop; killing it", name)

@@ -5,6 +5,12 @@ whoever finishes with a frame (or drops it) sends the slot back. In lossless mod
 without a free slot waits (back-pressure up to the source); in live mode it drops instead, and
 consumers always take the newest frame waiting and skip the older ones. Skips and drops are
 counted by the stage where they happen.
+
+Several cameras: capture and preprocess run once per camera (a stage *instance*, see
+edged.pipeline.layout) and own that camera's rings (``frames.<camera>``, ``tensors.<camera>``);
+the shared stages attach every camera's rings and find a frame's by its ``camera``. The shared
+inference stage takes frames from its inbox through a :class:`FairScheduler` (latest frame wins
+per camera, round-robin between cameras).
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from pathlib import Path
 
 import zmq
 
-from edged.config import EdgedConfig
+from edged.config import CameraConfig, EdgedConfig
 from edged.log_throttle import LogThrottle
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.handoff import FrameInbox, FrameOutbox, HandoffError
+from edged.pipeline.layout import PER_CAMERA, instance_name
 from edged.pipeline.messages import (
     CAPTURE,
     INFER,
     PREPROCESS,
     STAGE_ORDER,
+    Cameras,
     Command,
     Drain,
     Frame,
@@ -46,11 +54,13 @@ from edged.pipeline.messages import (
     loads,
 )
 from edged.pipeline.ring import RingSpec, SharedRing, attach_ring
+from edged.pipeline.scheduler import FairScheduler
 
 log = logging.getLogger(__name__)
 
 FRAMES, TENSORS, OUTPUTS = "frames", "tensors", "outputs"
 RING_OWNER = {FRAMES: CAPTURE, TENSORS: PREPROCESS, OUTPUTS: INFER}
+PER_CAMERA_RINGS = (FRAMES, TENSORS)  # one per camera; OUTPUTS is shared (owned by infer)
 _RELEASE = struct.Struct("<qq")  # slot, seq
 MAX_RECORDS_PER_FLUSH = 256  # bounds one stats message at a high frame rate
 
@@ -67,10 +77,24 @@ class StageSetup:
     model: ModelDescriptor | None = None
     extra: dict = field(default_factory=dict)
     group: tuple[str, ...] = ()  # the stages sharing this process (see edged.pipeline.layout)
+    camera: str = ""  # a per-camera stage's camera id ("" : the config's single source)
+    tag: str = ""  # the instance's name suffix (see layout.instance_name); "" for plain names
+    cameras: tuple[CameraConfig, ...] = ()  # a per-camera stage's own; a shared stage's all
 
     @property
     def process_group(self) -> tuple[str, ...]:
         return self.group or (self.stage,)
+
+    @property
+    def instance(self) -> str:
+        """The supervisor identity and inbox name: ``capture[cam1]``, or ``infer``."""
+        return instance_name(self.stage, self.tag)
+
+
+def ring_key(kind: str, camera: str = "") -> str:
+    """A ring's name: ``frames.cam1`` for a camera's own rings, ``outputs`` for the shared one
+    (and the plain kind for a frame without a camera id)."""
+    return f"{kind}.{camera}" if camera and kind in PER_CAMERA_RINGS else kind
 
 
 class StopRequested(Exception):
@@ -141,6 +165,9 @@ class StageRuntime:
     ) -> None:
         self.setup = setup
         self.stage = setup.stage
+        self.instance = setup.instance
+        self.camera = setup.camera
+        self.cameras = {c.id: c for c in setup.cameras}
         self.lossless = setup.lossless
         self.endpoints = Endpoints(setup.runtime_dir)
         self.ctx = context or zmq.Context.instance()
@@ -150,6 +177,10 @@ class StageRuntime:
         self._parent = os.getppid()
         self._stop = False
         self._counters = {"ok": 0, "dropped": 0, "error": 0}
+        # The same outcomes per camera (a shared stage serves several; "" : no camera id).
+        self._camera_counters: dict[str, dict[str, int]] = {}
+        self._frame_camera: str | None = None  # the camera of the frame being processed
+        self.pinned_rings: set[str] = set()  # kept attached when their camera goes (preview)
         self._queue_depth = 0
         self._records: list[PublishedFrame] = []  # published frames since the last stats flush
         self.log_throttle = LogThrottle()  # per-frame failures: one line per interval
@@ -162,7 +193,7 @@ class StageRuntime:
         self._stop_requested_by_signal = False
 
         self.supervisor = self.ctx.socket(zmq.DEALER)
-        self.supervisor.setsockopt(zmq.IDENTITY, self.stage.encode())
+        self.supervisor.setsockopt(zmq.IDENTITY, self.instance.encode())
         self.supervisor.setsockopt(zmq.LINGER, 2000)
         self.supervisor.connect(self.endpoints.supervisor)
 
@@ -170,30 +201,56 @@ class StageRuntime:
         group = setup.process_group
         self.inbox: FrameInbox | None = None
         if index > 0 and STAGE_ORDER[index - 1] not in group:
-            self.inbox = FrameInbox(self.endpoints.stage_inbox(self.stage))
+            self.inbox = FrameInbox(self.endpoints.stage_inbox(self.instance))
         self.outbox: FrameOutbox | None = None
         if index < len(STAGE_ORDER) - 1 and STAGE_ORDER[index + 1] not in group:
-            self.outbox = FrameOutbox(self.endpoints.stage_inbox(STAGE_ORDER[index + 1]))
+            following = STAGE_ORDER[index + 1]  # the same camera's instance, or the shared one
+            tag = setup.tag if following in PER_CAMERA else ""
+            self.outbox = FrameOutbox(self.endpoints.stage_inbox(instance_name(following, tag)))
 
         self.allocator: SlotAllocator | None = None
-        for ring, owner in RING_OWNER.items():
-            if owner == self.stage and ring in setup.rings:
+        for kind, owner in RING_OWNER.items():
+            own = ring_key(kind, self.camera)
+            if owner == self.stage and own in setup.rings:
                 sock = self.ctx.socket(zmq.PULL)
                 sock.setsockopt(zmq.LINGER, 0)
-                sock.bind(self.endpoints.ring_release(ring))
-                self.allocator = SlotAllocator(setup.rings[ring].slots, sock)
+                sock.bind(self.endpoints.ring_release(own))
+                self.allocator = SlotAllocator(setup.rings[own].slots, sock)
         self._release: dict[str, zmq.Socket] = {}
         for ring in setup.rings:
-            sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 1000)
-            sock.connect(self.endpoints.ring_release(ring))
-            self._release[ring] = sock
+            self._release[ring] = self._release_socket(ring)
 
         # One poller per process: whichever stage waits also wakes for its peers' commands.
         self.poller = self.peers[0].poller if len(self.peers) > 1 else zmq.Poller()
         self.poller.register(self.supervisor, zmq.POLLIN)
         if self.inbox is not None:
             self.poller.register(self.inbox.fileno(), zmq.POLLIN)  # pyzmq reports raw fds as ints
+
+    def _release_socket(self, ring: str) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(self.endpoints.ring_release(ring))
+        return sock
+
+    def ring(self, kind: str, camera: str = "") -> SharedRing:
+        """The ring of ``kind`` holding ``camera``'s frames (KeyError: a camera not attached)."""
+        return self.rings[ring_key(kind, camera)]
+
+    def slot_bytes(self, kind: str) -> int:
+        """The slot size of the rings of ``kind`` (every camera's are alike)."""
+        return next(r.spec.slot_bytes for k, r in self.rings.items() if k.split(".")[0] == kind)
+
+    def use_cameras(self, command: Cameras) -> None:
+        """A reload added or removed cameras: attach the new cameras' rings, let go of the
+        removed ones' (their capture stopped first; the supervisor unlinks them after)."""
+        for key, spec in command.rings.items():
+            if key not in self.rings:
+                self.rings[key] = attach_ring(spec)
+                self._release[key] = self._release_socket(key)
+        for key in [k for k in self.rings if k not in command.rings and k not in self.pinned_rings]:
+            self.rings.pop(key).close()
+            self._release.pop(key).close(0)
+        self.cameras = {c.id: c for c in command.cameras}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -249,7 +306,7 @@ class StageRuntime:
 
     def _unhandled_command(self, command: Command) -> None:
         # A stage that takes this command never installed its handler: say so, loudly.
-        log.error("%s stage has no handler for %s; ignored", self.stage, command)
+        log.error("%s stage has no handler for %s; ignored", self.instance, command)
 
     def _runtime_command(self, command: Command) -> bool:
         """The commands every stage answers the same way; False for the stage's own."""
@@ -258,6 +315,8 @@ class StageRuntime:
                 self.request_stop()
             case Drain():  # like SIGTERM
                 self._stop_requested_by_signal = True
+            case Cameras():
+                self.use_cameras(command)
             case Reclaim():
                 if self.allocator is not None:
                     stranded = self.allocator.in_use
@@ -281,15 +340,21 @@ class StageRuntime:
             try:
                 command = decode_command(payload)
             except MessageError as exc:
-                log.error("%s stage: command refused: %s", self.stage, exc)
+                log.error("%s stage: command refused: %s", self.instance, exc)
                 continue
             if not self._runtime_command(command):
                 self.command_handler(command)
 
     # -- counters ------------------------------------------------------------------------------
 
-    def count(self, outcome: str, n: int = 1) -> None:
+    def count(self, outcome: str, n: int = 1, camera: str | None = None) -> None:
+        """Count ``n`` frames with ``outcome`` for ``camera`` (default: the camera of the frame
+        being processed, else this instance's own)."""
         self._counters[outcome] += n
+        if camera is None:
+            camera = self._frame_camera if self._frame_camera is not None else self.camera
+        counts = self._camera_counters.setdefault(camera, {})
+        counts[outcome] = counts.get(outcome, 0) + n
 
     def record(self, frame: PublishedFrame) -> None:
         """Report a published frame. Records travel with the next counters flush: one message
@@ -310,8 +375,10 @@ class StageRuntime:
 
     def flush_stats(self) -> None:
         self._last_stats = time.monotonic()
-        self.send_event(Stats(dict(self._counters), self._queue_depth, tuple(self._records)))
+        self.send_event(Stats(dict(self._counters), self._queue_depth, tuple(self._records),
+                              self._camera_counters))  # fmt: skip
         self._records = []
+        self._camera_counters = {}
         for key in self._counters:
             self._counters[key] = 0
 
@@ -350,14 +417,15 @@ class StageRuntime:
     def release(self, frame: Frame, *rings: str) -> None:
         """Give back the slots ``frame`` holds in ``rings`` (all of them when none named)."""
         held = {FRAMES: frame.frame_slot, TENSORS: frame.tensor_slot, OUTPUTS: frame.output_slot}
-        for ring in rings or tuple(held):
-            slot = held[ring]
-            if slot >= 0 and ring in self._release:
-                self._release[ring].send(_RELEASE.pack(slot, frame.seq))
+        for kind in rings or tuple(held):
+            slot = held[kind]
+            sock = self._release.get(ring_key(kind, frame.camera))
+            if slot >= 0 and sock is not None:  # None: a camera removed meanwhile
+                sock.send(_RELEASE.pack(slot, frame.seq))
 
     def drop(self, frame: Frame, outcome: str = "dropped") -> None:
         """A frame that goes no further: count it here and free everything it holds."""
-        self.count(outcome)
+        self.count(outcome, camera=frame.camera or self.camera)
         self.release(frame)
 
     def poll(self, timeout_ms: int) -> list[Frame]:
@@ -371,7 +439,7 @@ class StageRuntime:
         self.set_queue_depth(len(frames))
         self.maybe_flush_stats()
         if not self.parent_alive():
-            log.error("supervisor is gone; %s stage exits", self.stage)
+            log.error("supervisor is gone; %s stage exits", self.instance)
             self.request_stop()
         return frames
 
@@ -413,14 +481,17 @@ class StageRuntime:
     def process_one(self, process: Callable[[Frame], None], frame: Frame) -> None:
         """Run this stage's ``process`` on one frame; a failure is logged, counted as an error
         and frees the frame's slots (the stage carries on with the next one)."""
+        self._frame_camera = frame.camera or self.camera
         try:
             process(frame)
         except StopRequested:
             raise
         except Exception:
             if (more := self.log_throttle.allow("process")) is not None:
-                log.exception("%s failed for frame %d%s", self.stage, frame.seq, more)
+                log.exception("%s failed for frame %d%s", self.instance, frame.seq, more)
             self.drop(frame, "error")
+        finally:
+            self._frame_camera = None
 
     def serve(
         self,
@@ -440,6 +511,33 @@ class StageRuntime:
                 frames = self.poll(timeout_ms())
                 for frame in self.select_frames(frames) if latest_only else frames:
                     self.process_one(process, frame)
+                if after_frames is not None:
+                    after_frames()
+        except StopRequested:
+            pass
+
+    def serve_fair(
+        self,
+        process: Callable[[Frame], None],
+        *,
+        after_frames: Callable[[], None] | None = None,
+        timeout_ms: Callable[[], int] = lambda: 200,
+    ) -> None:
+        """The shared stage's loop over every camera's frames: one frame at a time from a
+        :class:`FairScheduler`, looking at the inbox again after each (live mode: the newest
+        frame of each camera is what runs next; the older one is dropped here and counted for
+        its camera). Lossless: every frame, in order per camera."""
+        scheduler: FairScheduler[Frame] = FairScheduler(self.lossless)
+        try:
+            while not self.stopping:
+                wait = 0 if scheduler else timeout_ms()
+                for frame in self.poll(wait):
+                    for stale in scheduler.add(frame):
+                        self.drop(stale)
+                frame = scheduler.next()
+                if frame is not None:
+                    self.process_one(process, frame)
+                    self.set_queue_depth(len(scheduler))
                 if after_frames is not None:
                     after_frames()
         except StopRequested:

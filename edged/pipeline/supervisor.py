@@ -16,13 +16,14 @@ import shutil
 import signal
 import time
 import uuid
+from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
 
 import zmq
 
-from edged.config import ConfigError, EdgedConfig
+from edged.config import CameraConfig, ConfigError, EdgedConfig
 from edged.control import error_reply, reply
 from edged.http_server import HttpServer, http_limits
 from edged.integrations.mqtt.process import MqttBridgeProcess
@@ -32,6 +33,7 @@ from edged.pi_health import PiHealthCollector
 from edged.pipeline.control_server import ControlServer
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.hailo_temperature import HailoTemperature
+from edged.pipeline.layout import PER_CAMERA, instance_name
 from edged.pipeline.liveness import Liveness
 from edged.pipeline.messages import (
     CAPTURE,
@@ -39,7 +41,7 @@ from edged.pipeline.messages import (
     POSTPROCESS,
     PREPROCESS,
     PUBLISH,
-    STAGE_ORDER,
+    Command,
     Drain,
     EndOfStream,
     Fatal,
@@ -59,7 +61,15 @@ from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
 from edged.pipeline.stage_channel import StageChannel
 from edged.pipeline.stage_processes import StageProcesses
-from edged.pipeline.stage_runtime import FRAMES, OUTPUTS, RING_OWNER, TENSORS, StageSetup
+from edged.pipeline.stage_runtime import (
+    FRAMES,
+    OUTPUTS,
+    PER_CAMERA_RINGS,
+    RING_OWNER,
+    TENSORS,
+    StageSetup,
+    ring_key,
+)
 from edged.pipeline.status import model_status, pipeline_status, status_line
 from edged.pipeline.swaps import STAGE_RESTARTING, Adopted, SwapCoordinator
 from edged.pipeline.systemd_status import SystemdReporter
@@ -117,28 +127,63 @@ class StartupError(RuntimeError):
         self.bad_model = bad_model  # the model file itself: exit 2, a restart cannot help
 
 
+def _source_field(config: EdgedConfig, index: int) -> str:
+    """Where camera ``index``'s source is in the file: ``source`` or ``cameras[1].source``."""
+    return f"cameras[{index}].source" if getattr(config, "cameras", None) else "source"
+
+
 def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, str]:
-    """(lossless, effective mode) from the configured mode and the source kind."""
-    kind = source_kind(config.source.uri)
-    mode = config.source.mode
-    if mode == "auto":
-        mode = "realtime" if kind == "file" else "live"
-    if mode == "lossless" and kind != "file":
-        raise ConfigError(
-            [("source.mode", f"lossless needs a file source; {kind} sources are live")], source
-        )
-    return mode == "lossless", mode
+    """(lossless, effective mode) from the configured modes and the source kinds. The pipeline
+    is lossless or not as a whole (its shared stages wait or drop for every camera alike)."""
+    modes = []
+    for index, camera in enumerate(config.camera_list()):
+        kind = source_kind(camera.source.uri)
+        mode = camera.source.mode
+        if mode == "auto":
+            mode = "realtime" if kind == "file" else "live"
+        if mode == "lossless" and kind != "file":
+            reason = f"lossless needs a file source; {kind} sources are live"
+            raise ConfigError([(f"{_source_field(config, index)}.mode", reason)], source)
+        modes.append(mode)
+    lossless = [m == "lossless" for m in modes]
+    if any(lossless) and not all(lossless):
+        index = lossless.index(False)
+        reason = "lossless cameras cannot share a daemon with live or realtime ones"
+        raise ConfigError([(f"{_source_field(config, index)}.mode", reason)], source)
+    return all(lossless), modes[0] if len(set(modes)) == 1 else "mixed"
 
 
-def ring_specs(config: EdgedConfig, tag: str) -> dict[str, RingSpec]:
+def camera_ring_specs(
+    config: EdgedConfig, shm_tag: str, camera: str, n: int
+) -> dict[str, RingSpec]:
+    """A camera's own rings (``n``: a number unique in this daemon, for the segment name)."""
     p = config.pipeline
+    frame_bytes = p.max_frame_width * p.max_frame_height * 3
     return {
-        FRAMES: RingSpec(
-            f"{tag}_{FRAMES}", p.ring_slots, p.max_frame_width * p.max_frame_height * 3
-        ),
-        TENSORS: RingSpec(f"{tag}_{TENSORS}", 4, MAX_INPUT_SIDE * MAX_INPUT_SIDE * 3 * 4),
-        OUTPUTS: RingSpec(f"{tag}_{OUTPUTS}", 4, int(p.max_output_mb * 1024 * 1024)),
-    }
+        ring_key(FRAMES, camera): RingSpec(f"{shm_tag}_{FRAMES}{n}", p.ring_slots, frame_bytes),
+        ring_key(TENSORS, camera): RingSpec(f"{shm_tag}_{TENSORS}{n}", 4,
+                                            MAX_INPUT_SIDE * MAX_INPUT_SIDE * 3 * 4),
+    }  # fmt: skip
+
+
+def shared_ring_specs(config: EdgedConfig, shm_tag: str) -> dict[str, RingSpec]:
+    size = int(config.pipeline.max_output_mb * 1024 * 1024)
+    return {OUTPUTS: RingSpec(f"{shm_tag}_{OUTPUTS}", 4, size)}
+
+
+def base_stage(instance: str) -> str:
+    """``capture`` of ``capture[cam1]``."""
+    return instance.partition("[")[0]
+
+
+@dataclass
+class CameraRun:
+    """A camera the daemon serves: its config, its instances' name suffix, its rings."""
+
+    config: CameraConfig
+    tag: str
+    rings: dict[str, RingSpec] = field(default_factory=dict)
+    segments: list[SharedRing] = field(default_factory=list)
 
 
 class Supervisor:
@@ -165,11 +210,19 @@ class Supervisor:
         self.lock = RuntimeDirLock(self.runtime_dir)
         self.ctx = zmq.Context.instance()
         self.processes = StageProcesses(config.pipeline.layout, config.pipeline)
-        self.channel = StageChannel(self.ctx, self.endpoints.supervisor, STAGE_ORDER)
+        self.channel = StageChannel(self.ctx, self.endpoints.supervisor, self.processes)
+        # A daemon started with one camera keeps the plain stage names (capture, ...).
+        self.cameras: dict[str, CameraRun] = {}
+        cameras = config.camera_list()
+        for camera in cameras:
+            self._add_camera(camera, "" if len(cameras) == 1 else camera.id)
+        self._ended_cameras: set[str] = set()  # their end-of-stream marker was published
+        self._rings_made = 0
         self.control = ControlServer(self.ctx, config.control, self.endpoints.control)
         self.rings: list[SharedRing] = []
-        self.ring_specs: dict[str, RingSpec] = {}
-        self.swaps = SwapCoordinator(self.telemetry, self.channel.send, self.control.reply)
+        self.ring_specs: dict[str, RingSpec] = {}  # the shared ones (outputs)
+        self.shm_tag = ""
+        self.swaps = SwapCoordinator(self.telemetry, self._send_all, self.control.reply)
         self.started_at = time.monotonic()
         self.exit_code = 0
         self._drain_requested = False
@@ -189,9 +242,59 @@ class Supervisor:
 
     # -- start-up --------------------------------------------------------------------------------
 
+    # -- cameras ---------------------------------------------------------------------------------
+
+    def _add_camera(self, camera: CameraConfig, tag: str) -> list[str]:
+        """Register ``camera`` (its processes are not started here); its process names."""
+        self.cameras[camera.id] = CameraRun(camera, tag)
+        self.telemetry.add_camera(camera.id)
+        return self.processes.add_camera(camera.id, tag)
+
+    def _make_rings(self, run: CameraRun) -> None:
+        self._rings_made += 1
+        run.rings = camera_ring_specs(self.config, self.shm_tag, run.config.id, self._rings_made)
+        run.segments = [create_ring(spec) for spec in run.rings.values()]
+
+    def _all_rings(self) -> dict[str, RingSpec]:
+        rings = dict(self.ring_specs)
+        for run in self.cameras.values():
+            rings.update(run.rings)
+        return rings
+
+    def _rings_of(self, stage: str, camera: str) -> dict[str, RingSpec]:
+        """The rings ``stage`` attaches: its camera's (per-camera stages) or every camera's."""
+        runs = [self.cameras[camera]] if camera else list(self.cameras.values())
+        rings: dict[str, RingSpec] = {}
+        for kind in RINGS_OF_STAGE[stage]:
+            if kind not in PER_CAMERA_RINGS:
+                rings[kind] = self.ring_specs[kind]
+                continue
+            for run in runs:
+                key = ring_key(kind, run.config.id)
+                rings[key] = run.rings[key]
+        return rings
+
+    def _instances_of(self, stage: str) -> list[str]:
+        """Every instance of ``stage`` (one per camera for capture and preprocess)."""
+        if stage not in PER_CAMERA:
+            return [stage]
+        return [instance_name(stage, run.tag) for run in self.cameras.values()]
+
+    def _send_all(self, stage: str, command: Command) -> bool:
+        """``command`` to every instance of ``stage``; True when all got it."""
+        return all([self.channel.send(i, command) for i in self._instances_of(stage)])
+
+    def _camera_of(self, instance: str) -> str:
+        """The camera of a per-camera stage instance ("" for a shared stage)."""
+        if not self.processes.knows(instance):
+            return ""
+        return self.processes.camera_of[self.processes.process_of(instance)]
+
     def _socket_files(self) -> list[Path]:
-        names = ("supervisor.sock", "control.sock", *(f"{s}.in" for s in STAGE_ORDER),
-                 *(f"{r}.free" for r in (FRAMES, TENSORS, OUTPUTS)))  # fmt: skip
+        rings = [*self._all_rings()] or [FRAMES, TENSORS, OUTPUTS]
+        names = ("supervisor.sock", "control.sock",
+                 *(f"{s}.in" for s in self.processes.instances()),
+                 *(f"{r}.free" for r in rings))  # fmt: skip
         return [self.runtime_dir / name for name in names]
 
     def _prepare_runtime_dir(self) -> None:
@@ -202,18 +305,24 @@ class Supervisor:
                 path.unlink()
 
     def _spawn(self, stage: str, model: ModelDescriptor | None = None) -> None:
-        """Start the process that runs ``stage`` and the rest of its group."""
-        group = self.processes.groups[self.processes.process_of(stage)]
+        """Start the process that runs the stage instance ``stage`` and the rest of its group."""
+        name = self.processes.process_of(stage)
+        group = self.processes.groups[name]
+        camera = self.processes.camera_of[name]
+        cameras = [self.cameras[camera]] if camera else list(self.cameras.values())
         setups = [
             StageSetup(
                 stage=member,
                 config=self.config,
                 runtime_dir=self.runtime_dir,
-                rings={ring: self.ring_specs[ring] for ring in RINGS_OF_STAGE[member]},
+                rings=self._rings_of(member, camera),
                 lossless=self.lossless,
                 model=model,
                 extra={"resolved": self.resolved} if member == INFER else {},
                 group=group,
+                camera=camera,
+                tag=self.processes.tag_of[name],
+                cameras=tuple(run.config for run in cameras),
             )
             for member in group
         ]
@@ -238,7 +347,7 @@ class Supervisor:
                     raise StartupError(f"{stage} stage: {event.error}", event.bad_model)
                 if sender == stage and isinstance(event, kind):
                     return event
-                self.telemetry.handle(sender, event)
+                self.telemetry.handle(base_stage(sender), event, self._camera_of(sender))
             elif not self.processes.is_running(stage):
                 code = self.processes.exitcode(stage)
                 raise StartupError(f"{stage} stage exited during start-up (exit code {code})")
@@ -249,9 +358,11 @@ class Supervisor:
         remove_stale_segments(SHM_PREFIX)
         start_resource_tracker()
         self.channel.bind()
-        tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.ring_specs = ring_specs(self.config, tag)
+        self.shm_tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.ring_specs = shared_ring_specs(self.config, self.shm_tag)
         self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
+        for run in self.cameras.values():
+            self._make_rings(run)
         self.metrics.registry.register(ProcessCollector(self.processes.table))
         self.metrics.registry.register(PiHealthCollector())
         self.metrics.registry.register(HailoCollector(HailoTemperature(
@@ -269,15 +380,22 @@ class Supervisor:
                  model.output_layout)  # fmt: skip
         self._spawn_stage(PUBLISH, model)
         self.publish_endpoint = self._wait_for(PUBLISH, PublishReady).endpoint
-        log.info("publishing detections.%s on %s", self.config.camera_id, self.publish_endpoint)
+        log.info("publishing detections.{%s} on %s", ",".join(self.cameras),
+                 self.publish_endpoint)  # fmt: skip
         self._spawn_stage(POSTPROCESS, model)
-        self._spawn_stage(PREPROCESS, model)
-        self._spawn_stage(CAPTURE, model)
+        for run in self.cameras.values():
+            self._start_camera(run, model)
         self.control.start()
         # Another subscriber of the detections, in its own process: a broker never stalls frames.
         self.mqtt = MqttBridgeProcess.start_for(
             self.config, self.publish_endpoint, self.control.endpoint, self.metrics.registry
         )
+
+    def _start_camera(self, run: CameraRun, model: ModelDescriptor) -> None:
+        """Start a camera's processes, the last stage first (its inbox is there when frames
+        come)."""
+        for stage in reversed(PER_CAMERA):
+            self._spawn_stage(instance_name(stage, run.tag), model)
 
     def _start_http(self) -> None:
         cfg = self.config.http
@@ -369,7 +487,7 @@ class Supervisor:
     mqtt: MqttBridgeProcess | None = None
 
     def _recv_event(self) -> tuple[str, StageEvent] | None:
-        """(sending stage, its event); None when nothing is waiting."""
+        """(sending stage instance, its event); None when nothing is waiting."""
         received = self.channel.receive()
         if received is not None:
             self.liveness.heard(self.processes.process_of(received[0]), time.monotonic())
@@ -377,15 +495,20 @@ class Supervisor:
 
     def _drain_events(self) -> None:
         while (received := self._recv_event()) is not None:
-            stage, event = received
-            self.telemetry.handle(stage, event)
+            sender, event = received
+            stage = base_stage(sender)
+            self.telemetry.handle(stage, event, self._camera_of(sender))
             if isinstance(event, Fatal):
-                log.error("%s stage failed: %s", stage, event.error)
+                log.error("%s stage failed: %s", sender, event.error)
                 self.exit_code = 1
                 self._drain_requested = True
             elif isinstance(event, SwapDone | SwapFailed):
                 self._adopt(self.swaps.on_result(event))
             elif isinstance(event, EndOfStream) and stage == PUBLISH:
+                self._ended_cameras.add(event.camera)
+                if not set(self.cameras) <= self._ended_cameras:
+                    log.info("camera %s ended", event.camera)
+                    continue
                 self._source_finished = True
                 if self._draining_since is not None:
                     self._drained = True
@@ -413,13 +536,24 @@ class Supervisor:
         return False
 
     def _restart(self, name: str) -> None:
-        """Respawn a stage process and take back the ring slots its death stranded."""
+        """Respawn a stage process and take back the ring slots its death stranded: its own
+        camera's (a per-camera process) or every camera's (a shared one)."""
         group = self.processes.groups[name]
-        self._spawn(group[0], self.telemetry.state.model)
-        stranded = {ring for stage in group for ring in RECLAIM_ON_RESTART[stage]}
-        for ring in sorted(stranded):
-            if RING_OWNER[ring] not in group:  # a ring of the new process starts out free
-                self.channel.send(RING_OWNER[ring], Reclaim(ring))
+        tag = self.processes.tag_of[name]
+        camera = self.processes.camera_of[name]
+        self._spawn(instance_name(group[0], tag), self.telemetry.state.model)
+        runs = [self.cameras[camera]] if camera else list(self.cameras.values())
+        stranded: set[tuple[str, str]] = set()  # (owner instance, ring)
+        for kind in {kind for stage in group for kind in RECLAIM_ON_RESTART[stage]}:
+            if kind not in PER_CAMERA_RINGS:
+                stranded.add((RING_OWNER[kind], kind))
+                continue
+            for run in runs:
+                owner = instance_name(RING_OWNER[kind], run.tag)
+                stranded.add((owner, ring_key(kind, run.config.id)))
+        for owner, ring in sorted(stranded):
+            if self.processes.process_of(owner) != name:  # the new process's rings start free
+                self.channel.send(owner, Reclaim(ring))
 
     def _answer_waiting_clients(self, why: str) -> None:
         """Clients waiting for a swap or a deferred reload hear ``why`` (not silence)."""
@@ -435,13 +569,15 @@ class Supervisor:
             self._drained = True
             return
         log.info("stopping: draining frames in flight")
-        self.channel.send(CAPTURE, Drain())
+        self._send_all(CAPTURE, Drain())
 
     def readiness(self) -> tuple[bool, str]:
         """/readyz's verdict. Frames are reported with the publish stage's counters, up to one
         ``stats_interval_s`` after they went out: that much is added to the allowed age."""
-        slack = self.config.pipeline.stats_interval_s
-        return self.telemetry.ready(self.config.http.ready_max_age_s + slack)
+        return self.telemetry.ready(self._ready_max_age())
+
+    def _ready_max_age(self) -> float:
+        return self.config.http.ready_max_age_s + self.config.pipeline.stats_interval_s
 
     def status_line(self) -> str:
         return status_line(self.telemetry.state)
@@ -469,12 +605,19 @@ class Supervisor:
         if self.config.model.manifest and self.resolved.manifest_path:
             with contextlib.suppress(ModelError):
                 variants = list(load_manifest(self.resolved.manifest_path).variants)
+        pipeline = pipeline_status(self.telemetry.state, self.mode)
+        verdicts = self.telemetry.camera_verdicts(self._ready_max_age())
+        for camera, report in pipeline["cameras"].items():
+            ready, reason = verdicts.get(camera, (False, "not configured"))
+            run = self.cameras.get(camera)
+            stages = [instance_name(s, run.tag) for s in PER_CAMERA] if run else []
+            report.update(ready=ready, reason=reason, stages=stages)
         return {
             "camera_id": self.config.camera_id,
             "model": model_status(self.telemetry.state.model),
             "variants": variants,
             "swap_in_progress": self.swaps.in_progress,
-            **pipeline_status(self.telemetry.state, self.mode),
+            **pipeline,
             "stages": self.processes.stage_status(),
             "publish_endpoint": getattr(self, "publish_endpoint", None),
             "subscribers": self.telemetry.state.subscribers,
@@ -538,7 +681,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         self._answer_waiting_clients(SHUTTING_DOWN)  # before the control socket closes
-        for stage in STAGE_ORDER:
+        for stage in self.processes.instances():
             if self.processes.started(stage):
                 self.channel.send(stage, Stop(), say_if_lost=False)  # an exited stage needs none
         self.processes.stop()
@@ -548,10 +691,12 @@ class Supervisor:
             self.http.stop()
         self.control.close()
         self.channel.close()
-        for ring in self.rings:
+        for ring in [*self.rings, *(s for run in self.cameras.values() for s in run.segments)]:
             ring.close()
             ring.unlink()
         self.rings = []
+        for run in self.cameras.values():
+            run.segments = []
         if self.lock.held:  # only the daemon that owns the directory clears it
             for path in self._socket_files():
                 with contextlib.suppress(FileNotFoundError):

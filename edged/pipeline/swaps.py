@@ -51,6 +51,7 @@ class SwapRequest:
     request_id: str  # matches the inference stage's SwapDone/SwapFailed to this request
     config: EdgedConfig | None = None  # a reloaded config, adopted when the swap succeeds
     done_at_seq: int | None = None  # reply once this seq is published (old-model frames out)
+    done_at_camera: str = ""  # ... on this camera (frames are published in inference order)
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,6 +131,7 @@ class SwapCoordinator:
         self.telemetry.record_swap(True, result.duration)
         self._follow(model)
         pending.done_at_seq = result.last_old_seq
+        pending.done_at_camera = result.last_old_camera
         pending.result = {"active": model.variant, "model": model.name,
                           "first_seq": pending.done_at_seq + 1,
                           "duration_s": round(result.duration, 3)}  # fmt: skip
@@ -167,7 +169,8 @@ class SwapCoordinator:
             return
         state = self.telemetry.state
         idle = state.last_published_at is None or now - state.last_published_at > IDLE_REPLY_S
-        if state.last_published_seq >= pending.done_at_seq or idle:
+        camera = state.cameras.get(pending.done_at_camera, state)
+        if camera.last_published_seq >= pending.done_at_seq or idle:
             self.pending = None
             self._reply(pending.identity, reply(True, **pending.result))
 

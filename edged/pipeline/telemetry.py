@@ -30,7 +30,9 @@ KEEP_LABELS_FOR = 4  # model keys whose labels stay known: the active one and a 
 
 @dataclass
 class PipelineState:
-    """What /readyz, `edged ctl status` and sd_notify STATUS report."""
+    """What /readyz, `edged ctl status` and sd_notify STATUS report: the whole pipeline, and
+    the same for each camera in ``cameras`` (the source fields of the whole are a summary of
+    the cameras': connected when all are, ended when all ended)."""
 
     model: ModelDescriptor | None = None
     source: dict = field(default_factory=dict)
@@ -43,6 +45,37 @@ class PipelineState:
     source_error: str | None = None
     subscribers: int = 0  # of detections (not preview viewers)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # publish times
+    cameras: dict[str, PipelineState] = field(default_factory=dict)
+
+    def camera(self, camera: str) -> PipelineState:
+        state = self.cameras.get(camera)
+        if state is None:
+            state = self.cameras[camera] = PipelineState()
+        return state
+
+    def summarise_sources(self) -> None:
+        """The whole pipeline's source fields from its cameras'."""
+        cams = self.cameras
+        if not cams:
+            return
+        if len(cams) == 1:
+            (only,) = cams.values()
+            self.source = only.source
+            self.source_error = only.source_error
+        else:
+            self.source = {"cameras": len(cams)}
+            errors = [f"{c}: {s.source_error}" for c, s in cams.items() if s.source_error]
+            self.source_error = "; ".join(errors) or None
+        self.source_connected = all(s.source_connected for s in cams.values())
+        self.ended = all(s.ended for s in cams.values())
+        self.reconnects = sum(s.reconnects for s in cams.values())
+
+    def note_published(self, seq: int, at: float) -> None:
+        self.published += 1
+        self.last_published_seq = seq
+        # The publish time itself (CLOCK_MONOTONIC is system-wide), not when the batch arrived.
+        self.last_published_at = at
+        self.recent.append(at)
 
     def fps(self, now: float | None = None) -> float:
         """Published frames per second over the last few seconds."""
@@ -74,8 +107,17 @@ class Telemetry:
         self.metrics.retire_labels({UNKNOWN_LABEL}.union(*recent))
         self.metrics.prepare_labels(model.labels)
 
-    def handle(self, stage: str, event: StageEvent) -> None:
-        """Book ``stage``'s event; kinds that are no telemetry (swap results...) pass by."""
+    def add_camera(self, camera: str) -> None:
+        """A camera configured (at start or by a reload): reported before its first event."""
+        self.state.camera(camera)
+
+    def remove_camera(self, camera: str) -> None:
+        self.state.cameras.pop(camera, None)
+        self._sources_changed()
+
+    def handle(self, stage: str, event: StageEvent, camera: str = "") -> None:
+        """Book ``stage``'s event (``camera``: the sending instance's camera, for a per-camera
+        stage); kinds that are no telemetry (swap results...) pass by."""
         match event:
             case Stats():
                 self._stats(stage, event)
@@ -83,15 +125,16 @@ class Telemetry:
                 # A restarted inference process loads the active model afresh, under a new key.
                 self.set_model(event.model)
             case SourceConnected():
-                self._source_connected(event)
+                self._source_connected(event, self.state.camera(camera))
             case SourceLost():
-                self._source_lost(event.error)
+                self._source_lost(event.error, self.state.camera(camera))
             case EndOfStream(tracking=summary) if stage == PUBLISH and summary is not None:
                 self.metrics.record_tracking(summary)  # the tracks ended with the stream
             case EndOfStream() if stage == CAPTURE:
-                self.state.ended = True
-                self.state.source_connected = False
-                self.metrics.source_connected.set(0)
+                cam = self.state.camera(camera)
+                cam.ended = True
+                cam.source_connected = False
+                self._sources_changed()
             case SubscribersChanged():
                 self.state.subscribers = event.count
                 self.metrics.subscribers.set(event.count)
@@ -119,28 +162,28 @@ class Telemetry:
         m.published_bytes.inc(d.bytes)
         if d.tracking is not None:
             m.record_tracking(d.tracking)
-        s = self.state
-        s.published += 1
-        s.last_published_seq = d.seq
-        # The publish time itself (CLOCK_MONOTONIC is system-wide), not when the batch arrived.
-        s.last_published_at = d.published
-        s.recent.append(d.published)
+        self.state.note_published(d.seq, d.published)
+        self.state.camera(d.camera).note_published(d.seq, d.published)
 
-    def _source_connected(self, event: SourceConnected) -> None:
-        self.state.source = {k: v for k, v in vars(event).items() if k != "reconnect"}
+    def _source_connected(self, event: SourceConnected, cam: PipelineState) -> None:
+        cam.source = {k: v for k, v in vars(event).items() if k != "reconnect"}
         self.metrics.source_fps.set(event.fps)
         if event.reconnect:
-            self.state.reconnects += 1
+            cam.reconnects += 1
             self.metrics.source_reconnects.inc()
-        self.state.ended = False
-        self.state.source_error = None
-        self.state.source_connected = True
-        self.metrics.source_connected.set(1)
+        cam.ended = False
+        cam.source_error = None
+        cam.source_connected = True
+        self._sources_changed()
 
-    def _source_lost(self, error: str) -> None:
-        self.state.source_error = error
-        self.state.source_connected = False
-        self.metrics.source_connected.set(0)
+    def _source_lost(self, error: str, cam: PipelineState) -> None:
+        cam.source_error = error
+        cam.source_connected = False
+        self._sources_changed()
+
+    def _sources_changed(self) -> None:
+        self.state.summarise_sources()
+        self.metrics.source_connected.set(1 if self.state.source_connected else 0)
 
     def record_swap(self, ok: bool, duration: float | None) -> None:
         self.metrics.model_swaps.labels("ok" if ok else "refused").inc()
@@ -148,8 +191,27 @@ class Telemetry:
             self.metrics.model_swap_duration.observe(duration)
 
     def ready(self, max_age_s: float) -> tuple[bool, str]:
+        """Ready while one camera flows; with several, one camera down is *degraded*: still
+        ready, and the reason names it."""
         s = self.state
         if s.model is None:
+            return False, "model not loaded"
+        if len(s.cameras) <= 1:
+            return self._camera_ready(s, max_age_s)
+        verdicts = {c: self._camera_ready(cam, max_age_s) for c, cam in s.cameras.items()}
+        down = [f"{c}: {why}" for c, (ok, why) in verdicts.items() if not ok]
+        if len(down) == len(verdicts):
+            return False, "no camera flowing (" + "; ".join(down) + ")"
+        line = f"{s.fps():.1f} fps, serving {s.model.name}/{s.model.variant}"
+        return True, line + (f"; degraded: {'; '.join(down)}" if down else "")
+
+    def camera_verdicts(self, max_age_s: float) -> dict[str, tuple[bool, str]]:
+        """Each camera's own verdict, for the status report."""
+        return {c: self._camera_ready(cam, max_age_s) for c, cam in self.state.cameras.items()}
+
+    def _camera_ready(self, s: PipelineState, max_age_s: float) -> tuple[bool, str]:
+        model = self.state.model
+        if model is None:
             return False, "model not loaded"
         if s.ended:  # a file played to its end: nothing more will come, say so at once
             return False, f"source ended after {s.published} published frames"
@@ -165,4 +227,4 @@ class Telemetry:
             why = "source ended" if s.ended else "source disconnected" if not \
                 s.source_connected else "pipeline stalled"  # fmt: skip
             return False, f"no frame published for {age:.1f}s ({why})"
-        return True, f"{s.fps():.1f} fps, serving {s.model.name}/{s.model.variant}"
+        return True, f"{s.fps():.1f} fps, serving {model.name}/{model.variant}"

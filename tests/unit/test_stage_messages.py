@@ -9,8 +9,10 @@ from typing import get_args
 
 import pytest
 
+from edged.config import CameraConfig, SourceConfig
 from edged.models import ResolvedVariant
 from edged.pipeline.messages import (
+    Cameras,
     Command,
     Drain,
     EndOfStream,
@@ -33,6 +35,7 @@ from edged.pipeline.messages import (
     decode_event,
     encode,
 )
+from edged.pipeline.ring import RingSpec
 from tests.stage_events import connected, published_frame, stats
 
 MODEL = ModelDescriptor("m/fp32/0", "m", "fp32", "onnxruntime", "fp32", 640, 640, "NHWC",
@@ -47,7 +50,9 @@ EVENTS: list[StageEvent] = [
     ModelReloaded(True, None, 1.5),
 ]  # fmt: skip
 COMMANDS: list[Command] = [Stop(), Drain(), Reclaim("frames"), Swap("r", RESOLVED),
-                           UseModel(MODEL)]  # fmt: skip
+                           UseModel(MODEL),
+                           Cameras((CameraConfig(id="cam1", source=SourceConfig(uri="a.mp4")),),
+                                   {"frames.cam1": RingSpec("edged_1_f1", 8, 64)})]  # fmt: skip
 
 
 def test_the_samples_cover_every_kind() -> None:

@@ -80,6 +80,23 @@ class Pacer:
             self.next_due = now + self.interval
 
 
+class RateLimit:
+    """At most ``fps`` frames a second (a camera's ``fps_limit``): frames read sooner are
+    skipped at capture, before they cost a slot, a letterbox or an inference. A frame up to a
+    tenth of an interval early still passes (sources jitter), and the schedule does not drift."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval = 1.0 / fps
+        self.next_due: float | None = None
+
+    def admit(self, now: float) -> bool:
+        if self.next_due is not None and now < self.next_due - 0.1 * self.interval:
+            return False
+        late = self.next_due is None or now - self.next_due > self.interval
+        self.next_due = (now if late else self.next_due) + self.interval  # type: ignore[operator]
+        return True
+
+
 class BlockingCall:
     """A daemon thread that runs one blocking call at a time (source open/read) for the stage.
 
@@ -182,10 +199,15 @@ class DirectRead(NamedTuple):
 
 
 class CaptureStage:
-    def __init__(self, rt: StageRuntime, source_cfg: SourceConfig) -> None:
+    def __init__(
+        self, rt: StageRuntime, source_cfg: SourceConfig, fps_limit: float | None = None
+    ) -> None:
         self.rt = rt
         self.cfg = source_cfg
-        self.ring = rt.rings[FRAMES]
+        self.camera = rt.camera
+        # Lossless plays every frame of the file: a rate limit would have to skip some.
+        self.limit = RateLimit(fps_limit) if fps_limit and not rt.lossless else None
+        self.ring = rt.ring(FRAMES, rt.camera)
         self.max_w = rt.setup.config.pipeline.max_frame_width
         self.max_h = rt.setup.config.pipeline.max_frame_height
         # A restarted capture continues the sequence from what the ring last held, so
@@ -363,7 +385,7 @@ class CaptureStage:
     def end_of_stream(self) -> None:
         log.info("end of stream after %d frames", self.seq)
         self.rt.send_frame(Frame(self.seq, time.time(), time.monotonic(), 0, 0, -1,
-                                 end_of_stream=True))  # fmt: skip
+                                 end_of_stream=True, camera=self.camera))  # fmt: skip
         self.rt.send_event(EndOfStream(self.seq))
         self.ended = True
 
@@ -405,6 +427,10 @@ class CaptureStage:
             if self.awaiting_first_frame:
                 self.awaiting_first_frame = False
                 self.delays = backoff_delays(self.cfg.reconnect, self.rng)
+            if self.limit is not None and not self.limit.admit(end):
+                self.give_back(direct)  # over the camera's fps_limit: skipped, not a drop
+                self.rt.poll(0)
+                continue
             seq = self.seq
             self.seq += 1
             fps = self.cfg.fps or info.fps
@@ -413,7 +439,7 @@ class CaptureStage:
                 self.ring.mark(direct.slot, seq)  # decoded in place: nothing to copy
                 self.send(Frame(seq, time.time(), end, image.shape[1], image.shape[0],
                                 direct.slot, ((CAPTURE, start, time.monotonic()),),
-                                media_time=media_time))  # fmt: skip
+                                media_time=media_time, camera=self.camera))  # fmt: skip
                 continue
             self.give_back(direct)
             slot = self.rt.acquire_slot(seq, block=lossless)
@@ -431,7 +457,7 @@ class CaptureStage:
             stored = time.monotonic()
             h, w = image.shape[:2]
             self.send(Frame(seq, time.time(), end, w, h, slot, ((CAPTURE, start, stored),),
-                            media_time=media_time))  # fmt: skip
+                            media_time=media_time, camera=self.camera))  # fmt: skip
         # Stay alive (idle) after the end so the pipeline drains and the supervisor decides.
         while not self.rt.stopping:
             self.rt.poll(200)
@@ -509,4 +535,7 @@ def _close_source(source: object) -> None:
 
 
 def open_stage(rt: StageRuntime) -> CaptureStage:
-    return CaptureStage(rt, rt.setup.config.source)
+    camera = rt.cameras.get(rt.camera)
+    if camera is None:  # no camera list given (a bare setup): the config's single source
+        return CaptureStage(rt, rt.setup.config.source)
+    return CaptureStage(rt, camera.source, camera.fps_limit)

@@ -93,14 +93,14 @@ class PendingSwap:
 
 
 class InferenceStage:
+    last_camera = ""  # the camera of frame ``last_seq`` (seqs count per camera)
+
     def __init__(self, rt: StageRuntime, resolved: ResolvedVariant) -> None:
         self.rt = rt
         self.config = rt.setup.config
-        self.tensors = rt.rings[TENSORS]
         self.outputs = rt.rings[OUTPUTS]
-        self.frames = rt.rings[FRAMES]
         self.generation = 0
-        self.limits = (self.tensors.spec.slot_bytes, self.outputs.spec.slot_bytes)
+        self.limits = (rt.slot_bytes(TENSORS), self.outputs.spec.slot_bytes)
         self.backend, self.model = load_model(
             resolved,
             self.config.inference,
@@ -186,7 +186,8 @@ class InferenceStage:
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
         assert pending.request_id is not None
         self.rt.send_event(SwapDone(pending.request_id, self.model, self.resolved, duration,
-                                    last_old_seq=self.last_seq))  # fmt: skip
+                                    last_old_seq=self.last_seq,
+                                    last_old_camera=self.last_camera))  # fmt: skip
 
     # -- recovery from a broken backend ----------------------------------------------------------
 
@@ -232,10 +233,11 @@ class InferenceStage:
         model = self.model
         if frame.tensor_layout == model.tensor_tag:
             spec = model.tensor_spec
-            tensor = self.tensors.array(frame.tensor_slot, spec.shape, spec.dtype)
-            return tensor, frame
+            tensors = self.rt.ring(TENSORS, frame.camera)  # the frame's camera's ring
+            return tensors.array(frame.tensor_slot, spec.shape, spec.dtype), frame
         # Frames in flight across a swap to a model with another input format.
-        image = self.frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        frames = self.rt.ring(FRAMES, frame.camera)
+        image = frames.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
         tensor = np.empty(model.tensor_spec.shape, model.input_dtype)
         box = TensorWriter(model.input_layout).write(image, tensor)  # one-off: no padding kept
         return tensor, replace(frame, letterbox=box, tensor_layout=model.tensor_tag)
@@ -286,7 +288,8 @@ class InferenceStage:
                 log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
                           exc, more)  # fmt: skip
             return
-        if frame.tensor_slot >= 0 and not self.tensors.holds(frame.tensor_slot, frame.seq):
+        tensors = self.rt.ring(TENSORS, frame.camera)
+        if frame.tensor_slot >= 0 and not tensors.holds(frame.tensor_slot, frame.seq):
             # A restarted preprocess reused the tensor slot under us (its new allocator counts
             # every slot free): these outputs may be another frame's. Discard.
             log.warning("tensor of frame %d was overwritten; frame dropped", frame.seq)
@@ -295,7 +298,7 @@ class InferenceStage:
             return
         self.outputs.mark(slot, frame.seq)
         end = time.monotonic()
-        self.last_seq = frame.seq
+        self.last_seq, self.last_camera = frame.seq, frame.camera
         sent = self.rt.send_frame(
             replace(
                 frame,
@@ -327,8 +330,8 @@ class InferenceStage:
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:
         # Poll faster while a swap loads, so the switch happens soon after it is ready.
-        self.rt.serve(self.process, latest_only=True, after_frames=after_frames,
-                      timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
+        self.rt.serve_fair(self.process, after_frames=after_frames,
+                           timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
 
     def close(self) -> None:
         self.backend.close()

@@ -21,9 +21,10 @@ from edged.tracking.result import TrackingResult
 log = logging.getLogger(__name__)
 
 
-def decode_params(cfg: PostprocessConfig) -> DecodeParams:
+def decode_params(cfg: PostprocessConfig, conf_threshold: float | None = None) -> DecodeParams:
+    """The decoder's settings; ``conf_threshold``: a camera's own, over the section's."""
     return DecodeParams(
-        conf_threshold=cfg.conf_threshold,
+        conf_threshold=cfg.conf_threshold if conf_threshold is None else conf_threshold,
         iou_threshold=cfg.iou_threshold,
         max_detections=cfg.max_detections,
         classes=tuple(cfg.classes) if cfg.classes is not None else None,
@@ -37,7 +38,7 @@ class PostprocessStage:
         self.outputs = rt.rings[OUTPUTS]
         self.params = decode_params(rt.setup.config.postprocess)
         cfg = rt.setup.config
-        self.camera_id = cfg.camera_id
+        self.camera_id = cfg.camera_id  # for frames without a camera id
         self.tracking_cfg = cfg.tracking
         # Per camera, IDs reserved in the runtime dir so a restarted stage never reuses one.
         self.trackers = (
@@ -45,7 +46,17 @@ class PostprocessStage:
             if cfg.tracking.enabled
             else None
         )
-        self.checked_size: tuple[int, int] | None = None
+        self.checked_size: dict[str, tuple[int, int]] = {}
+
+    def camera_of(self, frame: Frame) -> str:
+        return frame.camera or self.camera_id
+
+    def params_for(self, camera: str) -> DecodeParams:
+        """The camera's conf_threshold when it has one (cameras change with a reload)."""
+        cam = self.rt.cameras.get(camera)
+        if cam is None or cam.conf_threshold is None:
+            return self.params
+        return decode_params(self.rt.setup.config.postprocess, cam.conf_threshold)
 
     @staticmethod
     @functools.lru_cache(maxsize=8)
@@ -57,8 +68,9 @@ class PostprocessStage:
         if self.trackers is None:
             return None
         assert frame.model is not None
-        if self.checked_size != (frame.width, frame.height):  # pixel zones vs the real frame
-            self.checked_size = (frame.width, frame.height)
+        camera = self.camera_of(frame)
+        if self.checked_size.get(camera) != (frame.width, frame.height):  # pixel zones vs frame
+            self.checked_size[camera] = (frame.width, frame.height)
             errors = pixel_bounds_errors(self.tracking_cfg, frame.width, frame.height)
             if errors:
                 self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
@@ -67,12 +79,12 @@ class PostprocessStage:
         # The tracker's clock: a lossless file's own (media) time, else when the frame was read.
         t = frame.captured if frame.media_time is None else frame.media_time
         info = FrameInfo(frame.seq, frame.wall_time, t, frame.width, frame.height)
-        return self.trackers[self.camera_id].update(detections, frame.model.labels, info)
+        return self.trackers[camera].update(detections, frame.model.labels, info)
 
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
             if self.trackers is not None:  # every track ends with the stream (or the drain)
-                frame = replace(frame, tracking=self.trackers[self.camera_id].finish())
+                frame = replace(frame, tracking=self.trackers[self.camera_of(frame)].finish())
             self.rt.send_frame(frame)
             return
         start = time.monotonic()
@@ -85,7 +97,7 @@ class PostprocessStage:
         detections = decode(
             arrays,
             OutputLayout(model.output_layout),
-            self.params,
+            self.params_for(self.camera_of(frame)),
             (model.input_width, model.input_height),
             frame.letterbox,
             self.head_of(model.head),

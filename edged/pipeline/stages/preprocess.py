@@ -26,8 +26,8 @@ class PreprocessStage:
     def __init__(self, rt: StageRuntime, model: ModelDescriptor) -> None:
         self.rt = rt
         self.model = model
-        self.frames = rt.rings[FRAMES]
-        self.tensors = rt.rings[TENSORS]
+        self.frames = rt.ring(FRAMES, rt.camera)  # this camera's rings
+        self.tensors = rt.ring(TENSORS, rt.camera)
         self.writer = TensorWriter(model.input_layout)
         rt.command_handler = self.on_command
 

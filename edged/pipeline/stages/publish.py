@@ -26,7 +26,7 @@ from edged.pipeline.messages import (
     PublishReady,
     SubscribersChanged,
 )
-from edged.pipeline.stage_runtime import FRAMES, StageRuntime
+from edged.pipeline.stage_runtime import FRAMES, StageRuntime, ring_key
 from edged.preview.config import PreviewConfig
 from edged.preview.subscriptions import SubscriptionTracker
 from edged.publish.publisher import open_publisher
@@ -72,15 +72,18 @@ class PublishStage:
     def __init__(self, rt: StageRuntime) -> None:
         self.rt = rt
         cfg = rt.setup.config
-        self.camera_id = cfg.camera_id
+        self.camera_id = cfg.camera_id  # for frames without a camera id
         self.format = cfg.publish.format
-        self.topic = topic_for(cfg.camera_id)
-        self.events_topic = events_topic_for(cfg.camera_id)
+        # Every camera publishes on its own topics; the preview shows the first camera.
+        cameras = [c.id for c in rt.setup.cameras] or [cfg.camera_id]
+        self.preview_camera = cameras[0]
+        self.topics = {camera: self.topics_of(camera) for camera in cameras}
         # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
         self.publisher = open_publisher(rt.ctx, cfg.publish)
         self.pub = self.publisher.sock
         self.endpoint = self.publisher.endpoint
-        self.subs = SubscriptionTracker((self.topic,))  # only prefixes of our topic are kept
+        # Only prefixes of the detections topics are kept.
+        self.subs = SubscriptionTracker([t[0] for t in self.topics.values()])
         self.reported_subscribers = -1  # last count sent to the supervisor
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
@@ -91,7 +94,10 @@ class PublishStage:
             from edged.pipeline.stages.preview_tap import PreviewTap
 
             try:
-                self.preview = PreviewTap(preview_cfg, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
+                ring_camera = self.preview_camera if rt.setup.cameras else ""
+                ring = rt.ring(FRAMES, ring_camera)
+                rt.pinned_rings.add(ring_key(FRAMES, ring_camera))  # the tap keeps reading it
+                self.preview = PreviewTap(preview_cfg, self.preview_camera, ring, rt.ctx,
                                           rt.setup.runtime_dir, self.pub)  # fmt: skip
             except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
                 log.error("live preview disabled: %s", exc)
@@ -102,10 +108,19 @@ class PublishStage:
                 for sock in (self.pub, *self.preview.sockets):
                     rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
 
+    @staticmethod
+    def topics_of(camera: str) -> tuple[bytes, bytes]:
+        """(detections, events) topics of ``camera``."""
+        return topic_for(camera), events_topic_for(camera)
+
+    def camera_of(self, frame: Frame) -> str:
+        return frame.camera or self.camera_id
+
     @property
     def subscribers(self) -> int:
-        """Subscriptions that receive detections (a frames.* viewer does not count)."""
-        return self.subs.matching(self.topic)
+        """Subscriptions that receive detections (a frames.* viewer does not count): of the
+        camera with the most (``detections.`` counts for every camera, once)."""
+        return max((self.subs.matching(t[0]) for t in self.topics.values()), default=0)
 
     def track_subscriptions(self, timeout_ms: int = 0) -> None:
         while self.pub.poll(timeout_ms, zmq.POLLIN):
@@ -143,8 +158,10 @@ class PublishStage:
 
     def publish_events(self, frame: Frame, tracking: TrackingResult) -> None:
         """A frame's track events, after its detections (same seq, in order)."""
-        for message in event_messages(tracking.events, self.camera_id, frame.seq, frame.wall_time):
-            self.pub.send_multipart((self.events_topic, encode(message, self.format)))
+        camera = self.camera_of(frame)
+        topic = self.topics.get(camera) or self.topics_of(camera)
+        for message in event_messages(tracking.events, camera, frame.seq, frame.wall_time):
+            self.pub.send_multipart((topic[1], encode(message, self.format)))
 
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
@@ -153,17 +170,23 @@ class PublishStage:
                 self.publish_events(frame, ended)
             self.rt.flush_stats()  # every frame's record reaches the supervisor before the end
             self.rt.send_event(EndOfStream(
-                frame.seq, None if ended is None else ended.summary(with_time=False)))  # fmt: skip
+                frame.seq, None if ended is None else ended.summary(with_time=False),
+                self.camera_of(frame)))  # fmt: skip
             return
         self.wait_for_subscribers()
         self.track_subscriptions()
         start = time.monotonic()
-        message = build_message(frame, self.camera_id, start)
+        camera = self.camera_of(frame)
+        topic = self.topics.get(camera)
+        if topic is None:  # a camera added by a reload
+            topic = self.topics[camera] = self.topics_of(camera)
+            self.subs.topics = (*(self.subs.topics or ()), topic[0])
+        message = build_message(frame, camera, start)
         payload = encode(message, self.format)
-        self.pub.send_multipart((self.topic, payload), copy=False)
+        self.pub.send_multipart((topic[0], payload), copy=False)
         if frame.tracking is not None:
             self.publish_events(frame, frame.tracking)
-        if self.preview is not None:
+        if self.preview is not None and camera == self.preview_camera:
             self.preview.offer(frame, message, start)  # before the slot goes back
         self.rt.release(frame, FRAMES)
         end = time.monotonic()
@@ -181,6 +204,7 @@ class PublishStage:
             scores=tuple(dets.scores.tolist()),
             bytes=len(payload),
             tracking=None if frame.tracking is None else frame.tracking.summary(),
+            camera=camera,
         ))  # fmt: skip
 
     def serve(self, after_frames: Callable[[], None] | None = None) -> None:

@@ -1,0 +1,70 @@
+"""Which camera's frame the shared inference stage runs next (pure: no sockets, no clock).
+
+Every camera has its own queue. Live mode: latest frame wins *per camera* — a newer frame of a
+camera displaces its older one (the caller drops and counts it for that camera), so a queue
+never holds more than one frame plus end-of-stream markers. Lossless mode: every frame is kept,
+in order per camera (the rings' credits bound the queues). Among the cameras with a frame
+waiting, frames are taken round-robin: a camera just served goes to the back, so no camera
+starves another, and a slow camera still gets every frame while inference keeps up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, Protocol, TypeVar
+
+
+class Schedulable(Protocol):
+    @property
+    def camera(self) -> str: ...
+
+    @property
+    def end_of_stream(self) -> bool: ...
+
+
+F = TypeVar("F", bound=Schedulable)
+
+
+class FairScheduler(Generic[F]):
+    def __init__(self, lossless: bool) -> None:
+        self.lossless = lossless
+        self._queues: dict[str, deque[F]] = {}
+        self._turns: deque[str] = deque()  # cameras with something waiting, next served first
+
+    def add(self, frame: F) -> list[F]:
+        """Queue ``frame``; returns the frames it displaced (live mode: the camera's older
+        frame), which the caller drops and counts."""
+        queue = self._queues.setdefault(frame.camera, deque())
+        displaced: list[F] = []
+        if not self.lossless and not frame.end_of_stream:
+            displaced = [f for f in queue if not f.end_of_stream]
+            if displaced:
+                kept = [f for f in queue if f.end_of_stream]
+                queue.clear()
+                queue.extend(kept)
+        if not queue and frame.camera not in self._turns:
+            self._turns.append(frame.camera)
+        queue.append(frame)
+        return displaced
+
+    def next(self) -> F | None:
+        """The next frame to run: the head of the camera whose turn it is; None when idle."""
+        while self._turns:
+            camera = self._turns.popleft()
+            queue = self._queues[camera]
+            if not queue:
+                continue
+            frame = queue.popleft()
+            if queue:
+                self._turns.append(camera)  # still waiting: back of the line
+            return frame
+        return None
+
+    def waiting(self, camera: str | None = None) -> int:
+        """Frames queued (for ``camera``, or for all)."""
+        if camera is not None:
+            return len(self._queues.get(camera, ()))
+        return sum(len(q) for q in self._queues.values())
+
+    def __len__(self) -> int:
+        return self.waiting()
