@@ -122,6 +122,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     """Exit 0 when ``edged run`` would accept the file, 2 (as run does) when it would not."""
     from edged.control import check_curve_keys
     from edged.models import ModelError, resolve_from_config
+    from edged.monitor.reference import resolve_reference
     from edged.pipeline.supervisor import pipeline_mode
 
     try:
@@ -135,8 +136,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if not args.no_model:  # what run resolves at start: manifest, variant, file (not loaded)
         try:
             resolved = resolve_from_config(config.model)
+            resolve_reference(config, args.file)  # monitor.shadow.variant, when enabled
         except ModelError as exc:
             print(f"{args.file}: model: {exc} (--no-model checks the file alone)", file=sys.stderr)
+            return 2
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
             return 2
         print(f"model: {resolved.name}/{resolved.variant} → {resolved.path}")
     print(f"{args.file}: OK")

@@ -30,6 +30,7 @@ from edged.backends.hailo_plugin import HailoOptions as HailoOptions
 from edged.backends.onnxruntime_plugin import OnnxRuntimeOptions as OnnxRuntimeOptions
 from edged.backends.registry import plugins
 from edged.integrations.config import DetectorConfig, MqttConfig, mqtt_publish_errors
+from edged.monitor.config import MonitorConfig
 from edged.preview.config import PreviewConfig
 from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 
@@ -452,6 +453,7 @@ class EdgedConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     mqtt: MqttConfig | None = Field(None, description="Publish to MQTT / Home Assistant.")
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("cameras")
     @classmethod

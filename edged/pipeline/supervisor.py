@@ -29,6 +29,7 @@ from edged.http_server import HttpServer, http_limits
 from edged.integrations.mqtt.process import MqttBridgeProcess
 from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
+from edged.monitor.process import ShadowMonitor
 from edged.pi_health import PiHealthCollector
 from edged.pipeline.control_server import ControlServer
 from edged.pipeline.endpoints import Endpoints
@@ -239,6 +240,8 @@ class Supervisor:
         )  # fmt: skip
         self.http: HttpServer | None = None
         self.resolved = resolve_from_config(config.model)
+        self.shadow = ShadowMonitor.for_config(config, self.runtime_dir, self.metrics.registry,
+                                               str(config_path or "command line"))  # fmt: skip
 
     # -- start-up --------------------------------------------------------------------------------
 
@@ -390,6 +393,8 @@ class Supervisor:
         self.mqtt = MqttBridgeProcess.start_for(
             self.config, self.publish_endpoint, self.control.endpoint, self.metrics.registry
         )
+        if self.shadow is not None:  # checks published frames; the live path never waits on it
+            self.shadow.start()
 
     def _start_camera(self, run: CameraRun, model: ModelDescriptor) -> None:
         """Start a camera's processes, the last stage first (its inbox is there when frames
@@ -459,6 +464,8 @@ class Supervisor:
             self._service_requests()
             if self.mqtt is not None:
                 self.mqtt.check()
+            if self.shadow is not None:
+                self.shadow.check()
             self.systemd.tick(self.telemetry.state.published, self.processes.running(),
                               lambda: self.readiness()[1])  # fmt: skip
             if self._check_processes():
@@ -580,7 +587,8 @@ class Supervisor:
         return self.config.http.ready_max_age_s + self.config.pipeline.stats_interval_s
 
     def status_line(self) -> str:
-        return status_line(self.telemetry.state)
+        note = self.shadow.note if self.shadow is not None else ""
+        return status_line(self.telemetry.state) + (f"; {note}" if note else "")
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -687,6 +695,8 @@ class Supervisor:
         self.processes.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.shadow is not None:
+            self.shadow.stop()
         if self.http is not None:
             self.http.stop()
         self.control.close()

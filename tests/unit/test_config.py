@@ -53,7 +53,7 @@ def test_unknown_fields_list_what_their_section_has():
     errors = errors_of({"bogus": 1, "inference": {"onnxruntime": {"thread": 2}}})
     assert errors["bogus"] == (
         "unknown field (known here: camera_id, cameras, control, detector, http, inference, "
-        "model, mqtt, pipeline, postprocess, preview, publish, runtime, source, tracking)"
+        "model, monitor, mqtt, pipeline, postprocess, preview, publish, runtime, source, tracking)"
     )
     assert "intra_op_threads" in errors["inference.onnxruntime.thread"]
 

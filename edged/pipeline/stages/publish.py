@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from edged.monitor.tap import open_tap
 from edged.pipeline.messages import (
     PUBLISH,
     EndOfStream,
@@ -87,6 +88,9 @@ class PublishStage:
         self.reported_subscribers = -1  # last count sent to the supervisor
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
+        # The shadow monitor's tap: a frame now and then to its helper, never waiting.
+        self.shadow = open_tap(cfg.monitor.shadow, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
+                               rt.setup.runtime_dir)  # fmt: skip
         self.preview = None
         preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
         if preview_cfg.enabled:
@@ -188,6 +192,8 @@ class PublishStage:
             self.publish_events(frame, frame.tracking)
         if self.preview is not None and camera == self.preview_camera:
             self.preview.offer(frame, message, start)  # before the slot goes back
+        if self.shadow is not None:
+            self.shadow.offer(frame)  # before the slot goes back
         self.rt.release(frame, FRAMES)
         end = time.monotonic()
         dets = frame.detections
@@ -215,6 +221,8 @@ class PublishStage:
     def close(self) -> None:
         if self.preview is not None:
             self.preview.close()
+        if self.shadow is not None:
+            self.shadow.close()
         self.publisher.close()
 
 

@@ -1,0 +1,145 @@
+"""The supervisor's side of the shadow monitor: spawn the helper and restart it with backoff,
+read its reports into metrics, WARNING when the agreement falls below the floor, a STATUS note
+while it stays there."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+from prometheus_client import CollectorRegistry
+
+from edged.config import EdgedConfig
+from edged.monitor.helper import HelperSetup
+from edged.monitor.judge import ShadowJudge, Update
+from edged.monitor.messages import ShadowReport, report_endpoint, sample_endpoint
+from edged.monitor.metrics import ShadowMetrics
+from edged.monitor.reference import resolve_reference
+from edged.pipeline.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = Backoff(initial_s=1.0, max_s=60.0)
+STABLE_AFTER_S = 60.0  # a helper that ran this long starts the backoff over when it dies
+MAX_REPORTS_PER_TURN = 100  # the supervisor's loop has other work: the rest waits a turn
+
+
+class ShadowMonitor:
+    def __init__(self, config: EdgedConfig, setup: HelperSetup, registry: CollectorRegistry,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        shadow = config.monitor.shadow
+        self.setup = setup
+        self.reference = setup.reference.variant
+        self.floor = shadow.min_agreement
+        self.judge = ShadowJudge(shadow.window, shadow.min_agreement)
+        self.metrics = ShadowMetrics(registry)
+        self.clock = clock
+        self.mp = mp.get_context("spawn")
+        self.process: Any = None
+        self.sock: zmq.Socket | None = None
+        self.started = 0.0
+        self.failures = 0  # exits in a row
+        self.due: float | None = None
+        self.note = ""  # for systemd's STATUS while the agreement is below the floor
+
+    @classmethod
+    def for_config(cls, config: EdgedConfig, runtime_dir: Path, registry: CollectorRegistry,
+                   source: str = "config") -> ShadowMonitor | None:  # fmt: skip
+        """None when the monitor is off; a ConfigError when the reference variant is not
+        there (checked when edged starts, before anything runs)."""
+        reference = resolve_reference(config, source)
+        if reference is None:
+            return None
+        return cls(config, HelperSetup(config, reference, runtime_dir), registry)
+
+    def start(self) -> None:
+        if self.sock is None:
+            self.sock = zmq.Context.instance().socket(zmq.PULL)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.bind(report_endpoint(self.setup.runtime_dir))
+        from edged.monitor.helper import main
+
+        self.process = self.mp.Process(target=main, args=(self.setup,), name="edged-shadow",
+                                       daemon=True)  # fmt: skip
+        self.process.start()
+        self.started = self.clock()
+        shadow = self.setup.config.monitor.shadow
+        log.info("shadow monitor: comparing with %s at most every %g s (pid %d)", self.reference,
+                 shadow.every_s, self.process.pid)  # fmt: skip
+
+    def check(self) -> None:
+        """Every supervisor turn: read the reports waiting, restart a helper that died."""
+        self._read_reports()
+        if self.process is None or self.process.is_alive():
+            return
+        now = self.clock()
+        if self.due is None:
+            self.failures = 1 if now - self.started > STABLE_AFTER_S else self.failures + 1
+            delay = RESTART_BACKOFF.delay(self.failures)
+            self.due = now + delay
+            log.error("the shadow helper exited (code %s); restarting in %.0f s",
+                      self.process.exitcode, delay)  # fmt: skip
+        elif now >= self.due:
+            self.due = None
+            self.start()
+
+    def _read_reports(self) -> None:
+        if self.sock is None:
+            return
+        for _ in range(MAX_REPORTS_PER_TURN):
+            try:
+                data = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                report = pickle.loads(data)  # the helper's, through the private runtime dir
+            except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
+                log.error("shadow monitor: unreadable report: %s", exc)
+                continue
+            if isinstance(report, ShadowReport):
+                self.take(report)
+
+    def take(self, report: ShadowReport) -> Update:
+        update = self.judge.take(report)
+        self.metrics.record(update)
+        pooled = update.pooled
+        self.note = ""
+        if self.judge.below and pooled is not None:
+            self.note = (f"shadow: {update.variant} agrees {pooled.f1:.2f} with "
+                         f"{self.reference} (floor {self.floor:.2f})")  # fmt: skip
+        if update.fell_below and pooled is not None:
+            log.warning("%s over the last %d checks (recall %.2f, precision %.2f): the served "
+                        "variant may no longer suit this camera", self.note,
+                        len(self.judge.checks), pooled.recall, pooled.precision)  # fmt: skip
+        if update.recovered:
+            log.info("shadow: %s agrees with %s above the floor again", update.variant,
+                     self.reference)  # fmt: skip
+        return update
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None and self.process.is_alive() else None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(timeout_s)
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(2.0)
+            self.process = None
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None
+        for endpoint in (sample_endpoint(self.setup.runtime_dir),
+                         report_endpoint(self.setup.runtime_dir)):  # fmt: skip
+            with contextlib.suppress(OSError):
+                Path(endpoint.removeprefix("ipc://")).unlink()
