@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from edged.monitor.config import ShadowConfig
 from edged.monitor.messages import ShadowSample, sample_endpoint
 from edged.pipeline.messages import INFER, Frame
 from edged.pipeline.ring import SharedRing
+from edged.pipeline.stage_runtime import FRAMES, ring_key
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,14 @@ class ShadowTap:
         self,
         cfg: ShadowConfig,
         camera_id: str,
-        ring: SharedRing,
+        rings: Mapping[str, SharedRing],
         ctx: zmq.Context,
         runtime_dir: Path,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.every_s = cfg.every_s
-        self.camera_id = camera_id
-        self.ring = ring
+        self.camera_id = camera_id  # of frames without one (a one-camera daemon)
+        self.rings = rings  # the stage's own mapping: cameras a reload adds show up in it
         self.clock = clock
         self.sock = ctx.socket(zmq.PUSH)
         self.sock.setsockopt(zmq.SNDHWM, 1)
@@ -75,15 +76,16 @@ class ShadowTap:
             log.exception("shadow sample of frame %d not sent", frame.seq)
 
     def _send(self, frame: Frame) -> None:
-        view = self.ring.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
+        ring = self.rings[ring_key(FRAMES, frame.camera)]
+        view = ring.array(frame.frame_slot, (frame.height, frame.width, 3), np.uint8)
         image = view.copy()
-        if not self.ring.holds(frame.frame_slot, frame.seq):
+        if not ring.holds(frame.frame_slot, frame.seq):
             raise RuntimeError("frame slot reused under the tap")  # cannot happen: we hold it
         dets, model = frame.detections, frame.model
         assert dets is not None and model is not None
         sample = ShadowSample(
-            seq=frame.seq, camera_id=self.camera_id, width=frame.width, height=frame.height,
-            live_variant=model.variant, boxes=dets.boxes, scores=dets.scores,
+            seq=frame.seq, camera_id=frame.camera or self.camera_id, width=frame.width,
+            height=frame.height, live_variant=model.variant, boxes=dets.boxes, scores=dets.scores,
             class_ids=dets.class_ids, infer_s=self.infer_s, dropped=self.dropped,
         )  # fmt: skip
         header = pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL)
@@ -95,7 +97,7 @@ class ShadowTap:
         self.sock.close(0)
 
 
-def open_tap(cfg: ShadowConfig, camera_id: str, ring: SharedRing, ctx: zmq.Context,
-             runtime_dir: Path) -> ShadowTap | None:  # fmt: skip
+def open_tap(cfg: ShadowConfig, camera_id: str, rings: Mapping[str, SharedRing],
+             ctx: zmq.Context, runtime_dir: Path) -> ShadowTap | None:  # fmt: skip
     """The tap when the monitor is on (None otherwise: the publish stage skips it)."""
-    return ShadowTap(cfg, camera_id, ring, ctx, runtime_dir) if cfg.enabled else None
+    return ShadowTap(cfg, camera_id, rings, ctx, runtime_dir) if cfg.enabled else None

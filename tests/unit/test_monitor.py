@@ -214,7 +214,7 @@ def _frame(ring: SharedRing, seq: int) -> Frame:
 
 def _tap(ring: SharedRing, runtime_dir: Path) -> ShadowTap:
     clock = itertools.count(0.0, 1.0)  # every offer is due (every_s 1)
-    return ShadowTap(ShadowConfig(enabled=True, every_s=1.0), "cam0", ring,
+    return ShadowTap(ShadowConfig(enabled=True, every_s=1.0), "cam0", {"frames": ring},
                      zmq.Context.instance(), runtime_dir, clock=lambda: next(clock))  # fmt: skip
 
 

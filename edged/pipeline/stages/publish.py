@@ -89,7 +89,7 @@ class PublishStage:
         self.wait_for = cfg.publish.wait_for_subscribers
         self.wait_timeout = cfg.publish.wait_timeout_s
         # The shadow monitor's tap: a frame now and then to its helper, never waiting.
-        self.shadow = open_tap(cfg.monitor.shadow, cfg.camera_id, rt.rings[FRAMES], rt.ctx,
+        self.shadow = open_tap(cfg.monitor.shadow, cfg.camera_id, rt.rings, rt.ctx,
                                rt.setup.runtime_dir)  # fmt: skip
         self.preview = None
         preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
