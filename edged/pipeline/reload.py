@@ -11,13 +11,16 @@ from typing import Any
 from edged.config import EdgedConfig, apply_overrides, load_config
 
 MAX_DEFERRED_RELOADS = 4  # control clients whose reload waits for a swap to end
+# Sections a reload applies: the model (a swap), the cameras (edged.pipeline.camera_changes).
+APPLIED_BY_RELOAD = ("model", "cameras", "source", "camera_id")
 
 
 @dataclass(frozen=True)
 class Reloaded:
     config: EdgedConfig
     changed: list[str]  # top-level sections that differ from the running config
-    needs_restart: list[str]  # of those, what a running daemon cannot apply (all but model)
+    # Of those, what a running daemon cannot apply (all but the model and the cameras).
+    needs_restart: list[str]
 
 
 def reread_config(path: Path, overrides: dict[str, Any], running: EdgedConfig,
@@ -31,7 +34,7 @@ def reread_config(path: Path, overrides: dict[str, Any], running: EdgedConfig,
     check(new)
     changed = [name for name in type(new).model_fields
                if getattr(new, name) != getattr(running, name)]  # fmt: skip
-    return Reloaded(new, changed, [n for n in changed if n != "model"])
+    return Reloaded(new, changed, [n for n in changed if n not in APPLIED_BY_RELOAD])
 
 
 class DeferredReloads:

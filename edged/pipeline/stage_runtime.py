@@ -233,8 +233,16 @@ class StageRuntime:
         return sock
 
     def ring(self, kind: str, camera: str = "") -> SharedRing:
-        """The ring of ``kind`` holding ``camera``'s frames (KeyError: a camera not attached)."""
-        return self.rings[ring_key(kind, camera)]
+        """The ring of ``kind`` holding ``camera``'s frames. A camera a reload just added: its
+        rings come with a command sent before its processes started, answered here if not
+        yet; KeyError for a camera that is gone."""
+        key = ring_key(kind, camera)
+        if key not in self.rings:
+            self.handle_commands()
+        try:
+            return self.rings[key]
+        except KeyError:
+            raise KeyError(f"no ring {key}: camera {camera!r} is not configured") from None
 
     def slot_bytes(self, kind: str) -> int:
         """The slot size of the rings of ``kind`` (every camera's are alike)."""

@@ -31,6 +31,7 @@ from edged.metrics import HailoCollector, Metrics, ProcessCollector
 from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.monitor.process import ShadowMonitor
 from edged.pi_health import PiHealthCollector
+from edged.pipeline.camera_changes import CameraChanges, camera_changes
 from edged.pipeline.control_server import ControlServer
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.hailo_temperature import HailoTemperature
@@ -42,6 +43,7 @@ from edged.pipeline.messages import (
     POSTPROCESS,
     PREPROCESS,
     PUBLISH,
+    Cameras,
     Command,
     Drain,
     EndOfStream,
@@ -673,17 +675,70 @@ class Supervisor:
             self.control.reply(identity, error_reply(str(exc)))
             self.systemd.reloaded()
             return
-        if reloaded.needs_restart:
+        needs_restart = list(reloaded.needs_restart)
+        cameras = camera_changes(self.config.camera_list(), reloaded.config.camera_list())
+        if cameras and pipeline_mode(reloaded.config, source)[0] != self.lossless:
+            needs_restart.append("cameras (lossless and live cameras)")
+        elif cameras:
+            self.apply_cameras(cameras, reloaded.config)
+        if needs_restart:
             log.warning("reload: changes to %s take effect after a restart",
-                        ", ".join(reloaded.needs_restart))  # fmt: skip
+                        ", ".join(needs_restart))  # fmt: skip
         log.info("config reloaded from %s", self.config_path)
         if "model" in reloaded.changed:
             self.swap(reloaded.config.model.variant, identity, reloaded.config)
         else:
             self.control.reply(identity, reply(True, changed=reloaded.changed,
-                                               needs_restart=reloaded.needs_restart,
+                                               needs_restart=needs_restart,
+                                               cameras=cameras.summary(),
                                                active=self.swaps.active_variant()))  # fmt: skip
         self.systemd.reloaded()
+
+    def apply_cameras(self, changes: CameraChanges, new: EdgedConfig) -> None:
+        """A reload's camera changes, the other cameras untouched: stop the removed cameras'
+        processes (then the shared stages let go of their rings, which are unlinked), restart
+        the changed ones (their rings stay: frames in flight are still published), start the
+        new ones (the shared stages attach their rings first)."""
+        log.info("reload: cameras %s", changes.summary())
+        for camera_id in [*changes.removed, *(c.id for c in changes.restarted)]:
+            self._stop_camera(camera_id)
+        removed = [self.cameras.pop(camera_id) for camera_id in changes.removed]
+        for camera_id in changes.removed:
+            self.processes.remove_camera(camera_id)
+            self.telemetry.remove_camera(camera_id)
+            self._ended_cameras.discard(camera_id)
+        self.config = self.config.model_copy(update={
+            "cameras": new.cameras, "source": new.source, "camera_id": new.camera_id})  # fmt: skip
+        for camera in [*changes.updated, *changes.restarted]:
+            self.cameras[camera.id].config = camera
+        for camera in changes.added:
+            self._add_camera(camera, camera.id)
+            self._make_rings(self.cameras[camera.id])
+        # The shared stages' view: every camera's config and rings (before any new frame).
+        command = Cameras(tuple(run.config for run in self.cameras.values()), self._all_rings())
+        for stage in (INFER, POSTPROCESS, PUBLISH):
+            self.channel.send(stage, command)
+        for run in removed:
+            for segment in run.segments:  # the stages' mappings stay valid until they close
+                segment.close()
+                segment.unlink()
+        model = self.telemetry.state.model
+        assert model is not None
+        for camera in [*changes.restarted, *changes.added]:
+            run = self.cameras[camera.id]
+            for name in self.processes.add_camera(camera.id, run.tag):
+                self.processes.by_name.pop(name, None)  # a restarted camera's stopped process
+            self._start_camera(run, model)
+
+    def _stop_camera(self, camera_id: str) -> None:
+        """Stop one camera's processes and wait for them (the others keep running)."""
+        tag = self.cameras[camera_id].tag
+        for stage in PER_CAMERA:
+            self.channel.send(instance_name(stage, tag), Stop(), say_if_lost=False)
+        names = [n for n, cam in self.processes.camera_of.items() if cam == camera_id]
+        self.processes.stop(names=names)
+        for name in names:
+            self.processes.by_name.pop(name, None)  # not a death: never restarted
 
     # -- shutdown --------------------------------------------------------------------------------
 

@@ -92,6 +92,7 @@ class Telemetry:
         self.state = PipelineState()
         self._clock = clock
         self._labels_for: dict[str, tuple[str, ...]] = {}
+        self._removed: set[str] = set()
 
     def set_model(self, model: ModelDescriptor) -> None:
         self.state.model = model
@@ -109,11 +110,18 @@ class Telemetry:
 
     def add_camera(self, camera: str) -> None:
         """A camera configured (at start or by a reload): reported before its first event."""
+        self._removed.discard(camera)
         self.state.camera(camera)
 
     def remove_camera(self, camera: str) -> None:
+        """A reload removed ``camera``: its frames still in flight no longer bring it back."""
+        self._removed.add(camera)
         self.state.cameras.pop(camera, None)
         self._sources_changed()
+
+    def _camera(self, camera: str) -> PipelineState:
+        """``camera``'s state; a throwaway one for a camera a reload removed."""
+        return PipelineState() if camera in self._removed else self.state.camera(camera)
 
     def handle(self, stage: str, event: StageEvent, camera: str = "") -> None:
         """Book ``stage``'s event (``camera``: the sending instance's camera, for a per-camera
@@ -125,13 +133,13 @@ class Telemetry:
                 # A restarted inference process loads the active model afresh, under a new key.
                 self.set_model(event.model)
             case SourceConnected():
-                self._source_connected(event, self.state.camera(camera))
+                self._source_connected(event, self._camera(camera))
             case SourceLost():
-                self._source_lost(event.error, self.state.camera(camera))
+                self._source_lost(event.error, self._camera(camera))
             case EndOfStream(tracking=summary) if stage == PUBLISH and summary is not None:
                 self.metrics.record_tracking(summary)  # the tracks ended with the stream
             case EndOfStream() if stage == CAPTURE:
-                cam = self.state.camera(camera)
+                cam = self._camera(camera)
                 cam.ended = True
                 cam.source_connected = False
                 self._sources_changed()
@@ -163,7 +171,7 @@ class Telemetry:
         if d.tracking is not None:
             m.record_tracking(d.tracking)
         self.state.note_published(d.seq, d.published)
-        self.state.camera(d.camera).note_published(d.seq, d.published)
+        self._camera(d.camera).note_published(d.seq, d.published)
 
     def _source_connected(self, event: SourceConnected, cam: PipelineState) -> None:
         cam.source = {k: v for k, v in vars(event).items() if k != "reconnect"}

@@ -5,14 +5,16 @@ backend is the hailo_platform test double (the NPU is the hardware that is absen
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import cv2
 import pytest
+import yaml
 
-from tests.daemon import VIDEO, Daemon, require
+from tests.daemon import VIDEO, Daemon, free_port, poll_until, require
 from tests.fakes.fixtures import fake_env, write_hef
 
 pytestmark = pytest.mark.integration
@@ -151,3 +153,110 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
             assert seqs == sorted(set(seqs))
     if not lossless:
         assert scrape.total("edged_frames_total", outcome="dropped") > 0
+
+
+# -- lifecycle: one camera's stream dies and comes back; a reload adds and removes cameras -------
+
+
+def live_config(clips: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Cameras from file paths (realtime, looping) or full source sections."""
+    cameras = []
+    for cam, source in clips.items():
+        if isinstance(source, Path):
+            source = {"uri": str(source), "mode": "realtime", "loop": True}
+        cameras.append({"id": cam, "source": source})
+    return {"cameras": cameras, **extra}
+
+
+def capture_pids(daemon: Daemon) -> dict[str, int]:
+    stages = daemon.ctl("status")["stages"]
+    return {s.removeprefix("capture[").rstrip("]"): v["pid"] for s, v in stages.items()
+            if s.startswith("capture[")}  # fmt: skip
+
+
+def published(daemon: Daemon) -> dict[str, int]:
+    return {c: v["frames_published"] for c, v in daemon.ctl("status")["cameras"].items()}
+
+
+def wait_flowing(daemon: Daemon, cameras: list[str], more_than: dict[str, int] | None = None,
+                 timeout: float = 60) -> dict[str, int]:  # fmt: skip
+    """Until each of ``cameras`` published more frames than ``more_than`` says (or any)."""
+    daemon.wait_ready(timeout)  # the control socket answers
+    floor = more_than or {}
+
+    def check() -> dict[str, int] | None:
+        now = published(daemon)
+        return now if all(now.get(c, 0) > floor.get(c, 0) for c in cameras) else None
+
+    return poll_until(check, timeout, daemon.log_tail)
+
+
+def test_a_dead_stream_camera_reconnects_alone_while_the_others_flow(
+    tmp_path: Path, slow_hailo
+) -> None:
+    from tests.integration.test_reliability_stream import StreamServer
+
+    hef, env = slow_hailo
+    server = StreamServer(require(VIDEO), free_port(), tmp_path / "ffmpeg.log")
+    reconnect = {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "stall_timeout_s": 2.0}
+    net = {"uri": f"tcp://127.0.0.1:{server.port}", "reconnect": reconnect}
+    clips = {"a": write_clip(tmp_path / "a.mp4", 10), "b": write_clip(tmp_path / "b.mp4", 10)}
+    config = live_config({**clips, "net": net})
+    server.start()
+    try:
+        with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+            wait_flowing(daemon, ["a", "b", "net"], timeout=90)
+            pids = capture_pids(daemon)
+            server.stop()  # the camera's server goes away: only that camera is lost
+
+            def net_down() -> bool:
+                return not daemon.ctl("status")["cameras"]["net"]["source"]["connected"]
+
+            poll_until(net_down, 30, daemon.log_tail)
+            status, body = daemon.get("/readyz")
+            reason = json.loads(body)["reason"]
+            assert status == 200 and "degraded" in reason and "net" in reason, reason
+            down = published(daemon)
+            wait_flowing(daemon, ["a", "b"], more_than=down)  # the others keep flowing
+            server.start()
+            wait_flowing(daemon, ["net"], more_than=published(daemon), timeout=90)
+            status = daemon.ctl("status")
+            assert status["cameras"]["net"]["source"]["reconnects"] >= 1
+            assert status["cameras"]["a"]["source"]["reconnects"] == 0
+            assert capture_pids(daemon) == pids  # nobody restarted, the lost camera included
+            assert daemon.metrics().total("edged_stage_restarts_total") == 0
+            assert daemon.stop() == 0
+    finally:
+        server.stop()
+
+
+def test_reload_adds_removes_and_updates_cameras_and_the_others_keep_their_processes(
+    tmp_path: Path, slow_hailo
+) -> None:
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b", "c")}
+    config = live_config({"a": clips["a"], "b": clips["b"]})
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        wait_flowing(daemon, ["a", "b"], timeout=90)
+        pids = capture_pids(daemon)
+        infer = daemon.ctl("status")["stages"]["infer"]["pid"]
+        segments = set(os.listdir("/dev/shm"))
+        new = live_config({"a": clips["a"], "c": clips["c"]})
+        new["cameras"][0]["conf_threshold"] = 0.95  # above the fake detection's 0.9
+        daemon.config_path.write_text(yaml.safe_dump(new))
+        reply = daemon.ctl("reload")
+        assert reply["ok"], reply
+        assert reply["cameras"] == {"added": ["c"], "removed": ["b"], "updated": ["a"]}
+        assert reply["needs_restart"] == []
+        wait_flowing(daemon, ["c"], timeout=90)
+        status = daemon.ctl("status")
+        assert set(status["cameras"]) == {"a", "c"}
+        assert not any("[b]" in s for s in status["stages"])
+        assert capture_pids(daemon)["a"] == pids["a"] and status["stages"]["infer"]["pid"] == infer
+        gone = segments - set(os.listdir("/dev/shm"))
+        assert len(gone) == 2, gone  # b's frame and tensor rings were unlinked
+        # a's new threshold applies without a restart: its detections (0.9) are filtered out.
+        sub = daemon.subscriber(b"detections.a")
+        messages = [daemon.receive(sub, 30) for _ in range(3)]
+        assert all(m is not None and m[1]["detections"] == [] for m in messages[1:]), messages
+        assert daemon.stop() == 0
