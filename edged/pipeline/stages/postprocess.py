@@ -14,8 +14,8 @@ from edged.pipeline.messages import POSTPROCESS, Fatal, Frame
 from edged.pipeline.stage_runtime import OUTPUTS, StageRuntime
 from edged.postprocess.decoders import DecodeParams, Detections, OutputLayout, decode
 from edged.postprocess.raw_heads import RawHead
-from edged.tracking.camera import CameraTrackers, FrameInfo
-from edged.tracking.config import pixel_bounds_errors
+from edged.tracking.camera import CameraTracker, CameraTrackers, FrameInfo
+from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 from edged.tracking.result import TrackingResult
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,35 @@ class PostprocessStage:
         self.params = decode_params(rt.setup.config.postprocess)
         cfg = rt.setup.config
         self.camera_id = cfg.camera_id  # for frames without a camera id
-        self.tracking_cfg = cfg.tracking
-        # Per camera, IDs reserved in the runtime dir so a restarted stage never reuses one.
-        self.trackers = (
-            CameraTrackers(cfg.tracking, lambda cam: rt.setup.runtime_dir / f"track-ids.{cam}")
-            if cfg.tracking.enabled
-            else None
-        )
-        self.checked_size: dict[str, tuple[int, int]] = {}
+        # Per camera (each with its tracking section), IDs reserved in the runtime dir so a
+        # restarted stage never reuses one. A camera whose zones do not fit its frames: None.
+        self._trackers: dict[str, tuple[TrackingConfig, CameraTracker | None]] = {}
+
+    def tracking_of(self, camera: str) -> TrackingConfig:
+        """The camera's own tracking section, else the top-level one."""
+        cam = self.rt.cameras.get(camera)
+        config = self.rt.setup.config
+        return config.tracking if cam is None else config.tracking_for(cam)
+
+    def tracker_of(self, frame: Frame) -> CameraTracker | None:
+        """The frame's camera's tracker (made on its first frame, afresh when a reload changed
+        its tracking section); None when tracking is off for it."""
+        camera = self.camera_of(frame)
+        cfg = self.tracking_of(camera)
+        known = self._trackers.get(camera)
+        if known is not None and known[0] == cfg:
+            return known[1]
+        tracker = None
+        if cfg.enabled:
+            # Pixel zones and lines against the real frame (the config could not know its size).
+            errors = pixel_bounds_errors(cfg, frame.width, frame.height)
+            if errors:
+                self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
+            else:
+                id_file = self.rt.setup.runtime_dir / f"track-ids.{camera}"
+                tracker = CameraTrackers(cfg, lambda _cam: id_file)[camera]
+        self._trackers[camera] = (cfg, tracker)
+        return tracker
 
     def camera_of(self, frame: Frame) -> str:
         return frame.camera or self.camera_id
@@ -65,26 +86,20 @@ class PostprocessStage:
         return RawHead.from_json(text) if text else None
 
     def track(self, frame: Frame, detections: Detections) -> TrackingResult | None:
-        if self.trackers is None:
+        tracker = self.tracker_of(frame)
+        if tracker is None:
             return None
         assert frame.model is not None
-        camera = self.camera_of(frame)
-        if self.checked_size.get(camera) != (frame.width, frame.height):  # pixel zones vs frame
-            self.checked_size[camera] = (frame.width, frame.height)
-            errors = pixel_bounds_errors(self.tracking_cfg, frame.width, frame.height)
-            if errors:
-                self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
-                self.trackers = None
-                return None
         # The tracker's clock: a lossless file's own (media) time, else when the frame was read.
         t = frame.captured if frame.media_time is None else frame.media_time
         info = FrameInfo(frame.seq, frame.wall_time, t, frame.width, frame.height)
-        return self.trackers[camera].update(detections, frame.model.labels, info)
+        return tracker.update(detections, frame.model.labels, info)
 
     def process(self, frame: Frame) -> None:
         if frame.end_of_stream:
-            if self.trackers is not None:  # every track ends with the stream (or the drain)
-                frame = replace(frame, tracking=self.trackers[self.camera_of(frame)].finish())
+            known = self._trackers.get(self.camera_of(frame))
+            if known is not None and known[1] is not None:  # every track ends with the stream
+                frame = replace(frame, tracking=known[1].finish())
             self.rt.send_frame(frame)
             return
         start = time.monotonic()
