@@ -500,6 +500,49 @@ def model_and_reliability() -> list[Panel]:
     return with_widths(panels, (6, 4, 3, 4, 4, 3))
 
 
+def shadow() -> list[Panel]:
+    agreement = "edged_shadow_agreement"
+    rates = f'max by (variant, measure) ({agreement}{{{SEL},measure!="confidence_shift"}})'
+    shift = f'max by (variant) ({agreement}{{{SEL},measure="confidence_shift"}})'
+    panels = [
+        timeseries(
+            "Agreement with the reference variant",
+            "The shadow monitor (monitor.shadow): now and then a published frame runs through "
+            "the reference variant (FP32) too, in a low-priority helper. Boxes matched at IoU "
+            "≥ 0.5 and the same class, pooled over the last monitor.shadow.window checks: "
+            "agreement (2·matched / all boxes), recall and precision of the live variant, "
+            "their mean IoU. Below monitor.shadow.min_agreement edged logs a WARNING.",
+            [target(rates, "{{variant}} {{measure}}")],
+            "percentunit",
+            defaults={"min": 0, "max": 1},
+        ),
+        timeseries(
+            "Confidence shift",
+            "Mean confidence of the live variant's matched boxes minus the reference's: a "
+            "quantized model that grows timid (or bold) shows here before boxes are lost.",
+            [target(shift, "{{variant}}")],
+            "none",
+        ),
+        range_count(
+            "Shadow checks",
+            "Frames offered to the shadow check in the selected range, by result: ok, "
+            "below_floor (that frame under the floor), skipped (over the CPU budget), dropped "
+            "(helper busy or down: the live path never waits), error.",
+            "edged_shadow_checks_total",
+            by="result",
+        ),
+        stat(
+            "Shadow CPU cost",
+            "The helper's CPU time as a share of the live inference time since it started "
+            "(kept under monitor.shadow.max_cost_percent).",
+            [target(f"max(edged_shadow_cost_ratio{{{SEL}}})")],
+            "percentunit",
+            defaults={"decimals": 1},
+        ),
+    ]
+    return with_widths(panels, (10, 6, 5, 3))
+
+
 def resources() -> list[Panel]:
     return [
         timeseries(
@@ -548,6 +591,7 @@ ROWS: tuple[tuple[str, Any, int, int], ...] = (
     ("Detections", detections, 8, 9),
     ("Counts: tracks, zones, lines", counts, 6, 8),
     ("Model, restarts and reconnects", model_and_reliability, 0, 6),
+    ("Model agreement (shadow monitor)", shadow, 0, 7),
     ("Resources", resources, 8, 8),
 )
 

@@ -4,7 +4,6 @@ reports, which reach the supervisor as typed messages)."""
 from __future__ import annotations
 
 import contextlib
-import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -51,8 +50,10 @@ class ShadowMetrics:
                     self.agreement.remove(update.replaced, measure)
         if update.pooled is not None and update.variant is not None:
             for measure, value in figures(update.pooled).items():
-                self.agreement.labels(update.variant, measure).set(
-                    math.nan if value is None else value
-                )
+                if value is not None:
+                    self.agreement.labels(update.variant, measure).set(value)
+                else:  # no matched box in the window: no IoU or shift to speak of
+                    with contextlib.suppress(KeyError):
+                        self.agreement.remove(update.variant, measure)
         if update.cost_ratio is not None:
             self.cost.set(update.cost_ratio)

@@ -22,7 +22,7 @@ from edged.monitor.judge import ShadowJudge, Update
 from edged.monitor.messages import ShadowReport, report_endpoint, sample_endpoint
 from edged.monitor.metrics import ShadowMetrics
 from edged.monitor.reference import resolve_reference
-from edged.pipeline.backoff import Backoff
+from edged.pipeline.backoff import Backoff, Respawn
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ class ShadowMonitor:
         self.mp = mp.get_context("spawn")
         self.process: Any = None
         self.sock: zmq.Socket | None = None
-        self.started = 0.0
-        self.failures = 0  # exits in a row
-        self.due: float | None = None
+        self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
         self.note = ""  # for systemd's STATUS while the agreement is below the floor
 
     @classmethod
@@ -69,7 +67,7 @@ class ShadowMonitor:
         self.process = self.mp.Process(target=main, args=(self.setup,), name="edged-shadow",
                                        daemon=True)  # fmt: skip
         self.process.start()
-        self.started = self.clock()
+        self.respawn.started = self.clock()
         shadow = self.setup.config.monitor.shadow
         log.info("shadow monitor: comparing with %s at most every %g s (pid %d)", self.reference,
                  shadow.every_s, self.process.pid)  # fmt: skip
@@ -79,15 +77,11 @@ class ShadowMonitor:
         self._read_reports()
         if self.process is None or self.process.is_alive():
             return
-        now = self.clock()
-        if self.due is None:
-            self.failures = 1 if now - self.started > STABLE_AFTER_S else self.failures + 1
-            delay = RESTART_BACKOFF.delay(self.failures)
-            self.due = now + delay
+        now_due, delay = self.respawn.exited(self.clock())
+        if delay:
             log.error("the shadow helper exited (code %s); restarting in %.0f s",
                       self.process.exitcode, delay)  # fmt: skip
-        elif now >= self.due:
-            self.due = None
+        elif now_due:
             self.start()
 
     def _read_reports(self) -> None:

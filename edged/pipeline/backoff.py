@@ -24,3 +24,28 @@ class Backoff:
         if self.jitter and rng is not None:
             return base * (1 + rng.uniform(-self.jitter, self.jitter))
         return base
+
+
+class Respawn:
+    """When to start a kept helper process (the MQTT bridge, the shadow monitor) again after it
+    exited: ``backoff``'s delay after the n-th exit in a row, counted afresh once one ran for
+    ``stable_after_s``. Its owner calls :meth:`exited` on every turn the process is down."""
+
+    def __init__(self, backoff: Backoff, stable_after_s: float) -> None:
+        self.backoff = backoff
+        self.stable_after_s = stable_after_s
+        self.failures = 0  # exits in a row
+        self.started = 0.0
+        self.due: float | None = None  # when the next start is due (None: not scheduled)
+
+    def exited(self, now: float) -> tuple[bool, float]:
+        """(start it now, the delay just scheduled: > 0 on the turn that noticed the exit)."""
+        if self.due is None:
+            self.failures = 1 if now - self.started > self.stable_after_s else self.failures + 1
+            delay = self.backoff.delay(self.failures)
+            self.due = now + delay
+            return False, delay
+        if now >= self.due:
+            self.due = None
+            return True, 0.0
+        return False, 0.0

@@ -139,8 +139,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Pr
         "zones": [{"name": "lot", "polygon": [[0, 0], [1, 0], [1, 1]], "labels": labels}],
         "lines": [{"name": "east", "points": [[0.85, 0], [0.85, 1]], "labels": labels}],
     }
-    with Daemon(tmp / "edged", "--source", str(video), "--loop",
-                config={"tracking": tracking}) as daemon:  # fmt: skip
+    # The shadow monitor against the served file itself (model.path: variant "default"),
+    # pooling every check, so its panels have figures once one checked frame had boxes.
+    shadow = {"enabled": True, "every_s": 0.5, "variant": "default", "window": 10000,
+              "priority": "normal", "max_cost_percent": 100}  # fmt: skip
+    config = {"tracking": tracking, "monitor": {"shadow": shadow}}
+    with Daemon(tmp / "edged", "--source", str(video), "--loop", config=config) as daemon:
         # Prometheus starts while edged does: its first scrapes fail, then it catches on.
         with Prometheus(tmp, f"127.0.0.1:{daemon.http_port}", binary) as prom:
             daemon.wait_ready(timeout=120)
@@ -152,6 +156,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Pr
             assert daemon.ctl("swap", "no-such-variant")["ok"] is False
             swapped = "increase(edged_model_swaps_total{result='ok'}[1m]) > 0"
             poll_until(lambda: prom.query(swapped), 15, "Prometheus never saw the swap")
+            shifted = 'edged_shadow_agreement{measure="confidence_shift"}'
+            poll_until(lambda: prom.query(shifted), 120, "no shadow check matched a box")
             yield daemon, prom
         assert daemon.stop() == 0
 

@@ -55,8 +55,11 @@ def checked(scrape: Scrape) -> float:
 def helper_of(daemon: Daemon) -> psutil.Process:
     def find() -> psutil.Process | None:
         for proc in daemon.processes():
-            if "edged: shadow" in " ".join(proc.cmdline()):
-                return proc
+            try:
+                if "edged: shadow" in " ".join(proc.cmdline()) and proc.is_running():
+                    return proc
+            except psutil.Error:  # gone (a killed helper) meanwhile
+                continue
         return None
 
     return poll_until(find, 60, "no shadow helper process")
@@ -117,7 +120,9 @@ def test_static_int8_agrees_less_stays_in_its_band_and_warns_below_the_floor(
             assert daemon.stop() == 0
 
 
-def test_a_stopped_helper_never_holds_a_live_frame(tmp_path: Path, variant_dir: Path):
+def test_a_stopped_helper_never_holds_a_live_frame_and_a_dead_one_is_restarted(
+    tmp_path: Path, variant_dir: Path
+):
     video = str(require(VIDEO))
     cfg = config(variant_dir, "fp32")
     with Daemon(tmp_path, "--source", video, "--loop", config=cfg) as daemon:
@@ -139,6 +144,12 @@ def test_a_stopped_helper_never_holds_a_live_frame(tmp_path: Path, variant_dir: 
         after = daemon.wait_metric(CHECKS, lambda n: n > stopped.total(CHECKS, result="ok"), 120,
                                    result="ok")  # fmt: skip
         assert after.total(CHECKS, result="error") == 0
+        # A helper that dies is started again by the supervisor, and checks go on.
+        helper.kill()
+        daemon.wait_for_log("the shadow helper exited", 30)
+        poll_until(lambda: helper_of(daemon).pid != helper.pid, 60, "helper not restarted")
+        daemon.wait_metric(CHECKS, lambda n: n > after.total(CHECKS, result="ok"), 240,
+                           result="ok")  # fmt: skip
         assert daemon.stop() == 0
 
 

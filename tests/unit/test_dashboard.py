@@ -19,6 +19,10 @@ import yaml
 
 from edged.config import HttpConfig
 from edged.metrics import Metrics, ProcessCollector
+from edged.monitor.agreement import Agreement
+from edged.monitor.judge import ShadowJudge
+from edged.monitor.messages import ShadowReport
+from edged.monitor.metrics import ShadowMetrics
 from edged.pi_health import PiHealthCollector
 from edged.tracking.result import TrackingSummary
 from tests.grafana import DASHBOARD, GRAFANA, load_generator
@@ -56,6 +60,8 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
     crossing = ("door", "person", "left_to_right")
     metrics.record_tracking(TrackingSummary((("person", 1),), (("lot", "person", 1),), (crossing,),
                                             0.0001))  # fmt: skip
+    report = ShadowReport("checked", 1, "fp32", Agreement(1, 1, 1, 1.0, 0.0), 0, 0.1, 1.0)
+    ShadowMetrics(metrics.registry).record(ShadowJudge(3, 0.8).take(report))  # monitor.shadow
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 
 

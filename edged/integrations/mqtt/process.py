@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from edged.config import EdgedConfig
 from edged.integrations.mqtt.bridge_setup import BridgedCamera, BridgeSetup, TrackingNames
 from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
-from edged.pipeline.backoff import Backoff
+from edged.pipeline.backoff import Backoff, Respawn
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ class MqttBridgeProcess:
         )  # fmt: skip
         self.clock = clock
         self.process: Any = None
-        self.started = 0.0
-        self.failures = 0  # exits in a row
-        self.due: float | None = None
+        self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
 
     @classmethod
     def start_for(cls, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
@@ -73,22 +71,18 @@ class MqttBridgeProcess:
             target=main, args=(self.setup, self.counters), name="edged-mqtt", daemon=True
         )
         self.process.start()
-        self.started = self.clock()
+        self.respawn.started = self.clock()
         log.info("started the MQTT bridge (pid %d)", self.process.pid)
 
     def check(self) -> None:
         """Restart a bridge that died, after the backoff delay (call it from the main loop)."""
         if self.process is None or self.process.is_alive():
             return
-        now = self.clock()
-        if self.due is None:
-            self.failures = 1 if now - self.started > STABLE_AFTER_S else self.failures + 1
-            delay = RESTART_BACKOFF.delay(self.failures)
-            self.due = now + delay
+        now_due, delay = self.respawn.exited(self.clock())
+        if delay:
             log.error("the MQTT bridge exited (code %s); restarting in %.0f s",
                       self.process.exitcode, delay)  # fmt: skip
-        elif now >= self.due:
-            self.due = None
+        elif now_due:
             self.counters.set("connected", 0)  # what the dead one left
             self.counters.add("restarts")
             self.start()
