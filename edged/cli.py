@@ -30,6 +30,7 @@ _PLUGGABLE = (
     "edged.integrations.frigate.command",
     "edged.tracking.commands",
     "edged.tools.tune.command",
+    "edged.tools.shadow_bench",
 )
 
 

@@ -254,3 +254,22 @@ def test_tap_never_waits_for_a_helper_that_stopped_reading(ring, tmp_path: Path)
     assert sample.boxes.tolist() == [[1, 2, 30, 40]]
     tap.close()
     helper.close(0)
+
+
+def test_bench_shadow_reports_the_helpers_cpu_against_the_live_inference_time():
+    from edged.tools.shadow_bench import _setting
+
+    def run(infer_cpu: float, shadow_cpu: float) -> dict:
+        return {"status": "ok", "frames": 100, "fps": 12.0, "window_s": 10.0,
+                "e2e_ms": {"p50": 40.0, "p90": 45.0, "p99": 50.0, "mean": 41.0},
+                "infer_ms": {"p50": 30.0, "mean": 30.0}, "load_before": [0.5, 0.5, 0.5],
+                "cpu_percent_by_process": {"infer": infer_cpu, "shadow": shadow_cpu}}  # fmt: skip
+
+    on = _setting([run(60.0, 1.5), run(60.0, 1.5)], monitor=True)
+    # 2 runs × 100 frames × 30 ms of inference = 6 s; the helper used 2 × 1.5 % of 10 s = 0.3 s.
+    assert (on["live_inference_s"], on["helper_cpu_s"]) == (6.0, 0.3)
+    assert on["helper_share_of_inference_time"] == 0.05
+    assert on["helper_share_of_infer_cpu"] == 0.025  # of the 12 s the inference process used
+    assert on["e2e_ms"]["p50"] == 40.0 and on["frames"] == 200
+    failed = _setting([{"status": "failed", "reason": "edged exited with 1"}], monitor=False)
+    assert failed == {"monitor": False, "status": "failed", "reason": "edged exited with 1"}

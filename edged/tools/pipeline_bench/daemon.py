@@ -48,8 +48,10 @@ def daemon_config(
     workdir: Path,
     endpoint: str,
     realtime_fps: float | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The YAML config the benchmark starts ``edged run`` with."""
+    """The YAML config the benchmark starts ``edged run`` with (``extra``: more sections, e.g.
+    ``monitor`` for ``edged bench-shadow``)."""
     source: dict[str, Any] = {
         "uri": str(settings.source),
         "mode": "realtime" if mode == CAMERAS_MODE else mode,
@@ -74,6 +76,7 @@ def daemon_config(
         "http": {"enabled": False},
         "pipeline": {"exit_at_end": True, "layout": settings.layout},
         "runtime": {"runtime_dir": str(workdir / "run"), "log_level": "WARNING"},
+        **(extra or {}),
     }
 
 
@@ -84,6 +87,7 @@ def run_edged(
     workdir: Path,
     frames: int | None,
     realtime_fps: float | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start the daemon, subscribe, collect ``frames`` messages after the warm-up, stop it."""
     import psutil
@@ -92,7 +96,7 @@ def run_edged(
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = f"ipc://{workdir}/pub.sock"
     config_path = workdir / "edged.yaml"
-    config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps)
+    config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps, extra)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "daemon.log"
     sub = _subscriber(endpoint)
