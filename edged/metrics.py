@@ -65,6 +65,7 @@ class Metrics:
         # Every metric goes into this registry, never prometheus_client's global one.
         self.registry = registry or CollectorRegistry()
         self._label_series: set[str] = set()  # labels with detection series (see retire_labels)
+        self._cameras: list[str] = []  # camera label values with series (see use_cameras)
         # Registered in this order, which is the exposition's order.
         self._add_daemon_metrics()
         self._add_frame_metrics()
@@ -95,20 +96,21 @@ class Metrics:
         counter, gauge, histogram = _makers(self.registry, Counter, Gauge, Histogram)
         self.stage_latency = histogram(
             "edged_stage_latency_seconds",
-            "Time a frame spent being processed in each pipeline stage.",
-            ["stage"],
+            "Time a frame spent being processed in each pipeline stage, by camera.",
+            ["stage", "camera"],
             buckets=LATENCY_BUCKETS,
         )
         self.end_to_end_latency = histogram(
             "edged_end_to_end_latency_seconds",
             "Time from the end of a frame's source read until its detections were published "
-            '(the read itself is edged_stage_latency_seconds{stage="capture"}).',
+            '(the read itself is edged_stage_latency_seconds{stage="capture"}), by camera.',
+            ["camera"],
             buckets=LATENCY_BUCKETS,
         )
         self.frames = counter(
             "edged_frames",
-            "Frames handled by each stage, by outcome (ok, dropped, error).",
-            ["stage", "outcome"],
+            "Frames handled by each stage, by outcome (ok, dropped, error) and camera.",
+            ["stage", "outcome", "camera"],
         )
         self.queue_depth = gauge(
             "edged_queue_depth",
@@ -120,11 +122,13 @@ class Metrics:
     def _add_detection_metrics(self) -> None:
         """Detections and their confidence, by label."""
         counter, histogram = _makers(self.registry, Counter, Histogram)
-        self.detections = counter("edged_detections", "Detections published, by label.", ["label"])
+        self.detections = counter(
+            "edged_detections", "Detections published, by label and camera.", ["label", "camera"]
+        )
         self.confidence = histogram(
             "edged_detection_confidence",
-            "Confidence of published detections, by label.",
-            ["label"],
+            "Confidence of published detections, by label and camera.",
+            ["label", "camera"],
             buckets=CONFIDENCE_BUCKETS,
         )
 
@@ -155,12 +159,16 @@ class Metrics:
         """The source's connection and rate; stage restarts."""
         counter, gauge = _makers(self.registry, Counter, Gauge)
         self.source_reconnects = counter(
-            "edged_source_reconnects", "Times the source was reopened after an error or stall."
+            "edged_source_reconnects",
+            "Times a camera's source was reopened after an error or stall.",
+            ["camera"],
         )
         self.source_connected = gauge(
-            "edged_source_connected", "1 while the source delivers frames."
+            "edged_source_connected", "1 while the camera's source delivers frames.", ["camera"]
         )
-        self.source_fps = gauge("edged_source_fps", "Frame rate the source reports.")
+        self.source_fps = gauge(
+            "edged_source_fps", "Frame rate the camera's source reports.", ["camera"]
+        )
         self.stage_restarts = counter(
             "edged_stage_restarts", "Stage processes restarted after dying.", ["stage"]
         )
@@ -201,15 +209,43 @@ class Metrics:
     def _create_zero_series(self) -> None:
         """Series that exist before anything happens, so dashboards show zeros, not gaps."""
         for stage in STAGES:
-            self.stage_latency.labels(stage)
             self.queue_depth.labels(stage)
             self.stage_restarts.labels(stage)
-            for outcome in OUTCOMES:
-                self.frames.labels(stage, outcome)
         for result in ("ok", "refused"):
             self.model_swaps.labels(result)
         for result in ("ok", "failed"):
             self.model_reloads.labels(result)
+        self.use_cameras([""])  # none named yet (the daemon names its cameras)
+
+    # The families with a camera label: its values are the configured camera ids (bounded by
+    # the config), "" where there is no camera (the Frigate detector).
+    def _camera_families(self) -> tuple[Any, ...]:
+        return (self.stage_latency, self.end_to_end_latency, self.frames, self.detections,
+                self.confidence, self.source_reconnects, self.source_connected,
+                self.source_fps)  # fmt: skip
+
+    def use_cameras(self, cameras: Iterable[str]) -> None:
+        """The cameras now configured: zero series for the new ones, none left of the others
+        (a reload that removed a camera removes its series)."""
+        cameras = list(cameras)
+        for camera in set(self._cameras) - set(cameras):
+            for family in self._camera_families():
+                # prometheus_client keeps a family's children by label values; the camera is
+                # always the last label.
+                for values in [v for v in list(family._metrics) if v[-1] == camera]:
+                    family.remove(*values)
+        for camera in [c for c in cameras if c not in self._cameras]:
+            self.source_connected.labels(camera).set(0)  # until its source delivers
+            for stage in STAGES:
+                self.stage_latency.labels(stage, camera)
+                for outcome in OUTCOMES:
+                    self.frames.labels(stage, outcome, camera)
+            self.end_to_end_latency.labels(camera)
+            self.source_reconnects.labels(camera)
+            for label in self._label_series:
+                self.detections.labels(label, camera)
+                self.confidence.labels(label, camera)
+        self._cameras = cameras
 
     def set_active_model(self, name: str, variant: str, backend: str, precision: str) -> None:
         """Exactly one ``edged_model_info`` series is 1: the one serving frames."""
@@ -217,16 +253,17 @@ class Metrics:
         self.model_info.labels(name, variant, backend, precision).set(1)
 
     def prepare_labels(self, labels: Iterable[str]) -> None:
-        """Pre-create per-label series so dashboards show zeros instead of gaps."""
+        """Pre-create per-label series (of every camera) so dashboards show zeros, not gaps."""
         for label in labels:
             self._label_series.add(label)
-            self.detections.labels(label)
-            self.confidence.labels(label)
+            for camera in self._cameras:
+                self.detections.labels(label, camera)
+                self.confidence.labels(label, camera)
 
-    def count_detection(self, label: str, confidence: float) -> None:
+    def count_detection(self, label: str, confidence: float, camera: str = "") -> None:
         self._label_series.add(label)
-        self.detections.labels(label).inc()
-        self.confidence.labels(label).observe(confidence)
+        self.detections.labels(label, camera).inc()
+        self.confidence.labels(label, camera).observe(confidence)
 
     def retire_labels(self, keep: Iterable[str]) -> None:
         """Remove the per-label series of every label not in ``keep``.
@@ -236,8 +273,9 @@ class Metrics:
         ~8,000 series a Pi's Prometheus keeps scraping).
         """
         for label in self._label_series - set(keep):
-            self.detections.remove(label)
-            self.confidence.remove(label)
+            for family in (self.detections, self.confidence):
+                for values in [v for v in list(family._metrics) if v[0] == label]:
+                    family.remove(*values)
             self._label_series.discard(label)
 
     def prepare_tracking(self, zones: Iterable[Any], lines: Iterable[Any]) -> None:

@@ -46,7 +46,7 @@ def main(setups: list[StageSetup]) -> None:
     # signals every process of the service, and SIGHUP's default action would end the stages.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     first = setups[0]
-    name = process_name(first.process_group)
+    name = process_name(first.process_group, first.tag)
     configure_logging(first.config.runtime.log_level, process_name=name)
     # `ps`/`top`/`htop` then show "edged: infer" instead of a multiprocessing command line.
     setproctitle(f"edged: {name}")

@@ -112,11 +112,13 @@ class Telemetry:
         """A camera configured (at start or by a reload): reported before its first event."""
         self._removed.discard(camera)
         self.state.camera(camera)
+        self.metrics.use_cameras(self.state.cameras)
 
     def remove_camera(self, camera: str) -> None:
         """A reload removed ``camera``: its frames still in flight no longer bring it back."""
         self._removed.add(camera)
         self.state.cameras.pop(camera, None)
+        self.metrics.use_cameras(self.state.cameras)
         self._sources_changed()
 
     def _camera(self, camera: str) -> PipelineState:
@@ -128,31 +130,37 @@ class Telemetry:
         stage); kinds that are no telemetry (swap results...) pass by."""
         match event:
             case Stats():
-                self._stats(stage, event)
+                self._stats(stage, event, camera)
             case InferenceReady() if stage == INFER:
                 # A restarted inference process loads the active model afresh, under a new key.
                 self.set_model(event.model)
-            case SourceConnected():
-                self._source_connected(event, self._camera(camera))
-            case SourceLost():
-                self._source_lost(event.error, self._camera(camera))
+            case SourceConnected() if camera not in self._removed:
+                self._source_connected(event, camera)
+            case SourceLost() if camera not in self._removed:
+                self._source_lost(event.error, camera)
             case EndOfStream(tracking=summary) if stage == PUBLISH and summary is not None:
                 self.metrics.record_tracking(summary)  # the tracks ended with the stream
             case EndOfStream() if stage == CAPTURE:
                 cam = self._camera(camera)
                 cam.ended = True
                 cam.source_connected = False
-                self._sources_changed()
+                self._sources_changed(camera)
             case SubscribersChanged():
                 self.state.subscribers = event.count
                 self.metrics.subscribers.set(event.count)
             case ModelReloaded():
                 self.metrics.model_reloads.labels("ok" if event.ok else "failed").inc()
 
-    def _stats(self, stage: str, event: Stats) -> None:
-        for outcome, n in event.counts.items():
-            if n:
-                self.metrics.frames.labels(stage, outcome).inc(n)
+    def _stats(self, stage: str, event: Stats, camera: str) -> None:
+        by_camera = event.camera_counts
+        if by_camera is None:  # a stage that does not count per camera: the sender's camera
+            by_camera = {camera: event.counts}
+        for cam, counts in by_camera.items():
+            if cam in self._removed:  # frames of a camera a reload removed, still in flight
+                continue
+            for outcome, n in counts.items():
+                if n:
+                    self.metrics.frames.labels(stage, outcome, cam).inc(n)
         self.metrics.queue_depth.labels(stage).set(event.queue_depth)
         for record in event.records:
             self._published(record)
@@ -160,38 +168,44 @@ class Telemetry:
     def _published(self, d: PublishedFrame) -> None:
         """One published frame: its latencies, detections, and the pipeline's liveness."""
         m = self.metrics
-        for stage, start, end in d.timings:
-            m.stage_latency.labels(stage).observe(end - start)
-        m.end_to_end_latency.observe(d.published - d.captured)
-        labels = self._labels_for.get(d.model_key, ())
-        for class_id, score in zip(d.class_ids, d.scores, strict=True):
-            label = labels[class_id] if class_id < len(labels) else UNKNOWN_LABEL
-            m.count_detection(label, score)
+        camera = d.camera
+        if camera not in self._removed:  # its series went with it
+            for stage, start, end in d.timings:
+                m.stage_latency.labels(stage, camera).observe(end - start)
+            m.end_to_end_latency.labels(camera).observe(d.published - d.captured)
+            labels = self._labels_for.get(d.model_key, ())
+            for class_id, score in zip(d.class_ids, d.scores, strict=True):
+                label = labels[class_id] if class_id < len(labels) else UNKNOWN_LABEL
+                m.count_detection(label, score, camera)
         m.published_bytes.inc(d.bytes)
         if d.tracking is not None:
             m.record_tracking(d.tracking)
         self.state.note_published(d.seq, d.published)
         self._camera(d.camera).note_published(d.seq, d.published)
 
-    def _source_connected(self, event: SourceConnected, cam: PipelineState) -> None:
+    def _source_connected(self, event: SourceConnected, camera: str) -> None:
+        cam = self.state.camera(camera)
         cam.source = {k: v for k, v in vars(event).items() if k != "reconnect"}
-        self.metrics.source_fps.set(event.fps)
+        self.metrics.source_fps.labels(camera).set(event.fps)
         if event.reconnect:
             cam.reconnects += 1
-            self.metrics.source_reconnects.inc()
+            self.metrics.source_reconnects.labels(camera).inc()
         cam.ended = False
         cam.source_error = None
         cam.source_connected = True
-        self._sources_changed()
+        self._sources_changed(camera)
 
-    def _source_lost(self, error: str, cam: PipelineState) -> None:
+    def _source_lost(self, error: str, camera: str) -> None:
+        cam = self.state.camera(camera)
         cam.source_error = error
         cam.source_connected = False
-        self._sources_changed()
+        self._sources_changed(camera)
 
-    def _sources_changed(self) -> None:
+    def _sources_changed(self, camera: str | None = None) -> None:
         self.state.summarise_sources()
-        self.metrics.source_connected.set(1 if self.state.source_connected else 0)
+        cam = self.state.cameras.get(camera) if camera is not None else None
+        if cam is not None:
+            self.metrics.source_connected.labels(camera).set(1 if cam.source_connected else 0)
 
     def record_swap(self, ok: bool, duration: float | None) -> None:
         self.metrics.model_swaps.labels("ok" if ok else "refused").inc()

@@ -37,7 +37,7 @@ def read_totals(registry: CollectorRegistry) -> Totals:
             else:
                 continue
             pair = totals.setdefault(key, [0.0, 0.0])
-            pair[0 if sample.name.endswith("_sum") else 1] = sample.value
+            pair[0 if sample.name.endswith("_sum") else 1] += sample.value  # every camera
     return {k: (v[0], v[1]) for k, v in totals.items()}
 
 

@@ -36,12 +36,14 @@ from tests.stage_events import connected, published_frame, stats
 
 
 def samples(metrics: Metrics) -> dict[str, dict[tuple, float]]:
-    """{sample name: {sorted label items: value}} after a text exposition round trip."""
+    """{sample name: {sorted label items: value}} after a text exposition round trip. The
+    ``camera=""`` of a pipeline without named cameras is left out (test_camera_label_*)."""
     text = generate_latest(metrics.registry).decode()
     out: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+            items = tuple(sorted(i for i in s.labels.items() if i != ("camera", "")))
+            out.setdefault(s.name, {})[items] = s.value
     return out
 
 
@@ -206,7 +208,7 @@ def test_process_collector_reports_live_processes_and_skips_dead_ones() -> None:
 def test_two_metrics_instances_do_not_clash() -> None:
     """Each Metrics owns its registry: tests and an embedded supervisor never collide."""
     a, b = Metrics(), Metrics()
-    a.frames.labels("capture", "ok").inc()
+    a.frames.labels("capture", "ok", "").inc()
     assert samples(b)["edged_frames_total"][(("outcome", "ok"), ("stage", "capture"))] == 0
 
 
@@ -259,3 +261,33 @@ def test_swaps_retire_the_label_series_of_models_no_longer_in_use() -> None:
     assert samples(metrics)["edged_detections_total"][(("label", "person"),)] == 1  # kept
     telemetry.set_model(dataclasses.replace(coco, key="yolov5n/fp32/4"))
     assert label_series(metrics) == {"person", "car"}
+
+
+def test_camera_label_series_follow_the_configured_cameras() -> None:
+    """Per-camera families carry the camera id; the series exist for the configured cameras
+    only (bounded by the config), and a camera removed by a reload takes its series along."""
+    metrics = Metrics()
+    telemetry = Telemetry(metrics)
+    telemetry.set_model(model())
+    for camera in ("front", "yard"):
+        telemetry.add_camera(camera)
+    telemetry.handle("capture", connected(fps=12.0), camera="yard")
+    frame = dataclasses.replace(record(0, [0], [0.9]), camera="yard")
+    telemetry.handle("publish", Stats({"ok": 1}, 0, (frame,), {"yard": {"ok": 1}}))
+    counts = {"front": {"ok": 1}, "yard": {"ok": 2, "dropped": 3}}
+    telemetry.handle("infer", Stats({"ok": 3, "dropped": 3}, 0, (), counts))
+    text = generate_latest(metrics.registry).decode()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+    cameras = {dict(k)["camera"] for (name, k) in got if "camera" in dict(k)}
+    assert cameras == {"front", "yard"}  # no camera="" left once cameras are named
+    assert got[("edged_frames_total", (("camera", "yard"), ("outcome", "dropped"),
+                                       ("stage", "infer")))] == 3  # fmt: skip
+    assert got[("edged_detections_total", (("camera", "yard"), ("label", "person")))] == 1
+    assert got[("edged_detections_total", (("camera", "front"), ("label", "person")))] == 0
+    assert got[("edged_source_connected", (("camera", "yard"),))] == 1
+    assert got[("edged_end_to_end_latency_seconds_count", (("camera", "yard"),))] == 1
+    telemetry.remove_camera("yard")
+    telemetry.handle(*published(dataclasses.replace(record(1, [0], [0.9]), camera="yard")))
+    text = generate_latest(metrics.registry).decode()
+    assert 'camera="yard"' not in text and 'camera="front"' in text

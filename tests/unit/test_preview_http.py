@@ -293,8 +293,8 @@ def test_snapshot_without_a_publisher_is_503(tmp_path, monkeypatch):
 
 def test_status_json_hides_paths_and_source_uri(tmp_path):
     http, _, metrics = preview_server(tmp_path)
-    metrics.stage_latency.labels("infer").observe(0.05)
-    metrics.end_to_end_latency.observe(0.08)
+    metrics.stage_latency.labels("infer", "").observe(0.05)
+    metrics.end_to_end_latency.labels("").observe(0.08)
     try:
         status, headers, body = request(url(http, "/preview/status.json"))
         assert status == 200 and headers["Content-Type"] == "application/json"

@@ -232,13 +232,13 @@ def test_latency_window_reports_recent_means_per_stage():
     window = LatencyWindow(metrics.registry, window_s=5.0, clock=lambda: clock[0])
     assert window.read()["infer"] is None
     for _ in range(10):
-        metrics.stage_latency.labels("infer").observe(0.100)
-        metrics.end_to_end_latency.observe(0.150)
+        metrics.stage_latency.labels("infer", "").observe(0.100)
+        metrics.end_to_end_latency.labels("").observe(0.150)
     assert window.read()["infer"] == pytest.approx(100.0)
     clock[0] = 6.0
     for _ in range(10):
-        metrics.stage_latency.labels("infer").observe(0.020)
-        metrics.end_to_end_latency.observe(0.050)
+        metrics.stage_latency.labels("infer", "").observe(0.020)
+        metrics.end_to_end_latency.labels("").observe(0.050)
     recent = window.read()
     assert recent["infer"] == pytest.approx(20.0)  # the last window only, not the mean since start
     assert recent["end_to_end"] == pytest.approx(50.0)

@@ -284,19 +284,19 @@ class DetectorServer:
             detections, times = engine.detect(header, tensor)
         except BackendBroken as exc:
             self._warn("broken", "the backend broke (%s); loading the model again", exc)
-            self.metrics.edged.frames.labels("infer", "error").inc()
+            self.metrics.edged.frames.labels("infer", "error", "").inc()
             if self.swap is None:
                 self.request_swap(engine.model.variant, None)
             return "error", EMPTY_REPLY
         except Exception as exc:  # one request must never take the detector down
             self._warn("infer", "request failed: %r", exc)
-            self.metrics.edged.frames.labels("infer", "error").inc()
+            self.metrics.edged.frames.labels("infer", "error", "").inc()
             return "error", EMPTY_REPLY
         edged = self.metrics.edged
-        edged.frames.labels("infer", "ok").inc()
+        edged.frames.labels("infer", "ok", "").inc()
         for stage, seconds in (("preprocess", times.preprocess), ("infer", times.infer),
                                ("postprocess", times.postprocess)):  # fmt: skip
-            edged.stage_latency.labels(stage).observe(seconds)
+            edged.stage_latency.labels(stage, "").observe(seconds)
         labels = engine.model.labels
         for class_id, score in zip(detections.class_ids.tolist(), detections.scores.tolist(),
                                    strict=True):  # fmt: skip
