@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -277,4 +278,26 @@ def test_reload_adds_removes_and_updates_cameras_and_the_others_keep_their_proce
         sub = daemon.subscriber(b"detections.a")
         messages = [daemon.receive(sub, 30) for _ in range(3)]
         assert all(m is not None and m[1]["detections"] == [] for m in messages[1:]), messages
+        assert daemon.stop() == 0
+
+
+def test_the_preview_shows_every_camera(tmp_path: Path, slow_hailo) -> None:
+    """One preview tap per camera on one private socket: /preview/<id>.jpg is that camera's
+    picture (its frame header names its topic's seq), for each camera."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b")}
+    config = live_config(clips, preview={"enabled": True, "width": 320})
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        wait_flowing(daemon, ["a", "b"], timeout=90)
+        for cam in ("a", "b"):
+
+            def snapshot(cam: str = cam) -> bytes | None:
+                code, body = daemon.get(f"/preview/{cam}.jpg", timeout=15)
+                return body if code == 200 else None
+
+            jpeg = poll_until(snapshot, 60, daemon.log_tail)
+            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape == (180, 320, 3), cam
+            status = json.loads(daemon.get(f"/preview/{cam}/status.json")[1])
+            assert status["camera_id"] == cam
         assert daemon.stop() == 0

@@ -44,7 +44,11 @@ class PreviewTap:
         runtime_dir: Path,
         public: zmq.Socket | None,
         clock: Callable[[], float] = time.monotonic,
+        private: zmq.Socket | None = None,
     ) -> None:
+        """``private``: another camera's tap's private socket, shared (one endpoint serves
+        every camera's ``frames.<id>``; its owner reads the subscriptions for all, see
+        :attr:`siblings`)."""
         # No OpenCV worker pool in the publish process: its threads would compete with
         # inference for the cores; one resize is 0.2-0.5 ms on a single thread anyway.
         cv2.setNumThreads(1)
@@ -57,11 +61,15 @@ class PreviewTap:
         self.private_subs = SubscriptionTracker((self.topic,))
         # The supervisor's HTTP server reads this one. A tiny high-water mark: a viewer that
         # falls behind gets the newest frames, not a backlog.
-        self.private = ctx.socket(zmq.XPUB)
-        configure_xpub(self.private)
-        self.private.setsockopt(zmq.SNDHWM, 2)
-        self.private.setsockopt(zmq.LINGER, 0)
-        self.private.bind(private_endpoint(runtime_dir))
+        self._owns_private = private is None
+        if private is None:
+            private = ctx.socket(zmq.XPUB)
+            configure_xpub(private)
+            private.setsockopt(zmq.SNDHWM, 2)
+            private.setsockopt(zmq.LINGER, 0)
+            private.bind(private_endpoint(runtime_dir))
+        self.private = private
+        self.siblings: list[PreviewTap] = [self]  # the taps sharing the private socket
         inbox = f"inproc://edged-preview-{uuid.uuid4().hex}"
         self.inbox = ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -82,7 +90,7 @@ class PreviewTap:
     @property
     def sockets(self) -> tuple[zmq.Socket, ...]:
         """Sockets whose input the publish loop must service (register them with its poller)."""
-        return (self.private, self.inbox)
+        return (self.private, self.inbox) if self._owns_private else (self.inbox,)
 
     @property
     def watched(self) -> bool:
@@ -134,10 +142,10 @@ class PreviewTap:
 
     def service(self) -> None:
         """Track private subscriptions, send what the encoder finished."""
-        while self.private.poll(0, zmq.POLLIN):
-            change, prefix = self.private_subs.feed(self.private.recv())
-            if change > 0 and self.topic.startswith(prefix):
-                self._resend(self.private)
+        while self._owns_private and self.private.poll(0, zmq.POLLIN):
+            event = self.private.recv()
+            for tap in self.siblings:
+                tap.private_event(event)
         while self.inbox.poll(0, zmq.POLLIN):
             header, jpeg = self.inbox.recv_multipart()
             self.last = (header, jpeg)
@@ -147,6 +155,12 @@ class PreviewTap:
             self._resend_owed.clear()  # every viewer just got a fresh picture
             self.sent += 1
         self._pay_resends()
+
+    def private_event(self, event: bytes) -> None:
+        """A subscription event of the private socket (read by its owner)."""
+        change, prefix = self.private_subs.feed(event)
+        if change > 0 and self.topic.startswith(prefix):
+            self._resend(self.private)
 
     def _resend(self, sock: zmq.Socket) -> None:
         # A new viewer sees the last picture at once, even when the source has ended.
@@ -173,5 +187,6 @@ class PreviewTap:
 
     def close(self) -> None:
         self.encoder.stop()
-        self.private.close(0)
+        if self._owns_private:
+            self.private.close(0)
         self.inbox.close(0)

@@ -75,9 +75,8 @@ class PublishStage:
         cfg = rt.setup.config
         self.camera_id = cfg.camera_id  # for frames without a camera id
         self.format = cfg.publish.format
-        # Every camera publishes on its own topics; the preview shows the first camera.
+        # Every camera publishes on its own topics.
         cameras = [c.id for c in rt.setup.cameras] or [cfg.camera_id]
-        self.preview_camera = cameras[0]
         self.topics = {camera: self.topics_of(camera) for camera in cameras}
         # XPUB is PUB for subscribers, and also tells us when they (un)subscribe.
         self.publisher = open_publisher(rt.ctx, cfg.publish)
@@ -91,26 +90,46 @@ class PublishStage:
         # The shadow monitor's tap: a frame now and then to its helper, never waiting.
         self.shadow = open_tap(cfg.monitor.shadow, cfg.camera_id, rt.rings, rt.ctx,
                                rt.setup.runtime_dir)  # fmt: skip
-        self.preview = None
+        # The preview: a tap per camera (frames.<id>), all on one private socket.
+        self.previews: dict[str, Any] = {}
         preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
         if preview_cfg.enabled:
-            # cv2 drawing code only when enabled
-            from edged.pipeline.stages.preview_tap import PreviewTap
+            self._open_previews(preview_cfg)
 
-            try:
-                ring_camera = self.preview_camera if rt.setup.cameras else ""
+    def _open_previews(self, preview_cfg: PreviewConfig) -> None:
+        # cv2 drawing code only when enabled
+        from edged.pipeline.stages.preview_tap import PreviewTap
+        from edged.preview.annotate import tracking_overlays
+
+        rt, cfg = self.rt, self.rt.setup.config
+        cameras = {c.id: c for c in rt.setup.cameras}
+        private = None
+        try:
+            for camera in self.topics:
+                ring_camera = camera if cameras else ""
                 ring = rt.ring(FRAMES, ring_camera)
                 rt.pinned_rings.add(ring_key(FRAMES, ring_camera))  # the tap keeps reading it
-                self.preview = PreviewTap(preview_cfg, self.preview_camera, ring, rt.ctx,
-                                          rt.setup.runtime_dir, self.pub)  # fmt: skip
-            except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
-                log.error("live preview disabled: %s", exc)
-            else:
-                from edged.preview.annotate import tracking_overlays
+                tap = PreviewTap(preview_cfg, camera, ring, rt.ctx, rt.setup.runtime_dir,
+                                 self.pub, private=private)  # fmt: skip
+                private = tap.private
+                tracking = cfg.tracking_for(cameras[camera]) if camera in cameras else cfg.tracking
+                tap.overlays = tracking_overlays(tracking)
+                self.previews[camera] = tap
+        except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
+            log.error("live preview disabled: %s", exc)
+            for tap in reversed(self.previews.values()):
+                tap.close()
+            self.previews = {}
+            return
+        taps = list(self.previews.values())
+        taps[0].siblings = taps
+        for sock in (self.pub, *(s for tap in taps for s in tap.sockets)):
+            rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
 
-                self.preview.overlays = tracking_overlays(cfg.tracking)
-                for sock in (self.pub, *self.preview.sockets):
-                    rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
+    @property
+    def preview(self) -> Any:
+        """The first camera's tap (None without the preview)."""
+        return next(iter(self.previews.values()), None)
 
     @staticmethod
     def topics_of(camera: str) -> tuple[bytes, bytes]:
@@ -130,8 +149,8 @@ class PublishStage:
         while self.pub.poll(timeout_ms, zmq.POLLIN):
             event = self.pub.recv()
             self.subs.feed(event)
-            if self.preview is not None:
-                self.preview.public_event(event)
+            for tap in self.previews.values():
+                tap.public_event(event)
             timeout_ms = 0
         if self.subscribers != self.reported_subscribers:  # rare: only when someone (un)subscribes
             self.reported_subscribers = self.subscribers
@@ -139,9 +158,10 @@ class PublishStage:
 
     def service(self) -> None:
         """Every loop turn, frames or not: subscriptions, and finished preview JPEGs."""
-        if self.preview is not None:
+        if self.previews:
             self.track_subscriptions()
-            self.preview.service()
+            for tap in self.previews.values():
+                tap.service()
 
     def wait_for_subscribers(self) -> None:
         """Hold the first message until enough subscribers joined (or the timeout passed)."""
@@ -190,8 +210,9 @@ class PublishStage:
         self.pub.send_multipart((topic[0], payload), copy=False)
         if frame.tracking is not None:
             self.publish_events(frame, frame.tracking)
-        if self.preview is not None and camera == self.preview_camera:
-            self.preview.offer(frame, message, start)  # before the slot goes back
+        tap = self.previews.get(camera)
+        if tap is not None:
+            tap.offer(frame, message, start)  # before the slot goes back
         if self.shadow is not None:
             self.shadow.offer(frame)  # before the slot goes back
         self.rt.release(frame, FRAMES)
@@ -219,8 +240,8 @@ class PublishStage:
         self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
 
     def close(self) -> None:
-        if self.preview is not None:
-            self.preview.close()
+        for tap in reversed(self.previews.values()):  # the socket's owner last
+            tap.close()
         if self.shadow is not None:
             self.shadow.close()
         self.publisher.close()
