@@ -9,7 +9,8 @@ evaluates every query against a real Prometheus scraping a real edged.
     python3 configs/grafana/generate_dashboard.py          # rewrite the JSON
     python3 configs/grafana/generate_dashboard.py --check  # exit 1 if it is stale
 
-Conventions: every query filters on ``instance=~"$instance"`` (one edged per instance), uses
+Conventions: every query filters on ``instance=~"$instance"`` (one edged per instance) and, on
+the families with a ``camera`` label, on ``camera=~"$camera"`` (added by :func:`target`), uses
 ``$__rate_interval`` for rates (the provisioned datasource declares the 5 s scrape interval, so
 Grafana picks a window of at least four scrapes), and aggregates away labels a panel does not
 show, so a second Prometheus job scraping the same target cannot double a line.
@@ -33,11 +34,32 @@ STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
 Panel = dict[str, Any]
 
 
+# The families edged labels by camera (edged/metrics.py): their panels follow the camera picker.
+CAMERA_FAMILIES = (
+    "edged_stage_latency_seconds",
+    "edged_end_to_end_latency_seconds",
+    "edged_frames_total",
+    "edged_detections_total",
+    "edged_detection_confidence",
+    "edged_source_reconnects_total",
+    "edged_source_connected",
+    "edged_source_fps",
+)
+_CAMERA_SELECTOR = re.compile(
+    r"\b((?:" + "|".join(CAMERA_FAMILIES) + r")(?:_bucket|_sum|_count)?)\{" + re.escape(SEL)
+)
+
+
+def by_camera(expr: str) -> str:
+    """``expr`` with the camera picker on every camera-labelled series it reads."""
+    return _CAMERA_SELECTOR.sub(lambda m: f'{m.group(1)}{{{SEL}, camera=~"$camera"', expr)
+
+
 def target(expr: str, legend: str = "", ref: str = "A", **extra: Any) -> dict[str, Any]:
     return {
         "datasource": DATASOURCE,
         "refId": ref,
-        "expr": expr,
+        "expr": by_camera(expr),
         "legendFormat": legend or "__auto",
         "range": True,
         **extra,
@@ -263,6 +285,27 @@ def throughput() -> list[Panel]:
                 )
             ],
             "none",
+        ),
+        timeseries(
+            "Published FPS by camera",
+            "Frames each camera got published, per second: with several cameras on one "
+            "inference stage they take turns, so a camera far below the others is starved.",
+            [
+                target(
+                    f'sum by (camera) (rate(edged_frames_total{{{SEL}, stage="publish", '
+                    'outcome="ok"}[$__rate_interval]))',
+                    "{{camera}}",
+                )
+            ],
+            "none",
+        ),
+        timeseries(
+            "Sources connected by camera",
+            "1 while a camera's source delivers frames; a camera at 0 is reconnecting alone "
+            "(the others keep flowing).",
+            [target(f"max by (camera) (edged_source_connected{{{SEL}}})", "{{camera}}")],
+            "none",
+            defaults={"min": 0, "max": 1, "decimals": 0},
         ),
         timeseries(
             "Queue depth",
@@ -701,6 +744,11 @@ def dashboard() -> dict[str, Any]:
                 # would merge several Pis' FPS and latency into one line.
                 variable(
                     "instance", "edged", "label_values(edged_build_info, instance)", multi=False
+                ),
+                variable(
+                    "camera",
+                    "Camera",
+                    'label_values(edged_source_connected{instance=~"$instance"}, camera)',
                 ),
                 variable(
                     "label",

@@ -216,3 +216,31 @@ def test_promtool_accepts_prometheus_yml() -> None:
     done = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_YML)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def camera_labelled_families() -> set[str]:
+    """The families edged's registry labels by camera, read from the registry itself."""
+    metrics = Metrics()
+    metrics.use_cameras(["front"])
+    metrics.prepare_labels(["person"])  # the label families' children, as at runtime
+    metrics.source_fps.labels("front").set(30.0)  # set once the source opens
+    return {family.name + ("_total" if family.type == "counter" else "")
+            for family in metrics.registry.collect()
+            if any(s.labels.get("camera") == "front" for s in family.samples)}  # fmt: skip
+
+
+def test_every_camera_labelled_series_follows_the_camera_picker(dash: dict[str, Any]) -> None:
+    families = camera_labelled_families()
+    assert set(gen.CAMERA_FAMILIES) == families  # the generator's list is the registry's
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["camera"]["includeAll"] and variables["camera"]["allValue"] == ".*"
+    names = "|".join(families)
+    pattern = re.compile(r"\b(" + names + r")(?:_bucket|_sum|_count)?\{([^}]*)\}")
+    seen = 0
+    for q in gen.iter_queries(dash):
+        for match in pattern.finditer(q.expr):
+            assert 'camera=~"$camera"' in match.group(2), f"{q.panel}: {match.group(0)}"
+            seen += 1
+    assert seen >= 15
+    titles = {p["title"] for p in all_panels(dash)}
+    assert {"Published FPS by camera", "Sources connected by camera"} <= titles
