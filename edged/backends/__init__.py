@@ -4,14 +4,18 @@ from edged.backends.base import (
     Backend,
     BackendBroken,
     BackendError,
+    InFlightBackend,
     TensorSpec,
     load_backend,
+    requests_in_flight,
 )
 
 __all__ = [
     "Backend",
     "BackendBroken",
     "BackendError",
+    "InFlightBackend",
     "TensorSpec",
     "load_backend",
+    "requests_in_flight",
 ]

@@ -7,6 +7,7 @@ small and a new runtime only has to implement :class:`Backend`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -60,8 +61,45 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def load_backend(name: str, path: Path, options: Any, warmup_runs: int = 1) -> Backend:
-    """Load a model with the named backend and warm it up with ``warmup_runs`` blank inputs."""
+@runtime_checkable
+class InFlightBackend(Protocol):
+    """A backend that runs several frames at once (OpenVINO's infer requests on CPU streams).
+
+    ``submit`` starts one frame and returns at once; the outputs land in ``outputs`` (arrays the
+    caller owns, e.g. a shared-memory slot) and ``on_done`` is called, from the runtime's own
+    thread, when the frame is finished (or failed). ``wait`` blocks until then and raises if it
+    failed. At most ``requests_in_flight`` frames may be submitted and not yet waited for.
+    Backends without these methods run one frame at a time (``infer``/``infer_into``).
+    """
+
+    requests_in_flight: int
+
+    def submit(
+        self, tensor: np.ndarray, outputs: list[np.ndarray], on_done: Callable[[], None]
+    ) -> object: ...
+
+    def wait(self, handle: object) -> None: ...
+
+
+def requests_in_flight(backend: Backend) -> int:
+    """How many frames ``backend`` can run at once: 1 unless it is an :class:`InFlightBackend`
+    with static output shapes (its outputs are written straight into the caller's arrays)."""
+    if not isinstance(backend, InFlightBackend) or not getattr(backend, "static_outputs", False):
+        return 1
+    return max(1, int(backend.requests_in_flight))
+
+
+def load_backend(
+    name: str, path: Path, options: Any, warmup_runs: int = 1, in_flight: bool = False
+) -> Backend:
+    """Load a model with the named backend and warm it up with ``warmup_runs`` blank inputs.
+
+    ``in_flight``: the caller keeps several frames in flight (the daemon's inference stage), so
+    a backend's ``requests: auto`` may pick more than one; every other caller (the tools, the
+    Frigate detector) runs one frame after another, and ``auto`` means one request there.
+    """
+    if not in_flight and getattr(options, "requests", None) == "auto":
+        options = options.model_copy(update={"requests": 1})
     from edged.backends.registry import UnknownBackend, backend_spec, loader_of
 
     try:

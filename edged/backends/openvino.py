@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,36 @@ METADATA_SECTION = "framework"
 _PRECISION_WORDS = {"i8": "int8", "u8": "int8", "bf16": "bf16", "f16": "fp16", "f32": "fp32"}
 
 
+def threads_of(options: OpenVinoOptions) -> int:
+    return options.threads or allowed_cpus()
+
+
+def requests_of(options: OpenVinoOptions) -> int:
+    """Frames in flight. ``auto`` (left so only for the daemon's inference stage, see
+    ``load_backend``): 2 once there are 2 threads to split into 2 streams (measured on a 2-core
+    x86 VM: see the README's "Measured"), else 1."""
+    if options.requests != "auto":
+        return options.requests
+    return 2 if threads_of(options) >= 2 else 1
+
+
 def compile_config(options: OpenVinoOptions) -> dict[str, Any]:
-    """The locked execution policy, as OpenVINO properties (same thread budget as ORT)."""
-    return {
-        "INFERENCE_NUM_THREADS": options.threads or allowed_cpus(),
-        "PERFORMANCE_HINT": options.performance_hint.upper(),
+    """The locked execution policy, as OpenVINO properties (same thread budget as ORT). With
+    several requests in flight, the throughput hint with one CPU stream per request: each stream
+    runs its frame on its share of the threads, so two frames run side by side."""
+    requests = requests_of(options)
+    hint = options.performance_hint
+    if hint == "auto":
+        hint = "latency" if requests == 1 else "throughput"
+    config: dict[str, Any] = {
+        "INFERENCE_NUM_THREADS": threads_of(options),
+        "PERFORMANCE_HINT": hint.upper(),
         "EXECUTION_MODE_HINT": options.execution_mode.upper(),
         "ENABLE_CPU_PINNING": options.cpu_pinning,
     }
+    if hint == "throughput":
+        config["NUM_STREAMS"] = requests
+    return config
 
 
 def model_metadata(model: Any) -> dict[str, str]:
@@ -99,7 +123,13 @@ def _uint8_nhwc(model: Any) -> Any:
 
 
 class OpenVinoBackend:
-    """One compiled model and one infer request, with a fixed-size image input."""
+    """One compiled model with a fixed-size image input, and ``requests_in_flight`` infer
+    requests: ``infer``/``infer_into`` run one frame on the first; ``submit``/``wait`` keep up
+    to all of them busy (the inference stage does, see :class:`~edged.backends.InFlightBackend`).
+
+    Not OpenVINO's ``AsyncInferQueue``: it picks the idle request itself, and each frame's
+    outputs must be bound (in shared memory) to the request that runs it, so the pool is here.
+    """
 
     def __init__(self, path: Path, options: OpenVinoOptions) -> None:
         import openvino as ov
@@ -130,7 +160,11 @@ class OpenVinoBackend:
             self._compiled = core.compile_model(model, options.device, compile_config(options))
         except Exception as exc:
             raise BackendError(f"{path.name}: OpenVINO cannot compile it: {_first(exc)}") from None
-        self._request = self._compiled.create_infer_request()
+        self.requests_in_flight = requests_of(options)
+        self._requests = [self._compiled.create_infer_request()
+                          for _ in range(self.requests_in_flight)]  # fmt: skip
+        self._request = self._requests[0]
+        self._idle: deque[Any] = deque(self._requests)
         self.output_shapes = [
             tuple(d.get_length() if d.is_static else -1 for d in o.get_partial_shape())
             for o in self._compiled.outputs
@@ -139,11 +173,12 @@ class OpenVinoBackend:
         self.precision = self.metadata.get("edged_precision") or (
             "int8" if self.executed_precision.startswith("int8") else "fp32"
         )
+        config = compile_config(options)
         log.info(
-            "%s: OpenVINO %s on %s, %s threads, runs %s (execution_mode %s)", path.name,
-            ov.get_version().split("-")[0], options.device,
-            compile_config(options)["INFERENCE_NUM_THREADS"], self.executed_precision,
-            options.execution_mode,
+            "%s: OpenVINO %s on %s, %s threads, %d request(s) in flight (%s hint), runs %s "
+            "(execution_mode %s)", path.name, ov.get_version().split("-")[0], options.device,
+            config["INFERENCE_NUM_THREADS"], self.requests_in_flight,
+            config["PERFORMANCE_HINT"].lower(), self.executed_precision, options.execution_mode,
         )  # fmt: skip
 
     @property
@@ -156,16 +191,48 @@ class OpenVinoBackend:
 
     def infer_into(self, tensor: np.ndarray, outputs: list[np.ndarray]) -> None:
         """Read the input and write the outputs in place (shared memory): no copies."""
-        import openvino as ov
-
-        self._request.set_input_tensor(ov.Tensor(tensor, shared_memory=True))
-        for i, out in enumerate(outputs):
-            self._request.set_output_tensor(i, ov.Tensor(out, shared_memory=True))
+        _bind(self._request, tensor, outputs)
         self._request.infer()
 
+    def submit(
+        self, tensor: np.ndarray, outputs: list[np.ndarray], on_done: Callable[[], None]
+    ) -> Any:
+        """Start one frame on an idle request (``infer_into``'s binding) and return at once;
+        ``on_done`` runs on OpenVINO's thread when it has finished or failed."""
+        if not self._idle:
+            raise BackendError(f"more than {self.requests_in_flight} frames submitted at once")
+        request = self._idle.popleft()
+        try:
+            _bind(request, tensor, outputs)
+            request.set_callback(lambda _userdata: on_done(), None)
+            request.start_async()
+        except Exception:
+            self._idle.append(request)
+            raise
+        return request
+
+    def wait(self, handle: Any) -> None:
+        """Until the submitted frame is done; raises what its inference raised."""
+        try:
+            handle.wait()
+        finally:
+            self._idle.append(handle)
+
     def close(self) -> None:
-        self._request = None
+        for request in self._requests:
+            if request not in self._idle:  # never free memory a running request writes into
+                with contextlib.suppress(Exception):  # its failure is nobody's news now
+                    request.wait()
+        self._requests, self._request, self._idle = [], None, deque()
         self._compiled = None
+
+
+def _bind(request: Any, tensor: np.ndarray, outputs: list[np.ndarray]) -> None:
+    import openvino as ov
+
+    request.set_input_tensor(ov.Tensor(tensor, shared_memory=True))
+    for i, out in enumerate(outputs):
+        request.set_output_tensor(i, ov.Tensor(out, shared_memory=True))
 
 
 def _first(exc: BaseException) -> str:

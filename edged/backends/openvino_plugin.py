@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edged.backends.registry import BackendOptions, BackendSpec, weights_beside
+
+MAX_REQUESTS = 8  # the stage also keeps frames in flight within the output ring's slots
 
 
 class OpenVinoOptions(BackendOptions):
@@ -19,8 +21,17 @@ class OpenVinoOptions(BackendOptions):
         description="performance: OpenVINO may run float parts in bf16/f16 where the CPU has "
         "them (x86 AVX-512 BF16/AMX, Arm fp16); accuracy: float parts run in f32.",
     )
-    performance_hint: Literal["latency", "throughput"] = Field(
-        "latency", description="latency: one stream, every thread on one frame (a camera)."
+    requests: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = Field(
+        "auto",
+        description="Frames in flight at once (OpenVINO infer requests, one CPU stream each): "
+        "2 lets a second frame run while the first one's last layers leave cores idle, and "
+        "while the other stages take a core. auto: 2 when the thread budget has 2 threads or "
+        "more, else 1. 1: every thread on one frame (lowest latency per frame).",
+    )
+    performance_hint: Literal["auto", "latency", "throughput"] = Field(
+        "auto",
+        description="auto: latency (one stream) for one request in flight, throughput with one "
+        "stream per request for more.",
     )
     cpu_pinning: bool = Field(
         False,

@@ -102,13 +102,15 @@ def load_model(
     warmup_runs: int,
     generation: int,
     limits: tuple[int, int] | None = None,
+    in_flight: bool = False,
 ) -> tuple[Backend, ModelDescriptor]:
     """Load + warm up + describe (+ check it fits ``limits``: input, output bytes).
+    ``in_flight``: the caller can keep several frames in flight (see ``load_backend``).
 
     On any failure nothing stays loaded.
     """
     options = backend_options(inference, resolved.backend, dict(resolved.options))
-    backend = load_backend(resolved.backend, Path(resolved.path), options, warmup_runs)
+    backend = load_backend(resolved.backend, Path(resolved.path), options, warmup_runs, in_flight)
     try:
         if limits is not None:
             check_fits(backend, *limits)

@@ -16,7 +16,7 @@ from edged.postprocess.decoders import DecodeParams, Detections
 from edged.tools.backend_choice import options_for
 from edged.tools.runner import ModelRunner
 from tests.inference import box_iou
-from tests.paths import VAL_IMAGES, require
+from tests.paths import VAL_IMAGES, YOLOV5N, require
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +161,34 @@ def test_openvino_takes_a_model_edged_rewrote_for_uint8_input(runtime_variant_di
     finally:
         ov.close()
         ort.close()
+
+
+def test_openvino_keeps_two_requests_in_flight_only_for_a_caller_that_can():
+    """``requests: auto`` is 2 (throughput hint, a stream each) for the daemon's inference stage
+    with 2 threads, and 1 for everyone else (tools, the Frigate detector), who run one frame
+    after another; two frames submitted at once give what ``infer`` gives, each in its slot."""
+    import threading
+
+    from edged.backends import requests_in_flight
+
+    pytest.importorskip("openvino")
+    model = require(YOLOV5N)
+    auto = options_for("openvino", 2, model_cache=False)
+    tool = load_backend("openvino", model, auto, warmup_runs=0)
+    assert requests_in_flight(tool) == 1
+    stage = load_backend("openvino", model, auto, warmup_runs=0, in_flight=True)
+    try:
+        assert requests_in_flight(stage) == 2
+        tensors = [np.full(stage.input.shape, value, np.uint8) for value in (0, 200)]
+        expected = [tool.infer(t)[0] for t in tensors]
+        outputs = [[np.empty(s, np.float32) for s in stage.output_shapes] for _ in tensors]
+        done = [threading.Event() for _ in tensors]
+        handles = [stage.submit(t, out, ev.set)  # type: ignore[attr-defined]
+                   for t, out, ev in zip(tensors, outputs, done, strict=True)]  # fmt: skip
+        for handle, out, ev, want in zip(handles, outputs, done, expected, strict=True):
+            stage.wait(handle)  # type: ignore[attr-defined]
+            assert ev.wait(10)  # the callback runs on OpenVINO's thread, around wait's return
+            np.testing.assert_allclose(out[0], want, rtol=1e-3, atol=1e-3)
+    finally:
+        stage.close()
+        tool.close()

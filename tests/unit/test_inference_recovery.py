@@ -40,6 +40,7 @@ from edged.pipeline.messages import (
 from edged.pipeline.ring import RingSpec, create_ring
 from edged.pipeline.stage_runtime import FRAMES, OUTPUTS, TENSORS, StageRuntime, StageSetup
 from edged.pipeline.stages.inference import InferenceStage, PendingSwap, open_stage
+from edged.pipeline.stages.inflight import InFlight
 from edged.pipeline.stages.recovery import ReloadPolicy
 from edged.pipeline.swaps import SwapCoordinator, SwapRequest
 from edged.pipeline.telemetry import Telemetry
@@ -74,6 +75,7 @@ def stage(broken: bool = True) -> InferenceStage:
     s.rt, s.config = Events(), EdgedConfig()  # type: ignore[assignment]
     s.model, s.resolved, s.generation, s.limits = MODEL, MISSING, 0, (1 << 30, 1 << 30)
     s.pending, s.broken, s.recovery = None, broken, ReloadPolicy()
+    s.inflight, s.capacity = InFlight(), 1  # no frames in flight
     return s
 
 

@@ -3,10 +3,16 @@
 A swap loads and warms up the new variant on a background thread while the old one keeps
 serving; the switch happens between two frames, and only if everything succeeded. Each frame
 leaves with the descriptor of the model that produced it, so postprocess decodes it right.
+
+A backend that runs several frames at once (OpenVINO with ``requests: 2``) gets up to that many
+submitted (each into its own output slot); they are handed on in order as they finish, and all
+of them are finished before a switch, an end-of-stream marker or a reload. Other backends run
+one frame at a time through the same path (submitted and finished at once).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -14,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+import zmq
 
-from edged.backends import Backend, BackendBroken, BackendError
+from edged.backends import Backend, BackendBroken, BackendError, requests_in_flight
 from edged.heap import release_free_heap
 from edged.model_files import BadModelFile
 from edged.models import ResolvedVariant
@@ -41,6 +48,7 @@ from edged.pipeline.stage_runtime import (
     TENSORS,
     StageRuntime,
 )
+from edged.pipeline.stages.inflight import InFlight, Running
 from edged.pipeline.stages.recovery import ReloadPolicy
 from edged.preprocess import TensorWriter
 
@@ -107,14 +115,23 @@ class InferenceStage:
             self.config.model.warmup_runs,
             self.generation,
             self.limits,
+            in_flight=True,
         )
         self.resolved = resolved
         self.pending: PendingSwap | None = None
         self.broken = False  # the backend can run no more frames (until a reload or swap)
         self.recovery = ReloadPolicy()
         self.last_seq = -1
+        self.inflight = InFlight()
+        self.capacity = self.frames_in_flight()
+        rt.poller.register(self.inflight.fileno(), zmq.POLLIN)  # a finished frame wakes the loop
         rt.command_handler = self.on_command
         release_free_heap()
+
+    def frames_in_flight(self) -> int:
+        """What the backend runs at once, within the output ring (each frame holds a slot)."""
+        wanted = requests_in_flight(self.backend)
+        return 1 if wanted == 1 else min(wanted, self.outputs.spec.slots)
 
     # -- swaps ---------------------------------------------------------------------------------
 
@@ -151,7 +168,7 @@ class InferenceStage:
         try:
             pending.backend, pending.model = load_model(
                 pending.resolved, self.config.inference, self.config.model.warmup_runs,
-                generation, self.limits,
+                generation, self.limits, in_flight=True,
             )  # fmt: skip
         except BackendError as exc:
             pending.error = str(exc)
@@ -165,6 +182,7 @@ class InferenceStage:
         pending = self.pending
         if pending is None or not pending.done.is_set():
             return
+        self.drain()  # the frames in flight are the old model's: they leave first, in order
         self.pending = None
         duration = time.monotonic() - pending.started
         if pending.is_reload:
@@ -181,6 +199,7 @@ class InferenceStage:
         self.generation += 1
         self.broken = False  # a swap away from a broken backend is a way out too
         self.recovery.succeeded()
+        self.capacity = self.frames_in_flight()
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
@@ -196,6 +215,7 @@ class InferenceStage:
         the next load opens it afresh) and load the same model again in the background."""
         log.error("%s: the backend failed (%s); loading the model again", self.model.key, reason)
         self.broken = True
+        self.abandon_inflight()
         self.backend.close()
         self.start_reload()
 
@@ -221,6 +241,7 @@ class InferenceStage:
         self.backend, self.model = pending.backend, pending.model
         self.broken = False
         self.recovery.succeeded()
+        self.capacity = self.frames_in_flight()
         log.info("%s loaded again in %.2fs; serving", self.model.key, duration)
 
     def _given_up(self) -> str:
@@ -252,42 +273,96 @@ class InferenceStage:
             offset += aligned(array.nbytes)
         return tuple(refs)
 
+    def slot_views(self, backend: Backend, slot: int) -> tuple[tuple[ArrayRef, ...], list]:
+        """Where a backend with static output shapes writes its outputs in ``slot``."""
+        refs, offset = [], 0
+        for shape in backend.output_shapes:
+            refs.append(ArrayRef(offset, tuple(shape), "float32"))
+            offset += aligned(int(np.prod(shape)) * 4)
+        views = [self.outputs.array(slot, r.shape, np.float32, r.offset) for r in refs]
+        return tuple(refs), views
+
     def run_into_slot(self, tensor: np.ndarray, slot: int) -> tuple[ArrayRef, ...]:
         """Infer with outputs written straight into the slot when the backend can."""
         backend = self.backend
         if getattr(backend, "static_outputs", False) and hasattr(backend, "infer_into"):
-            refs, offset = [], 0
-            for shape in backend.output_shapes:
-                refs.append(ArrayRef(offset, tuple(shape), "float32"))
-                offset += aligned(int(np.prod(shape)) * 4)
-            views = [self.outputs.array(slot, r.shape, np.float32, r.offset) for r in refs]
+            refs, views = self.slot_views(backend, slot)
             backend.infer_into(tensor, views)
-            return tuple(refs)
+            return refs
         return self.store_outputs(backend.infer(tensor), slot)
 
     def process(self, frame: Frame) -> None:
+        self.publish_finished()
+        if frame.end_of_stream:
+            self.drain()  # the marker must not overtake the frames in flight
         self.maybe_switch()
-        slot = self.rt.slot_for(frame)
+        while len(self.inflight) >= self.capacity:
+            self.finish_oldest()
+        slot = self.output_slot(frame)
         if slot is None:
             return
         if self.broken:  # no model to run until the reload (service() starts it) finishes
             self.rt.allocator.reclaim_slot(slot)
             self.rt.drop(frame, "error")
             return
-        start = time.monotonic()
-        model = self.model
+        model, backend = self.model, self.backend
         try:
             tensor, frame = self.input_tensor(frame)
-            refs = self.run_into_slot(tensor, slot)
+            running = self.start(backend, model, tensor, frame, slot)
         except Exception as exc:
-            self.rt.allocator.reclaim_slot(slot)
-            self.rt.drop(frame, "error")
-            if isinstance(exc, BackendBroken):
-                self.on_broken(str(exc))  # which says so, once
-            elif (more := self.rt.log_throttle.allow("inference")) is not None:
-                log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
-                          exc, more)  # fmt: skip
+            self.failed(frame, slot, model, exc)
             return
+        self.inflight.add(running)
+        self.publish_finished()
+
+    def output_slot(self, frame: Frame) -> int | None:
+        """A slot for the frame's outputs. Frames in flight hold slots too: while none is free,
+        they are finished and handed on first, before waiting (lossless) or dropping (live)."""
+        if not frame.end_of_stream:
+            while len(self.inflight):
+                slot = self.rt.acquire_slot(frame.seq, block=False)
+                if slot is not None:
+                    return slot
+                self.finish_oldest()
+        return self.rt.slot_for(frame)
+
+    def start(self, backend: Backend, model: ModelDescriptor, tensor: np.ndarray, frame: Frame,
+              slot: int) -> Running:  # fmt: skip
+        """Submit the frame (several in flight), or run it now (one at a time)."""
+        started = time.monotonic()
+        if self.capacity == 1:
+            refs = self.run_into_slot(tensor, slot)
+            return Running(frame, slot, model, backend, refs, started, finished=time.monotonic())
+        refs, views = self.slot_views(backend, slot)
+        running = Running(frame, slot, model, backend, refs, started, buffers=[tensor, *views])
+        running.handle = backend.submit(tensor, views, self.inflight.on_done(running))  # type: ignore[attr-defined]
+        return running
+
+    def publish_finished(self) -> None:
+        """Hand on the oldest frames in flight that have finished (never one out of order)."""
+        self.inflight.clear_wakeups()
+        while self.inflight.head_finished():
+            self.finish_oldest()
+
+    def drain(self) -> None:
+        """Finish and hand on every frame in flight (waiting for them)."""
+        while len(self.inflight):
+            self.finish_oldest()
+
+    def finish_oldest(self) -> None:
+        running = self.inflight.pop()
+        if running.handle is not None:
+            try:
+                running.backend.wait(running.handle)  # type: ignore[attr-defined]
+            except Exception as exc:
+                self.failed(running.frame, running.slot, running.model, exc)
+                return
+            if running.finished is None:  # waited before the backend's callback ran
+                running.finished = time.monotonic()
+        self.publish(running)
+
+    def publish(self, running: Running) -> None:
+        frame, slot = running.frame, running.slot
         tensors = self.rt.ring(TENSORS, frame.camera)
         if frame.tensor_slot >= 0 and not tensors.holds(frame.tensor_slot, frame.seq):
             # A restarted preprocess reused the tensor slot under us (its new allocator counts
@@ -297,25 +372,45 @@ class InferenceStage:
             self.rt.drop(frame, "error")
             return
         self.outputs.mark(slot, frame.seq)
-        end = time.monotonic()
         self.last_seq, self.last_camera = frame.seq, frame.camera
+        assert running.finished is not None
         sent = self.rt.send_frame(
             replace(
                 frame,
                 tensor_slot=-1,
-                model=model,
+                model=running.model,
                 output_slot=slot,
-                outputs=refs,
-                timings=frame.timed(INFER, start, end),
+                outputs=running.refs,
+                timings=frame.timed(INFER, running.started, running.finished),
             )
         )
         self.rt.release(frame, TENSORS)  # after the frame is on its way: off its critical path
         if sent:
             self.rt.count("ok")
 
+    def failed(self, frame: Frame, slot: int, model: ModelDescriptor, exc: Exception) -> None:
+        self.rt.allocator.reclaim_slot(slot)
+        self.rt.drop(frame, "error")
+        if isinstance(exc, BackendBroken):
+            self.on_broken(str(exc))  # which says so, once
+        elif (more := self.rt.log_throttle.allow("inference")) is not None:
+            log.error("inference failed on frame %d with %s: %s%s", frame.seq, model.key,
+                      exc, more)  # fmt: skip
+
+    def abandon_inflight(self, outcome: str = "error") -> None:
+        """Drop the frames in flight, once the backend is done with their memory."""
+        while len(self.inflight):
+            running = self.inflight.pop()
+            if running.handle is not None:
+                with contextlib.suppress(Exception):  # dropped either way
+                    running.backend.wait(running.handle)  # type: ignore[attr-defined]
+            self.rt.allocator.reclaim_slot(running.slot)
+            self.rt.drop(running.frame, outcome)
+
     def service(self) -> None:
         """Every loop turn, frames or not: switch to a model that finished loading; give the
         process up when a broken model would not load again (the supervisor restarts it)."""
+        self.publish_finished()
         self.maybe_switch()
         pending = self.pending
         if pending and pending.is_reload and self.recovery.hung(pending.started, time.monotonic()):
@@ -334,7 +429,9 @@ class InferenceStage:
                            timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
 
     def close(self) -> None:
+        self.abandon_inflight("dropped")
         self.backend.close()
+        self.inflight.close()
 
 
 def open_stage(rt: StageRuntime) -> InferenceStage | None:
