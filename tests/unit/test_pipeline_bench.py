@@ -11,6 +11,7 @@ import pytest
 from edged.config import parse_config
 from edged.tools import pipeline_bench as pb
 from edged.tools.pipeline_bench.measure import percentile_summary as percentiles
+from edged.tools.pipeline_bench.report import summary_rows
 
 
 def _result(model, precision, contender, fps, mode=None, added=(1.0, 5.0), pss=300.0):
@@ -269,3 +270,33 @@ def test_the_report_has_a_row_per_camera(capsys):
     Console(width=160).print(camera_table(run))
     out = capsys.readouterr().out
     assert "front" in out and "back" in out and "all" in out and "2 cameras" in out
+
+
+def test_each_edged_options_set_is_a_run_of_its_own_with_its_own_checks(tmp_path):
+    """``--edged-options requests=1 --edged-options requests=2``: the set reaches the model's
+    backend section of the daemon's config, and each set's runs are checked on their own."""
+    settings = pb.PipelineBenchSettings(models=("m.xml",), source="v.mp4", threads=2,
+                                        edged_options=("requests=1", "requests=2"))  # fmt: skip
+    model = {"path": "m.xml", "backend": "openvino"}
+    data = pb.daemon_config(settings, model, "lossless", tmp_path, "ipc:///tmp/x.sock", None,
+                            options="requests=2,cpu_pinning=false")  # fmt: skip
+    openvino = parse_config(data).inference.openvino
+    assert (openvino.requests, openvino.cpu_pinning, openvino.threads) == (2, False, 2)
+    record = _record([
+        _result("m8", "int8-static", "inference", 50.0),
+        _result("m8", "int8-static", "ultralytics", 40.0),
+        {**_result("m8", "int8-static", "edged", 44.0, "lossless"), "options": "requests=1"},
+        {**_result("m8", "int8-static", "edged", 48.0, "lossless"), "options": "requests=2"},
+    ])  # fmt: skip
+    checks = _by_name(pb.compute_checks(record))
+    assert checks["edged_vs_inference_fps[m8]"]["value"] == pytest.approx(0.88)  # the first
+    assert checks["edged_vs_inference_fps[m8 requests=1]"]["value"] == pytest.approx(0.88)
+    assert checks["edged_vs_inference_fps[m8 requests=2]"]["value"] == pytest.approx(0.96)
+    same = checks["edged_vs_ultralytics_same_model_fps[m8 requests=2]"]
+    assert same["value"] == pytest.approx(1.2) and same["passed"] is True
+    assert "edged (lossless) [requests=2]" in str(summary_rows(record))
+
+
+def test_a_malformed_edged_options_set_is_refused(capsys) -> None:
+    assert pb.main(["-m", __file__, "--source", __file__, "--edged-options", "requests"]) == 2
+    assert "--edged-options 'requests': expected KEY=VALUE" in capsys.readouterr().err

@@ -107,6 +107,7 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
         checks += camera_checks(record, name, inference)
+        checks += option_checks(record, name, inference, peer)
         pss = None if edged is None else edged.get("pss_mb")
         checks.append(
             _check(
@@ -156,6 +157,28 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
                 candidates=micro and micro["candidates"],
             )
         )
+    return checks
+
+
+def option_checks(
+    record: dict[str, Any], name: str, inference: dict | None, peer: dict | None
+) -> list[dict]:
+    """Each ``--edged-options`` set's lossless run of model ``name`` against inference only
+    and Ultralytics on the same file (the unnamed checks above take the first edged run)."""
+    checks = []
+    for run in record["results"]:
+        if (run["model"], run["contender"], run.get("mode"), run.get("status")) != (
+            name, "edged", "lossless", "ok") or not run.get("options"):  # fmt: skip
+            continue
+        for label, other, target in (
+            ("edged_vs_inference_fps", inference, TARGET_EDGED_VS_INFERENCE),
+            ("edged_vs_ultralytics_same_model_fps", peer, TARGET_SAME_MODEL_VS_ULTRALYTICS),
+        ):
+            ratio = _ratio(run, other)
+            passed = None if ratio is None else ratio >= target
+            inputs = {"edged_fps": run["fps"], "other_fps": other and other["fps"]}
+            checks.append(_check(f"{label}[{name} {run['options']}]", f">= {target}", ratio,
+                                 passed, **inputs))  # fmt: skip
     return checks
 
 

@@ -12,6 +12,7 @@ from typing import get_args
 
 from edged.config import PipelineLayout
 from edged.tools.argtypes import add_number, ranged
+from edged.tools.pipeline_bench.daemon import option_set
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import run_pipeline_bench
@@ -52,6 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--edged-modes",
         default=",".join(EDGED_MODES),
         help="edged runs: lossless (throughput), realtime (added latency)",
+    )
+    p.add_argument(
+        "--edged-options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="options of the model's backend for the edged runs (e.g. requests=2 for "
+        "OpenVINO); repeat to compare sets in one run (default: the daemon's)",
     )
     p.add_argument(
         "--realtime-fps",
@@ -127,6 +136,7 @@ def settings_from_args(args: argparse.Namespace) -> PipelineBenchSettings:
         warmup=args.warmup,
         contenders=tuple(c for c in args.contenders.split(",") if c),
         edged_modes=tuple(m for m in args.edged_modes.split(",") if m),
+        edged_options=tuple(args.edged_options),
         realtime_fps=args.realtime_fps,
         realtime_frames=args.realtime_frames,
         ultralytics=args.ultralytics,
@@ -162,6 +172,11 @@ def run_command(args: argparse.Namespace) -> int:
     bad += [m for m in args.edged_modes.split(",") if m and m not in EDGED_MODES]
     if bad:
         errors.append(f"unknown contender/mode: {', '.join(bad)}")
+    for text in args.edged_options:
+        try:
+            option_set(text)
+        except ValueError as exc:
+            errors.append(f"--edged-options {exc}")
     if errors:
         for e in errors:
             print(f"edged bench pipeline: {e}", file=sys.stderr)

@@ -41,6 +41,13 @@ def model_section(model: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return {"manifest": str(manifest), "variant": "bench", "models_dir": str(path.parent)}
 
 
+def option_set(text: str) -> dict[str, Any]:
+    """``requests=2,threads=2`` → {"requests": 2, "threads": 2} (values read as YAML)."""
+    from edged.tools.backend_choice import parse_option
+
+    return dict(parse_option(item) for item in text.split(",") if item.strip())
+
+
 def daemon_config(
     settings: PipelineBenchSettings,
     model: dict[str, Any],
@@ -49,9 +56,11 @@ def daemon_config(
     endpoint: str,
     realtime_fps: float | None,
     extra: dict[str, Any] | None = None,
+    options: str | None = None,
 ) -> dict[str, Any]:
     """The YAML config the benchmark starts ``edged run`` with (``extra``: more sections, e.g.
-    ``monitor`` for ``edged bench-shadow``)."""
+    ``monitor`` for ``edged bench-shadow``; ``options``: an ``--edged-options`` set, into the
+    model's backend section)."""
     source: dict[str, Any] = {
         "uri": str(settings.source),
         "mode": "realtime" if mode == CAMERAS_MODE else mode,
@@ -65,6 +74,8 @@ def daemon_config(
         for name, spec in plugins().items():
             if spec.threads_field:
                 inference.setdefault(name, {})[spec.threads_field] = settings.threads
+    if options:
+        inference.setdefault(model["backend"], {}).update(option_set(options))
     cameras = {}
     if mode == CAMERAS_MODE:
         cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps)}
@@ -88,6 +99,7 @@ def run_edged(
     frames: int | None,
     realtime_fps: float | None,
     extra: dict[str, Any] | None = None,
+    options: str | None = None,
 ) -> dict[str, Any]:
     """Start the daemon, subscribe, collect ``frames`` messages after the warm-up, stop it."""
     import psutil
@@ -96,7 +108,8 @@ def run_edged(
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = f"ipc://{workdir}/pub.sock"
     config_path = workdir / "edged.yaml"
-    config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps, extra)
+    config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps, extra,
+                           options)  # fmt: skip
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "daemon.log"
     sub = _subscriber(endpoint)

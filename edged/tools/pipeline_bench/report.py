@@ -21,6 +21,7 @@ def summary_rows(record: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for r in record["results"]:
         label = r["contender"] + (f" ({r['mode']})" if r.get("mode") else "")
+        label += f" [{r['options']}]" if r.get("options") else ""
         if r.get("status") != "ok":
             rows.append(
                 {

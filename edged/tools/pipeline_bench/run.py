@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +122,27 @@ def run_pipeline_bench(
                 info["name"] = f"{info['name']}#{len(record['models']) + 1}"
             record["models"].append(info)
             for contender in settings.contenders:
-                modes = edged_modes(settings) if contender == "edged" else ("",)
-                for mode in modes:
+                runs: list[tuple[str, str | None]] = [("", None)]
+                if contender == "edged":  # each mode with each --edged-options set
+                    runs = list(product(edged_modes(settings), settings.edged_options or [None]))
+                for mode, options in runs:
                     entry = {
                         "model": info["name"],
                         "backend": info["backend"],
                         "precision": info["precision"],
                         "contender": contender,
                         "mode": mode or None,
+                        **({"options": options} if options else {}),
                     }
                     skip = _skip_reason(contender, info, settings)
                     if skip:
                         record["results"].append({**entry, "status": "skipped", "reason": skip})
                         continue
-                    say(f"{info['name']} ({info['precision']}): {contender} {mode}".rstrip())
+                    say(f"{info['name']} ({info['precision']}): {contender} {mode} "
+                        f"{options or ''}".rstrip())  # fmt: skip
                     waited = wait_for_quiet(settings.quiet_wait_s, settings.quiet_percent)
                     outcome = _run_one(
-                        contender, mode, info, settings, threads, video, record, workdir
+                        contender, mode, info, settings, threads, video, record, workdir, options
                     )
                     record["results"].append({**entry, **outcome, "quiet_wait_s": waited})
     finally:
@@ -190,24 +195,27 @@ def _run_one(
     video: dict[str, Any],
     record: dict[str, Any],
     workdir: Path,
+    options: str | None = None,
 ) -> dict[str, Any]:
     frames = s.frames
     if contender == "edged":
+        workdir = workdir / f"run-{len(record['results'])}"  # one per run: nothing carried over
         if mode == CAMERAS_MODE:  # each camera at the file's rate: together more than inference
             fps = s.realtime_fps or video["fps"] or 10.0
             n = s.cameras * (
                 s.realtime_frames if frames is None else min(frames, s.realtime_frames)
             )
             return run_edged(replace(s, warmup=s.warmup * s.cameras), info, mode,
-                             workdir / "edged-cameras", n, fps)  # fmt: skip
+                             workdir / "edged-cameras", n, fps, options=options)  # fmt: skip
         if mode == "realtime":
             fps = s.realtime_fps or video["fps"] or 10.0
             limit = _inference_fps(record, info["name"])
             if s.realtime_fps is None and limit and fps >= 0.8 * limit:
                 fps = round(0.5 * limit, 1)  # pace well below the inference limit
             n = s.realtime_frames if frames is None else min(frames, s.realtime_frames)
-            return run_edged(s, info, mode, workdir / f"edged-{mode}", n, fps)
-        return run_edged(s, info, mode, workdir / f"edged-{mode}", frames, None)
+            return run_edged(s, info, mode, workdir / f"edged-{mode}", n, fps, options=options)
+        return run_edged(s, info, mode, workdir / f"edged-{mode}", frames, None,
+                         options=options)  # fmt: skip
     if frames is None and contender == "inference":
         frames = max(1, video["frame_count"] - s.warmup) if video["frame_count"] > 0 else 200
     spec = {

@@ -37,6 +37,9 @@ class PipelineBenchSettings:
     warmup: int = 10  # frames (runs) before timing starts, per contender
     contenders: tuple[str, ...] = CONTENDERS
     edged_modes: tuple[str, ...] = EDGED_MODES
+    # Sets of the model's backend options, one edged run each ("requests=1", "requests=2"):
+    # empty, one run with the daemon's defaults.
+    edged_options: tuple[str, ...] = ()
     realtime_fps: float | None = None  # pacing of the realtime run; None: the file's rate
     realtime_frames: int = 240  # timed frames of the realtime run
     ultralytics: str = "fp32"  # run Ultralytics on: fp32 models, all models, none
