@@ -12,6 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import yaml
 
@@ -73,24 +74,28 @@ def collect(
     return got
 
 
+@pytest.mark.parametrize("layout", ["fused", "isolated"])
 def test_three_file_cameras_lossless_publish_every_frame_once_on_their_own_topic(
-    tmp_path: Path,
+    tmp_path: Path, layout: str
 ) -> None:
     lengths = {"front": 7, "yard": 10, "gate": 13}
     clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n, skip=20 * i)
              for i, (cam, n) in enumerate(lengths.items())}  # fmt: skip
-    config = cameras_config(clips, publish={"wait_for_subscribers": 1})
+    config = cameras_config(clips, publish={"wait_for_subscribers": 1},
+                            pipeline={"layout": layout})  # fmt: skip
     with Daemon(tmp_path, config=config) as daemon:
         sub = daemon.subscriber()
         got = collect(daemon, sub, sum(lengths.values()))
         status = daemon.ctl("status")
-        # One capture+preprocess process per camera, one shared infer, one postprocess+publish.
+        # Per camera its capture+preprocess (isolated: two processes); one shared infer and
+        # one postprocess+publish (isolated: two).
         stages = status["stages"]
         assert {s for s in stages if s.startswith("capture")} == {
             f"capture[{cam}]" for cam in lengths
         }
         pids = {s["pid"] for s in stages.values()}
-        assert len(pids) == 2 + len(lengths)
+        per_camera, shared = (1, 2) if layout == "fused" else (2, 3)
+        assert len(pids) == shared + per_camera * len(lengths)
         assert len({stages[f"capture[{cam}]"]["pid"] for cam in lengths}) == len(lengths)
         for cam, n in lengths.items():
             assert status["cameras"][cam]["frames_published"] == n
@@ -301,3 +306,64 @@ def test_the_preview_shows_every_camera(tmp_path: Path, slow_hailo) -> None:
             status = json.loads(daemon.get(f"/preview/{cam}/status.json")[1])
             assert status["camera_id"] == cam
         assert daemon.stop() == 0
+
+
+def test_kill_9_of_one_cameras_process_or_of_inference_and_every_camera_flows_again(
+    tmp_path: Path, slow_hailo
+) -> None:
+    """A camera's process dies: only it restarts. The shared inference process dies: it
+    restarts, and every camera's slots it held are reclaimed (frames flow for all again)."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b", "c")}
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=live_config(clips),
+                env=env) as daemon:  # fmt: skip
+        wait_flowing(daemon, list(clips), timeout=90)
+        pids = capture_pids(daemon)
+        psutil.Process(pids["b"]).kill()
+        poll_until(lambda: capture_pids(daemon).get("b") not in (None, pids["b"]), 60,
+                   daemon.log_tail)  # fmt: skip
+        wait_flowing(daemon, ["b"], more_than=published(daemon), timeout=90)
+        after = capture_pids(daemon)
+        assert after["a"] == pids["a"] and after["c"] == pids["c"]
+        infer = daemon.ctl("status")["stages"]["infer"]["pid"]
+        psutil.Process(infer).kill()
+        poll_until(lambda: daemon.ctl("status")["stages"]["infer"]["pid"] != infer, 60,
+                   daemon.log_tail)  # fmt: skip
+        wait_flowing(daemon, list(clips), more_than=published(daemon), timeout=120)
+        assert capture_pids(daemon) == after
+        scrape = daemon.metrics()
+        assert scrape.value("edged_stage_restarts_total", stage="capture") == 1
+        assert scrape.value("edged_stage_restarts_total", stage="infer") == 1
+        assert daemon.stop() == 0
+
+
+def test_a_hot_swap_switches_every_camera_between_frames_and_loses_none(tmp_path: Path) -> None:
+    """Lossless, two cameras, a swap mid-run: every frame of each file published once, and on
+    each camera the old variant's frames all come before the new one's."""
+    root = tmp_path / "models"
+    root.mkdir()
+    write_hef(root / "one.hef", arch="HAILO8L")
+    write_hef(root / "two.hef", arch="HAILO8L")
+    manifest = {"name": "yolo", "labels": "coco80", "variants": {
+        "one": {"backend": "hailo", "path": "one.hef", "precision": "int8"},
+        "two": {"backend": "hailo", "path": "two.hef", "precision": "int8"}}}  # fmt: skip
+    (root / "yolo.yaml").write_text(yaml.safe_dump(manifest))
+    env = fake_env(EDGED_FAKE_HAILO_LATENCY_MS="60")
+    lengths = {"a": 40, "b": 40}
+    clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n) for cam, n in lengths.items()}
+    config = cameras_config(clips, publish={"wait_for_subscribers": 1},
+                            model={"manifest": str(root / "yolo.yaml"), "variant": "one",
+                                   "models_dir": str(root)})  # fmt: skip
+    with Daemon(tmp_path, model=None, config=config, env=env) as daemon:
+        sub = daemon.subscriber()
+        got = collect(daemon, sub, 10, more=True)
+        reply = daemon.ctl("swap", "two")
+        assert reply["ok"], reply
+        got += collect(daemon, sub, sum(lengths.values()) - len(got))
+        assert daemon.stop() == 0
+    for cam, n in lengths.items():
+        messages = [m for c, m in got if c == cam]
+        assert [m["seq"] for m in messages] == list(range(n)), cam
+        variants = [m["model"]["variant"] for m in messages]
+        switch = variants.index("two")
+        assert set(variants[:switch]) == {"one"} and set(variants[switch:]) == {"two"}, cam
