@@ -4,15 +4,46 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from edged.pipeline import handoff
 from edged.pipeline.handoff import MAX_MESSAGE_BYTES, FrameInbox, FrameOutbox, HandoffError
 
 
 def never() -> bool:
     return False
+
+
+class FakeTime:
+    """The ``time`` of edged.pipeline.handoff: the clock moves only when the sender sleeps, so
+    how long a send waited is exact whatever the machine's load. ``at(t, action)`` runs
+    ``action`` (a receiver starting) once the clock reaches ``t``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._due: list[tuple[float, Callable[[], object]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        for entry in [d for d in self._due if d[0] <= self.now]:
+            self._due.remove(entry)
+            entry[1]()
+
+    def at(self, t: float, action: Callable[[], object]) -> None:
+        self._due.append((t, action))
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(handoff, "time", fake)
+    return fake
 
 
 def test_messages_arrive_whole_and_in_order(tmp_path: Path) -> None:
@@ -41,7 +72,7 @@ def test_a_full_receiver_makes_the_sender_wait_not_lose(tmp_path: Path) -> None:
         done.set()
 
     threading.Thread(target=produce, daemon=True).start()
-    time.sleep(0.3)
+    time.sleep(0.3)  # a fast machine shows a sender not held back; a slow one cannot fail here
     assert not done.is_set(), "the sender should be held back by the full queue"
     received: list[int] = []
     deadline = time.monotonic() + 10
@@ -49,34 +80,38 @@ def test_a_full_receiver_makes_the_sender_wait_not_lose(tmp_path: Path) -> None:
         if inbox.wait(0.1):
             received += [int.from_bytes(m, "little") for m in inbox.receive_all()]
     assert received == list(range(total))
-    assert done.wait(2)
+    assert done.wait(30)
     inbox.close()
 
 
-def test_the_first_message_waits_for_a_receiver_that_starts_late(tmp_path: Path) -> None:
+def test_the_first_message_waits_for_a_receiver_that_starts_late(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     outbox = FrameOutbox(tmp_path / "c.in", absent_wait_s=0.1)
-    result: list[bool] = []
-    sender = threading.Thread(target=lambda: result.append(outbox.send(b"first", never)))
-    sender.start()
-    time.sleep(0.4)  # longer than absent_wait_s: the first message waits regardless
-    inbox = FrameInbox(tmp_path / "c.in")
-    sender.join(5)
-    assert result == [True]
+    started: list[FrameInbox] = []
+    clock.at(0.4, lambda: started.append(FrameInbox(tmp_path / "c.in")))
+    # The receiver starts after four times absent_wait_s: the first message waits regardless.
+    assert outbox.send(b"first", never)
+    assert clock.now >= 0.4
+    (inbox,) = started
     assert inbox.wait(1.0) and inbox.receive_all() == [b"first"]
     inbox.close()
 
 
-def test_a_receiver_that_stays_gone_gives_the_frame_up_after_the_wait(tmp_path: Path) -> None:
+def test_a_receiver_that_stays_gone_gives_the_frame_up_after_the_wait(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     inbox = FrameInbox(tmp_path / "d.in")
     outbox = FrameOutbox(tmp_path / "d.in", absent_wait_s=0.2)
     assert outbox.send(b"one", never)
     inbox.close()  # the stage died
-    started = time.monotonic()
     assert not outbox.send(b"two", never)
-    assert 0.15 <= time.monotonic() - started < 2.0
+    assert 0.2 <= clock.now < 0.2 + 2 * handoff._RETRY_S  # the wait, and no more
 
 
-def test_once_the_wait_is_spent_later_frames_are_given_up_at_once(tmp_path: Path) -> None:
+def test_once_the_wait_is_spent_later_frames_are_given_up_at_once(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     """The wait is for the receiver's absence, not per frame: a sender that also reads a camera
     (capture+preprocess) keeps its pace while the next stage restarts."""
     path = tmp_path / "g.in"
@@ -85,17 +120,17 @@ def test_once_the_wait_is_spent_later_frames_are_given_up_at_once(tmp_path: Path
     assert outbox.send(b"one", never)
     inbox.close()
     assert not outbox.send(b"two", never)  # waited the 0.2 s
-    started = time.monotonic()
+    assert clock.now >= 0.2
+    spent = clock.now
     for _ in range(5):
         assert not outbox.send(b"more", never)
-    assert time.monotonic() - started < 0.1
+    assert clock.now == spent  # not one retry: given up at once
     back = FrameInbox(path)  # the stage is back: delivered again, and a later absence
     assert outbox.send(b"again", never)  # gets its full wait
     assert back.wait(1.0) and back.receive_all() == [b"again"]
     back.close()
-    started = time.monotonic()
     assert not outbox.send(b"gone again", never)
-    assert time.monotonic() - started >= 0.15
+    assert clock.now - spent >= 0.2
 
 
 def test_a_restarted_receiver_gets_the_next_messages(tmp_path: Path) -> None:
@@ -172,19 +207,18 @@ def test_messages_past_the_default_buffer_size_arrive_whole_when_granted(tmp_pat
     inbox.close()
 
 
-def test_a_patient_send_waits_for_a_restarting_receiver_past_the_usual_wait(tmp_path: Path):
+def test_a_patient_send_waits_for_a_restarting_receiver_past_the_usual_wait(
+    tmp_path: Path, clock: FakeTime
+) -> None:
     path = tmp_path / "h.in"
     first = FrameInbox(path)
     outbox = FrameOutbox(path, absent_wait_s=0.1)
     assert outbox.send(b"before", never)
     first.close()
-    result: list[bool] = []
-    sender = threading.Thread(target=lambda: result.append(outbox.send(b"kept", never, True)))
-    sender.start()
-    time.sleep(0.5)  # five times absent_wait_s
-    assert not result, "a patient send must still be waiting"
-    second = FrameInbox(path)
-    sender.join(5)
-    assert result == [True]
+    started: list[FrameInbox] = []
+    clock.at(0.5, lambda: started.append(FrameInbox(path)))  # five times absent_wait_s
+    assert outbox.send(b"kept", never, True)
+    assert clock.now >= 0.5
+    (second,) = started
     assert second.wait(1.0) and second.receive_all() == [b"kept"]
     second.close()
