@@ -218,7 +218,7 @@ def test_the_camera_run_configures_n_looped_camera_paced_file_cameras(tmp_path):
     assert {(c.source.uri, c.source.mode, c.source.loop, c.source.fps) for c in cameras} == {
         ("v.mp4", "realtime", True, 25.0)
     }
-    assert pb.run.edged_modes(settings) == ("lossless", "realtime", "cameras")
+    assert pb.run.edged_modes(settings) == ("lossless", "realtime", "cameras", "cameras-paced")
     assert pb.run.edged_modes(pb.PipelineBenchSettings(models=(), source="v")) == (
         "lossless", "realtime")  # fmt: skip
 
@@ -253,7 +253,13 @@ def test_camera_checks_compare_the_total_with_inference_and_the_spread():
     total = checks["cameras_total_vs_inference_fps[m32, 4 cameras]"]
     assert total["value"] == pytest.approx(27 / 28, abs=1e-3) and total["passed"] is True
     assert checks["cameras_fps_spread[m32, 4 cameras]"]["passed"] is False
-    assert checks["cameras_added_latency_p50_ms[m32, 4 cameras]"]["passed"] is True
+    # Added latency comes from the paced run only (saturated, frames wait for each other).
+    assert checks["cameras_added_latency_p50_ms[m32, 4 cameras]"]["passed"] is None
+    paced = _result("m32", "fp32", "edged", 14.0, "cameras-paced", added=(2.5, 6.0))
+    paced.update(total_fps=14.0)
+    record["results"].append(paced)
+    latency = _by_name(pb.compute_checks(record))["cameras_added_latency_p50_ms[m32, 4 cameras]"]
+    assert latency["value"] == 2.5 and latency["passed"] is True
     assert not any("cameras" in name for name in _by_name(pb.compute_checks(_record([]))))
 
 

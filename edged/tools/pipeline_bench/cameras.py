@@ -1,10 +1,12 @@
 """``edged bench pipeline --cameras N``: the daemon serving N file cameras with one model.
 
-Every camera reads the same video, looped and paced at its own rate as a camera delivers
-frames (``realtime``: latest frame wins, drops counted), so N cameras ask N times a camera's
-rate of one inference stage. What it reports, per camera and in all: published FPS (against
-the single-camera inference-only FPS), each camera's share (fairness: no camera starves
-another), the latency edged adds to inference, and skipped frames.
+Every camera reads the same video, looped and paced as a camera delivers frames
+(``realtime``: latest frame wins, drops counted). Two runs: ``cameras``, each camera at the
+file's rate, so N cameras ask more than one inference stage gives (throughput against the
+single-camera inference-only FPS, and each camera's share: no camera starves another); and
+``cameras-paced``, all cameras together at half the inference limit, where a frame should not
+wait for another camera's (the latency edged adds to inference). Per camera and in all:
+published FPS, skipped frames, latency.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 
 from edged.tools.pipeline_bench.measure import percentile_summary
 
-CAMERAS_MODE = "cameras"
+CAMERAS_MODE = "cameras"  # saturated: throughput and fairness
+CAMERAS_PACED_MODE = "cameras-paced"  # together at half the inference limit: added latency
+CAMERA_MODES = (CAMERAS_MODE, CAMERAS_PACED_MODE)
 
 
 def camera_ids(count: int) -> list[str]:

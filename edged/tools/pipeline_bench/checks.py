@@ -190,7 +190,10 @@ def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> 
     n = run["camera_count"]
     total = run["total_fps"]
     ratio = total / inference["fps"] if inference and inference.get("fps") else None
-    spread, added = run["fps_spread"], run["added_ms"]["p50"]
+    spread = run["fps_spread"]
+    # Latency where inference has room (saturated, a frame waits for the other cameras').
+    paced = _find(record, "edged", model=name, mode="cameras-paced")
+    added = None if paced is None else paced["added_ms"]["p50"]
     return [
         _check(f"cameras_total_vs_inference_fps[{name}, {n} cameras]",
                f">= {TARGET_CAMERAS_VS_INFERENCE}", ratio,
@@ -200,5 +203,7 @@ def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> 
                spread, None if spread is None else spread <= TARGET_CAMERA_FPS_SPREAD,
                fps={c: v["fps"] for c, v in run["cameras"].items()}),
         _check(f"cameras_added_latency_p50_ms[{name}, {n} cameras]",
-               f"<= {TARGET_ADDED_P50_MS}", added, added <= TARGET_ADDED_P50_MS),
+               f"<= {TARGET_ADDED_P50_MS}", added,
+               None if added is None else added <= TARGET_ADDED_P50_MS,
+               mode="cameras-paced", total_fps=paced and paced["total_fps"]),
     ]  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edged.backends.registry import backend_for_suffix, plugins
-from edged.tools.pipeline_bench.cameras import CAMERAS_MODE, cameras_section, per_camera
+from edged.tools.pipeline_bench.cameras import CAMERA_MODES, cameras_section, per_camera
 from edged.tools.pipeline_bench.measure import (
     CpuWindow,
     PssSampler,
@@ -63,7 +63,7 @@ def daemon_config(
     model's backend section)."""
     source: dict[str, Any] = {
         "uri": str(settings.source),
-        "mode": "realtime" if mode == CAMERAS_MODE else mode,
+        "mode": "realtime" if mode in CAMERA_MODES else mode,
         "decode_threads": settings.decode_threads,
     }
     if mode == "realtime" and realtime_fps:
@@ -77,7 +77,7 @@ def daemon_config(
     if options:
         inference.setdefault(model["backend"], {}).update(option_set(options))
     cameras = {}
-    if mode == CAMERAS_MODE:
+    if mode in CAMERA_MODES:
         cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps)}
     return {
         **(cameras or {"source": source}),
@@ -143,10 +143,10 @@ def run_edged(
     result = {
         "status": "ok",
         **_summary(counted, times, window),
-        "realtime_fps": realtime_fps if mode in ("realtime", CAMERAS_MODE) else None,
+        "realtime_fps": realtime_fps if mode in ("realtime", *CAMERA_MODES) else None,
         "exit_code": code,
     }
-    if mode == CAMERAS_MODE:  # seqs are per camera: skipped frames are counted per camera
+    if mode in CAMERA_MODES:  # seqs are per camera: skipped frames are counted per camera
         result.update(per_camera(counted, times))
         result["skipped_frames"] = sum(c["skipped_frames"] for c in result["cameras"].values())
     result.update(sampler.in_window(times[0], times[-1]))

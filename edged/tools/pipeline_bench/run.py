@@ -14,7 +14,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from edged.tools.pipeline_bench.cameras import CAMERAS_MODE
+from edged.tools.pipeline_bench.cameras import CAMERA_MODES, CAMERAS_PACED_MODE
 from edged.tools.pipeline_bench.checks import compute_checks
 from edged.tools.pipeline_bench.daemon import run_edged
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
@@ -200,8 +200,11 @@ def _run_one(
     frames = s.frames
     if contender == "edged":
         workdir = workdir / f"run-{len(record['results'])}"  # one per run: nothing carried over
-        if mode == CAMERAS_MODE:  # each camera at the file's rate: together more than inference
-            fps = s.realtime_fps or video["fps"] or 10.0
+        if mode in CAMERA_MODES:
+            fps = s.realtime_fps or video["fps"] or 10.0  # each: together more than inference
+            limit = _inference_fps(record, info["name"])
+            if mode == CAMERAS_PACED_MODE and limit:
+                fps = round(0.5 * limit / s.cameras, 2)  # together half what inference gives
             n = s.cameras * (
                 s.realtime_frames if frames is None else min(frames, s.realtime_frames)
             )
@@ -237,7 +240,7 @@ def _run_one(
 
 def edged_modes(settings: PipelineBenchSettings) -> tuple[str, ...]:
     """The daemon's runs: the chosen modes, and the N-camera run with ``--cameras N > 1``."""
-    return settings.edged_modes + ((CAMERAS_MODE,) if settings.cameras > 1 else ())
+    return settings.edged_modes + (CAMERA_MODES if settings.cameras > 1 else ())
 
 
 def _inference_fps(record: dict[str, Any], model: str) -> float | None:
