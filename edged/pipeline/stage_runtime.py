@@ -489,6 +489,11 @@ class StageRuntime:
     def process_one(self, process: Callable[[Frame], None], frame: Frame) -> None:
         """Run this stage's ``process`` on one frame; a failure is logged, counted as an error
         and frees the frame's slots (the stage carries on with the next one)."""
+        if frame.camera and self.cameras and frame.camera not in self.cameras:
+            self.handle_commands()  # a camera a reload just added: its Cameras command
+            if frame.camera not in self.cameras:
+                self.drop(frame)  # a camera a reload removed: its frames still in flight go
+                return
         self._frame_camera = frame.camera or self.camera
         try:
             process(frame)
