@@ -545,8 +545,8 @@ def model_and_reliability() -> list[Panel]:
 
 def shadow() -> list[Panel]:
     agreement = "edged_shadow_agreement"
-    rates = f'max by (variant, measure) ({agreement}{{{SEL},measure!="confidence_shift"}})'
-    shift = f'max by (variant) ({agreement}{{{SEL},measure="confidence_shift"}})'
+    rates = f'max by (camera, variant, measure) ({agreement}{{{SEL},measure!="confidence_shift"}})'
+    shift = f'max by (camera, variant) ({agreement}{{{SEL},measure="confidence_shift"}})'
     panels = [
         timeseries(
             "Agreement with the reference variant",
@@ -555,7 +555,7 @@ def shadow() -> list[Panel]:
             "≥ 0.5 and the same class, pooled over the last monitor.shadow.window checks: "
             "agreement (2·matched / all boxes), recall and precision of the live variant, "
             "their mean IoU. Below monitor.shadow.min_agreement edged logs a WARNING.",
-            [target(rates, "{{variant}} {{measure}}")],
+            [target(rates, "{{camera}} {{variant}} {{measure}}")],
             "percentunit",
             defaults={"min": 0, "max": 1},
         ),
@@ -563,7 +563,7 @@ def shadow() -> list[Panel]:
             "Confidence shift",
             "Mean confidence of the live variant's matched boxes minus the reference's: a "
             "quantized model that grows timid (or bold) shows here before boxes are lost.",
-            [target(shift, "{{variant}}")],
+            [target(shift, "{{camera}} {{variant}}")],
             "none",
         ),
         range_count(

@@ -45,6 +45,6 @@ class Checker:
             self.budget.spend(self.cpu() - start, check=True)
         self.last_cpu = self.cpu()
         return ShadowReport(
-            outcome, sample.seq, sample.live_variant, agreement, sample.dropped,
+            outcome, sample.seq, sample.camera_id, sample.live_variant, agreement, sample.dropped,
             cpu_s=self.last_cpu - self.base_cpu, infer_s=self.infer_s, error=error,
         )  # fmt: skip

@@ -54,6 +54,7 @@ class ShadowReport:
 
     outcome: str
     seq: int
+    camera_id: str
     live_variant: str
     agreement: Agreement | None
     dropped: int  # the tap's count, as the sample carried it

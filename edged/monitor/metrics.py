@@ -16,11 +16,11 @@ class ShadowMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.agreement = Gauge(
             "edged_shadow_agreement",
-            "The live variant against the reference variant, pooled over the last "
+            "A camera's live variant against the reference variant, pooled over its last "
             "monitor.shadow.window checks: agreement (2·matched / all boxes), recall and "
             "precision of matched boxes (IoU ≥ 0.5, same class), their mean IoU, and the "
             "confidence shift (live − reference, mean over matched boxes).",
-            ["variant", "measure"],
+            ["camera", "variant", "measure"],
             registry=registry,
         )
         self.checks = Counter(
@@ -47,13 +47,13 @@ class ShadowMetrics:
         if update.replaced is not None:
             for measure in MEASURES:
                 with contextlib.suppress(KeyError):  # never set (no matched box yet)
-                    self.agreement.remove(update.replaced, measure)
+                    self.agreement.remove(update.camera, update.replaced, measure)
         if update.pooled is not None and update.variant is not None:
             for measure, value in figures(update.pooled).items():
                 if value is not None:
-                    self.agreement.labels(update.variant, measure).set(value)
+                    self.agreement.labels(update.camera, update.variant, measure).set(value)
                 else:  # no matched box in the window: no IoU or shift to speak of
                     with contextlib.suppress(KeyError):
-                        self.agreement.remove(update.variant, measure)
+                        self.agreement.remove(update.camera, update.variant, measure)
         if update.cost_ratio is not None:
             self.cost.set(update.cost_ratio)

@@ -45,7 +45,7 @@ class ShadowMonitor:
         self.process: Any = None
         self.sock: zmq.Socket | None = None
         self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
-        self.note = ""  # for systemd's STATUS while the agreement is below the floor
+        self.notes: dict[str, str] = {}  # camera → its STATUS note while below the floor
 
     @classmethod
     def for_config(cls, config: EdgedConfig, runtime_dir: Path, registry: CollectorRegistry,
@@ -104,18 +104,26 @@ class ShadowMonitor:
         update = self.judge.take(report)
         self.metrics.record(update)
         pooled = update.pooled
-        self.note = ""
-        if self.judge.below and pooled is not None:
-            self.note = (f"shadow: {update.variant} agrees {pooled.f1:.2f} with "
-                         f"{self.reference} (floor {self.floor:.2f})")  # fmt: skip
+        if pooled is not None and update.camera in self.judge.below:
+            self.notes[update.camera] = (
+                f"shadow: {update.camera} {update.variant} agrees {pooled.f1:.2f} with "
+                f"{self.reference} (floor {self.floor:.2f})"
+            )
+        else:
+            self.notes.pop(update.camera, None)
         if update.fell_below and pooled is not None:
             log.warning("%s over the last %d checks (recall %.2f, precision %.2f): the served "
-                        "variant may no longer suit this camera", self.note,
-                        len(self.judge.checks), pooled.recall, pooled.precision)  # fmt: skip
+                        "variant may no longer suit this camera", self.notes[update.camera],
+                        update.checks, pooled.recall, pooled.precision)  # fmt: skip
         if update.recovered:
-            log.info("shadow: %s agrees with %s above the floor again", update.variant,
-                     self.reference)  # fmt: skip
+            log.info("shadow: %s %s agrees with %s above the floor again", update.camera,
+                     update.variant, self.reference)  # fmt: skip
         return update
+
+    @property
+    def note(self) -> str:
+        """For systemd's STATUS: the cameras whose agreement is below the floor."""
+        return "; ".join(self.notes[camera] for camera in sorted(self.notes))
 
     @property
     def pid(self) -> int | None:

@@ -60,7 +60,7 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
     crossing = ("door", "person", "left_to_right")
     metrics.record_tracking(TrackingSummary((("person", 1),), (("lot", "person", 1),), (crossing,),
                                             0.0001))  # fmt: skip
-    report = ShadowReport("checked", 1, "fp32", Agreement(1, 1, 1, 1.0, 0.0), 0, 0.1, 1.0)
+    report = ShadowReport("checked", 1, "cam0", "fp32", Agreement(1, 1, 1, 1.0, 0.0), 0, 0.1, 1.0)
     ShadowMetrics(metrics.registry).record(ShadowJudge(3, 0.8).take(report))  # monitor.shadow
     return {s.name for family in metrics.registry.collect() for s in family.samples}
 

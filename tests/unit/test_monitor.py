@@ -141,8 +141,8 @@ def test_checker_compares_and_keeps_its_cpu_within_the_budget():
 
 
 def _report(outcome: str = "checked", agreement: Agreement | None = None, variant: str = "static",
-            dropped: int = 0) -> ShadowReport:  # fmt: skip
-    return ShadowReport(outcome, 1, variant, agreement, dropped, cpu_s=0.5, infer_s=10.0)
+            dropped: int = 0, camera: str = "cam0") -> ShadowReport:  # fmt: skip
+    return ShadowReport(outcome, 1, camera, variant, agreement, dropped, cpu_s=0.5, infer_s=10.0)
 
 
 GOOD, BAD = Agreement(2, 2, 2, 2.0, 0.0), Agreement(2, 2, 0)
@@ -154,10 +154,13 @@ def test_judge_pools_a_full_window_before_it_alarms_and_says_when_it_recovers():
     assert first.counts == {"dropped": 0, "below_floor": 1}
     assert not first.fell_below  # one frame is not a trend: the window is not full
     fell = judge.take(_report(agreement=BAD))
-    assert fell.fell_below and fell.pooled == Agreement(4, 4, 0) and judge.below
+    assert fell.fell_below and fell.pooled == Agreement(4, 4, 0) and judge.below == ["cam0"]
     assert not judge.take(_report(agreement=GOOD)).recovered  # pooled 0.5: still below
     back = judge.take(_report(agreement=GOOD))
     assert back.recovered and back.counts["ok"] == 1 and not judge.below
+    # Each camera is judged on its own scene: another camera's checks start their own window.
+    other = judge.take(_report(agreement=BAD, camera="cam1"))
+    assert other.pooled == BAD and not other.fell_below and other.checks == 1
     assert back.cost_ratio == pytest.approx(0.05)
 
 
@@ -176,9 +179,10 @@ def test_metrics_expose_pooled_figures_by_variant_and_every_result_from_zero():
     judge = ShadowJudge(window=5, floor=0.8)
     metrics.record(judge.take(_report(agreement=Agreement(4, 2, 2, 1.8, -0.1), dropped=3)))
     text = generate_latest(registry).decode()
-    assert 'edged_shadow_agreement{measure="recall",variant="static"} 0.5' in text
-    assert 'edged_shadow_agreement{measure="mean_iou",variant="static"} 0.9' in text
-    assert 'edged_shadow_agreement{measure="confidence_shift",variant="static"} -0.05' in text
+    series = 'edged_shadow_agreement{camera="cam0",measure="%s",variant="static"} %s'
+    assert series % ("recall", "0.5") in text
+    assert series % ("mean_iou", "0.9") in text
+    assert series % ("confidence_shift", "-0.05") in text
     assert 'edged_shadow_checks_total{result="below_floor"} 1.0' in text
     assert 'edged_shadow_checks_total{result="dropped"} 3.0' in text
     assert 'edged_shadow_checks_total{result="error"} 0.0' in text
@@ -186,6 +190,10 @@ def test_metrics_expose_pooled_figures_by_variant_and_every_result_from_zero():
     metrics.record(judge.take(_report(agreement=GOOD, variant="fp32")))
     text = generate_latest(registry).decode()
     assert 'variant="static"' not in text and 'measure="agreement",variant="fp32"} 1.0' in text
+    metrics.record(judge.take(_report(agreement=Agreement(1, 1, 0), variant="dynamic")))
+    text = generate_latest(registry).decode()  # no box matched in the window: no IoU to show
+    assert 'measure="agreement",variant="dynamic"} 0.0' in text
+    assert 'measure="mean_iou",variant="dynamic"' not in text
 
 
 # -- the publish tap: never waits -----------------------------------------------------------------
