@@ -15,6 +15,7 @@ import pytest
 
 from edged.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS, OUTCOMES, STAGES
 from edged.pipeline.layout import process_groups, process_name
+from edged.pipeline.supervisor import DRAIN_TIMEOUT_S
 from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, Scrape, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -136,8 +137,11 @@ def test_readyz_turns_503_when_the_source_ends(finished) -> None:
 
 
 def test_sigterm_when_idle_after_the_end_exits_promptly(finished) -> None:
-    """Runs last in this module: stops the shared daemon. Nothing is in flight, so no wait."""
+    """Runs last in this module: stops the shared daemon. Nothing is in flight, so no wait:
+    the drain ends at once instead of running into its timeout (what the bound tells apart; how
+    fast the processes exit is the machine's business)."""
     daemon, _scrape, _messages = finished
     started = time.monotonic()
     assert daemon.stop(timeout=30) == 0
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < DRAIN_TIMEOUT_S
+    assert "drain did not finish" not in daemon.log_text()

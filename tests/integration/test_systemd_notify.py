@@ -45,9 +45,12 @@ def test_ready_watchdog_reload_stopping(tmp_path: Path, short_video: Path):
             assert published >= 1
             assert ready.sender_pid == daemon.pid  # only the supervisor notifies
 
-            pings = notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 3, 10)
+            pings = notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 5, 60)
+            # About every WATCHDOG_USEC / 2: neither a flood nor systemd's timeout. Pings are
+            # stamped when the test reads them, and a busy machine may read one late and the
+            # next on time: single gaps can look bunched, the mean of four cannot be far off.
             gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(pings)]
-            assert all(0.5 <= g <= 2.0 for g in gaps), gaps
+            assert 0.5 <= sum(gaps) / len(gaps) <= 2.0, gaps
             assert all(p.sender_pid == daemon.pid for p in pings)
 
             # The 5 s clip ends: /readyz says so, but the daemon is alive and idle, so the pings
@@ -55,14 +58,14 @@ def test_ready_watchdog_reload_stopping(tmp_path: Path, short_video: Path):
             daemon.wait_status("/readyz", 503, timeout=30)
             ended_at = time.monotonic()
             notify.wait_for_count(
-                lambda m: m.get("WATCHDOG") == "1" and m.received_at > ended_at, 2, 5
+                lambda m: m.get("WATCHDOG") == "1" and m.received_at > ended_at, 2, 30
             )  # every stage still reports: the daemon is not hung
 
             daemon.proc.send_signal(signal.SIGHUP)
-            reloading = notify.wait_for(lambda m: m.get("RELOADING") == "1", 10)
+            reloading = notify.wait_for(lambda m: m.get("RELOADING") == "1", 30)
             assert "MONOTONIC_USEC" in reloading
             notify.wait_for(lambda m: m.get("READY") == "1" and m.received_at >
-                            reloading.received_at, 10)  # fmt: skip
+                            reloading.received_at, 60)  # fmt: skip
 
             assert daemon.stop() == 0
             notify.wait_for(lambda m: m.get("STOPPING") == "1", 5)
@@ -86,19 +89,21 @@ def test_a_stuck_stage_stops_the_watchdog_pings(tmp_path: Path):
             publish = daemon.ctl("status")["stages"]["publish"]["pid"]
             os.kill(publish, signal.SIGSTOP)
             try:
-                # Silent for 5 s (10 report intervals) counts as stuck; then no more pings.
-                time.sleep(6.0)
-                notify.receive(timeout=0.3)  # what was sent meanwhile (stamped on receipt)
+                # Silent for 5 s (10 report intervals) counts as stuck: the supervisor says so
+                # at the first ping it withholds. (A fixed 6 s sleep lost to a late supervisor.)
+                daemon.wait_for_log("no report from the postprocess+publish process", 60)
+                # Every ping sent before that line is in the socket already (a datagram is
+                # queued when sent): read them, then no ping in 3 s (they come every ~1 s).
+                notify.receive()
                 quiet_from = time.monotonic()
-                with pytest.raises(TimeoutError):  # no ping in 3 s (they come every ~1 s)
+                with pytest.raises(TimeoutError):
                     notify.wait_for(lambda m: m.get("WATCHDOG") == "1"
                                     and m.received_at > quiet_from, 3.0)  # fmt: skip
-                assert "no report from the postprocess+publish process" in daemon.log_text()
             finally:
                 os.kill(publish, signal.SIGCONT)
             resumed_from = time.monotonic()
             notify.wait_for(lambda m: m.get("WATCHDOG") == "1" and m.received_at > resumed_from,
-                            10)  # fmt: skip
+                            60)  # fmt: skip
             assert daemon.stop() == 0
 
 
@@ -115,6 +120,6 @@ def test_ready_without_frames_when_the_source_never_delivers(tmp_path: Path):
             ready = notify.wait_for(lambda m: m.get("READY") == "1", 60)
             assert ready.received_at - started >= 3.0  # not at once: only after the wait
             assert "0 frames published; source:" in ready["STATUS"], ready
-            notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 2, 10)
+            notify.wait_for_count(lambda m: m.get("WATCHDOG") == "1", 2, 60)
             assert daemon.probe("/readyz")[0] == 503
             assert daemon.stop() == 0
