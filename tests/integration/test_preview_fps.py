@@ -113,6 +113,8 @@ def test_detection_fps_with_and_without_a_preview_viewer(tmp_path: Path):
     (out / "preview-fps.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\npreview cost: {off:.2f} fps without a viewer, {on:.2f} fps with one "
           f"({100 * (on / off - 1):+.1f}%); {json.dumps(result)}")  # fmt: skip
-    assert result["preview_fps_received"] >= 3.0  # the viewer got the configured ~5 fps
+    # The viewer got the configured ~5 fps, or what the pipeline published when a busy machine
+    # published fewer (the preview can only show frames that went out).
+    assert result["preview_fps_received"] >= 0.6 * min(5.0, on), result
     # Loose on purpose (shared CI machines); the measured cost is a few percent at most.
     assert on >= 0.7 * off, result
