@@ -106,9 +106,9 @@ def test_open_streams_never_block_stop():
     response = urllib.request.urlopen(url(http, "/ticks"), timeout=5)
     assert response.readline() == b"tick\n"
     start = time.monotonic()
-    http.stop()
-    assert time.monotonic() - start < 2.0
-    assert ended.wait(2.0), "the stream did not notice the shutdown"
+    http.stop()  # a stream that blocked it would block it for good: the bound tells only that
+    assert time.monotonic() - start < 30
+    assert ended.wait(30), "the stream did not notice the shutdown"
     response.close()
 
 
@@ -410,12 +410,14 @@ def test_client_gone_answers_at_once_on_a_socket_with_a_timeout():
     from types import SimpleNamespace
 
     server_side, client_side = socket.socketpair()
-    server_side.settimeout(5.0)
+    server_side.settimeout(60.0)
     stream = Stream(SimpleNamespace(connection=server_side), threading.Event())
     try:
         started = time.monotonic()
         assert stream.client_gone() is False  # connected, nothing sent
-        assert time.monotonic() - started < 0.5
+        # A blocking check waits out the 60 s socket timeout; half of it only bounds a busy
+        # machine's scheduling, not a speed.
+        assert time.monotonic() - started < 30
         client_side.close()
         assert stream.client_gone() is True
     finally:

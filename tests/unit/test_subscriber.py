@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import zmq
 
@@ -33,8 +34,11 @@ def test_newest_queued_skips_to_the_last_message_of_a_backlog() -> None:
     ctx = zmq.Context.instance()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     try:
-        port = pub.bind_to_random_port("tcp://127.0.0.1")
-        sub.connect(f"tcp://127.0.0.1:{port}")
+        # inproc: a message sent is queued at the reader when send() returns, so the backlog
+        # below is all there without waiting (over TCP a sleep had to hope it had arrived).
+        endpoint = f"inproc://newest-queued-{uuid.uuid4().hex}"
+        pub.bind(endpoint)
+        sub.connect(endpoint)
         sub.setsockopt(zmq.SUBSCRIBE, b"detections.")
         deadline = time.monotonic() + 10
         while not sub.poll(50):  # PUB drops until the subscription has arrived
@@ -44,7 +48,6 @@ def test_newest_queued_skips_to_the_last_message_of_a_backlog() -> None:
             sub.recv_multipart()
         for seq in range(50):  # a backlog the reader has not read yet
             pub.send_multipart((b"detections.cam0", json.dumps({"seq": seq}).encode()))
-        time.sleep(0.5)
         first = sub.recv_multipart()
         latest, skipped = newest_queued(sub, first)
         assert json.loads(first[1])["seq"] == 0
