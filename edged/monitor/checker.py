@@ -17,7 +17,7 @@ from edged.postprocess.decoders import Detections
 class Checker:
     def __init__(
         self,
-        detect: Callable[[np.ndarray], Detections],
+        detect: Callable[[np.ndarray, str], Detections],  # (image, camera id)
         budget: CostBudget,
         cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
@@ -36,7 +36,7 @@ class Checker:
         agreement, outcome, error = None, "skipped", ""
         if self.budget.affords_check():
             try:
-                ref = self.detect(image)
+                ref = self.detect(image, sample.camera_id)
                 agreement = compare(ref.boxes, ref.class_ids, ref.scores,
                                     sample.boxes, sample.class_ids, sample.scores)  # fmt: skip
                 outcome = "checked"

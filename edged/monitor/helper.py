@@ -13,6 +13,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import zmq
 from edged.config import EdgedConfig
 from edged.models import ResolvedVariant
 from edged.monitor.messages import ShadowReport, ShadowSample, report_endpoint, sample_endpoint
-from edged.postprocess.decoders import Detections
+from edged.postprocess.decoders import Detections, decode
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +64,19 @@ class ReferenceModel:
         cfg = setup.config
         self.backend, model = load_model(setup.reference, cfg.inference, 1, generation=0)
         self.params = decode_params(cfg.postprocess)
+        # Each camera's own conf_threshold, as the postprocess stage decodes its frames with.
+        self.camera_params = {c.id: decode_params(cfg.postprocess, c.conf_threshold)
+                              for c in cfg.camera_list()}  # fmt: skip
         self.layout = OutputLayout(model.output_layout)
         self.head = PostprocessStage.head_of(model.head)
         self.writer = TensorWriter(model.input_layout)
         self.size = (model.input_width, model.input_height)
         self.tensor = np.zeros(self.backend.input.shape, self.backend.input.dtype)
 
-    def detect(self, image: np.ndarray) -> Detections:
-        from edged.postprocess.decoders import decode
-
+    def detect(self, image: np.ndarray, camera: str) -> Detections:
         box = self.writer.write(image, self.tensor, key=0)
-        size = self.size
-        return decode(self.backend.infer(self.tensor), self.layout, self.params, size, box,
+        params = self.camera_params.get(camera, self.params)  # a camera added since: defaults
+        return decode(self.backend.infer(self.tensor), self.layout, params, self.size, box,
                       self.head)  # fmt: skip
 
     def close(self) -> None:
@@ -89,8 +91,6 @@ def image_of(sample: ShadowSample, pixels: memoryview) -> np.ndarray:
 
 
 def run(setup: HelperSetup, stop: threading.Event, parent_pid: int | None = None) -> int:
-    import time
-
     from edged.monitor.budget import CostBudget
     from edged.monitor.checker import Checker
 
@@ -103,7 +103,7 @@ def run(setup: HelperSetup, stop: threading.Event, parent_pid: int | None = None
     # What one check costs, before the first frame comes (a blank frame the input's size).
     start = time.process_time()
     width, height = model.size
-    model.detect(np.full((height, width, 3), 114, np.uint8))
+    model.detect(np.full((height, width, 3), 114, np.uint8), "")
     budget = CostBudget(shadow.max_cost_percent / 100, time.process_time() - start)
     checker = Checker(model.detect, budget)
     ctx = zmq.Context()

@@ -87,6 +87,31 @@ def test_fp32_against_itself_agrees_fully(tmp_path: Path, variant_dir: Path):
         assert daemon.stop() == 0
 
 
+def test_each_camera_is_judged_on_its_own_with_its_own_threshold(tmp_path: Path, variant_dir: Path):
+    video = {"uri": str(require(VIDEO)), "loop": True}
+    cfg = config(variant_dir, "fp32", window=1000)
+    # The strict camera publishes only boxes at 0.6 or more: the reference must decode its frames
+    # with that threshold too, or it would count the boxes in between as missed.
+    cfg["cameras"] = [{"id": "strict", "source": video, "conf_threshold": 0.6},
+                      {"id": "plain", "source": video}]  # fmt: skip
+    with Daemon(tmp_path, config=cfg) as daemon:
+        daemon.wait_ready()
+
+        def both() -> Scrape | None:
+            scrape = daemon.metrics()
+            matched = {s.labels["camera"] for s in scrape.samples(AGREEMENT, measure="mean_iou")}
+            # Enough checks that boxes between the two thresholds came up (most frames have one).
+            return scrape if matched == {"strict", "plain"} and checked(scrape) >= 40 else None
+
+        scrape = poll_until(both, 300, lambda: daemon._with_log("not both cameras checked"))
+        for camera in ("strict", "plain"):
+            for measure in ("agreement", "recall", "precision", "mean_iou"):
+                (sample,) = scrape.samples(AGREEMENT, camera=camera, measure=measure)
+                assert sample.value == 1.0, (camera, measure)
+        assert scrape.total(CHECKS, result="below_floor") == 0
+        assert daemon.stop() == 0
+
+
 def test_static_int8_agrees_less_on_the_shared_video_and_stays_in_its_band(
     tmp_path: Path, variant_dir: Path
 ):

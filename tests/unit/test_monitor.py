@@ -117,7 +117,8 @@ def test_checker_compares_and_keeps_its_cpu_within_the_budget():
     cpu = [0.0]  # the helper's CPU clock: a check costs 50 ms, receiving a sample 1 ms
     reference = _dets((0, 0, 10, 10), (20, 20, 30, 30))
 
-    def detect(image: np.ndarray) -> Detections:
+    def detect(image: np.ndarray, camera: str) -> Detections:
+        assert camera == "cam0"
         cpu[0] += 0.05
         return reference
 
