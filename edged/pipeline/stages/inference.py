@@ -386,7 +386,9 @@ class InferenceStage:
         )
         self.rt.release(frame, TENSORS)  # after the frame is on its way: off its critical path
         if sent:
-            self.rt.count("ok")
+            # Named: a frame in flight may finish while another frame (or none) is the one
+            # being processed, so the runtime's "current camera" is not this frame's.
+            self.rt.count("ok", camera=frame.camera or self.rt.camera)
 
     def failed(self, frame: Frame, slot: int, model: ModelDescriptor, exc: Exception) -> None:
         self.rt.allocator.reclaim_slot(slot)
