@@ -95,10 +95,11 @@ def load_backend(
     """Load a model with the named backend and warm it up with ``warmup_runs`` blank inputs.
 
     ``in_flight``: the caller keeps several frames in flight (the daemon's inference stage), so
-    a backend's ``requests: auto`` may pick more than one; every other caller (the tools, the
-    Frigate detector) runs one frame after another, and ``auto`` means one request there.
+    a backend's ``requests`` may be more than one; every other caller (the tools, the Frigate
+    detector) runs one frame after another, and gets one request with the whole thread budget
+    whatever ``requests`` says (several would only split the threads).
     """
-    if not in_flight and getattr(options, "requests", None) == "auto":
+    if not in_flight and getattr(options, "requests", None) not in (None, 1):
         options = options.model_copy(update={"requests": 1})
     from edged.backends.registry import UnknownBackend, backend_spec, loader_of
 

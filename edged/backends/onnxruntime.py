@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -202,18 +204,48 @@ def precision_of(metadata: dict[str, str]) -> str:
     return metadata.get(PRECISION_METADATA_KEY, "fp32")
 
 
+def requests_of(options: OnnxRuntimeOptions) -> int:
+    """Sessions (frames in flight). ``auto`` is 1: two 1-thread sessions measured no faster
+    than one 2-thread session in the daemon on the 2-core VM (README, "CPU runtimes")."""
+    return 1 if options.requests == "auto" else options.requests
+
+
+def per_session_options(options: OnnxRuntimeOptions, sessions: int) -> OnnxRuntimeOptions:
+    """The thread budget split between ``sessions`` (at least one thread each)."""
+    if sessions == 1:
+        return options
+    budget = options.intra_op_threads or default_intra_op_threads()
+    return options.model_copy(update={"intra_op_threads": max(1, budget // sessions)})
+
+
 class OnnxRuntimeBackend:
-    """One ``InferenceSession`` with a fixed-size image input."""
+    """``InferenceSession``s of one model with a fixed-size image input: ``infer``/``infer_into``
+    run one frame on the first; with ``requests`` > 1 ``submit``/``wait`` run up to that many
+    frames side by side, each on a session of its own and a thread of ours (ORT releases the GIL
+    while it runs), the thread budget split between them (see
+    :class:`~edged.backends.InFlightBackend`)."""
 
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
         check_external_data(path)  # BadModelFile: its external data lies outside its directory
+        self.requests_in_flight = requests_of(options)
+        session_options_each = per_session_options(options, self.requests_in_flight)
         try:
-            self._session = _open_session(path, options)
+            sessions = [_open_session(path, session_options_each)
+                        for _ in range(self.requests_in_flight)]  # fmt: skip
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
             raise BackendError(
                 f"{path.name}: ONNX Runtime cannot load the model: {first_line}"
             ) from None
+        self._session = sessions[0]
+        self._idle: deque[ort.InferenceSession] = deque(sessions)
+        self._sessions = sessions
+        self._pool: ThreadPoolExecutor | None = None
+        self._running: dict[Future[None], ort.InferenceSession] = {}
+        if self.requests_in_flight > 1:
+            self._pool = ThreadPoolExecutor(self.requests_in_flight, thread_name_prefix="ort")
+            log.info("%s: %d ONNX Runtime sessions in flight, %d threads each", path.name,
+                     self.requests_in_flight, session_options_each.intra_op_threads)  # fmt: skip
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise BackendError(f"{path.name}: expected one image input, found {len(inputs)}")
@@ -240,13 +272,53 @@ class OnnxRuntimeBackend:
 
         Saves a copy of every output per frame (8.6 MB for YOLOv5's 1×25200×85).
         """
-        binding = self._session.io_binding()
+        self._run_into(self._session, tensor, outputs)
+
+    def _run_into(self, session: ort.InferenceSession, tensor: np.ndarray,
+                  outputs: list[np.ndarray]) -> None:  # fmt: skip
+        binding = session.io_binding()
         binding.bind_cpu_input(self._input_name, tensor)
-        for meta, out in zip(self._session.get_outputs(), outputs, strict=True):
+        for meta, out in zip(session.get_outputs(), outputs, strict=True):
             binding.bind_output(meta.name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-        self._session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
+
+    def submit(
+        self, tensor: np.ndarray, outputs: list[np.ndarray], on_done: Callable[[], None]
+    ) -> Future[None]:
+        """Start one frame on an idle session (on a pool thread) and return at once;
+        ``on_done`` runs on that thread when it has finished or failed."""
+        if not self._idle or self._pool is None:
+            raise BackendError(f"more than {self.requests_in_flight} frames submitted at once")
+        session = self._idle.popleft()
+
+        def run() -> None:
+            try:
+                self._run_into(session, tensor, outputs)
+            finally:
+                on_done()
+
+        try:
+            future = self._pool.submit(run)
+        except Exception:
+            self._idle.append(session)
+            raise
+        self._running[future] = session
+        return future
+
+    def wait(self, handle: Future[None]) -> None:
+        """Until the submitted frame is done; raises what its inference raised."""
+        try:
+            handle.result()
+        finally:
+            self._idle.append(self._running.pop(handle))
 
     def close(self) -> None:
+        if self._pool is not None:  # never free memory a running session writes into
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._running.clear()
+        self._idle.clear()
+        self._sessions = []
         self._session = None  # type: ignore[assignment]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from edged.backends.registry import BackendOptions, BackendSpec
+
+MAX_REQUESTS = 8  # sessions in one process; the stage keeps frames within the output ring too
 
 
 class OnnxRuntimeOptions(BackendOptions):
@@ -28,6 +30,14 @@ class OnnxRuntimeOptions(BackendOptions):
         "auto",
         description="Let ORT's threads spin-wait inside a run (between its parallel sections), "
         "never after it. auto: only when they leave a core free for the other stages.",
+    )
+    requests: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = Field(
+        "auto",
+        description="Frames in flight at once in the daemon: N sessions of the model, each "
+        "running one frame on its own thread with the thread budget split between them (one "
+        "session does not scale with threads: its tail layers and the other stages leave cores "
+        "idle). auto: 1 (measured no faster here; see the README). The tools run one frame at "
+        "a time and use one session with the whole budget.",
     )
     graph_rewrites: bool = Field(
         True,

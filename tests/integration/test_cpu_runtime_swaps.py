@@ -1,6 +1,7 @@
 """Hot swaps between backends through the real daemon: ORT FP32 → OpenVINO INT8 → NCNN →
 ORT static, lossless, every frame once and each message naming the variant that made it; and
-OpenVINO with two frames in flight (``requests: 2``), alone and swapped in and out."""
+OpenVINO and ONNX Runtime with two frames in flight (``requests: 2``), alone and swapped in and
+out."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from tests.daemon import VIDEO, VIDEO_FRAMES, Collector, Daemon, poll_until, req
 pytestmark = pytest.mark.integration
 
 TWO_IN_FLIGHT = "openvino-int8-2req"
+ORT_TWO_IN_FLIGHT = "fp32-2req"
 
 
 def _with_two_in_flight(tmp_path: Path, dir_: Path) -> Path:
-    """The runtime manifest plus the OpenVINO INT8 IR with two infer requests in flight (the
-    paths made absolute: a manifest's relative paths are read beside it)."""
+    """The runtime manifest plus the OpenVINO INT8 IR with two infer requests in flight and
+    the ORT FP32 model with two sessions (the paths made absolute: a manifest's relative paths
+    are read beside it)."""
     manifest = yaml.safe_load((dir_ / "yolov5n.yaml").read_text())
     for spec in manifest["variants"].values():
         spec["path"] = str(dir_ / spec["path"])
-    variant = {**manifest["variants"]["openvino-int8"], "options": {"requests": 2}}
-    manifest["variants"][TWO_IN_FLIGHT] = variant
+    for name, base in ((TWO_IN_FLIGHT, "openvino-int8"), (ORT_TWO_IN_FLIGHT, "fp32")):
+        manifest["variants"][name] = {**manifest["variants"][base], "options": {"requests": 2}}
     path = tmp_path / "yolov5n.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     return path
@@ -78,19 +81,25 @@ def test_swaps_across_backends_lose_nothing(tmp_path: Path, runtime_variant_dir:
 def test_swaps_in_and_out_of_two_frames_in_flight_lose_nothing(
     tmp_path: Path, runtime_variant_dir: Path
 ):
-    """ORT → OpenVINO with two requests in flight → ORT: the frames in flight at each switch
-    are the old model's, finished and published before the new model's first."""
+    """ORT → OpenVINO with two requests in flight → ORT with two sessions → ORT: the frames in
+    flight at each switch are the old model's, finished and published before the new model's
+    first."""
     manifest = _with_two_in_flight(tmp_path, runtime_variant_dir)
-    _swap_chain(tmp_path, manifest, runtime_variant_dir, [TWO_IN_FLIGHT, "static"])
+    chain = [TWO_IN_FLIGHT, ORT_TWO_IN_FLIGHT, "static"]
+    _swap_chain(tmp_path, manifest, runtime_variant_dir, chain)
 
 
+@pytest.mark.parametrize(("variant", "logged"), [
+    (TWO_IN_FLIGHT, "2 request(s) in flight (throughput hint)"),
+    (ORT_TWO_IN_FLIGHT, "2 ONNX Runtime sessions in flight, 1 threads each"),
+])  # fmt: skip
 def test_two_frames_in_flight_publish_every_frame_once_in_order(
-    tmp_path: Path, runtime_variant_dir: Path
+    tmp_path: Path, runtime_variant_dir: Path, variant: str, logged: str
 ):
     manifest = _with_two_in_flight(tmp_path, runtime_variant_dir)
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless",
                 "--wait-subscribers", "1", "--manifest", str(manifest),
-                "--models-dir", str(runtime_variant_dir), "--variant", TWO_IN_FLIGHT,
+                "--models-dir", str(runtime_variant_dir), "--variant", variant,
                 "--threads", "2") as daemon:  # fmt: skip
         collector = Collector(daemon)
         collector.start()
@@ -105,7 +114,7 @@ def test_two_frames_in_flight_publish_every_frame_once_in_order(
                                     stage="infer", outcome="ok")  # fmt: skip
         assert daemon.stop() == 0
         log = daemon.log_text()
-    assert "2 request(s) in flight (throughput hint)" in log, log[-3000:]
+    assert logged in log, log[-3000:]
     assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES))
-    assert {m["model"]["variant"] for m in messages} == {TWO_IN_FLIGHT}
+    assert {m["model"]["variant"] for m in messages} == {variant}
     assert scrape.value("edged_frames_total", stage="infer", outcome="ok") == VIDEO_FRAMES

@@ -192,3 +192,44 @@ def test_openvino_keeps_two_requests_in_flight_only_for_a_caller_that_can():
     finally:
         stage.close()
         tool.close()
+
+
+def test_onnxruntime_runs_frames_side_by_side_on_sessions_of_their_own():
+    """``requests: 2`` in the daemon's inference stage: two sessions, the thread budget split
+    (one thread each of two); two frames submitted before either is waited for give what
+    ``infer`` gives, each in its own outputs. The tools get one session with every thread."""
+    import threading
+
+    from edged.backends import requests_in_flight
+
+    model = require(YOLOV5N)
+    two = options_for("onnxruntime", 2, requests=2)
+    tool = load_backend("onnxruntime", model, two, warmup_runs=0)
+    assert requests_in_flight(tool) == 1
+    stage = load_backend("onnxruntime", model, two, warmup_runs=0, in_flight=True)
+    try:
+        assert requests_in_flight(stage) == 2
+        threads = [s.get_session_options().intra_op_num_threads
+                   for s in stage._sessions]  # type: ignore[attr-defined]  # fmt: skip
+        assert threads == [1, 1]
+        rng = np.random.default_rng(0)
+        tensors = [rng.integers(0, 255, stage.input.shape, dtype=np.uint8).astype(
+            stage.input.dtype) for _ in range(2)]  # fmt: skip
+        expected = [tool.infer(t)[0] for t in tensors]
+        outputs = [[np.empty(s, np.float32) for s in stage.output_shapes] for _ in tensors]
+        done = [threading.Event() for _ in tensors]
+        handles = [stage.submit(t, out, ev.set)  # type: ignore[attr-defined]
+                   for t, out, ev in zip(tensors, outputs, done, strict=True)]  # fmt: skip
+        for handle, out, ev, want in zip(handles, outputs, done, expected, strict=True):
+            stage.wait(handle)  # type: ignore[attr-defined]
+            assert ev.is_set()  # on_done ran before the result was ready
+            np.testing.assert_allclose(out[0], want, rtol=1e-4, atol=1e-3)
+        busy = [stage.submit(t, out, lambda: None)  # type: ignore[attr-defined]
+                for t, out in zip(tensors, outputs, strict=True)]  # fmt: skip
+        with pytest.raises(BackendError, match="more than 2 frames"):
+            stage.submit(tensors[0], outputs[0], lambda: None)  # type: ignore[attr-defined]
+        for handle in busy:
+            stage.wait(handle)  # type: ignore[attr-defined]
+    finally:
+        stage.close()
+        tool.close()
