@@ -16,7 +16,6 @@ import shutil
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from edged.models import ModelError, load_manifest, resolve_from_config
 from edged.monitor.process import ShadowMonitor
 from edged.pi_health import PiHealthCollector
 from edged.pipeline.camera_changes import CameraChanges, camera_changes
+from edged.pipeline.camera_set import CameraRun, CameraSet
 from edged.pipeline.control_server import ControlServer
 from edged.pipeline.endpoints import Endpoints
 from edged.pipeline.hailo_temperature import HailoTemperature
@@ -58,7 +58,6 @@ from edged.pipeline.messages import (
     SwapFailed,
 )
 from edged.pipeline.reload import DeferredReloads, reread_config
-from edged.pipeline.ring import RingSpec, SharedRing, create_ring
 from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
 from edged.pipeline.runtime_lock import AlreadyRunning, RuntimeDirLock
 from edged.pipeline.shm_cleanup import remove_stale_segments
@@ -85,7 +84,6 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=StageEvent)  # type: ignore[misc]
 
 SHM_PREFIX = "edged"
-MAX_INPUT_SIDE = 1280  # tensor slots fit inputs up to 1280×1280×3 float32
 STARTUP_TIMEOUT_S = 120.0
 
 DRAIN_TIMEOUT_S = 15.0
@@ -100,14 +98,6 @@ RECLAIM_ON_RESTART: dict[str, tuple[str, ...]] = {
     INFER: (FRAMES, TENSORS),
     POSTPROCESS: (FRAMES, OUTPUTS),
     PUBLISH: (FRAMES,),
-}
-# The rings each stage attaches to.
-RINGS_OF_STAGE: dict[str, tuple[str, ...]] = {
-    CAPTURE: (FRAMES,),
-    PREPROCESS: (FRAMES, TENSORS, OUTPUTS),
-    INFER: (FRAMES, TENSORS, OUTPUTS),
-    POSTPROCESS: (FRAMES, TENSORS, OUTPUTS),
-    PUBLISH: (FRAMES, TENSORS, OUTPUTS),
 }
 
 
@@ -156,37 +146,9 @@ def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, st
     return all(lossless), modes[0] if len(set(modes)) == 1 else "mixed"
 
 
-def camera_ring_specs(
-    config: EdgedConfig, shm_tag: str, camera: str, n: int
-) -> dict[str, RingSpec]:
-    """A camera's own rings (``n``: a number unique in this daemon, for the segment name)."""
-    p = config.pipeline
-    frame_bytes = p.max_frame_width * p.max_frame_height * 3
-    return {
-        ring_key(FRAMES, camera): RingSpec(f"{shm_tag}_{FRAMES}{n}", p.ring_slots, frame_bytes),
-        ring_key(TENSORS, camera): RingSpec(f"{shm_tag}_{TENSORS}{n}", 4,
-                                            MAX_INPUT_SIDE * MAX_INPUT_SIDE * 3 * 4),
-    }  # fmt: skip
-
-
-def shared_ring_specs(config: EdgedConfig, shm_tag: str) -> dict[str, RingSpec]:
-    size = int(config.pipeline.max_output_mb * 1024 * 1024)
-    return {OUTPUTS: RingSpec(f"{shm_tag}_{OUTPUTS}", 4, size)}
-
-
 def base_stage(instance: str) -> str:
     """``capture`` of ``capture[cam1]``."""
     return instance.partition("[")[0]
-
-
-@dataclass
-class CameraRun:
-    """A camera the daemon serves: its config, its instances' name suffix, its rings."""
-
-    config: CameraConfig
-    tag: str
-    rings: dict[str, RingSpec] = field(default_factory=dict)
-    segments: list[SharedRing] = field(default_factory=list)
 
 
 class Supervisor:
@@ -215,16 +177,12 @@ class Supervisor:
         self.processes = StageProcesses(config.pipeline.layout, config.pipeline)
         self.channel = StageChannel(self.ctx, self.endpoints.supervisor, self.processes)
         # A daemon started with one camera keeps the plain stage names (capture, ...).
-        self.cameras: dict[str, CameraRun] = {}
+        self.cameras = CameraSet(config)
         cameras = config.camera_list()
         for camera in cameras:
             self._add_camera(camera, "" if len(cameras) == 1 else camera.id)
         self._ended_cameras: set[str] = set()  # their end-of-stream marker was published
-        self._rings_made = 0
         self.control = ControlServer(self.ctx, config.control, self.endpoints.control)
-        self.rings: list[SharedRing] = []
-        self.ring_specs: dict[str, RingSpec] = {}  # the shared ones (outputs)
-        self.shm_tag = ""
         self.swaps = SwapCoordinator(self.telemetry, self._send_all, self.control.reply)
         self.started_at = time.monotonic()
         self.exit_code = 0
@@ -251,43 +209,13 @@ class Supervisor:
 
     def _add_camera(self, camera: CameraConfig, tag: str) -> list[str]:
         """Register ``camera`` (its processes are not started here); its process names."""
-        self.cameras[camera.id] = CameraRun(camera, tag)
+        self.cameras.add(camera, tag)
         self.telemetry.add_camera(camera.id)
         return self.processes.add_camera(camera.id, tag)
 
-    def _make_rings(self, run: CameraRun) -> None:
-        self._rings_made += 1
-        run.rings = camera_ring_specs(self.config, self.shm_tag, run.config.id, self._rings_made)
-        run.segments = [create_ring(spec) for spec in run.rings.values()]
-
-    def _all_rings(self) -> dict[str, RingSpec]:
-        rings = dict(self.ring_specs)
-        for run in self.cameras.values():
-            rings.update(run.rings)
-        return rings
-
-    def _rings_of(self, stage: str, camera: str) -> dict[str, RingSpec]:
-        """The rings ``stage`` attaches: its camera's (per-camera stages) or every camera's."""
-        runs = [self.cameras[camera]] if camera else list(self.cameras.values())
-        rings: dict[str, RingSpec] = {}
-        for kind in RINGS_OF_STAGE[stage]:
-            if kind not in PER_CAMERA_RINGS:
-                rings[kind] = self.ring_specs[kind]
-                continue
-            for run in runs:
-                key = ring_key(kind, run.config.id)
-                rings[key] = run.rings[key]
-        return rings
-
-    def _instances_of(self, stage: str) -> list[str]:
-        """Every instance of ``stage`` (one per camera for capture and preprocess)."""
-        if stage not in PER_CAMERA:
-            return [stage]
-        return [instance_name(stage, run.tag) for run in self.cameras.values()]
-
     def _send_all(self, stage: str, command: Command) -> bool:
         """``command`` to every instance of ``stage``; True when all got it."""
-        return all([self.channel.send(i, command) for i in self._instances_of(stage)])
+        return all([self.channel.send(i, command) for i in self.cameras.instances_of(stage)])
 
     def _camera_of(self, instance: str) -> str:
         """The camera of a per-camera stage instance ("" for a shared stage)."""
@@ -296,7 +224,7 @@ class Supervisor:
         return self.processes.camera_of[self.processes.process_of(instance)]
 
     def _socket_files(self) -> list[Path]:
-        rings = [*self._all_rings()] or [FRAMES, TENSORS, OUTPUTS]
+        rings = [*self.cameras.all_rings()] or [FRAMES, TENSORS, OUTPUTS]
         names = ("supervisor.sock", "control.sock",
                  *(f"{s}.in" for s in self.processes.instances()),
                  *(f"{r}.free" for r in rings))  # fmt: skip
@@ -314,13 +242,13 @@ class Supervisor:
         name = self.processes.process_of(stage)
         group = self.processes.groups[name]
         camera = self.processes.camera_of[name]
-        cameras = [self.cameras[camera]] if camera else list(self.cameras.values())
+        cameras = self.cameras.runs_of(camera)
         setups = [
             StageSetup(
                 stage=member,
                 config=self.config,
                 runtime_dir=self.runtime_dir,
-                rings=self._rings_of(member, camera),
+                rings=self.cameras.rings_of(member, camera),
                 lossless=self.lossless,
                 model=model,
                 extra={"resolved": self.resolved} if member == INFER else {},
@@ -363,11 +291,7 @@ class Supervisor:
         remove_stale_segments(SHM_PREFIX)
         start_resource_tracker()
         self.channel.bind()
-        self.shm_tag = f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.ring_specs = shared_ring_specs(self.config, self.shm_tag)
-        self.rings = [create_ring(spec) for spec in self.ring_specs.values()]
-        for run in self.cameras.values():
-            self._make_rings(run)
+        self.cameras.create_rings(f"{SHM_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:6]}")
         self.metrics.registry.register(ProcessCollector(self.processes.table))
         self.metrics.registry.register(PiHealthCollector())
         self.metrics.registry.register(HailoCollector(HailoTemperature(
@@ -551,7 +475,7 @@ class Supervisor:
         tag = self.processes.tag_of[name]
         camera = self.processes.camera_of[name]
         self._spawn(instance_name(group[0], tag), self.telemetry.state.model)
-        runs = [self.cameras[camera]] if camera else list(self.cameras.values())
+        runs = self.cameras.runs_of(camera)
         stranded: set[tuple[str, str]] = set()  # (owner instance, ring)
         for kind in {kind for stage in group for kind in RECLAIM_ON_RESTART[stage]}:
             if kind not in PER_CAMERA_RINGS:
@@ -712,16 +636,14 @@ class Supervisor:
         for camera in [*changes.updated, *changes.restarted]:
             self.cameras[camera.id].config = camera
         for camera in changes.added:
-            self._add_camera(camera, camera.id)
-            self._make_rings(self.cameras[camera.id])
+            self._add_camera(camera, camera.id)  # with its rings
         # The shared stages' view: every camera's config and rings (before any new frame).
-        command = Cameras(tuple(run.config for run in self.cameras.values()), self._all_rings())
+        command = Cameras(tuple(run.config for run in self.cameras.values()),
+                          self.cameras.all_rings())  # fmt: skip
         for stage in (INFER, POSTPROCESS, PUBLISH):
             self.channel.send(stage, command)
         for run in removed:
-            for segment in run.segments:  # the stages' mappings stay valid until they close
-                segment.close()
-                segment.unlink()
+            run.unlink()
         model = self.telemetry.state.model
         assert model is not None
         for camera in [*changes.restarted, *changes.added]:
@@ -756,12 +678,7 @@ class Supervisor:
             self.http.stop()
         self.control.close()
         self.channel.close()
-        for ring in [*self.rings, *(s for run in self.cameras.values() for s in run.segments)]:
-            ring.close()
-            ring.unlink()
-        self.rings = []
-        for run in self.cameras.values():
-            run.segments = []
+        self.cameras.unlink_all()
         if self.lock.held:  # only the daemon that owns the directory clears it
             for path in self._socket_files():
                 with contextlib.suppress(FileNotFoundError):
