@@ -260,6 +260,13 @@ def test_camera_checks_compare_the_total_with_inference_and_the_spread():
     record["results"].append(paced)
     latency = _by_name(pb.compute_checks(record))["cameras_added_latency_p50_ms[m32, 4 cameras]"]
     assert latency["value"] == 2.5 and latency["passed"] is True
+    # PSS per camera beyond the first: against the one-camera lossless run of the same model.
+    memory = "cameras_pss_mb_per_extra_camera[m32, 4 cameras]"
+    assert _by_name(pb.compute_checks(record))[memory]["passed"] is None  # no single run
+    record["results"].append(_result("m32", "fp32", "edged", 25.0, "lossless", pss=300.0))
+    cameras["pss_mb"] = 450.0
+    check = _by_name(pb.compute_checks(record))[memory]
+    assert check["value"] == 50.0 and check["passed"] is True
     assert not any("cameras" in name for name in _by_name(pb.compute_checks(_record([]))))
 
 

@@ -13,6 +13,7 @@ from edged.tools.pipeline_bench.settings import (
     TARGET_EDGED_VS_INFERENCE,
     TARGET_FP32_VS_ULTRALYTICS,
     TARGET_PSS_MB,
+    TARGET_PSS_PER_EXTRA_CAMERA_MB,
     TARGET_SAME_MODEL_VS_ULTRALYTICS,
     TARGET_STATIC_VS_ULTRALYTICS,
 )
@@ -194,6 +195,10 @@ def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> 
     # Latency where inference has room (saturated, a frame waits for the other cameras').
     paced = _find(record, "edged", model=name, mode="cameras-paced")
     added = None if paced is None else paced["added_ms"]["p50"]
+    # Memory per camera: the N-camera daemon's PSS against the one-camera daemon's.
+    single = _find(record, "edged", model=name, mode="lossless")
+    pss = (run.get("pss_mb"), single and single.get("pss_mb"))
+    per_camera = None if None in pss or n < 2 else (pss[0] - pss[1]) / (n - 1)
     return [
         _check(f"cameras_total_vs_inference_fps[{name}, {n} cameras]",
                f">= {TARGET_CAMERAS_VS_INFERENCE}", ratio,
@@ -206,4 +211,8 @@ def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> 
                f"<= {TARGET_ADDED_P50_MS}", added,
                None if added is None else added <= TARGET_ADDED_P50_MS,
                mode="cameras-paced", total_fps=paced and paced["total_fps"]),
+        _check(f"cameras_pss_mb_per_extra_camera[{name}, {n} cameras]",
+               f"<= {TARGET_PSS_PER_EXTRA_CAMERA_MB}", per_camera,
+               None if per_camera is None else per_camera <= TARGET_PSS_PER_EXTRA_CAMERA_MB,
+               pss_mb=pss[0], single_camera_pss_mb=pss[1]),
     ]  # fmt: skip

@@ -23,6 +23,7 @@ TARGET_PSS_MB = 400.0
 # Issue 18: N file cameras on one inference stage.
 TARGET_CAMERAS_VS_INFERENCE = 0.9  # total published FPS against single-camera inference-only
 TARGET_CAMERA_FPS_SPREAD = 0.15  # every camera's FPS within ±15 % of their mean
+TARGET_PSS_PER_EXTRA_CAMERA_MB = 60.0  # the daemon's PSS growth per camera beyond the first
 
 
 # -- settings ------------------------------------------------------------------------------------
