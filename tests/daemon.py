@@ -14,8 +14,9 @@ scrapes, real ZeroMQ sockets, real signals. Typical use::
 
 What it takes care of:
 
-- free loopback ports for ``--http-port`` and ``--publish`` (``--http-port 0`` would work for
-  the daemon but the chosen port is not discoverable from outside), a private
+- free loopback ports for ``--http-port`` and ``--publish``, outside the kernel's ephemeral
+  range (see :func:`free_port`; ``--http-port 0`` would work for the daemon but the chosen
+  port is not discoverable from outside), a private
   ``--runtime-dir``, and ``--model`` pointing at the shared YOLOv5n unless the caller passes
   ``--model``/``--manifest``/``--config`` or ``model=None``;
 - an optional ``config`` mapping written to a YAML file and passed as ``--config`` (for settings
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -75,13 +77,43 @@ SHARED = SHARED_DATA
 T = TypeVar("T")
 
 # Ports handed out in this test session; a port is never handed out twice, so two daemons
-# started back to back cannot race for the same one (other programs still could, rarely).
+# started back to back cannot race for the same one.
 _issued_ports: set[int] = set()
+_LOWEST_PORT = 10_000
+
+
+def _ephemeral_ports() -> range:
+    """The kernel's range for ports it picks itself (bind to port 0, connect without bind)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago and was not handed out before."""
-    for _ in range(50):
+    """A TCP port that was free on ``host`` a moment ago and was not handed out before.
+
+    The port is bound later by another process (a daemon, FFmpeg, Mosquitto), and until then
+    anything may take it. Taken from outside the kernel's ephemeral range, only a program that
+    asks for that very number can: an ephemeral port could go to any outgoing connection on
+    the machine meanwhile (each HTTP probe of a starting daemon makes one), and the bind
+    then fails with "address in use".
+    """
+    ephemeral = _ephemeral_ports()
+    pool = [p for p in range(_LOWEST_PORT, 65536) if p not in ephemeral]
+    rng = random.SystemRandom()  # not the test's seeded random: sessions must not agree
+    for port in (rng.choice(pool) for _ in range(200)) if pool else ():
+        if port in _issued_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:  # in use (or in TIME_WAIT): another
+                continue
+        _issued_ports.add(port)
+        return port
+    for _ in range(50):  # no room outside the ephemeral range on this machine
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
             port = sock.getsockname()[1]
