@@ -403,14 +403,16 @@ class Daemon:
 
     # -- HTTP ------------------------------------------------------------------------------------
 
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    # A request's timeout only bounds a hung server: a busy machine may take seconds to answer,
+    # and a probe that gave up on a slow answer read as "not answering" (status 0).
+    def get(self, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
         """(status, body) of GET ``path`` on the daemon's HTTP endpoint."""
         return http_get(self.base_url + path, timeout)
 
     def probe(self, path: str = "/readyz") -> tuple[int, str]:
         """(status, reason) of /readyz or /healthz; (0, "...") while nothing listens yet."""
         try:
-            status, body = self.get(path, timeout=2.0)
+            status, body = self.get(path, timeout=10.0)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             return 0, f"not answering: {exc}"
         try:
