@@ -83,7 +83,9 @@ def payloads(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
-def ask(endpoint: str, payload: bytes, timeout_ms: int = 5000) -> dict | None:
+def ask(endpoint: str, payload: bytes, timeout_ms: int = 30_000) -> dict | None:
+    """The reply, or None after ``timeout_ms``: for a request that must be answered the
+    default only bounds a hang (a busy machine answers late, not never)."""
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
@@ -123,7 +125,7 @@ def test_hundreds_of_random_requests_all_get_answers(daemon: Daemon) -> None:
     assert refused > PAYLOADS // 2
     # Frames still flow (the count arrives with the next counters flush, stats_interval_s).
     status = poll_until(lambda: (s := daemon.ctl("status"))["frames_published"] > published and s,
-                        10.0, "no frame published after the fuzzing")  # fmt: skip
+                        60.0, "no frame published after the fuzzing")  # fmt: skip
     assert all(s["alive"] for s in status["stages"].values())
     assert daemon.metrics().total("edged_stage_restarts_total") == 0
 
@@ -168,7 +170,7 @@ def test_pathological_json_does_not_kill_the_daemon(daemon: Daemon, payload: byt
     joined the stage processes, which wait for their parent to go away."""
     if not daemon.running:
         pytest.fail("the daemon is already dead")
-    reply = ask(daemon.control_endpoint, payload, timeout_ms=5000)
+    reply = ask(daemon.control_endpoint, payload)
     if reply is None:
         log = daemon.log_tail(5)
         daemon.kill()  # hung: SIGTERM would only wait out stop()'s timeout
