@@ -103,7 +103,7 @@ class Harness:
 
     def next_swap(self) -> Swap:
         assert self.stage is not None
-        assert self.stage.poll(5000), "no command reached the inference stage"
+        assert self.stage.poll(30_000), "no command reached the inference stage"
         command = decode_command(self.stage.recv())
         assert isinstance(command, Swap), command
         return command
@@ -118,7 +118,8 @@ class Harness:
         self.sup.shutdown()
 
 
-def answer(client: zmq.Socket, timeout_ms: int = 5000) -> dict | None:
+def answer(client: zmq.Socket, timeout_ms: int = 30_000) -> dict | None:
+    """The reply; None after ``timeout_ms`` (the default only bounds a hang)."""
     return json.loads(client.recv()) if client.poll(timeout_ms) else None
 
 
