@@ -4,6 +4,7 @@ backend is the hailo_platform test double (the NPU is the hardware that is absen
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections import Counter
@@ -367,3 +368,28 @@ def test_a_hot_swap_switches_every_camera_between_frames_and_loses_none(tmp_path
         variants = [m["model"]["variant"] for m in messages]
         switch = variants.index("two")
         assert set(variants[:switch]) == {"one"} and set(variants[switch:]) == {"two"}, cam
+
+
+def test_four_cameras_share_one_hailo_device_that_one_process_opens(tmp_path: Path) -> None:
+    """The hailo_platform double with the device rule of HailoRT without its multi-process
+    service (a VDevice in a second process: HAILO_DEVICE_IN_USE). A process holding the device
+    keeps a daemon from loading the model; free, four cameras all flow through the one
+    inference process that opens it."""
+    lock = tmp_path / "hailo0.lock"
+    hef = write_hef(tmp_path / "yolov8s_h8l.hef", arch="HAILO8L")
+    env = fake_env(EDGED_FAKE_HAILO_DEVICE_LOCK=str(lock), EDGED_FAKE_HAILO_LATENCY_MS="20")
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b", "c", "d")}
+    config = live_config(clips)
+    other = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another program has the device
+        busy = Daemon(tmp_path / "busy", "--model", str(hef), model=None, config=config,
+                      env=env)  # fmt: skip
+        with busy:
+            assert busy.proc is not None and busy.proc.wait(120) != 0
+            assert "HAILO_DEVICE_IN_USE" in busy.log_text(), busy.log_tail()
+    finally:
+        os.close(other)
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        wait_flowing(daemon, list(clips), timeout=120)
+        assert daemon.stop() == 0

@@ -33,7 +33,10 @@ variables so a spawned process (``PYTHONPATH=tests/fakes``) can be steered too:
 ``EDGED_FAKE_HAILO_ERROR`` (empty), ``EDGED_FAKE_HAILO_LATENCY_MS`` (``2``),
 ``EDGED_FAKE_HAILO_DEVICES`` (``1``), ``EDGED_FAKE_HAILO_TEMPERATURE`` (``52.5``),
 ``EDGED_FAKE_HAILO_FAIL_AT`` (the N-th inference of a process fails once, as ``infer_error``),
-``EDGED_FAKE_HAILO_DETECTIONS`` (JSON list of ``[class_id, y_min, x_min, y_max, x_max, score]``).
+``EDGED_FAKE_HAILO_DETECTIONS`` (JSON list of ``[class_id, y_min, x_min, y_max, x_max, score]``),
+``EDGED_FAKE_HAILO_DEVICE_LOCK`` (a file standing for ``/dev/hailo0``: a process holding a
+``VDevice`` holds an exclusive lock on it, and a ``VDevice`` in another process fails with
+``HAILO_DEVICE_IN_USE``, as without HailoRT's multi-process service; unset: no such check).
 
 A HEF is any file; if it holds JSON it describes the model (anything omitted takes the default of
 a yolov8s HEF for Hailo-8L with NMS): ``{"arch": "HAILO8L", "input": {"name": ..., "shape":
@@ -43,6 +46,7 @@ a yolov8s HEF for Hailo-8L with NMS): ``{"arch": "HAILO8L", "input": {"name": ..
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
@@ -435,6 +439,29 @@ class VDeviceParams:
     device_ids: list[str] = field(default_factory=list)  # the ``device_ids`` property
 
 
+_DEVICE_FD: dict[str, int | None] = {"fd": None}  # this process's hold on the device lock
+
+
+def _claim_device() -> None:
+    """The device is this process's (EDGED_FAKE_HAILO_DEVICE_LOCK), or HAILO_DEVICE_IN_USE."""
+    path = os.environ.get("EDGED_FAKE_HAILO_DEVICE_LOCK")
+    if not path or _DEVICE_FD["fd"] is not None:
+        return
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _status_error(73, "HAILO_DEVICE_IN_USE") from None
+    _DEVICE_FD["fd"] = fd
+
+
+def _unclaim_device() -> None:
+    fd, _DEVICE_FD["fd"] = _DEVICE_FD["fd"], None
+    if fd is not None:
+        os.close(fd)  # the lock goes with it (and with the process, if it dies)
+
+
 class VDevice:
     """Hailo virtual device representation."""
 
@@ -466,6 +493,7 @@ class VDevice:
             free = len(available) - _OPEN_VDEVICES["count"]
             if free < self._params.device_count:
                 raise _status_error(74, "HAILO_OUT_OF_PHYSICAL_DEVICES")
+            _claim_device()
             _OPEN_VDEVICES["count"] += 1
         self._ids = available[: self._params.device_count]
         self._vdevice = object()
@@ -484,6 +512,8 @@ class VDevice:
             self._vdevice = None
             with _STATE_LOCK:
                 _OPEN_VDEVICES["count"] -= 1
+                if not _OPEN_VDEVICES["count"]:
+                    _unclaim_device()
 
     def __enter__(self) -> VDevice:
         return self
