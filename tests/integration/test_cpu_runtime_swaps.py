@@ -117,4 +117,4 @@ def test_two_frames_in_flight_publish_every_frame_once_in_order(
     assert logged in log, log[-3000:]
     assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES))
     assert {m["model"]["variant"] for m in messages} == {variant}
-    assert scrape.value("edged_frames_total", stage="infer", outcome="ok") == VIDEO_FRAMES
+    assert scrape.total("edged_frames_total", stage="infer", outcome="ok") == VIDEO_FRAMES
