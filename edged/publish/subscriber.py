@@ -47,21 +47,31 @@ def sequence_note(previous: int | None, seq: int, skipped_here: int = 0) -> str:
     return f"  [{', '.join(parts)}]" if parts else ""
 
 
-def newest_queued(sock: zmq.Socket, first: list[bytes]) -> tuple[list[bytes], int]:
+def newest_queued(sock: zmq.Socket, first: list[bytes],
+                  topic: bytes | None = None) -> tuple[list[bytes], int]:  # fmt: skip
     """The newest message already queued behind ``first``, and how many older ones it skipped.
 
     A reader slower than the camera otherwise works through a backlog (the publisher's and
     this socket's high-water marks plus TCP buffers: minutes of frames on a Pi) and shows the
     past as if it were now. ZeroMQ's CONFLATE cannot do this: it drops multipart messages.
     The live preview reads its JPEGs the same way.
+
+    ``topic``: only messages on exactly this topic count (a subscription is a prefix:
+    ``detections.cam1`` also receives ``detections.cam10``); ``[]`` when none was.
     """
-    latest, skipped = first, 0
+
+    def wanted(message: list[bytes]) -> bool:
+        return topic is None or (bool(message) and message[0] == topic)
+
+    latest, skipped = (first if wanted(first) else []), 0
     while True:
         try:
-            latest = sock.recv_multipart(zmq.NOBLOCK)
+            message = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return latest, skipped
-        skipped += 1
+        if wanted(message):
+            skipped += bool(latest)
+            latest = message
 
 
 def subscribe(address: str, topic: str, count: int = 0, raw: bool = False,

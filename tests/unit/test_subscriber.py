@@ -54,6 +54,16 @@ def test_newest_queued_skips_to_the_last_message_of_a_backlog() -> None:
         assert json.loads(latest[1])["seq"] == 49
         assert skipped == 49
         assert newest_queued(sub, latest) == (latest, 0)  # nothing queued: the message itself
+        # With a topic: a prefix subscription also gets cam00's messages; they never count.
+        for seq in range(50, 60):
+            pub.send_multipart((b"detections.cam0", json.dumps({"seq": seq}).encode()))
+            pub.send_multipart((b"detections.cam00", json.dumps({"seq": -seq}).encode()))
+        first = sub.recv_multipart()
+        latest, skipped = newest_queued(sub, first, b"detections.cam0")
+        assert (latest[0], json.loads(latest[1])["seq"], skipped) == (b"detections.cam0", 59, 9)
+        pub.send_multipart((b"detections.cam00", b"{}"))
+        other = sub.recv_multipart()
+        assert newest_queued(sub, other, b"detections.cam0") == ([], 0)  # only another's
     finally:
         pub.close(0)
         sub.close(0)

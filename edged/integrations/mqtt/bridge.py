@@ -273,6 +273,13 @@ class CameraLink:
     detections: zmq.Socket
     events: zmq.Socket | None  # with tracking: its events
 
+    # Subscriptions are prefixes (detections.cam1 also receives cam10's): each message is
+    # checked against the camera's exact topic.
+    @property
+    def topics(self) -> tuple[bytes, bytes]:
+        camera_id = self.bridge.camera_id
+        return topic_for(camera_id), events_topic_for(camera_id)
+
     @property
     def sockets(self) -> list[zmq.Socket]:
         return [s for s in (self.events, self.detections) if s is not None]
@@ -280,16 +287,20 @@ class CameraLink:
     def pump(self, ready: dict[zmq.Socket, int]) -> None:
         """Read what is waiting: every event (bounded per turn), the newest detections."""
         # Events first: they are deltas (every one counts), and a frame's events follow it.
+        detections_topic, events_topic = self.topics
         if self.events is not None and self.events in ready:
             for _ in range(MAX_EVENTS_PER_TURN):
                 try:
                     parts = self.events.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                _read(self.bridge.on_event, parts)
+                if parts[0] == events_topic:
+                    _read(self.bridge.on_event, parts)
         if self.detections in ready:
-            parts, _skipped = newest_queued(self.detections, self.detections.recv_multipart())
-            _read(self.bridge.on_detections, parts)
+            first = self.detections.recv_multipart()
+            parts, _skipped = newest_queued(self.detections, first, detections_topic)
+            if parts:
+                _read(self.bridge.on_detections, parts)
 
 
 def open_link(setup: BridgeSetup, camera: BridgedCamera,
