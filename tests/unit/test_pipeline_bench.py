@@ -242,6 +242,10 @@ def test_per_camera_figures_and_fairness_come_from_the_messages():
     assert cams["cam1"]["added_ms"]["p50"] == pytest.approx(5.0)
     assert figures["total_fps"] == 6.0 and figures["camera_count"] == 3
     assert figures["fps_spread"] == pytest.approx(0.5)  # cam0 and cam2: ±50 % of the mean 2.0
+    # A configured camera that published nothing is starved, not absent.
+    starved = per_camera(messages, times, ["cam0", "cam1", "cam2", "cam3"])
+    assert starved["cameras"]["cam3"]["fps"] == 0.0 and starved["camera_count"] == 4
+    assert starved["fps_spread"] == pytest.approx(1.0)  # 0 FPS: 100 % below the mean 1.5
 
 
 def test_camera_checks_compare_the_total_with_inference_and_the_spread():

@@ -11,7 +11,6 @@ published FPS, skipped frames, latency.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from statistics import fmean
 from typing import Any
 
@@ -34,15 +33,21 @@ def cameras_section(source: dict[str, Any], count: int, fps: float | None) -> li
     return [{"id": camera_id, "source": dict(camera_source)} for camera_id in camera_ids(count)]
 
 
-def per_camera(counted: list[dict[str, Any]], times: list[float]) -> dict[str, Any]:
+def per_camera(counted: list[dict[str, Any]], times: list[float],
+               expected: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Each camera's frames, FPS over the common window, skipped frames and latency; the
-    spread of the FPS around their mean (fairness) and the total."""
-    by_camera: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    spread of the FPS around their mean (fairness) and the total. ``expected``: the cameras
+    configured, so one that published nothing counts (at 0 FPS) instead of vanishing."""
+    by_camera: dict[str, list[dict[str, Any]]] = {c: [] for c in expected or ()}
     for message in counted:
-        by_camera[str(message["camera_id"])].append(message)
+        by_camera.setdefault(str(message["camera_id"]), []).append(message)
     window_s = max(times[-1] - times[0], 1e-9)
-    cameras = {}
+    cameras: dict[str, Any] = {}
     for camera_id, messages in sorted(by_camera.items()):
+        if not messages:  # starved: the worst unfairness there is
+            cameras[camera_id] = {"frames": 0, "fps": 0.0, "skipped_frames": None,
+                                  "e2e_ms": None, "added_ms": None}  # fmt: skip
+            continue
         seqs = [m["seq"] for m in messages]
         latency = [m["latency_ms"] for m in messages]
         cameras[camera_id] = {

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from edged.backends.registry import backend_for_suffix, plugins
-from edged.tools.pipeline_bench.cameras import CAMERA_MODES, cameras_section, per_camera
+from edged.tools.pipeline_bench.cameras import (
+    CAMERA_MODES,
+    camera_ids,
+    cameras_section,
+    per_camera,
+)
 from edged.tools.pipeline_bench.measure import (
     CpuWindow,
     PssSampler,
@@ -147,8 +152,9 @@ def run_edged(
         "exit_code": code,
     }
     if mode in CAMERA_MODES:  # seqs are per camera: skipped frames are counted per camera
-        result.update(per_camera(counted, times))
-        result["skipped_frames"] = sum(c["skipped_frames"] for c in result["cameras"].values())
+        result.update(per_camera(counted, times, camera_ids(settings.cameras)))
+        result["skipped_frames"] = sum(c["skipped_frames"] or 0
+                                       for c in result["cameras"].values())  # fmt: skip
     result.update(sampler.in_window(times[0], times[-1]))
     per_frame = result["window_s"] * 1000 / max(1, len(counted) - 1) / 100
     result["cpu_ms_per_frame_by_process"] = {

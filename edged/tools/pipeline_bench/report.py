@@ -137,9 +137,10 @@ def camera_table(result: dict[str, Any]) -> Any:
     for c in ("camera", "frames", "FPS", "skipped", "e2e p50", "added p50", "added p99"):
         table.add_column(c, justify="left" if c == "camera" else "right")
     for camera_id, c in result["cameras"].items():
+        e2e, added = c["e2e_ms"] or {}, c["added_ms"] or {}  # none for a starved camera
         table.add_row(camera_id, _fmt(c["frames"]), _fmt(c["fps"]), _fmt(c["skipped_frames"]),
-                      _fmt(c["e2e_ms"]["p50"]), _fmt(c["added_ms"]["p50"]),
-                      _fmt(c["added_ms"]["p99"]))  # fmt: skip
+                      _fmt(e2e.get("p50")), _fmt(added.get("p50")),
+                      _fmt(added.get("p99")))  # fmt: skip
     table.add_row("all", _fmt(result["frames"]), _fmt(result["total_fps"]),
                   _fmt(result["skipped_frames"]), _fmt(result["e2e_ms"]["p50"]),
                   _fmt(result["added_ms"]["p50"]), _fmt(result["added_ms"]["p99"]))  # fmt: skip
