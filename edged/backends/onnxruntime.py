@@ -218,6 +218,15 @@ def per_session_options(options: OnnxRuntimeOptions, sessions: int) -> OnnxRunti
     return options.model_copy(update={"intra_op_threads": max(1, budget // sessions)})
 
 
+def _load_session(path: Path, options: OnnxRuntimeOptions) -> ort.InferenceSession:
+    try:
+        return _open_session(path, options)
+    except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+        raise BackendError(f"{path.name}: ONNX Runtime cannot load the model: {first_line}"
+                           ) from None  # fmt: skip
+
+
 class OnnxRuntimeBackend:
     """``InferenceSession``s of one model with a fixed-size image input: ``infer``/``infer_into``
     run one frame on the first; with ``requests`` > 1 ``submit``/``wait`` run up to that many
@@ -227,34 +236,35 @@ class OnnxRuntimeBackend:
 
     def __init__(self, path: Path, options: OnnxRuntimeOptions) -> None:
         check_external_data(path)  # BadModelFile: its external data lies outside its directory
-        self.requests_in_flight = requests_of(options)
-        session_options_each = per_session_options(options, self.requests_in_flight)
-        try:
-            sessions = [_open_session(path, session_options_each)
-                        for _ in range(self.requests_in_flight)]  # fmt: skip
-        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... types
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
-            raise BackendError(
-                f"{path.name}: ONNX Runtime cannot load the model: {first_line}"
-            ) from None
-        self._session = sessions[0]
+        requests = requests_of(options)
+        each = per_session_options(options, requests)
+        self._session = _load_session(path, each)
+        self.output_shapes = [
+            tuple(d if isinstance(d, int) else -1 for d in o.shape)
+            for o in self._session.get_outputs()
+        ]
+        if requests > 1 and not self.static_outputs:
+            # Frames in flight write into the caller's arrays, which needs known shapes: the
+            # stage would run one frame at a time on one session with a share of the threads.
+            log.warning("%s: outputs of unknown shape: one session with every thread instead "
+                        "of %d (requests)", path.name, requests)  # fmt: skip
+            requests, each = 1, options
+            self._session = _load_session(path, options)
+        self.requests_in_flight = requests
+        sessions = [self._session, *(_load_session(path, each) for _ in range(requests - 1))]
         self._idle: deque[ort.InferenceSession] = deque(sessions)
         self._sessions = sessions
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[Future[None], ort.InferenceSession] = {}
-        if self.requests_in_flight > 1:
-            self._pool = ThreadPoolExecutor(self.requests_in_flight, thread_name_prefix="ort")
+        if requests > 1:
+            self._pool = ThreadPoolExecutor(requests, thread_name_prefix="ort")
             log.info("%s: %d ONNX Runtime sessions in flight, %d threads each", path.name,
-                     self.requests_in_flight, session_options_each.intra_op_threads)  # fmt: skip
+                     requests, each.intra_op_threads)  # fmt: skip
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise BackendError(f"{path.name}: expected one image input, found {len(inputs)}")
         self.input = _image_spec(path, inputs[0])
         self._input_name = inputs[0].name
-        self.output_shapes = [
-            tuple(d if isinstance(d, int) else -1 for d in o.shape)
-            for o in self._session.get_outputs()
-        ]
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.precision = precision_of(self.metadata)
         self.providers = self._session.get_providers()

@@ -233,3 +233,33 @@ def test_onnxruntime_runs_frames_side_by_side_on_sessions_of_their_own():
     finally:
         stage.close()
         tool.close()
+
+
+def test_onnxruntime_outputs_of_unknown_shape_get_one_session_with_every_thread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Frames in flight write into the caller's arrays, so they need known output shapes; with
+    a symbolic output dim ``requests: 2`` falls back to one session (not two, one unused)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edged.backends import requests_in_flight
+
+    graph = helper.make_graph(  # NonZero: as many columns as nonzero pixels, known per run
+        [helper.make_node("NonZero", ["images"], ["where"]),
+         helper.make_node("Cast", ["where"], ["out"], to=TensorProto.FLOAT)], "dynamic-out",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, "n"])],
+    )  # fmt: skip
+    model = tmp_path / "dynamic.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    options = options_for("onnxruntime", 2, requests=2, graph_rewrites=False)
+    backend = load_backend("onnxruntime", model, options, warmup_runs=1, in_flight=True)
+    try:
+        assert requests_in_flight(backend) == 1
+        assert len(backend._sessions) == 1  # type: ignore[attr-defined]
+        session = backend._sessions[0]  # type: ignore[attr-defined]
+        assert session.get_session_options().intra_op_num_threads == 2
+        assert "one session with every thread" in caplog.text
+    finally:
+        backend.close()
