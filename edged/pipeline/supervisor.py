@@ -18,7 +18,7 @@ import time
 import uuid
 from multiprocessing import resource_tracker
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import zmq
 
@@ -78,6 +78,9 @@ from edged.pipeline.systemd_status import SystemdReporter
 from edged.pipeline.telemetry import Telemetry
 from edged.sdnotify import SystemdNotifier
 from edged.sources import source_kind
+
+if TYPE_CHECKING:  # the preview is imported only when enabled
+    from edged.preview.routes import PreviewRoutes
 
 log = logging.getLogger(__name__)
 
@@ -339,8 +342,9 @@ class Supervisor:
         if self.config.preview.enabled:
             from edged.preview.routes import install_preview
 
-            install_preview(self.http, self.config, self.runtime_dir, self.status,
-                            self.config.control.endpoint or self.endpoints.control)  # fmt: skip
+            self.preview_routes = install_preview(
+                self.http, self.config, self.runtime_dir, self.status,
+                self.config.control.endpoint or self.endpoints.control)  # fmt: skip
             log.info("live preview on http://%s:%d/preview", cfg.host, self.http.port)
         self.http.start()
         log.info("metrics on http://%s:%d/metrics", cfg.host, self.http.port)
@@ -418,6 +422,7 @@ class Supervisor:
     _drained = False
     _source_finished = False
     mqtt: MqttBridgeProcess | None = None
+    preview_routes: PreviewRoutes | None = None
 
     def _recv_event(self) -> tuple[str, StageEvent] | None:
         """(sending stage instance, its event); None when nothing is waiting."""
@@ -651,6 +656,11 @@ class Supervisor:
             for name in self.processes.add_camera(camera.id, run.tag):
                 self.processes.by_name.pop(name, None)  # a restarted camera's stopped process
             self._start_camera(run, model)
+        # The helpers that speak per camera follow the new set.
+        if self.preview_routes is not None:
+            self.preview_routes.use_cameras(list(self.cameras))
+        if self.mqtt is not None:
+            self.mqtt.use_config(self.config)
 
     def _stop_camera(self, camera_id: str) -> None:
         """Stop one camera's processes and wait for them (the others keep running)."""

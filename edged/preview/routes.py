@@ -83,6 +83,9 @@ class TokenBucket:
             return (1 - self.tokens) * self.refill_s
 
 
+GONE: Response = (404, "text/plain", b"no such camera (not in the config now)\n")
+
+
 def _json(status: int, data: dict[str, Any]) -> Response:
     return status, JSON, json.dumps(data).encode() + b"\n"
 
@@ -128,19 +131,37 @@ class PreviewRoutes:
         self._swapping = threading.Lock()  # one swap from the page at a time
 
     def install(self, http: HttpServer) -> None:
-        first = self.camera_ids[0]
+        # None: the first camera at the time of the request (a reload may change it).
         http.add_route("/preview", self.page_route)
-        http.add_stream("/preview.mjpg", functools.partial(self.mjpeg_route, camera_id=first))
-        http.add_route("/preview.jpg", functools.partial(self.snapshot_route, first))
-        http.add_route("/preview/status.json", functools.partial(self.status_route, first))
+        http.add_stream("/preview.mjpg", functools.partial(self.mjpeg_route, camera_id=None))
+        http.add_route("/preview.jpg", functools.partial(self.snapshot_route, None))
+        http.add_route("/preview/status.json", functools.partial(self.status_route, None))
         http.add_request_route("/preview/swap", self.swap_route)
+        self._http = http
+        self._installed: set[str] = set()
+        self.use_cameras(self.camera_ids)
+
+    def use_cameras(self, camera_ids: Sequence[str]) -> None:
+        """The cameras now configured (a reload added or removed some): routes for the new
+        ones; a removed one's answer 404 (the server's routes are only ever added)."""
+        self.camera_ids = list(camera_ids)
         for camera_id in self.camera_ids:
+            if camera_id in self._installed:
+                continue
             base = f"/preview/{camera_id}"
-            http.add_route(base, self.page_route)
-            http.add_stream(f"{base}.mjpg", functools.partial(self.mjpeg_route,
-                                                              camera_id=camera_id))  # fmt: skip
-            http.add_route(f"{base}.jpg", functools.partial(self.snapshot_route, camera_id))
-            http.add_route(f"{base}/status.json", functools.partial(self.status_route, camera_id))
+            self._http.add_route(base, functools.partial(self.page_route, camera_id))
+            mjpeg_route = functools.partial(self.mjpeg_route, camera_id=camera_id)
+            self._http.add_stream(f"{base}.mjpg", mjpeg_route)
+            self._http.add_route(f"{base}.jpg", functools.partial(self.snapshot_route, camera_id))
+            self._http.add_route(f"{base}/status.json",
+                                 functools.partial(self.status_route, camera_id))  # fmt: skip
+            self._installed.add(camera_id)
+
+    def _camera(self, camera_id: str | None) -> str | None:
+        """``camera_id`` if configured now (None: the first camera); None when it is gone."""
+        if camera_id is None:
+            return self.camera_ids[0] if self.camera_ids else None
+        return camera_id if camera_id in self.camera_ids else None
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -162,10 +183,12 @@ class PreviewRoutes:
     def _newest(sock: zmq.Socket, topic: bytes) -> tuple[dict[str, Any], bytes] | None:
         """The newest frame waiting on ``topic`` exactly (None: only another camera's, whose
         topic ``topic`` is a prefix of)."""
-        parts, _skipped = newest_queued(sock, sock.recv_multipart())
-        return decode_frame(parts) if parts[0] == topic else None
+        parts, _skipped = newest_queued(sock, sock.recv_multipart(), topic)
+        return decode_frame(parts) if parts else None
 
-    def page_route(self) -> Response:
+    def page_route(self, camera_id: str | None = None) -> Response:
+        if self._camera(camera_id) is None:
+            return GONE
         headers = {
             "Content-Security-Policy": self.csp,
             "X-Content-Type-Options": "nosniff",
@@ -173,7 +196,12 @@ class PreviewRoutes:
         }
         return 200, "text/html; charset=utf-8", self.page, headers
 
-    def mjpeg_route(self, request: Request, stream: Stream, camera_id: str) -> None:
+    def mjpeg_route(self, request: Request, stream: Stream, camera_id: str | None) -> None:
+        camera_id = self._camera(camera_id)
+        if camera_id is None:
+            stream.start(404, "text/plain")
+            stream.write(GONE[2])
+            return
         if not self._viewers.acquire(blocking=False):
             stream.start(503, "text/plain", {"Retry-After": "5"})
             stream.write(f"at most {self.cfg.max_viewers} preview viewers (preview.max_viewers)\n"
@@ -213,7 +241,10 @@ class PreviewRoutes:
                 return
             last_write = time.monotonic()
 
-    def snapshot_route(self, camera_id: str) -> Response:
+    def snapshot_route(self, camera_id: str | None) -> Response:
+        camera_id = self._camera(camera_id)
+        if camera_id is None:
+            return GONE
         topic = frames_topic(camera_id)
         deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
         with self._subscription(camera_id) as sub:
@@ -257,7 +288,10 @@ class PreviewRoutes:
             "preview": {"fps": self.cfg.fps, "width": self.cfg.width, "viewers": self.viewers},
         }
 
-    def status_route(self, camera_id: str) -> Response:
+    def status_route(self, camera_id: str | None) -> Response:
+        camera_id = self._camera(camera_id)
+        if camera_id is None:
+            return GONE
         return _json(200, self.status(camera_id))
 
     # -- control ---------------------------------------------------------------------------------

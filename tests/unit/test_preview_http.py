@@ -481,3 +481,25 @@ def test_each_camera_page_and_status_show_that_camera(tmp_path):
         assert top["camera_id"] == "cam1" and top["fps"] == STATUS["fps"]  # no entry: top level
     finally:
         http.stop()
+
+
+def test_a_reload_adds_and_removes_cameras_pages(tmp_path):
+    metrics = Metrics(CollectorRegistry())
+    http = HttpServer("127.0.0.1", 0, metrics.registry, lambda: (True, ""), lambda: (True, ""))
+    preview = PreviewRoutes(PreviewConfig(enabled=True), ["cam1", "door"],
+                            private_endpoint(tmp_path), lambda: STATUS, None,
+                            metrics.registry)  # fmt: skip
+    preview.install(http)
+    http.start()
+    try:
+        assert request(url(http, "/preview/door"))[0] == 200
+        assert request(url(http, "/preview/garage"))[0] == 404
+        preview.use_cameras(["door", "garage"])  # cam1 removed, garage added
+        assert request(url(http, "/preview/garage"))[0] == 200
+        for path in ("/preview/cam1", "/preview/cam1.jpg", "/preview/cam1/status.json",
+                     "/preview/cam1.mjpg"):  # fmt: skip
+            assert request(url(http, path))[0] == 404, path
+        status = json.loads(request(url(http, "/preview/status.json"))[2])
+        assert status["camera_id"] == "door" and status["cameras"] == ["door", "garage"]
+    finally:
+        http.stop()

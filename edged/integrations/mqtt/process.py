@@ -32,6 +32,18 @@ def bridged_cameras(config: EdgedConfig) -> tuple[BridgedCamera, ...]:
     return tuple(cameras)
 
 
+def bridge_setup(config: EdgedConfig, publish_endpoint: str, control_endpoint: str) -> BridgeSetup:
+    assert config.mqtt is not None
+    publish = config.publish
+    # The publisher's CURVE: its public key (read from its secret key file, which the daemon
+    # owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
+    curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
+    return BridgeSetup(
+        config.mqtt, bridged_cameras(config), publish_endpoint, control_endpoint,
+        config.runtime.log_level, curve if publish.curve else None,
+    )  # fmt: skip
+
+
 class MqttBridgeProcess:
     """A bridge process that is kept running: a crash never touches the pipeline, and the
     next one starts after a doubling delay (1 s .. 60 s), reset once one ran for a minute."""
@@ -41,14 +53,7 @@ class MqttBridgeProcess:
         assert config.mqtt is not None
         self.ctx = mp.get_context("spawn")
         self.counters = BridgeCounters(self.ctx)
-        publish = config.publish
-        # The publisher's CURVE: its public key (read from its secret key file, which the
-        # daemon owns) and the bridge's key pair (None: a throwaway one, allow_any_client).
-        curve = (publish.curve_server_secret_key_file, config.mqtt.curve_client_secret_key_file)
-        self.setup = BridgeSetup(
-            config.mqtt, bridged_cameras(config), publish_endpoint, control_endpoint,
-            config.runtime.log_level, curve if publish.curve else None,
-        )  # fmt: skip
+        self.setup = bridge_setup(config, publish_endpoint, control_endpoint)
         self.clock = clock
         self.process: Any = None
         self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
@@ -63,6 +68,18 @@ class MqttBridgeProcess:
         registry.register(MqttCollector(bridge.counters))
         bridge.start()
         return bridge
+
+    def use_config(self, config: EdgedConfig) -> None:
+        """A reload changed the cameras (or their tracking): a bridge for the new set, so
+        Home Assistant gets the added cameras' devices and the removed ones go offline."""
+        setup = bridge_setup(config, self.setup.publish_endpoint, self.setup.control_endpoint)
+        if setup.cameras == self.setup.cameras:
+            return
+        self.setup = setup
+        if self.process is not None:
+            log.info("MQTT bridge: cameras changed; starting it again")
+            self.stop()
+            self.start()
 
     def start(self) -> None:
         from edged.integrations.mqtt.bridge import main
