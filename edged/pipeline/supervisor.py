@@ -447,14 +447,29 @@ class Supervisor:
                 if not set(self.cameras) <= self._ended_cameras:
                     log.info("camera %s ended", event.camera)
                     continue
-                self._source_finished = True
-                if self._draining_since is not None:
-                    self._drained = True
-                elif self.config.pipeline.exit_at_end:
-                    log.info("source ended; exiting (pipeline.exit_at_end)")
-                    self._drained = True
-                else:
-                    log.info("source ended; idle until stopped (set source.loop to repeat)")
+                self._every_source_ended()
+
+    def _every_source_ended(self) -> None:
+        """The last camera's end went through: exit (or idle), or the drain is done."""
+        self._source_finished = True
+        if self._draining_since is not None:
+            self._drained = True
+        elif self.config.pipeline.exit_at_end:
+            log.info("source ended; exiting (pipeline.exit_at_end)")
+            self._drained = True
+        else:
+            log.info("source ended; idle until stopped (set source.loop to repeat)")
+
+    def _forget_ends(self, changes: CameraChanges) -> None:
+        """A reload's cameras: a restarted or added camera plays again (its old end no longer
+        counts, and a drain must wait for it); one removed no longer counts either. When the
+        cameras left have all ended (the one still playing was removed), that is the end."""
+        for camera_id in [*changes.removed, *(c.id for c in (*changes.restarted, *changes.added))]:
+            self._ended_cameras.discard(camera_id)
+        finished = bool(self.cameras) and set(self.cameras) <= self._ended_cameras
+        if finished and not self._source_finished:
+            self._every_source_ended()
+        self._source_finished = finished
 
     def _check_processes(self) -> bool:
         """Restart dead stages with backoff; True when edged must stop (restart limit hit)."""
@@ -635,7 +650,6 @@ class Supervisor:
         for camera_id in changes.removed:
             self.processes.remove_camera(camera_id)
             self.telemetry.remove_camera(camera_id)
-            self._ended_cameras.discard(camera_id)
         self.config = self.config.model_copy(update={
             "cameras": new.cameras, "source": new.source, "camera_id": new.camera_id})  # fmt: skip
         for camera in [*changes.updated, *changes.restarted]:
@@ -661,6 +675,7 @@ class Supervisor:
             self.preview_routes.use_cameras(list(self.cameras))
         if self.mqtt is not None:
             self.mqtt.use_config(self.config)
+        self._forget_ends(changes)
 
     def _stop_camera(self, camera_id: str) -> None:
         """Stop one camera's processes and wait for them (the others keep running)."""

@@ -193,6 +193,12 @@ def capture_pids(daemon: Daemon) -> dict[str, int]:
             if s.startswith("capture[")}  # fmt: skip
 
 
+def own_segments(daemon: Daemon) -> set[str]:
+    """This daemon's shared memory segments (other daemons may run beside the test's): their
+    names start with edged_<supervisor pid>_."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith(f"edged_{daemon.pid}_")}
+
+
 def published(daemon: Daemon) -> dict[str, int]:
     return {c: v["frames_published"] for c, v in daemon.ctl("status")["cameras"].items()}
 
@@ -265,7 +271,7 @@ def test_reload_adds_removes_and_updates_cameras_and_the_others_keep_their_proce
         wait_flowing(daemon, ["a", "b"], timeout=90)
         pids = capture_pids(daemon)
         infer = daemon.ctl("status")["stages"]["infer"]["pid"]
-        segments = set(os.listdir("/dev/shm"))
+        segments = own_segments(daemon)
         new = live_config({"a": clips["a"], "c": clips["c"]})
         new["cameras"][0]["conf_threshold"] = 0.95  # above the fake detection's 0.9
         daemon.config_path.write_text(yaml.safe_dump(new))
@@ -278,13 +284,73 @@ def test_reload_adds_removes_and_updates_cameras_and_the_others_keep_their_proce
         assert set(status["cameras"]) == {"a", "c"}
         assert not any("[b]" in s for s in status["stages"])
         assert capture_pids(daemon)["a"] == pids["a"] and status["stages"]["infer"]["pid"] == infer
-        gone = segments - set(os.listdir("/dev/shm"))
+        gone = segments - own_segments(daemon)
         assert len(gone) == 2, gone  # b's frame and tensor rings were unlinked
-        # a's new threshold applies without a restart: its detections (0.9) are filtered out.
+        # a's new threshold applies without a restart: its detections (0.9) are filtered out,
+        # from some frame on (those already past postprocess still have theirs) and for good.
         sub = daemon.subscriber(b"detections.a")
-        messages = [daemon.receive(sub, 30) for _ in range(3)]
-        assert all(m is not None and m[1]["detections"] == [] for m in messages[1:]), messages
+
+        def filtered() -> bool:
+            got = daemon.receive(sub, 30)
+            assert got is not None, daemon.log_tail()
+            return got[1]["detections"] == []
+
+        poll_until(filtered, 60, daemon.log_tail)
+        later = [daemon.receive(sub, 30) for _ in range(3)]
+        assert all(m is not None and m[1]["detections"] == [] for m in later), later
         assert daemon.stop() == 0
+
+
+def ended(daemon: Daemon, camera: str) -> bool:
+    return daemon.ctl("status")["cameras"][camera]["source"]["ended"]
+
+
+def test_a_camera_restarted_by_a_reload_plays_again_and_exit_at_end_waits_for_it(
+    tmp_path: Path, slow_hailo
+) -> None:
+    """a ends; a reload restarts a (now looping), removes z and adds b, which ends: the daemon
+    must not take a's old end for its new run's and exit (pipeline.exit_at_end) while a plays."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 5) for c in ("a", "b")}
+    once = {"uri": str(clips["a"]), "mode": "realtime", "loop": False}
+    config = live_config({"a": once, "z": clips["b"]}, pipeline={"exit_at_end": True})
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        daemon.wait_for_log("camera a ended", 90)  # published to its end
+        new = live_config({"a": {**once, "loop": True},
+                           "b": {"uri": str(clips["b"]), "mode": "realtime", "loop": False}},
+                          pipeline={"exit_at_end": True})  # fmt: skip
+        daemon.config_path.write_text(yaml.safe_dump(new))
+        reply = daemon.ctl("reload")
+        assert reply["cameras"] == {"restarted": ["a"], "added": ["b"], "removed": ["z"]}, reply
+        daemon.wait_for_log("camera b ended", 90)  # not "source ended; exiting"
+        assert not ended(daemon, "a")
+        wait_flowing(daemon, ["a"], more_than=published(daemon))  # still running, a plays on
+        assert daemon.stop() == 0
+
+
+def test_sigterm_drains_a_camera_added_after_every_camera_ended(tmp_path: Path, slow_hailo) -> None:
+    """Every camera ended (idle); a reload adds c; SIGTERM must drain c's frames in flight (a
+    lossless camera loses none), not stop at once as if nothing were playing."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 3) for c in ("a", "b")}
+    clips["c"] = write_clip(tmp_path / "c.mp4", 40)
+    config = cameras_config({"a": clips["a"], "b": clips["b"]})
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        poll_until(lambda: (daemon.runtime_dir / "control.sock").exists(), 90, daemon.log_tail)
+        daemon.wait_for_log("source ended; idle until stopped", 90)
+        sub = daemon.subscriber(b"detections.c")
+        daemon.config_path.write_text(yaml.safe_dump(cameras_config(clips)))
+        assert daemon.ctl("reload")["cameras"]["added"] == ["c"]
+        first = daemon.receive(sub, 90)
+        assert first is not None, daemon.log_tail()
+        assert daemon.stop() == 0
+        seqs = [first[1]["seq"], *(m["seq"] for m in daemon.drain(sub))]
+    log = daemon.log_text()
+    # c was still playing (40 frames at 120 ms each): the drain ran and every frame c captured
+    # was published, in order (a frame lost would leave a gap before the last).
+    assert "draining frames in flight" in log or seqs == list(range(40)), log
+    assert seqs == list(range(len(seqs))), seqs
+    assert "drain did not finish" not in log
 
 
 def test_the_preview_shows_every_camera(tmp_path: Path, slow_hailo) -> None:
