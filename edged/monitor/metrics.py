@@ -57,3 +57,9 @@ class ShadowMetrics:
                         self.agreement.remove(update.camera, update.variant, measure)
         if update.cost_ratio is not None:
             self.cost.set(update.cost_ratio)
+
+    def forget(self, camera: str, variant: str | None) -> None:
+        """A camera a reload removed: its agreement series go (no stale figure stays)."""
+        for measure in MEASURES:
+            with contextlib.suppress(KeyError):  # never set
+                self.agreement.remove(camera, variant, measure)

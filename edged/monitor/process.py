@@ -31,6 +31,12 @@ STABLE_AFTER_S = 60.0  # a helper that ran this long starts the backoff over whe
 MAX_REPORTS_PER_TURN = 100  # the supervisor's loop has other work: the rest waits a turn
 
 
+def camera_thresholds(config: EdgedConfig) -> dict[str, float | None]:
+    """What the helper takes from each camera's section (it decodes with its threshold; a
+    removed camera's entry is never used)."""
+    return {c.id: c.conf_threshold for c in config.camera_list()}
+
+
 class ShadowMonitor:
     def __init__(self, config: EdgedConfig, setup: HelperSetup, registry: CollectorRegistry,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
@@ -71,6 +77,24 @@ class ShadowMonitor:
         shadow = self.setup.config.monitor.shadow
         log.info("shadow monitor: comparing with %s at most every %g s (pid %d)", self.reference,
                  shadow.every_s, self.process.pid)  # fmt: skip
+
+    def use_config(self, config: EdgedConfig) -> None:
+        """A reload changed the cameras: a helper that decodes each camera with its new
+        conf_threshold (started again only when they changed), and the removed cameras' window,
+        STATUS note and metric series forgotten."""
+        old = self.setup.config
+        self.setup = HelperSetup(config, self.setup.reference, self.setup.runtime_dir)
+        kept = {c.id for c in config.camera_list()}
+        for camera in [c for c in self.judge.cameras if c not in kept]:
+            window = self.judge.cameras.pop(camera)
+            self.notes.pop(camera, None)
+            self.metrics.forget(camera, window.variant)
+        before = camera_thresholds(old)  # a camera it never heard of: the section's threshold
+        changed = any(before.get(c, None) != t for c, t in camera_thresholds(config).items())
+        if changed and self.process is not None:
+            log.info("shadow monitor: cameras changed; starting the helper again")
+            self._stop_process()
+            self.start()
 
     def check(self) -> None:
         """Every supervisor turn: read the reports waiting, restart a helper that died."""
@@ -129,7 +153,7 @@ class ShadowMonitor:
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None and self.process.is_alive() else None
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def _stop_process(self, timeout_s: float = 5.0) -> None:
         if self.process is not None:
             if self.process.is_alive():
                 self.process.terminate()
@@ -138,6 +162,9 @@ class ShadowMonitor:
                     self.process.kill()
                     self.process.join(2.0)
             self.process = None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop_process(timeout_s)
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None

@@ -675,6 +675,8 @@ class Supervisor:
             self.preview_routes.use_cameras(list(self.cameras))
         if self.mqtt is not None:
             self.mqtt.use_config(self.config)
+        if self.shadow is not None:
+            self.shadow.use_config(self.config)
         self._forget_ends(changes)
 
     def _stop_camera(self, camera_id: str) -> None:

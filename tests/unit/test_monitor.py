@@ -282,3 +282,42 @@ def test_bench_shadow_reports_the_helpers_cpu_against_the_live_inference_time():
     assert on["e2e_ms"]["p50"] == 40.0 and on["frames"] == 200
     failed = _setting([{"status": "failed", "reason": "edged exited with 1"}], monitor=False)
     assert failed == {"monitor": False, "status": "failed", "reason": "edged exited with 1"}
+
+
+# -- the supervisor's handle on the helper: a reload's cameras ------------------------------------
+
+
+def test_a_reload_restarts_the_helper_for_new_thresholds_and_forgets_removed_cameras(
+    tmp_path: Path,
+):
+    """A real helper process: a reload that only removes a camera keeps it (and the removed
+    camera's STATUS note and agreement series go); a camera's new conf_threshold starts a new
+    helper with it."""
+    from edged.monitor.process import ShadowMonitor
+    from tests.paths import YOLOV5N, require
+
+    def config(*cameras: dict) -> object:
+        shadow = {"enabled": True, "window": 2, "variant": "default"}
+        return parse_config({"model": {"path": str(require(YOLOV5N))}, "cameras": list(cameras),
+                             "monitor": {"shadow": shadow}})  # fmt: skip
+
+    registry = CollectorRegistry()
+    monitor = ShadowMonitor.for_config(config({"id": "a"}, {"id": "b"}), tmp_path, registry)
+    assert monitor is not None
+    monitor.start()
+    try:
+        first = monitor.pid
+        for camera in ("a", "b"):  # both below the floor: a note and series each
+            for _ in range(2):
+                monitor.take(_report(agreement=BAD, camera=camera))
+        assert "shadow: a " in monitor.note and "shadow: b " in monitor.note
+        monitor.use_config(config({"id": "a"}))
+        assert monitor.pid == first  # what the helper reads did not change
+        assert "shadow: a " in monitor.note and "shadow: b " not in monitor.note
+        text = generate_latest(registry).decode()
+        assert 'camera="a"' in text and 'camera="b"' not in text
+        monitor.use_config(config({"id": "a", "conf_threshold": 0.6}))
+        assert monitor.pid not in (None, first)
+        assert monitor.setup.config.cameras[0].conf_threshold == 0.6
+    finally:
+        monitor.stop()
