@@ -219,6 +219,18 @@ def test_the_camera_run_configures_n_looped_camera_paced_file_cameras(tmp_path):
         ("v.mp4", "realtime", True, 25.0)
     }
     assert pb.run.edged_modes(settings) == ("lossless", "realtime", "cameras", "cameras-paced")
+    paced = parse_config(
+        pb.daemon_config(
+            settings,
+            {"path": "m.onnx", "backend": "onnxruntime"},
+            "cameras-paced",
+            tmp_path,
+            "ipc:///tmp/x.sock",
+            5.0,
+        )
+    )
+    rates = [c.source.fps for c in paced.camera_list()]
+    assert rates == sorted(set(rates)) and rates[0] == 5.0  # out of phase: each a bit faster
     assert pb.run.edged_modes(pb.PipelineBenchSettings(models=(), source="v")) == (
         "lossless", "realtime")  # fmt: skip
 

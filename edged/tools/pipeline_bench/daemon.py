@@ -15,6 +15,7 @@ from typing import Any
 from edged.backends.registry import backend_for_suffix, plugins
 from edged.tools.pipeline_bench.cameras import (
     CAMERA_MODES,
+    CAMERAS_PACED_MODE,
     camera_ids,
     cameras_section,
     per_camera,
@@ -83,7 +84,8 @@ def daemon_config(
         inference.setdefault(model["backend"], {}).update(option_set(options))
     cameras = {}
     if mode in CAMERA_MODES:
-        cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps)}
+        drift = mode == CAMERAS_PACED_MODE
+        cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps, drift)}
     return {
         **(cameras or {"source": source}),
         "model": model_section(model, workdir),
