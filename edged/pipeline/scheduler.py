@@ -60,6 +60,14 @@ class FairScheduler(Generic[F]):
             return frame
         return None
 
+    def forget(self, camera: str) -> list[F]:
+        """A reload removed ``camera``: it leaves the rotation; returns its frames still
+        queued, which the caller drops."""
+        queue = self._queues.pop(camera, None)
+        if camera in self._turns:
+            self._turns.remove(camera)
+        return list(queue or ())
+
     def waiting(self, camera: str | None = None) -> int:
         """Frames queued (for ``camera``, or for all)."""
         if camera is not None:

@@ -21,7 +21,7 @@ import signal
 import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 FRAMES, TENSORS, OUTPUTS = "frames", "tensors", "outputs"
 RING_OWNER = {FRAMES: CAPTURE, TENSORS: PREPROCESS, OUTPUTS: INFER}
 PER_CAMERA_RINGS = (FRAMES, TENSORS)  # one per camera; OUTPUTS is shared (owned by infer)
-_RELEASE = struct.Struct("<qq")  # slot, seq
+# A release: slot, seq, then the frame's camera id (utf-8). seq counts per camera, so on the
+# shared outputs ring only (camera, seq) names one frame.
+_RELEASE = struct.Struct("<qq")
 MAX_RECORDS_PER_FLUSH = 256  # bounds one stats message at a high frame rate
 
 
@@ -106,7 +108,7 @@ class SlotAllocator:
 
     def __init__(self, slots: int, release_socket: zmq.Socket) -> None:
         self._free: deque[int] = deque(range(slots))
-        self._in_use: dict[int, int] = {}
+        self._in_use: dict[int, tuple[str, int]] = {}  # slot -> its frame's (camera, seq)
         self.socket = release_socket
         self.reclaims = 0  # how many times every slot was taken back
 
@@ -114,21 +116,21 @@ class SlotAllocator:
         """Take back every slot released so far (non-blocking)."""
         while True:
             try:
-                slot, seq = _RELEASE.unpack(self.socket.recv(zmq.NOBLOCK))
+                slot, frame = unpack_release(self.socket.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
             # A stale release (slot reclaimed after a restart, then reused) must not free the
-            # slot's new occupant.
-            if self._in_use.get(slot) == seq:
+            # slot's new occupant (another camera's frame may have the same seq).
+            if self._in_use.get(slot) == frame:
                 del self._in_use[slot]
                 self._free.append(slot)
 
-    def try_acquire(self, seq: int) -> int | None:
+    def try_acquire(self, seq: int, camera: str = "") -> int | None:
         self.collect()
         if not self._free:
             return None
         slot = self._free.pop()  # the slot freed last: its pages are warm, the rest stay untouched
-        self._in_use[slot] = seq
+        self._in_use[slot] = (camera, seq)
         return slot
 
     def reclaim_slot(self, slot: int) -> None:
@@ -136,9 +138,10 @@ class SlotAllocator:
         if self._in_use.pop(slot, None) is not None:
             self._free.append(slot)
 
-    def reclaim_all(self) -> None:
-        """Treat every slot as free again (after a consumer restart lost what it held)."""
-        for slot in list(self._in_use):
+    def reclaim_all(self, keep: Collection[int] = ()) -> None:
+        """Treat every slot as free again (after a consumer restart lost what it held), except
+        ``keep``: slots this stage still writes into (frames in flight), not yet handed on."""
+        for slot in [s for s in self._in_use if s not in keep]:
             del self._in_use[slot]
             self._free.append(slot)
         self.reclaims += 1
@@ -146,6 +149,16 @@ class SlotAllocator:
     @property
     def in_use(self) -> int:
         return len(self._in_use)
+
+
+def pack_release(slot: int, seq: int, camera: str = "") -> bytes:
+    return _RELEASE.pack(slot, seq) + camera.encode()
+
+
+def unpack_release(payload: bytes) -> tuple[int, tuple[str, int]]:
+    """(slot, (camera, seq)) of a release message."""
+    slot, seq = _RELEASE.unpack_from(payload)
+    return slot, (payload[_RELEASE.size :].decode(errors="replace"), seq)
 
 
 class StageRuntime:
@@ -181,6 +194,11 @@ class StageRuntime:
         self._camera_counters: dict[str, dict[str, int]] = {}
         self._frame_camera: str | None = None  # the camera of the frame being processed
         self.pinned_rings: set[str] = set()  # kept attached when their camera goes (preview)
+        # Told which cameras' rings a reload is about to close or replace, while they are still
+        # attached: a stage lets go of those cameras' frames it holds (frames in flight).
+        self.cameras_gone: list[Callable[[set[str]], None]] = []
+        # Slots of this stage's own ring it still writes into: a Reclaim keeps them.
+        self.held_slots: Callable[[], Collection[int]] = lambda: ()
         self._queue_depth = 0
         self._records: list[PublishedFrame] = []  # published frames since the last stats flush
         self.log_throttle = LogThrottle()  # per-frame failures: one line per interval
@@ -250,14 +268,28 @@ class StageRuntime:
 
     def use_cameras(self, command: Cameras) -> None:
         """A reload added or removed cameras: attach the new cameras' rings, let go of the
-        removed ones' (their capture stopped first; the supervisor unlinks them after)."""
+        removed ones' (their capture stopped first; the supervisor unlinks them after). A ring
+        under another segment name (a camera removed, then added again) is replaced."""
+        replaced = {k for k, spec in command.rings.items()
+                    if k in self.rings and self.rings[k].spec.name != spec.name}  # fmt: skip
+        removed = {k for k in self.rings if k not in command.rings and k not in self.pinned_rings}
+        gone = {c for c in self.cameras if c not in {new.id for new in command.cameras}}
+        gone |= {k.split(".", 1)[1] for k in replaced | removed if "." in k}
+        if gone:
+            for listener in list(self.cameras_gone):
+                listener(gone)
+        for key in replaced:
+            old = self.rings.pop(key)
+            if key not in self.pinned_rings:  # a pinned one is its holder's to close
+                old.close()
+            self._release.pop(key).close(0)
+        for key in removed:
+            self.rings.pop(key).close()
+            self._release.pop(key).close(0)
         for key, spec in command.rings.items():
             if key not in self.rings:
                 self.rings[key] = attach_ring(spec)
                 self._release[key] = self._release_socket(key)
-        for key in [k for k in self.rings if k not in command.rings and k not in self.pinned_rings]:
-            self.rings.pop(key).close()
-            self._release.pop(key).close(0)
         self.cameras = {c.id: c for c in command.cameras}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -327,9 +359,11 @@ class StageRuntime:
                 self.use_cameras(command)
             case Reclaim():
                 if self.allocator is not None:
-                    stranded = self.allocator.in_use
-                    self.allocator.reclaim_all()
-                    log.info("reclaimed %d slot(s) after a stage restart", stranded)
+                    keep = set(self.held_slots())
+                    stranded = self.allocator.in_use - len(keep)
+                    self.allocator.reclaim_all(keep=keep)
+                    log.info("reclaimed %d slot(s) after a stage restart (%d still written)",
+                             stranded, len(keep))  # fmt: skip
             case _:
                 return False
         return True
@@ -429,7 +463,7 @@ class StageRuntime:
             slot = held[kind]
             sock = self._release.get(ring_key(kind, frame.camera))
             if slot >= 0 and sock is not None:  # None: a camera removed meanwhile
-                sock.send(_RELEASE.pack(slot, frame.seq))
+                sock.send(pack_release(slot, frame.seq, frame.camera))
 
     def drop(self, frame: Frame, outcome: str = "dropped") -> None:
         """A frame that goes no further: count it here and free everything it holds."""
@@ -461,11 +495,13 @@ class StageRuntime:
             self.drop(stale)
         return data[-1:] + markers
 
-    def acquire_slot(self, seq: int, block: bool) -> int | None:
-        """A free slot of this stage's own ring; waits for one only when ``block``."""
+    def acquire_slot(self, seq: int, block: bool, camera: str | None = None) -> int | None:
+        """A free slot of this stage's own ring for frame ``seq`` of ``camera`` (default: this
+        instance's); waits for one only when ``block``."""
         assert self.allocator is not None
+        camera = self.camera if camera is None else camera
         while True:
-            slot = self.allocator.try_acquire(seq)
+            slot = self.allocator.try_acquire(seq, camera)
             if slot is not None or not block:
                 return slot
             if self.allocator.socket.poll(100):
@@ -481,7 +517,7 @@ class StageRuntime:
         if frame.end_of_stream:
             self.send_frame(frame)
             return None
-        slot = self.acquire_slot(frame.seq, block=self.lossless)
+        slot = self.acquire_slot(frame.seq, block=self.lossless, camera=frame.camera)
         if slot is None:
             self.drop(frame)
         return slot
@@ -541,6 +577,13 @@ class StageRuntime:
         frame of each camera is what runs next; the older one is dropped here and counted for
         its camera). Lossless: every frame, in order per camera."""
         scheduler: FairScheduler[Frame] = FairScheduler(self.lossless)
+
+        def forget(cameras: set[str]) -> None:  # their frames waiting go (rings still attached)
+            for camera in cameras:
+                for frame in scheduler.forget(camera):
+                    self.drop(frame)
+
+        self.cameras_gone.append(forget)
         try:
             while not self.stopping:
                 wait = 0 if scheduler else timeout_ms()
@@ -555,6 +598,8 @@ class StageRuntime:
                     after_frames()
         except StopRequested:
             pass
+        finally:
+            self.cameras_gone.remove(forget)
 
 
 def link_local(upstream: StageRuntime, downstream: StageRuntime,

@@ -75,3 +75,17 @@ def test_round_robin_is_even_when_every_camera_always_has_a_frame() -> None:
     first_15 = [s.next() for _ in range(15)]
     counts = Counter(f.camera for f in first_15 if f is not None)
     assert counts == {"a": 5, "b": 5, "c": 5}
+
+
+def test_a_removed_camera_is_forgotten_and_its_waiting_frames_handed_back() -> None:
+    """Review finding 13: a reload removed b. Its queued frames come back (the caller drops and
+    counts them), and b holds no queue nor turn: a and c alternate as if b never was."""
+    s: FairScheduler[F] = FairScheduler(lossless=True)
+    for camera in "abc":
+        s.add(F(camera, 0))
+    s.add(F("b", 1))
+    assert [(f.camera, f.seq) for f in s.forget("b")] == [("b", 0), ("b", 1)]
+    assert s.forget("b") == [] and s.waiting("b") == 0
+    assert s._queues.keys() == {"a", "c"}
+    s.add(F("a", 1))
+    assert drain(s) == [("a", 0), ("c", 0), ("a", 1)]

@@ -47,6 +47,8 @@ from edged.pipeline.stage_runtime import (
     OUTPUTS,
     TENSORS,
     StageRuntime,
+    StopRequested,
+    ring_key,
 )
 from edged.pipeline.stages.inflight import InFlight, Running
 from edged.pipeline.stages.recovery import ReloadPolicy
@@ -123,10 +125,18 @@ class InferenceStage:
         self.recovery = ReloadPolicy()
         self.last_seq = -1
         self.inflight = InFlight()
-        self.capacity = self.frames_in_flight()
+        self.use_capacity()
         rt.poller.register(self.inflight.fileno(), zmq.POLLIN)  # a finished frame wakes the loop
         rt.command_handler = self.on_command
+        rt.cameras_gone.append(self.on_cameras_gone)
+        rt.held_slots = lambda: [running.slot for running in self.inflight]
         release_free_heap()
+
+    def use_capacity(self) -> None:
+        """What the serving backend runs at once; logged (and asserted by the tests: a backend
+        that silently ran one frame at a time would only be slower)."""
+        self.capacity = self.frames_in_flight()
+        log.info("%s: %d frame(s) in flight", self.model.key, self.capacity)
 
     def frames_in_flight(self) -> int:
         """What the backend runs at once, within the output ring (each frame holds a slot)."""
@@ -199,7 +209,7 @@ class InferenceStage:
         self.generation += 1
         self.broken = False  # a swap away from a broken backend is a way out too
         self.recovery.succeeded()
-        self.capacity = self.frames_in_flight()
+        self.use_capacity()
         old.close()
         release_free_heap()  # the old session's memory, and the new one's loading peak
         log.info("now serving %s (loaded in %.2fs)", self.model.key, duration)
@@ -241,7 +251,7 @@ class InferenceStage:
         self.backend, self.model = pending.backend, pending.model
         self.broken = False
         self.recovery.succeeded()
-        self.capacity = self.frames_in_flight()
+        self.use_capacity()
         log.info("%s loaded again in %.2fs; serving", self.model.key, duration)
 
     def _given_up(self) -> str:
@@ -320,7 +330,7 @@ class InferenceStage:
         they are finished and handed on first, before waiting (lossless) or dropping (live)."""
         if not frame.end_of_stream:
             while len(self.inflight):
-                slot = self.rt.acquire_slot(frame.seq, block=False)
+                slot = self.rt.acquire_slot(frame.seq, block=False, camera=frame.camera)
                 if slot is not None:
                     return slot
                 self.finish_oldest()
@@ -359,11 +369,36 @@ class InferenceStage:
                 return
             if running.finished is None:  # waited before the backend's callback ran
                 running.finished = time.monotonic()
-        self.publish(running)
+        running.buffers.clear()  # the backend is done with them: no view pins a ring
+        try:
+            self.publish(running)
+        except StopRequested:
+            raise
+        except Exception:  # one frame's failure (from service() too) never stops the stage
+            if (more := self.rt.log_throttle.allow("publish")) is not None:
+                log.exception("inference: frame %d of %r not handed on%s", running.frame.seq,
+                              running.frame.camera, more)  # fmt: skip
+            self.rt.allocator.reclaim_slot(running.slot)
+            self.rt.drop(running.frame, "error")
+
+    def on_cameras_gone(self, cameras: set[str]) -> None:
+        """A reload is about to close (or replace) these cameras' rings: their frames in flight
+        are waited for (the backend reads their tensors) and dropped, their slots taken back."""
+        for running in self.inflight.take(cameras):
+            if running.handle is not None:
+                with contextlib.suppress(Exception):  # dropped either way
+                    running.backend.wait(running.handle)  # type: ignore[attr-defined]
+            running.buffers.clear()
+            self.rt.allocator.reclaim_slot(running.slot)
+            self.rt.drop(running.frame)
 
     def publish(self, running: Running) -> None:
         frame, slot = running.frame, running.slot
-        tensors = self.rt.ring(TENSORS, frame.camera)
+        tensors = self.rt.rings.get(ring_key(TENSORS, frame.camera))
+        if tensors is None:  # its camera is gone (a reload removed it)
+            self.rt.allocator.reclaim_slot(slot)
+            self.rt.drop(frame)
+            return
         if frame.tensor_slot >= 0 and not tensors.holds(frame.tensor_slot, frame.seq):
             # A restarted preprocess reused the tensor slot under us (its new allocator counts
             # every slot free): these outputs may be another frame's. Discard.
@@ -431,6 +466,7 @@ class InferenceStage:
                            timeout_ms=lambda: 50 if self.pending else 200)  # fmt: skip
 
     def close(self) -> None:
+        self.rt.cameras_gone.remove(self.on_cameras_gone)
         self.abandon_inflight("dropped")
         self.backend.close()
         self.inflight.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -46,6 +47,10 @@ class InFlight:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        # A backend may finish a frame (on its thread) after close(): its wake-up must not go
+        # to a closed fd, nor to a new file that reused the number.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def fileno(self) -> int:
         """Readable when a frame has finished since the last :meth:`clear_wakeups`."""
@@ -59,9 +64,12 @@ class InFlight:
 
         def done() -> None:
             running.finished = time.monotonic()
-            # A full pipe holds wake-ups already: the loop is awake.
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._write, b"\0")
+            with self._lock:
+                if self._closed:
+                    return
+                # A full pipe (BlockingIOError) holds wake-ups already: the loop is awake.
+                with contextlib.suppress(OSError):
+                    os.write(self._write, b"\0")
 
         return done
 
@@ -79,6 +87,12 @@ class InFlight:
     def pop(self) -> Running:
         return self._queue.popleft()
 
+    def take(self, cameras: set[str]) -> list[Running]:
+        """Remove (and return, oldest first) the frames in flight of ``cameras``."""
+        taken = [r for r in self._queue if r.frame.camera in cameras]
+        self._queue = deque(r for r in self._queue if r.frame.camera not in cameras)
+        return taken
+
     def __len__(self) -> int:
         return len(self._queue)
 
@@ -86,5 +100,9 @@ class InFlight:
         return iter(self._queue)
 
     def close(self) -> None:
-        os.close(self._read)
-        os.close(self._write)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)
