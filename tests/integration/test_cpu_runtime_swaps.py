@@ -55,6 +55,12 @@ def _swap_chain(tmp_path: Path, manifest: Path, models_dir: Path, chain: list[st
             messages = collector.stop()
         scrape = daemon.metrics()
         assert daemon.stop() == 0
+        log = daemon.log_text()
+    # What the inference stage really ran at once with each variant (a backend that silently
+    # ran one frame at a time would lose nothing, only speed).
+    for generation, variant in enumerate(chain, start=1):
+        frames = 2 if variant in (TWO_IN_FLIGHT, ORT_TWO_IN_FLIGHT) else 1
+        assert f"/{variant}/{generation}: {frames} frame(s) in flight" in log, log[-3000:]
     seqs = [m["seq"] for m in messages]
     assert seqs == list(range(len(seqs))), "lost or repeated frames"
     boundaries = [(0, "fp32"), *((seq, variant) for variant, seq in replies)]
@@ -115,6 +121,7 @@ def test_two_frames_in_flight_publish_every_frame_once_in_order(
         assert daemon.stop() == 0
         log = daemon.log_text()
     assert logged in log, log[-3000:]
+    assert f"/{variant}/0: 2 frame(s) in flight" in log, log[-3000:]  # the stage's capacity
     assert [m["seq"] for m in messages] == list(range(VIDEO_FRAMES))
     assert {m["model"]["variant"] for m in messages} == {variant}
     assert scrape.total("edged_frames_total", stage="infer", outcome="ok") == VIDEO_FRAMES

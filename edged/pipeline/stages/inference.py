@@ -385,12 +385,7 @@ class InferenceStage:
         """A reload is about to close (or replace) these cameras' rings: their frames in flight
         are waited for (the backend reads their tensors) and dropped, their slots taken back."""
         for running in self.inflight.take(cameras):
-            if running.handle is not None:
-                with contextlib.suppress(Exception):  # dropped either way
-                    running.backend.wait(running.handle)  # type: ignore[attr-defined]
-            running.buffers.clear()
-            self.rt.allocator.reclaim_slot(running.slot)
-            self.rt.drop(running.frame)
+            self.abandon(running, "dropped")
 
     def publish(self, running: Running) -> None:
         frame, slot = running.frame, running.slot
@@ -437,12 +432,16 @@ class InferenceStage:
     def abandon_inflight(self, outcome: str = "error") -> None:
         """Drop the frames in flight, once the backend is done with their memory."""
         while len(self.inflight):
-            running = self.inflight.pop()
-            if running.handle is not None:
-                with contextlib.suppress(Exception):  # dropped either way
-                    running.backend.wait(running.handle)  # type: ignore[attr-defined]
-            self.rt.allocator.reclaim_slot(running.slot)
-            self.rt.drop(running.frame, outcome)
+            self.abandon(self.inflight.pop(), outcome)
+
+    def abandon(self, running: Running, outcome: str) -> None:
+        """Drop a frame taken out of flight, once the backend is done with its memory."""
+        if running.handle is not None:
+            with contextlib.suppress(Exception):  # dropped either way
+                running.backend.wait(running.handle)  # type: ignore[attr-defined]
+        running.buffers.clear()  # no view left on its camera's rings
+        self.rt.allocator.reclaim_slot(running.slot)
+        self.rt.drop(running.frame, outcome)
 
     def service(self) -> None:
         """Every loop turn, frames or not: switch to a model that finished loading; give the
