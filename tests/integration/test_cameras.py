@@ -7,6 +7,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -372,6 +374,55 @@ def test_the_preview_shows_every_camera(tmp_path: Path, slow_hailo) -> None:
             assert image.shape == (180, 320, 3), cam
             status = json.loads(daemon.get(f"/preview/{cam}/status.json")[1])
             assert status["camera_id"] == cam
+        assert daemon.stop() == 0
+
+
+def preview_seq(daemon: Daemon, camera: str) -> int | None:
+    """The seq of the frame /preview/<camera>.jpg shows (None: no picture)."""
+    try:
+        with urllib.request.urlopen(f"{daemon.base_url}/preview/{camera}.jpg", timeout=15) as r:
+            return int(r.headers["X-Edged-Seq"])
+    except urllib.error.HTTPError:
+        return None
+
+
+def test_the_preview_follows_a_reload_an_added_camera_and_one_removed_and_added_again(
+    tmp_path: Path, slow_hailo
+) -> None:
+    """Reloads remove b and add c, then add b back: c's preview shows c's frames, and b's
+    shows its new frames (its frames ring is a new one), not its last old picture for ever."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b", "c")}
+    preview = {"enabled": True, "width": 320}
+
+    def reload(*cameras: str) -> None:
+        config = live_config({c: clips[c] for c in cameras}, preview=preview)
+        daemon.config_path.write_text(yaml.safe_dump(config))
+        assert daemon.ctl("reload")["ok"]
+
+    def moving(camera: str) -> None:
+        """Until the camera's preview shows two different frames."""
+        seen: set[int] = set()
+
+        def two() -> bool:
+            seq = preview_seq(daemon, camera)
+            if seq is not None:
+                seen.add(seq)
+            return len(seen) >= 2
+
+        poll_until(two, 90, daemon.log_tail)
+
+    config = live_config({"a": clips["a"], "b": clips["b"]}, preview=preview)
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        wait_flowing(daemon, ["a", "b"], timeout=90)
+        moving("b")
+        reload("a", "c")
+        wait_flowing(daemon, ["c"], timeout=90)
+        moving("c")
+        reload("a", "c", "b")
+        wait_flowing(daemon, ["b"], timeout=90)
+        moving("b")
+        moving("a")
         assert daemon.stop() == 0
 
 

@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 RESEND_INTERVAL_S = 1.0
 
 
+def open_private_socket(ctx: zmq.Context, runtime_dir: Path) -> zmq.Socket:
+    """The socket the supervisor's HTTP server reads JPEGs from. A tiny high-water mark: a
+    viewer that falls behind gets the newest frames, not a backlog."""
+    private = ctx.socket(zmq.XPUB)
+    configure_xpub(private)
+    private.setsockopt(zmq.SNDHWM, 2)
+    private.setsockopt(zmq.LINGER, 0)
+    private.bind(private_endpoint(runtime_dir))
+    return private
+
+
 class PreviewTap:
     def __init__(
         self,
@@ -59,16 +70,8 @@ class PreviewTap:
         self.public = public if cfg.publish_topic else None
         self.public_subs = SubscriptionTracker((self.topic,))
         self.private_subs = SubscriptionTracker((self.topic,))
-        # The supervisor's HTTP server reads this one. A tiny high-water mark: a viewer that
-        # falls behind gets the newest frames, not a backlog.
         self._owns_private = private is None
-        if private is None:
-            private = ctx.socket(zmq.XPUB)
-            configure_xpub(private)
-            private.setsockopt(zmq.SNDHWM, 2)
-            private.setsockopt(zmq.LINGER, 0)
-            private.bind(private_endpoint(runtime_dir))
-        self.private = private
+        self.private = open_private_socket(ctx, runtime_dir) if private is None else private
         self.siblings: list[PreviewTap] = [self]  # the taps sharing the private socket
         inbox = f"inproc://edged-preview-{uuid.uuid4().hex}"
         self.inbox = ctx.socket(zmq.PULL)

@@ -90,41 +90,83 @@ class PublishStage:
         # The shadow monitor's tap: a frame now and then to its helper, never waiting.
         self.shadow = open_tap(cfg.monitor.shadow, cfg.camera_id, rt.rings, rt.ctx,
                                rt.setup.runtime_dir)  # fmt: skip
-        # The preview: a tap per camera (frames.<id>), all on one private socket.
+        # The preview: a tap per camera (frames.<id>), all on one private socket (ours: taps
+        # come and go with the cameras).
         self.previews: dict[str, Any] = {}
-        preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
-        if preview_cfg.enabled:
-            self._open_previews(preview_cfg)
+        self.private: zmq.Socket | None = None
+        self.preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
+        self._cameras = rt.cameras  # the runtime's view of the cameras (a reload replaces it)
+        if self.preview_cfg.enabled:
+            self._open_previews()
 
-    def _open_previews(self, preview_cfg: PreviewConfig) -> None:
-        # cv2 drawing code only when enabled
+    def _open_previews(self) -> None:
+        from edged.pipeline.stages.preview_tap import open_private_socket  # cv2 only if enabled
+
+        try:
+            self.private = open_private_socket(self.rt.ctx, self.rt.setup.runtime_dir)
+            for camera in self.topics:
+                self._open_preview(camera)
+        except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
+            log.error("live preview disabled: %s", exc)
+            for camera in list(self.previews):
+                self._close_preview(camera)
+            if self.private is not None:
+                self.private.close(0)
+                self.private = None
+            return
+        for sock in (self.pub, self.private):
+            self.rt.poller.register(sock, zmq.POLLIN)  # subscriptions wake the loop
+
+    def _frames_ring(self, camera: str) -> Any:
+        """The ring the camera's frames are in now (None: not attached)."""
+        return self.rt.rings.get(ring_key(FRAMES, camera if self.rt.cameras else ""))
+
+    def _open_preview(self, camera: str) -> None:
         from edged.pipeline.stages.preview_tap import PreviewTap
         from edged.preview.annotate import tracking_overlays
 
         rt, cfg = self.rt, self.rt.setup.config
-        cameras = {c.id: c for c in rt.setup.cameras}
-        private = None
-        try:
-            for camera in self.topics:
-                ring_camera = camera if cameras else ""
-                ring = rt.ring(FRAMES, ring_camera)
-                rt.pinned_rings.add(ring_key(FRAMES, ring_camera))  # the tap keeps reading it
-                tap = PreviewTap(preview_cfg, camera, ring, rt.ctx, rt.setup.runtime_dir,
-                                 self.pub, private=private)  # fmt: skip
-                private = tap.private
-                tracking = cfg.tracking_for(cameras[camera]) if camera in cameras else cfg.tracking
-                tap.overlays = tracking_overlays(tracking)
-                self.previews[camera] = tap
-        except (zmq.ZMQError, OSError) as exc:  # the preview never costs the detections
-            log.error("live preview disabled: %s", exc)
-            for tap in reversed(self.previews.values()):
-                tap.close()
-            self.previews = {}
+        ring = rt.ring(FRAMES, camera if rt.cameras else "")
+        tap = PreviewTap(self.preview_cfg, camera, ring, rt.ctx, rt.setup.runtime_dir, self.pub,
+                         private=self.private)  # fmt: skip
+        cam = rt.cameras.get(camera)
+        tap.overlays = tracking_overlays(cfg.tracking if cam is None else cfg.tracking_for(cam))
+        self.previews[camera] = tap
+        rt.poller.register(tap.inbox, zmq.POLLIN)  # finished JPEGs wake the loop
+
+    def _close_preview(self, camera: str) -> None:
+        tap = self.previews.pop(camera, None)
+        if tap is not None:
+            self.rt.poller.unregister(tap.inbox)
+            tap.close()
+
+    def follow_cameras(self) -> None:
+        """A reload changed the cameras (the runtime's view was replaced): topics for the new
+        set, and a preview tap on each camera's frames ring as it is now (a camera removed and
+        added again has a new ring; the old tap would show its last picture for ever)."""
+        cameras = self.rt.cameras
+        if cameras is self._cameras:  # every frame: one comparison
             return
-        taps = list(self.previews.values())
-        taps[0].siblings = taps
-        for sock in (self.pub, *(s for tap in taps for s in tap.sockets)):
-            rt.poller.register(sock, zmq.POLLIN)  # subscriptions, JPEGs wake the loop
+        self._cameras = cameras
+        ids = list(cameras) or [self.camera_id]
+        for camera in [c for c in self.topics if c not in ids]:
+            del self.topics[camera]
+            self._close_preview(camera)
+        for camera in ids:
+            if camera not in self.topics:
+                self.topics[camera] = self.topics_of(camera)
+        self.subs.topics = tuple(t[0] for t in self.topics.values())
+        if self.private is None:
+            return
+        for camera in ids:
+            tap = self.previews.get(camera)
+            if tap is not None and tap.ring is self._frames_ring(camera):
+                continue
+            self._close_preview(camera)
+            try:
+                self._open_preview(camera)
+            except (zmq.ZMQError, OSError, KeyError) as exc:
+                log.error("no live preview of camera %s: %s", camera, exc)
 
     @property
     def preview(self) -> Any:
@@ -145,6 +187,13 @@ class PublishStage:
         camera with the most (``detections.`` counts for every camera, once)."""
         return max((self.subs.matching(t[0]) for t in self.topics.values()), default=0)
 
+    def _private_subscriptions(self) -> None:
+        """The HTTP server's (un)subscriptions on the private socket, to every camera's tap."""
+        while self.private is not None and self.private.poll(0, zmq.POLLIN):
+            event = self.private.recv()
+            for tap in self.previews.values():
+                tap.private_event(event)
+
     def track_subscriptions(self, timeout_ms: int = 0) -> None:
         while self.pub.poll(timeout_ms, zmq.POLLIN):
             event = self.pub.recv()
@@ -158,8 +207,10 @@ class PublishStage:
 
     def service(self) -> None:
         """Every loop turn, frames or not: subscriptions, and finished preview JPEGs."""
-        if self.previews:
+        self.follow_cameras()
+        if self.private is not None:
             self.track_subscriptions()
+            self._private_subscriptions()
             for tap in self.previews.values():
                 tap.service()
 
@@ -197,14 +248,13 @@ class PublishStage:
                 frame.seq, None if ended is None else ended.summary(with_time=False),
                 self.camera_of(frame)))  # fmt: skip
             return
+        self.follow_cameras()
         self.wait_for_subscribers()
         self.track_subscriptions()
         start = time.monotonic()
         camera = self.camera_of(frame)
-        topic = self.topics.get(camera)
-        if topic is None:  # a camera added by a reload
-            topic = self.topics[camera] = self.topics_of(camera)
-            self.subs.topics = (*(self.subs.topics or ()), topic[0])
+        # A frame still in flight of a camera a reload removed: its topic, not remembered.
+        topic = self.topics.get(camera) or self.topics_of(camera)
         message = build_message(frame, camera, start)
         payload = encode(message, self.format)
         self.pub.send_multipart((topic[0], payload), copy=False)
@@ -213,8 +263,8 @@ class PublishStage:
         tap = self.previews.get(camera)
         if tap is not None:
             tap.offer(frame, message, start)  # before the slot goes back
-        if self.shadow is not None:
-            self.shadow.offer(frame)  # before the slot goes back
+        if self.shadow is not None and camera in self.topics:
+            self.shadow.offer(frame)  # before the slot goes back (a removed camera's is gone)
         self.rt.release(frame, FRAMES)
         end = time.monotonic()
         dets = frame.detections
@@ -240,8 +290,10 @@ class PublishStage:
         self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
 
     def close(self) -> None:
-        for tap in reversed(self.previews.values()):  # the socket's owner last
+        for tap in self.previews.values():
             tap.close()
+        if self.private is not None:  # after the taps that send on it
+            self.private.close(0)
         if self.shadow is not None:
             self.shadow.close()
         self.publisher.close()
