@@ -96,6 +96,7 @@ class PublishStage:
         self.private: zmq.Socket | None = None
         self.preview_cfg: PreviewConfig = getattr(cfg, "preview", None) or PreviewConfig()
         self._cameras = rt.cameras  # the runtime's view of the cameras (a reload replaces it)
+        rt.cameras_gone.append(self._cameras_gone)  # told before their rings close
         if self.preview_cfg.enabled:
             self._open_previews()
 
@@ -139,6 +140,12 @@ class PublishStage:
         if tap is not None:
             self.rt.poller.unregister(tap.inbox)
             tap.close()
+
+    def _cameras_gone(self, cameras: set[str]) -> None:
+        """Cameras removed (or whose rings are replaced): their taps go before the rings do
+        (:meth:`follow_cameras` opens a tap on a replaced ring)."""
+        for camera in cameras:
+            self._close_preview(camera)
 
     def follow_cameras(self) -> None:
         """A reload changed the cameras (the runtime's view was replaced): topics for the new
@@ -290,6 +297,7 @@ class PublishStage:
         self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
 
     def close(self) -> None:
+        self.rt.cameras_gone.remove(self._cameras_gone)
         for tap in self.previews.values():
             tap.close()
         if self.private is not None:  # after the taps that send on it
