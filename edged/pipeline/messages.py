@@ -182,6 +182,15 @@ class EndOfStream:
 
 
 @dataclass(frozen=True)
+class TrackingOff:
+    """From postprocess: a camera's tracking zones or lines do not fit its frames, so its
+    tracking is off (that camera only; its detections still flow). ``reason`` "": on again."""
+
+    camera: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class SubscribersChanged:
     count: int  # subscriptions that receive detections
 
@@ -213,7 +222,7 @@ class ModelReloaded:
 
 StageEvent = (
     InferenceReady | PublishReady | Fatal | Stats | SourceConnected | SourceLost | EndOfStream
-    | SubscribersChanged | SwapDone | SwapFailed | ModelReloaded
+    | SubscribersChanged | SwapDone | SwapFailed | ModelReloaded | TrackingOff
 )  # fmt: skip
 
 

@@ -56,6 +56,7 @@ from edged.pipeline.messages import (
     Stop,
     SwapDone,
     SwapFailed,
+    TrackingOff,
 )
 from edged.pipeline.reload import DeferredReloads, reread_config
 from edged.pipeline.runtime_dir import daemon_runtime_dir, ensure_private_dir
@@ -185,6 +186,7 @@ class Supervisor:
         for camera in cameras:
             self._add_camera(camera, "" if len(cameras) == 1 else camera.id)
         self._ended_cameras: set[str] = set()  # their end-of-stream marker was published
+        self._tracking_off: dict[str, str] = {}  # camera → why its tracking is off
         self.control = ControlServer(self.ctx, config.control, self.endpoints.control)
         self.swaps = SwapCoordinator(self.telemetry, self._send_all, self.control.reply)
         self.started_at = time.monotonic()
@@ -440,6 +442,10 @@ class Supervisor:
                 log.error("%s stage failed: %s", sender, event.error)
                 self.exit_code = 1
                 self._drain_requested = True
+            elif isinstance(event, TrackingOff):
+                self._tracking_off[event.camera] = event.reason
+                if not event.reason:
+                    del self._tracking_off[event.camera]
             elif isinstance(event, SwapDone | SwapFailed):
                 self._adopt(self.swaps.on_result(event))
             elif isinstance(event, EndOfStream) and stage == PUBLISH:
@@ -527,14 +533,21 @@ class Supervisor:
     def readiness(self) -> tuple[bool, str]:
         """/readyz's verdict. Frames are reported with the publish stage's counters, up to one
         ``stats_interval_s`` after they went out: that much is added to the allowed age."""
-        return self.telemetry.ready(self._ready_max_age())
+        ready, reason = self.telemetry.ready(self._ready_max_age())
+        return ready, reason + self._tracking_note()
+
+    def _tracking_note(self) -> str:
+        """The cameras whose tracking is off, and why (their detections still flow)."""
+        off = [f"{cam}: tracking off ({why})" for cam, why in sorted(self._tracking_off.items())]
+        return f"; degraded: {'; '.join(off)}" if off else ""
 
     def _ready_max_age(self) -> float:
         return self.config.http.ready_max_age_s + self.config.pipeline.stats_interval_s
 
     def status_line(self) -> str:
         note = self.shadow.note if self.shadow is not None else ""
-        return status_line(self.telemetry.state) + (f"; {note}" if note else "")
+        line = status_line(self.telemetry.state) + self._tracking_note()
+        return line + (f"; {note}" if note else "")
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -565,7 +578,8 @@ class Supervisor:
             ready, reason = verdicts.get(camera, (False, "not configured"))
             run = self.cameras.get(camera)
             stages = [instance_name(s, run.tag) for s in PER_CAMERA] if run else []
-            report.update(ready=ready, reason=reason, stages=stages)
+            report.update(ready=ready, reason=reason, stages=stages,
+                          tracking_off=self._tracking_off.get(camera))  # fmt: skip
         return {
             "camera_id": self.config.camera_id,
             "model": model_status(self.telemetry.state.model),
@@ -650,6 +664,7 @@ class Supervisor:
         for camera_id in changes.removed:
             self.processes.remove_camera(camera_id)
             self.telemetry.remove_camera(camera_id)
+            self._tracking_off.pop(camera_id, None)
         self.config = self.config.model_copy(update={
             "cameras": new.cameras, "source": new.source, "camera_id": new.camera_id})  # fmt: skip
         for camera in [*changes.updated, *changes.restarted]:

@@ -426,6 +426,35 @@ def test_the_preview_follows_a_reload_an_added_camera_and_one_removed_and_added_
         assert daemon.stop() == 0
 
 
+def test_one_cameras_zones_that_do_not_fit_its_frames_turn_off_its_tracking_only(
+    tmp_path: Path, slow_hailo
+) -> None:
+    """a's pixel line reaches past its 768x432 frames: a goes on without tracking (the reason in
+    /readyz, its status and the STATUS line, logged once), b tracks; nothing stops."""
+    hef, env = slow_hailo
+    clips = {c: write_clip(tmp_path / f"{c}.mp4", 10) for c in ("a", "b")}
+    config = live_config(clips, tracking={"enabled": True, "min_hits": 1})
+    bad = {"name": "gate", "units": "pixels", "points": [[10, 10], [1000, 10]]}
+    config["cameras"][0]["tracking"] = {"enabled": True, "lines": [bad]}
+    why = "tracking.lines.0.points: point 1 (1000, 10) is outside the 768x432 frame"
+    with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        sub = daemon.subscriber()
+        first = wait_flowing(daemon, ["a", "b"], timeout=90)
+        wait_flowing(daemon, ["a", "b"], more_than=first)  # a's later frames: no new verdict
+        assert f"a: tracking off ({why})" in json.loads(daemon.get("/readyz")[1])["reason"]
+        cameras = daemon.ctl("status")["cameras"]
+        assert cameras["a"]["tracking_off"] == why and cameras["b"]["tracking_off"] is None
+        assert daemon.log_text().count("tracking off for camera a") == 1
+        tracked: dict[str, bool] = {}
+        while len(tracked) < 2:
+            got = daemon.receive(sub, 30)
+            assert got is not None, daemon.log_tail()
+            camera, message = got[0].decode().removeprefix("detections."), got[1]
+            tracked[camera] = any(d.get("track_id") is not None for d in message["detections"])
+        assert tracked == {"a": False, "b": True}, tracked
+        assert daemon.stop() == 0
+
+
 def test_kill_9_of_one_cameras_process_or_of_inference_and_every_camera_flows_again(
     tmp_path: Path, slow_hailo
 ) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from edged.config import PostprocessConfig
-from edged.pipeline.messages import POSTPROCESS, Fatal, Frame
+from edged.pipeline.messages import POSTPROCESS, Frame, TrackingOff
 from edged.pipeline.stage_runtime import OUTPUTS, StageRuntime
 from edged.postprocess.decoders import DecodeParams, Detections, OutputLayout, decode
 from edged.postprocess.raw_heads import RawHead
@@ -19,6 +19,8 @@ from edged.tracking.config import TrackingConfig, pixel_bounds_errors
 from edged.tracking.result import TrackingResult
 
 log = logging.getLogger(__name__)
+
+TrackingKey = tuple[TrackingConfig, int, int]  # a camera's section and its frames' size
 
 
 def decode_params(cfg: PostprocessConfig, conf_threshold: float | None = None) -> DecodeParams:
@@ -39,9 +41,17 @@ class PostprocessStage:
         self.params = decode_params(rt.setup.config.postprocess)
         cfg = rt.setup.config
         self.camera_id = cfg.camera_id  # for frames without a camera id
-        # Per camera (each with its tracking section), IDs reserved in the runtime dir so a
-        # restarted stage never reuses one. A camera whose zones do not fit its frames: None.
-        self._trackers: dict[str, tuple[TrackingConfig, CameraTracker | None]] = {}
+        # Per camera (each with its tracking section and frame size), IDs reserved in the
+        # runtime dir so a restarted stage never reuses one. A camera whose zones do not fit its
+        # frames: None (tracking off for it alone).
+        self._trackers: dict[str, tuple[TrackingKey, CameraTracker | None]] = {}
+        rt.cameras_gone.append(self.forget)
+
+    def forget(self, cameras: set[str]) -> None:
+        """Cameras a reload removed (or whose rings it replaced): their trackers go (a camera
+        added again starts afresh, its IDs still never reused)."""
+        for camera in cameras:
+            self._trackers.pop(camera, None)
 
     def tracking_of(self, camera: str) -> TrackingConfig:
         """The camera's own tracking section, else the top-level one."""
@@ -51,22 +61,27 @@ class PostprocessStage:
 
     def tracker_of(self, frame: Frame) -> CameraTracker | None:
         """The frame's camera's tracker (made on its first frame, afresh when a reload changed
-        its tracking section); None when tracking is off for it."""
+        its tracking section or its frames' size); None when tracking is off for it."""
         camera = self.camera_of(frame)
         cfg = self.tracking_of(camera)
+        key = (cfg, frame.width, frame.height)
         known = self._trackers.get(camera)
-        if known is not None and known[0] == cfg:
+        if known is not None and known[0] == key:
             return known[1]
-        tracker = None
+        tracker, reason = None, ""
         if cfg.enabled:
             # Pixel zones and lines against the real frame (the config could not know its size).
             errors = pixel_bounds_errors(cfg, frame.width, frame.height)
-            if errors:
-                self.rt.send_event(Fatal("; ".join(f"{p}: {r}" for p, r in errors)))
+            if errors:  # that camera alone goes without tracking, never the whole daemon
+                reason = "; ".join(f"{p}: {r}" for p, r in errors)
+                log.error("tracking off for camera %s: %s", camera, reason)
             else:
                 id_file = self.rt.setup.runtime_dir / f"track-ids.{camera}"
                 tracker = CameraTrackers(cfg, lambda _cam: id_file)[camera]
-        self._trackers[camera] = (cfg, tracker)
+        was_off = known is not None and known[0][0].enabled and known[1] is None
+        if reason or was_off:  # the supervisor shows it (status, /readyz) until it is on again
+            self.rt.send_event(TrackingOff(camera, reason))
+        self._trackers[camera] = (key, tracker)
         return tracker
 
     def camera_of(self, frame: Frame) -> str:
@@ -141,7 +156,7 @@ class PostprocessStage:
         self.rt.serve(self.process, latest_only=False, after_frames=after_frames)
 
     def close(self) -> None:
-        pass
+        self.rt.cameras_gone.remove(self.forget)
 
 
 def open_stage(rt: StageRuntime) -> PostprocessStage:
