@@ -30,6 +30,7 @@ from edged.pipeline.messages import (
     Swap,
     SwapDone,
     SwapFailed,
+    TrackingOff,
     UseModel,
     decode_command,
     decode_event,
@@ -47,7 +48,7 @@ EVENTS: list[StageEvent] = [
     stats(published_frame(3, 10.0, MODEL.key, (0,), (0.5,), (("infer", 9.0, 9.5),))),
     connected(), SourceLost("gone"), EndOfStream(459), SubscribersChanged(2),
     SwapDone("r", MODEL, RESOLVED, 0.25, last_old_seq=41), SwapFailed("r", "bad file"),
-    ModelReloaded(True, None, 1.5),
+    ModelReloaded(True, None, 1.5), TrackingOff("a", "tracking.lines.0.points: outside"),
 ]  # fmt: skip
 COMMANDS: list[Command] = [Stop(), Drain(), Reclaim("frames"), Swap("r", RESOLVED),
                            UseModel(MODEL),
