@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import zmq
 from prometheus_client import CollectorRegistry
@@ -22,7 +20,8 @@ from edged.monitor.judge import ShadowJudge, Update
 from edged.monitor.messages import ShadowReport, report_endpoint, sample_endpoint
 from edged.monitor.metrics import ShadowMetrics
 from edged.monitor.reference import resolve_reference
-from edged.pipeline.backoff import Backoff, Respawn
+from edged.pipeline.backoff import Backoff
+from edged.pipeline.kept_process import KeptProcess
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,9 @@ class ShadowMonitor:
         self.floor = shadow.min_agreement
         self.judge = ShadowJudge(shadow.window, shadow.min_agreement)
         self.metrics = ShadowMetrics(registry)
-        self.clock = clock
-        self.mp = mp.get_context("spawn")
-        self.process: Any = None
+        self.kept = KeptProcess("shadow helper", "edged-shadow", RESTART_BACKOFF,
+                                STABLE_AFTER_S, clock)  # fmt: skip
         self.sock: zmq.Socket | None = None
-        self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
         self.notes: dict[str, str] = {}  # camera → its STATUS note while below the floor
 
     @classmethod
@@ -70,13 +67,10 @@ class ShadowMonitor:
             self.sock.bind(report_endpoint(self.setup.runtime_dir))
         from edged.monitor.helper import main
 
-        self.process = self.mp.Process(target=main, args=(self.setup,), name="edged-shadow",
-                                       daemon=True)  # fmt: skip
-        self.process.start()
-        self.respawn.started = self.clock()
+        pid = self.kept.start(main, self.setup)
         shadow = self.setup.config.monitor.shadow
         log.info("shadow monitor: comparing with %s at most every %g s (pid %d)", self.reference,
-                 shadow.every_s, self.process.pid)  # fmt: skip
+                 shadow.every_s, pid)  # fmt: skip
 
     def use_config(self, config: EdgedConfig) -> None:
         """A reload changed the cameras: a helper that decodes each camera with its new
@@ -91,21 +85,15 @@ class ShadowMonitor:
             self.metrics.forget(camera, window.variant)
         before = camera_thresholds(old)  # a camera it never heard of: the section's threshold
         changed = any(before.get(c, None) != t for c, t in camera_thresholds(config).items())
-        if changed and self.process is not None:
+        if changed and self.kept.started:
             log.info("shadow monitor: cameras changed; starting the helper again")
-            self._stop_process()
+            self.kept.stop()
             self.start()
 
     def check(self) -> None:
         """Every supervisor turn: read the reports waiting, restart a helper that died."""
         self._read_reports()
-        if self.process is None or self.process.is_alive():
-            return
-        now_due, delay = self.respawn.exited(self.clock())
-        if delay:
-            log.error("the shadow helper exited (code %s); restarting in %.0f s",
-                      self.process.exitcode, delay)  # fmt: skip
-        elif now_due:
+        if self.kept.due():
             self.start()
 
     def _read_reports(self) -> None:
@@ -151,20 +139,10 @@ class ShadowMonitor:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None and self.process.is_alive() else None
-
-    def _stop_process(self, timeout_s: float = 5.0) -> None:
-        if self.process is not None:
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(timeout_s)
-                if self.process.is_alive():
-                    self.process.kill()
-                    self.process.join(2.0)
-            self.process = None
+        return self.kept.pid
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop_process(timeout_s)
+        self.kept.stop(timeout_s)
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None

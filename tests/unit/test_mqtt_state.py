@@ -174,7 +174,7 @@ def test_a_dead_bridge_is_restarted_with_a_growing_wait_reset_after_a_stable_run
     class Bridge(MqttBridgeProcess):
         def start(self) -> None:  # no process: record when one would start, dead at once
             starts.append(now[0])
-            self.process, self.respawn.started = _Exited(), now[0]
+            self.kept.process, self.kept.respawn.started = _Exited(), now[0]
 
     config = parse_config({"mqtt": {"host": "b"}})
     bridge = Bridge(config, "tcp://127.0.0.1:1", "ipc:///nowhere", clock=lambda: now[0])
@@ -186,7 +186,7 @@ def test_a_dead_bridge_is_restarted_with_a_growing_wait_reset_after_a_stable_run
     delays = [b - a - 1 for a, b in itertools.pairwise(starts)]
     assert delays[:7] == [1, 2, 4, 8, 16, 32, 60] and set(delays[7:]) == {60}
     assert bridge.counters.get("restarts") == len(starts) - 1
-    while bridge.respawn.due is not None:  # up to the next start
+    while bridge.kept.respawn.due is not None:  # up to the next start
         now[0] += 1.0
         bridge.check()
     now[0] += 61.0  # that one ran for over a minute before it died: the wait starts over

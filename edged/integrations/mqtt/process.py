@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from edged.config import EdgedConfig
 from edged.integrations.mqtt.bridge_setup import BridgedCamera, BridgeSetup, TrackingNames
 from edged.integrations.mqtt.metrics import BridgeCounters, MqttCollector
-from edged.pipeline.backoff import Backoff, Respawn
+from edged.pipeline.backoff import Backoff
+from edged.pipeline.kept_process import KeptProcess
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +50,10 @@ class MqttBridgeProcess:
     def __init__(self, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         assert config.mqtt is not None
-        self.ctx = mp.get_context("spawn")
-        self.counters = BridgeCounters(self.ctx)
+        self.kept = KeptProcess("MQTT bridge", "edged-mqtt", RESTART_BACKOFF, STABLE_AFTER_S,
+                                clock)  # fmt: skip
+        self.counters = BridgeCounters(self.kept.ctx)  # shared with the bridge's processes
         self.setup = bridge_setup(config, publish_endpoint, control_endpoint)
-        self.clock = clock
-        self.process: Any = None
-        self.respawn = Respawn(RESTART_BACKOFF, STABLE_AFTER_S)
 
     @classmethod
     def start_for(cls, config: EdgedConfig, publish_endpoint: str, control_endpoint: str,
@@ -76,7 +73,7 @@ class MqttBridgeProcess:
         if setup.cameras == self.setup.cameras:
             return
         self.setup = setup
-        if self.process is not None:
+        if self.kept.started:
             log.info("MQTT bridge: cameras changed; starting it again")
             self.stop()
             self.start()
@@ -84,37 +81,19 @@ class MqttBridgeProcess:
     def start(self) -> None:
         from edged.integrations.mqtt.bridge import main
 
-        self.process = self.ctx.Process(
-            target=main, args=(self.setup, self.counters), name="edged-mqtt", daemon=True
-        )
-        self.process.start()
-        self.respawn.started = self.clock()
-        log.info("started the MQTT bridge (pid %d)", self.process.pid)
+        pid = self.kept.start(main, self.setup, self.counters)
+        log.info("started the MQTT bridge (pid %d)", pid)
 
     def check(self) -> None:
         """Restart a bridge that died, after the backoff delay (call it from the main loop)."""
-        if self.process is None or self.process.is_alive():
-            return
-        now_due, delay = self.respawn.exited(self.clock())
-        if delay:
-            log.error("the MQTT bridge exited (code %s); restarting in %.0f s",
-                      self.process.exitcode, delay)  # fmt: skip
-        elif now_due:
+        if self.kept.due():
             self.counters.set("connected", 0)  # what the dead one left
             self.counters.add("restarts")
             self.start()
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None and self.process.is_alive() else None
+        return self.kept.pid
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if self.process is None:
-            return
-        if self.process.is_alive():
-            self.process.terminate()  # SIGTERM: it says offline on the broker, then exits
-            self.process.join(timeout_s)
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join(2.0)
-        self.process = None
+        self.kept.stop(timeout_s)  # SIGTERM: it says offline on the broker, then exits
