@@ -49,6 +49,7 @@ class ShadowMonitor:
                                 STABLE_AFTER_S, clock)  # fmt: skip
         self.sock: zmq.Socket | None = None
         self.notes: dict[str, str] = {}  # camera → its STATUS note while below the floor
+        self.cameras = set(camera_thresholds(config))  # reports of others are late: ignored
 
     @classmethod
     def for_config(cls, config: EdgedConfig, runtime_dir: Path, registry: CollectorRegistry,
@@ -78,8 +79,8 @@ class ShadowMonitor:
         STATUS note and metric series forgotten."""
         old = self.setup.config
         self.setup = HelperSetup(config, self.setup.reference, self.setup.runtime_dir)
-        kept = {c.id for c in config.camera_list()}
-        for camera in [c for c in self.judge.cameras if c not in kept]:
+        self.cameras = set(camera_thresholds(config))
+        for camera in [c for c in self.judge.cameras if c not in self.cameras]:
             window = self.judge.cameras.pop(camera)
             self.notes.pop(camera, None)
             self.metrics.forget(camera, window.variant)
@@ -109,7 +110,8 @@ class ShadowMonitor:
             except (pickle.UnpicklingError, EOFError, AttributeError, TypeError) as exc:
                 log.error("shadow monitor: unreadable report: %s", exc)
                 continue
-            if isinstance(report, ShadowReport):
+            # A removed camera's sample checked before the reload must not bring it back.
+            if isinstance(report, ShadowReport) and report.camera_id in self.cameras:
                 self.take(report)
 
     def take(self, report: ShadowReport) -> Update:

@@ -20,7 +20,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.daemon import REPO_ROOT, VIDEO, Daemon, Scrape, poll_until, require
+from tests.daemon import REPO_ROOT, VIDEO, YOLOV5N, Daemon, Scrape, poll_until, require
 from tests.systemd_helpers import NotifySocketReceiver
 
 pytestmark = pytest.mark.integration
@@ -236,3 +236,30 @@ def test_a_reference_variant_the_model_lacks_stops_the_start_naming_the_field(
         done = _run(*args, cwd=tmp_path)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert "monitor.shadow.variant: model 'yolov5n' has no variant 'fp16'" in done.stderr
+
+
+def test_a_reload_gives_the_helper_the_cameras_new_thresholds_and_forgets_a_removed_one(
+    tmp_path: Path,
+):
+    """Through the supervisor: a reload that removes b and gives a a conf_threshold starts the
+    helper again (it decodes a's frames with 0.6 from then on); checks go on."""
+    video = {"uri": str(require(VIDEO)), "loop": True}
+    shadow = {"enabled": True, "every_s": 0.2, "variant": "default", "priority": "normal",
+              "max_cost_percent": 100}  # fmt: skip
+    cfg = {"model": {"path": str(require(YOLOV5N))}, "monitor": {"shadow": shadow},
+           "cameras": [{"id": "a", "source": video}, {"id": "b", "source": video}]}  # fmt: skip
+    with Daemon(tmp_path, config=cfg, model=None) as daemon:
+        daemon.wait_ready()
+        before = daemon.wait_metric(CHECKS, lambda n: n >= 1, 240, result="ok")
+        helper = helper_of(daemon)
+        cfg["cameras"] = [{"id": "a", "source": video, "conf_threshold": 0.6}]
+        assert daemon.config_path is not None
+        daemon.config_path.write_text(yaml.safe_dump(cfg))
+        reply = daemon.ctl("reload")
+        assert reply["cameras"] == {"removed": ["b"], "updated": ["a"]}, reply
+        daemon.wait_for_log("shadow monitor: cameras changed; starting the helper again", 30)
+        poll_until(lambda: helper_of(daemon).pid != helper.pid, 60, "helper not restarted")
+        daemon.wait_metric(CHECKS, lambda n: n > before.total(CHECKS, result="ok"), 240,
+                           result="ok")  # fmt: skip
+        assert daemon.metrics().samples(AGREEMENT, camera="b") == []  # b's figures are gone
+        assert daemon.stop() == 0
