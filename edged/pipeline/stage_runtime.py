@@ -193,7 +193,6 @@ class StageRuntime:
         # The same outcomes per camera (a shared stage serves several; "" : no camera id).
         self._camera_counters: dict[str, dict[str, int]] = {}
         self._frame_camera: str | None = None  # the camera of the frame being processed
-        self.pinned_rings: set[str] = set()  # kept attached when their camera goes (preview)
         # Told which cameras' rings a reload is about to close or replace, while they are still
         # attached: a stage lets go of those cameras' frames it holds (frames in flight).
         self.cameras_gone: list[Callable[[set[str]], None]] = []
@@ -272,16 +271,14 @@ class StageRuntime:
         under another segment name (a camera removed, then added again) is replaced."""
         replaced = {k for k, spec in command.rings.items()
                     if k in self.rings and self.rings[k].spec.name != spec.name}  # fmt: skip
-        removed = {k for k in self.rings if k not in command.rings and k not in self.pinned_rings}
+        removed = {k for k in self.rings if k not in command.rings}
         gone = {c for c in self.cameras if c not in {new.id for new in command.cameras}}
         gone |= {k.split(".", 1)[1] for k in replaced | removed if "." in k}
         if gone:
             for listener in list(self.cameras_gone):
                 listener(gone)
         for key in replaced:
-            old = self.rings.pop(key)
-            if key not in self.pinned_rings:  # a pinned one is its holder's to close
-                old.close()
+            self.rings.pop(key).close()
             self._release.pop(key).close(0)
         for key in removed:
             self.rings.pop(key).close()

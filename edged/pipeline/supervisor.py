@@ -125,8 +125,9 @@ class StartupError(RuntimeError):
 
 
 def _source_field(config: EdgedConfig, index: int) -> str:
-    """Where camera ``index``'s source is in the file: ``source`` or ``cameras[1].source``."""
-    return f"cameras[{index}].source" if getattr(config, "cameras", None) else "source"
+    """Where camera ``index``'s source is in the file: ``source`` or ``cameras.1.source`` (the
+    config's own error paths)."""
+    return f"cameras.{index}.source" if getattr(config, "cameras", None) else "source"
 
 
 def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, str]:

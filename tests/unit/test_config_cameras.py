@@ -121,3 +121,25 @@ def test_the_default_config_is_one_synthetic_camera():
 def test_an_unknown_field_inside_a_camera_lists_what_a_camera_has():
     errors = _errors({"cameras": [{"id": "a", "trackin": {}}]})
     assert "did you mean 'tracking'?" in errors["cameras.0.trackin"]
+
+
+def test_lossless_and_live_cameras_cannot_share_a_daemon():
+    from edged.pipeline.supervisor import pipeline_mode
+
+    config = parse_config({"cameras": [
+        {"id": "a", "source": {"uri": "a.mp4", "mode": "lossless"}},
+        {"id": "b", "source": {"uri": "rtsp://cam/s"}},
+    ]})  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        pipeline_mode(config)
+    ((path, reason),) = info.value.errors
+    assert path == "cameras.1.source.mode" and "cannot share" in reason
+    stream = parse_config(
+        {"cameras": [{"id": "a", "source": {"uri": "rtsp://c/s", "mode": "lossless"}}]}
+    )
+    with pytest.raises(ConfigError) as info:
+        pipeline_mode(stream)
+    assert info.value.errors[0][0] == "cameras.0.source.mode"
+    both = parse_config({"cameras": [{"id": c, "source": {"uri": f"{c}.mp4", "mode": "lossless"}}
+                                     for c in "ab"]})  # fmt: skip
+    assert pipeline_mode(both) == (True, "lossless")

@@ -369,13 +369,11 @@ def test_a_wake_up_after_close_writes_nowhere() -> None:
 
 
 def test_a_ring_under_a_new_name_replaces_the_old(harness: Harness) -> None:
-    """Review finding 3 (ring half): b removed, then added again with new segments: the shared
-    stage reads the new ones, not the old unlinked ones."""
+    """Review finding 3 (ring half): b's rings under new segment names in a Cameras command
+    (a stage that did not see b go, e.g. restarted in between): the shared stage reads the new
+    ones, not the old unlinked ones."""
     h = harness
     kept = {k: s for k, s in h.specs.items() if not k.endswith(".b")}
-    h.rt.pinned_rings.add(ring_key(FRAMES, "b"))  # as the publish stage's preview does
-    h.rt.use_cameras(Cameras((h.cameras[0],), kept))
-    assert ring_key(FRAMES, "b") in h.rt.rings  # pinned: kept while b is gone
     tag = uuid.uuid4().hex[:6]
     again = {ring_key(kind, "b"): RingSpec(f"edgedtest_{os.getpid()}_{tag}_{kind[0]}b", 4, 64)
              for kind in (FRAMES, TENSORS)}  # fmt: skip
