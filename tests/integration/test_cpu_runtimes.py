@@ -163,11 +163,27 @@ def test_openvino_takes_a_model_edged_rewrote_for_uint8_input(runtime_variant_di
         ort.close()
 
 
+def _two_submitted_match_infer(stage, tool, tensors, rtol, called):
+    """Submit every tensor before waiting for any: each lands in its own outputs, equal to what
+    ``tool.infer`` gives, and its ``on_done`` was ``called``. Returns the outputs."""
+    import threading
+
+    expected = [tool.infer(t)[0] for t in tensors]
+    outputs = [[np.empty(s, np.float32) for s in stage.output_shapes] for _ in tensors]
+    done = [threading.Event() for _ in tensors]
+    handles = [stage.submit(t, out, ev.set)  # type: ignore[attr-defined]
+               for t, out, ev in zip(tensors, outputs, done, strict=True)]  # fmt: skip
+    for handle, out, ev, want in zip(handles, outputs, done, expected, strict=True):
+        stage.wait(handle)  # type: ignore[attr-defined]
+        assert called(ev)
+        np.testing.assert_allclose(out[0], want, rtol=rtol, atol=1e-3)
+    return outputs
+
+
 def test_openvino_keeps_two_requests_in_flight_only_for_a_caller_that_can():
     """``requests: auto`` is 2 (throughput hint, a stream each) for the daemon's inference stage
     with 2 threads, and 1 for everyone else (tools, the Frigate detector), who run one frame
     after another; two frames submitted at once give what ``infer`` gives, each in its slot."""
-    import threading
 
     from edged.backends import requests_in_flight
 
@@ -180,15 +196,8 @@ def test_openvino_keeps_two_requests_in_flight_only_for_a_caller_that_can():
     try:
         assert requests_in_flight(stage) == 2
         tensors = [np.full(stage.input.shape, value, np.uint8) for value in (0, 200)]
-        expected = [tool.infer(t)[0] for t in tensors]
-        outputs = [[np.empty(s, np.float32) for s in stage.output_shapes] for _ in tensors]
-        done = [threading.Event() for _ in tensors]
-        handles = [stage.submit(t, out, ev.set)  # type: ignore[attr-defined]
-                   for t, out, ev in zip(tensors, outputs, done, strict=True)]  # fmt: skip
-        for handle, out, ev, want in zip(handles, outputs, done, expected, strict=True):
-            stage.wait(handle)  # type: ignore[attr-defined]
-            assert ev.wait(10)  # the callback runs on OpenVINO's thread, around wait's return
-            np.testing.assert_allclose(out[0], want, rtol=1e-3, atol=1e-3)
+        # The callback runs on OpenVINO's thread, around wait's return.
+        _two_submitted_match_infer(stage, tool, tensors, rtol=1e-3, called=lambda ev: ev.wait(10))
     finally:
         stage.close()
         tool.close()
@@ -198,7 +207,6 @@ def test_onnxruntime_runs_frames_side_by_side_on_sessions_of_their_own():
     """``requests: 2`` in the daemon's inference stage: two sessions, the thread budget split
     (one thread each of two); two frames submitted before either is waited for give what
     ``infer`` gives, each in its own outputs. The tools get one session with every thread."""
-    import threading
 
     from edged.backends import requests_in_flight
 
@@ -215,15 +223,9 @@ def test_onnxruntime_runs_frames_side_by_side_on_sessions_of_their_own():
         rng = np.random.default_rng(0)
         tensors = [rng.integers(0, 255, stage.input.shape, dtype=np.uint8).astype(
             stage.input.dtype) for _ in range(2)]  # fmt: skip
-        expected = [tool.infer(t)[0] for t in tensors]
-        outputs = [[np.empty(s, np.float32) for s in stage.output_shapes] for _ in tensors]
-        done = [threading.Event() for _ in tensors]
-        handles = [stage.submit(t, out, ev.set)  # type: ignore[attr-defined]
-                   for t, out, ev in zip(tensors, outputs, done, strict=True)]  # fmt: skip
-        for handle, out, ev, want in zip(handles, outputs, done, expected, strict=True):
-            stage.wait(handle)  # type: ignore[attr-defined]
-            assert ev.is_set()  # on_done ran before the result was ready
-            np.testing.assert_allclose(out[0], want, rtol=1e-4, atol=1e-3)
+        # on_done runs before the result is ready.
+        outputs = _two_submitted_match_infer(stage, tool, tensors, rtol=1e-4,
+                                             called=lambda ev: ev.is_set())  # fmt: skip
         busy = [stage.submit(t, out, lambda: None)  # type: ignore[attr-defined]
                 for t, out in zip(tensors, outputs, strict=True)]  # fmt: skip
         with pytest.raises(BackendError, match="more than 2 frames"):
