@@ -4,9 +4,7 @@ and metrics (pure), and the publish tap with a real shared-memory ring and real 
 from __future__ import annotations
 
 import itertools
-import os
 import pickle
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +25,9 @@ from edged.monitor.metrics import ShadowMetrics
 from edged.monitor.reference import FIELD, resolve_reference
 from edged.monitor.tap import ShadowTap
 from edged.pipeline.messages import INFER, Frame, ModelDescriptor
-from edged.pipeline.ring import RingSpec, SharedRing, create_ring
+from edged.pipeline.ring import SharedRing
 from edged.postprocess.decoders import Detections
+from tests.rings import scratch_ring
 
 W, H = 64, 48
 
@@ -202,11 +201,8 @@ def test_metrics_expose_pooled_figures_by_variant_and_every_result_from_zero():
 
 @pytest.fixture
 def ring() -> Iterator[SharedRing]:
-    spec = RingSpec(f"shtest_{os.getpid()}_{uuid.uuid4().hex[:6]}", 2, W * H * 3)
-    r = create_ring(spec)
-    yield r
-    r.close()
-    r.unlink()
+    with scratch_ring("shtest", 2, W * H * 3) as r:
+        yield r
 
 
 MODEL = ModelDescriptor("m/static/0", "m", "static", "onnxruntime", "int8-static", 640, 640,

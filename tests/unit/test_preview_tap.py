@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,24 +16,21 @@ from prometheus_client import CollectorRegistry
 
 from edged.metrics import Metrics
 from edged.pipeline.messages import Frame
-from edged.pipeline.ring import RingSpec, SharedRing, create_ring
+from edged.pipeline.ring import SharedRing
 from edged.pipeline.stages.preview_tap import PreviewTap
 from edged.preview.config import PreviewConfig
 from edged.preview.latency import LatencyWindow
 from edged.preview.subscriptions import SubscriptionTracker, configure_xpub
 from edged.preview.wire import decode_frame, frames_topic, private_endpoint
+from tests.rings import scratch_ring
 
 W, H = 768, 432
 
 
 @pytest.fixture
 def ring() -> Iterator[SharedRing]:
-    # Not the daemon's "edged_" prefix: a daemon starting meanwhile must not take it for stale.
-    spec = RingSpec(f"pvtest_{os.getpid()}_{uuid.uuid4().hex[:6]}", 2, W * H * 3)
-    r = create_ring(spec)
-    yield r
-    r.close()
-    r.unlink()
+    with scratch_ring("pvtest", 2, W * H * 3) as r:
+        yield r
 
 
 @pytest.fixture
