@@ -329,3 +329,18 @@ def test_each_edged_options_set_is_a_run_of_its_own_with_its_own_checks(tmp_path
 def test_a_malformed_edged_options_set_is_refused(capsys) -> None:
     assert pb.main(["-m", __file__, "--source", __file__, "--edged-options", "requests"]) == 2
     assert "--edged-options 'requests': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cpu_window_judges_other_load_on_the_window_it_records():
+    """A window just under MIN_LOAD_WINDOW_S that rounds up to it is judged, as recorded."""
+    from edged.tools.pipeline_bench.measure import CpuWindow
+    from edged.tools.system import MIN_LOAD_WINDOW_S
+
+    window = CpuWindow(root=None)
+    window.start, window.stop = 100.0, 100.0 + MIN_LOAD_WINDOW_S - 0.0004
+    window._busy0, window._busy1 = 10.0, 10.5
+    result = window.result()
+    assert result["window_s"] == MIN_LOAD_WINDOW_S
+    assert result["other_cpu_percent"] == 50.0
+    window.stop = 100.0 + MIN_LOAD_WINDOW_S - 0.002
+    assert window.result()["other_cpu_percent"] is None

@@ -148,12 +148,13 @@ class CpuWindow:
         self._load1 = os.getloadavg()
 
     def result(self) -> dict[str, Any]:
-        wall = max(self.stop - self.start, 1e-9)
+        # The window is judged as recorded (rounded), so the record agrees with itself.
+        wall = max(round(self.stop - self.start, 3), 1e-9)
         own = self._cpu1 - self._cpu0
         return {
             "window_start": self.start,
             "window_end": self.stop,
-            "window_s": round(wall, 3),
+            "window_s": wall,
             "cpu_percent": round(100 * own / wall, 1),
             "other_cpu_percent": other_cpu_percent(self._busy1 - self._busy0, own, wall),
             "load_before": [round(x, 2) for x in self._load0],
