@@ -89,3 +89,32 @@ def test_a_removed_camera_is_forgotten_and_its_waiting_frames_handed_back() -> N
     assert s._queues.keys() == {"a", "c"}
     s.add(F("a", 1))
     assert drain(s) == [("a", 0), ("c", 0), ("a", 1)]
+
+
+# -- live-mode displacement, pinned before folding it with StageRuntime.select_frames ----------
+
+
+def test_live_markers_stay_in_arrival_order_and_the_newer_frame_queues_behind_them() -> None:
+    s: FairScheduler[F] = FairScheduler(lossless=False)
+    assert s.add(F("a", 0)) == []
+    assert s.add(F("a", 1, end_of_stream=True)) == []  # a marker displaces nothing
+    assert s.add(F("a", 2, end_of_stream=True)) == []
+    assert s.add(F("a", 3)) == [F("a", 0)]
+    assert drain(s) == [("a", 1), ("a", 2), ("a", 3)]
+
+
+def test_live_a_frame_after_a_marker_runs_after_it() -> None:
+    """The marker ends the stream before it (a restarted capture's first frame comes after)."""
+    s: FairScheduler[F] = FairScheduler(lossless=False)
+    s.add(F("a", 7, end_of_stream=True))
+    assert s.add(F("a", 0)) == []
+    assert drain(s) == [("a", 7), ("a", 0)]
+
+
+def test_live_displaced_frames_come_back_oldest_first_and_the_camera_keeps_its_turn() -> None:
+    s: FairScheduler[F] = FairScheduler(lossless=False)
+    s.add(F("a", 0))
+    s.add(F("b", 0))
+    assert s.add(F("a", 1)) == [F("a", 0)]
+    assert s.add(F("a", 2)) == [F("a", 1)]  # at most one data frame waits per camera
+    assert drain(s) == [("a", 2), ("b", 0)]  # a displaced its frame, not its place in line

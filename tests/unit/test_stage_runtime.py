@@ -120,3 +120,43 @@ def test_select_frames_keeps_the_newest_and_end_of_stream() -> None:
     dropped.clear()
     assert StageRuntime.select_frames(fake, frames) == frames  # type: ignore[arg-type]
     assert dropped == []
+
+
+def live_selection(frames: list[Frame]) -> tuple[list[Frame], list[int]]:
+    """What a live preprocess stage runs of one poll's ``frames``, and the seqs it drops."""
+    from edged.pipeline.stage_runtime import StageRuntime
+
+    dropped: list[int] = []
+
+    class Fake:
+        lossless = False
+
+        def drop(self, frame: Frame, outcome: str = "dropped") -> None:
+            assert outcome == "dropped"
+            dropped.append(frame.seq)
+
+    return StageRuntime.select_frames(Fake(), frames), dropped  # type: ignore[arg-type]
+
+
+def data(seq: int) -> Frame:
+    return Frame(seq, 0.0, 0.0, 1, 1, seq)
+
+
+def marker(seq: int) -> Frame:
+    return Frame(seq, 0.0, 0.0, 0, 0, -1, end_of_stream=True)
+
+
+def test_select_frames_leaves_one_frame_and_markers_alone() -> None:
+    assert live_selection([data(0)]) == ([data(0)], [])
+    assert live_selection([marker(0)]) == ([marker(0)], [])
+    assert live_selection([marker(0), marker(1)]) == ([marker(0), marker(1)], [])
+
+
+def test_select_frames_drops_the_older_frames_oldest_first_and_keeps_every_marker() -> None:
+    kept, dropped = live_selection([data(0), marker(1), data(2), marker(3), data(4)])
+    assert dropped == [0, 2]
+    assert kept == [data(4), marker(1), marker(3)]  # the newest frame first, then the markers
+
+
+def test_select_frames_puts_a_marker_that_came_before_the_newest_frame_after_it() -> None:
+    assert live_selection([marker(5), data(0)]) == ([data(0), marker(5)], [])
