@@ -11,18 +11,35 @@ starves another, and a slow camera still gets every frame while inference keeps 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 
-class Schedulable(Protocol):
-    @property
-    def camera(self) -> str: ...
-
+class Marked(Protocol):
     @property
     def end_of_stream(self) -> bool: ...
 
 
+class Schedulable(Marked, Protocol):
+    @property
+    def camera(self) -> str: ...
+
+
+M = TypeVar("M", bound=Marked)
 F = TypeVar("F", bound=Schedulable)
+
+
+def latest_wins(frames: Iterable[M]) -> tuple[list[M], list[M]]:
+    """Live mode's rule for one camera's waiting frames: ``(kept, displaced)``. Of the data
+    frames only the newest is kept; every end-of-stream marker is kept. Both lists keep the
+    arrival order: a marker ends the stream that came *before* it, so a frame that came after
+    it (a restarted capture's) stays after it, or the marker would end the new stream's
+    tracks. The caller drops and counts the displaced frames."""
+    frames = list(frames)
+    newest = max((i for i, f in enumerate(frames) if not f.end_of_stream), default=-1)
+    kept = [f for i, f in enumerate(frames) if f.end_of_stream or i == newest]
+    displaced = [f for i, f in enumerate(frames) if not f.end_of_stream and i != newest]
+    return kept, displaced
 
 
 class FairScheduler(Generic[F]):
@@ -35,16 +52,15 @@ class FairScheduler(Generic[F]):
         """Queue ``frame``; returns the frames it displaced (live mode: the camera's older
         frame), which the caller drops and counts."""
         queue = self._queues.setdefault(frame.camera, deque())
-        displaced: list[F] = []
-        if not self.lossless and not frame.end_of_stream:
-            displaced = [f for f in queue if not f.end_of_stream]
-            if displaced:
-                kept = [f for f in queue if f.end_of_stream]
-                queue.clear()
-                queue.extend(kept)
-        if not queue and frame.camera not in self._turns:
+        if frame.camera not in self._turns:  # nothing of it waiting: it joins the line
             self._turns.append(frame.camera)
         queue.append(frame)
+        if self.lossless:
+            return []
+        kept, displaced = latest_wins(queue)
+        if displaced:  # the camera keeps its place in line, with its newest frame
+            queue.clear()
+            queue.extend(kept)
         return displaced
 
     def next(self) -> F | None:

@@ -54,7 +54,7 @@ from edged.pipeline.messages import (
     loads,
 )
 from edged.pipeline.ring import RingSpec, SharedRing, attach_ring
-from edged.pipeline.scheduler import FairScheduler
+from edged.pipeline.scheduler import FairScheduler, latest_wins
 
 log = logging.getLogger(__name__)
 
@@ -483,14 +483,15 @@ class StageRuntime:
         return frames
 
     def select_frames(self, frames: list[Frame]) -> list[Frame]:
-        """Lossless: all of them. Live: only the newest (plus any end-of-stream marker)."""
-        if self.lossless or len(frames) <= 1:
+        """Lossless: all of them. Live: only the newest frame and every end-of-stream marker,
+        in arrival order (:func:`latest_wins`, the shared stage's rule per camera too); the
+        older frames are dropped. Only per-camera stages skip this way: one camera's frames."""
+        if self.lossless:
             return frames
-        data = [f for f in frames if not f.end_of_stream]
-        markers = [f for f in frames if f.end_of_stream]
-        for stale in data[:-1]:
-            self.drop(stale)
-        return data[-1:] + markers
+        kept, stale = latest_wins(frames)
+        for frame in stale:
+            self.drop(frame)
+        return kept
 
     def acquire_slot(self, seq: int, block: bool, camera: str | None = None) -> int | None:
         """A free slot of this stage's own ring for frame ``seq`` of ``camera`` (default: this

@@ -118,3 +118,15 @@ def test_live_displaced_frames_come_back_oldest_first_and_the_camera_keeps_its_t
     assert s.add(F("a", 1)) == [F("a", 0)]
     assert s.add(F("a", 2)) == [F("a", 1)]  # at most one data frame waits per camera
     assert drain(s) == [("a", 2), ("b", 0)]  # a displaced its frame, not its place in line
+
+
+def test_latest_wins_is_the_one_rule_of_both_live_skippers() -> None:
+    from edged.pipeline.scheduler import latest_wins
+
+    frames = [F("a", 0), F("a", 1, True), F("a", 2), F("a", 3, True), F("a", 4)]
+    assert latest_wins(frames) == (
+        [F("a", 1, True), F("a", 3, True), F("a", 4)],
+        [F("a", 0), F("a", 2)],
+    )
+    assert latest_wins([F("a", 1, True)]) == ([F("a", 1, True)], [])
+    assert latest_wins([]) == ([], [])

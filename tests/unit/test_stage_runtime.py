@@ -155,8 +155,11 @@ def test_select_frames_leaves_one_frame_and_markers_alone() -> None:
 def test_select_frames_drops_the_older_frames_oldest_first_and_keeps_every_marker() -> None:
     kept, dropped = live_selection([data(0), marker(1), data(2), marker(3), data(4)])
     assert dropped == [0, 2]
-    assert kept == [data(4), marker(1), marker(3)]  # the newest frame first, then the markers
+    assert kept == [marker(1), marker(3), data(4)]  # in arrival order, as FairScheduler keeps
 
 
-def test_select_frames_puts_a_marker_that_came_before_the_newest_frame_after_it() -> None:
-    assert live_selection([marker(5), data(0)]) == ([data(0), marker(5)], [])
+def test_select_frames_keeps_a_frame_that_came_after_a_marker_after_it() -> None:
+    """A restarted capture's first frame behind the old stream's marker: the marker ends the
+    stream before it (it used to be moved behind the new frame, ending the new stream's tracks;
+    FairScheduler already kept arrival order)."""
+    assert live_selection([marker(5), data(0)]) == ([marker(5), data(0)], [])
