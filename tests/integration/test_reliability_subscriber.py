@@ -1,4 +1,4 @@
-"""Subscribers that connect and never read cannot slow the pipeline or grow its memory.
+"""Subscribers that connect and never read cannot block the pipeline or grow its memory.
 
 Three stuck subscribers join a running daemon:
 
@@ -10,8 +10,9 @@ Three stuck subscribers join a running daemon:
   anything did;
 - a pyzmq SUB for everything that never calls recv.
 
-The pipeline must keep its frame rate, the publish process its memory, and a healthy subscriber
-beside them must keep receiving every frame published.
+The pipeline must go on publishing, the publish process keep its memory, and a healthy
+subscriber beside them must keep receiving every frame published. Counted in frames, not timed:
+what a busy machine's speed does to the frame rate says nothing about a blocked publisher.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -27,6 +27,7 @@ import pytest
 import zmq
 
 from tests.daemon import VIDEO, Daemon, poll_until, require
+from tests.tcp_queue import send_queue, tcp_wmem_max, wait_until_full
 
 pytestmark = pytest.mark.integration
 
@@ -63,30 +64,13 @@ def never_reading_subscriber(port: int, topic: bytes) -> socket.socket:
     return sock
 
 
-def send_queue(local_port: int, remote_port: int) -> int | None:
-    """Bytes queued in the kernel on the publisher's side of one connection (/proc/net/tcp)."""
-    with open("/proc/net/tcp") as table:
-        for line in table.readlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(f":{local_port:04X}") and fields[2].endswith(
-                f":{remote_port:04X}"
-            ):
-                return int(fields[4].split(":")[0], 16)
-    return None
-
-
-def tcp_wmem_max() -> int:
-    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
-        return int(f.read().split()[2])
-
-
 class Collector(threading.Thread):
-    """A healthy subscriber: reads everything, remembers when each message arrived."""
+    """A healthy subscriber: reads everything, remembers each message's seq."""
 
     def __init__(self, daemon: Daemon) -> None:
         super().__init__(daemon=True)
         self.sub = daemon.subscriber()
-        self.arrivals: list[tuple[float, int]] = []
+        self.seqs: list[int] = []
         self.running = True
 
     def run(self) -> None:
@@ -96,58 +80,31 @@ class Collector(threading.Thread):
             except zmq.ZMQError:  # closed under us when the test fails
                 return
             if got is not None:
-                self.arrivals.append((time.monotonic(), got[1]["seq"]))
+                self.seqs.append(got[1]["seq"])
 
-    def between(self, start: float, end: float) -> int:
-        return sum(1 for t, _ in self.arrivals if start <= t < end)
-
-    def gaps(self, start: float, end: float) -> list[tuple[int, int]]:
-        """Missing sequence numbers (as first, last) among the messages received in a window."""
-        seqs = [seq for t, seq in self.arrivals if start <= t < end]
-        return [(a + 1, b - 1) for a, b in itertools.pairwise(seqs) if b != a + 1]
+    def newest(self) -> int:
+        return self.seqs[-1] if self.seqs else -1
 
 
-def published(daemon: Daemon) -> float:
-    return daemon.metrics().value("edged_end_to_end_latency_seconds_count")
-
-
-def publish_latency_buckets(daemon: Daemon) -> dict[float, float]:
-    scrape = daemon.metrics()
-    return {float(s.labels["le"]): s.value for s in
-            scrape.samples("edged_stage_latency_seconds_bucket", stage="publish")}  # fmt: skip
+def gaps(seqs: list[int]) -> list[tuple[int, int]]:
+    """Missing sequence numbers (as first, last) in what a subscriber received."""
+    return [(a + 1, b - 1) for a, b in itertools.pairwise(seqs) if b != a + 1]
 
 
 def dropped(daemon: Daemon) -> float:
-    """Frames the pipeline itself dropped (any stage): those never reach any subscriber."""
+    """Frames the pipeline itself dropped or refused (any stage): no subscriber sees those."""
     samples = daemon.metrics().samples("edged_frames_total")
     return sum(s.value for s in samples if s.labels.get("outcome") != "ok")
 
 
-def window(daemon: Daemon, seconds: float, publish: psutil.Process) -> dict:
-    """Frame rate, frames published, publish-stage latency and the publish process's private
-    memory (USS: RSS would also count shared ring pages touched for the first time, at a pace
-    set by the machine's load; queued messages are private) over a window."""
-    lost0 = dropped(daemon)
-    start, count0, buckets0 = time.monotonic(), published(daemon), publish_latency_buckets(daemon)
-    rss = []
-    while time.monotonic() - start < seconds:
-        rss.append(publish.memory_full_info().uss)
-        time.sleep(0.5)  # sampling interval, not a wait for a condition
-    end, count1, buckets1 = time.monotonic(), published(daemon), publish_latency_buckets(daemon)
-    lost = dropped(daemon) - lost0
-    frames = count1 - count0
-    fast = (buckets1[0.05] - buckets0[0.05]) / max(
-        buckets1[float("inf")] - buckets0[float("inf")], 1
-    )
-    return {"fps": frames / (end - start), "frames": frames, "start": start, "end": end,
-            "rss": rss, "fast_publish": fast, "dropped": lost}  # fmt: skip
+STUCK_FRAMES = 60  # published while every stuck subscriber is saturated (5 s of the video)
 
 
-def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: Path) -> None:
+def test_subscribers_that_never_read_do_not_block_or_grow_the_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("edged.pipeline.stages.preview_tap", reason="needs the preview JPEG topic")
     config = {
         "publish": {"send_hwm": 10},
-        # Big JPEGs at the source's rate: the frames subscriber's buffers fill within seconds.
+        # Big JPEGs of every frame: the frames subscriber's buffers fill within seconds.
         "preview": {
             "enabled": True,
             "fps": 30,
@@ -156,14 +113,17 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
             "publish_topic": True,
         },
     }
-    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "realtime",
+    # Lossless: every frame is published once, so the healthy subscriber must see every seq
+    # however slowly a busy machine runs (a live mode drops frames when the machine is slow).
+    # Counts, not rates: a publisher blocked by a stuck subscriber publishes nothing more, one
+    # that is not publishes every frame, whatever the machine's speed.
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "lossless",
                 config=config) as daemon:  # fmt: skip
         daemon.wait_ready()
         collector = Collector(daemon)
         collector.start()
         publish = psutil.Process(daemon.ctl("status")["stages"]["publish"]["pid"])
-        daemon.wait_published(published(daemon) + 24)  # warm up (2 s of video)
-        base = window(daemon, 5.0, publish)
+        poll_until(lambda: collector.seqs, 60, daemon.log_tail)
 
         raw_detections = never_reading_subscriber(daemon.publish_port, b"detections.")
         raw_frames = never_reading_subscriber(daemon.publish_port, b"frames.")
@@ -177,19 +137,18 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
             # The frames subscriber's kernel queue grows until the buffer is full: from then on
             # only ZeroMQ's high-water mark stands between the publisher and that subscriber.
             frames_port = raw_frames.getsockname()[1]
-            history: list[int] = []
+            queued = wait_until_full(daemon.publish_port, frames_port)
+            lost0, first = dropped(daemon), collector.newest()
+            uss: list[int] = []
 
-            def saturated() -> bool:  # no growth for 5 s
-                history.append(send_queue(daemon.publish_port, frames_port) or 0)
-                return len(history) > 10 and history[-1] > 100_000 and \
-                    history[-1] == history[-11]  # fmt: skip
+            def published_on() -> bool:  # the publish process's memory sampled meanwhile
+                uss.append(publish.memory_full_info().uss)
+                return collector.newest() >= first + STUCK_FRAMES
 
-            poll_until(saturated, 60, lambda: f"send queue never filled: {history[-10:]}", 0.5)
-            queued = history[-1]
-            stuck = window(daemon, 6.0, publish)
-            # arrival lags publishing a little
-            received = collector.between(stuck["start"] + 0.3, stuck["end"] + 0.3)
-            gaps = collector.gaps(stuck["start"], stuck["end"] + 0.3)
+            poll_until(published_on, 180,
+                       lambda: f"publishing stopped at seq {collector.newest()} (from {first}) "
+                               f"with stuck subscribers\n{daemon.log_tail()}", 0.5)  # fmt: skip
+            lost = dropped(daemon) - lost0
             # the kernel queue stays within the socket's buffer limit: the rest was dropped
             assert (send_queue(daemon.publish_port, frames_port) or 0) <= tcp_wmem_max()
             assert daemon.ctl("status")["stages"]["publish"]["alive"]
@@ -201,25 +160,18 @@ def test_subscribers_that_never_read_do_not_slow_or_grow_the_pipeline(tmp_path: 
         collector.join(5)
         assert daemon.stop() == 0
 
-    rss = stuck["rss"]
-    growth_mb = (max(rss) - min(rss)) / 2**20
-    print(f"\nstuck subscribers: {base['fps']:.1f} fps before, {stuck['fps']:.1f} fps with them "
-          f"(publisher kernel queue to the frames subscriber full at {queued / 1e6:.1f} MB); "
-          f"publish under 50 ms: {base['fast_publish']:.0%} before, {stuck['fast_publish']:.0%} "
-          f"with; publish USS {min(rss) / 2**20:.0f}-{max(rss) / 2**20:.0f} MiB; healthy "
-          f"subscriber got {received} of {stuck['frames']:.0f} messages in the window")  # fmt: skip
-    # A blocked publisher would stop the pipeline; the margin only absorbs the CI machine's noise
-    # (other jobs share its two cores, so the rate moves by ±20% on its own).
-    assert stuck["fps"] >= 0.6 * base["fps"], (base["fps"], stuck["fps"])
-    assert stuck["fast_publish"] >= 0.9, "publishing slowed down with stuck subscribers"
+    # Private memory (USS: RSS would also count shared ring pages touched for the first time,
+    # at a pace set by the machine's load; queued messages are private).
+    growth_mb = (max(uss) - min(uss)) / 2**20
+    received = [seq for seq in collector.seqs if seq > first]
+    print(f"\nstuck subscribers: {len(received)} messages received after the publisher's "
+          f"kernel queue to the frames subscriber filled ({queued / 1e6:.1f} MB); publish USS "
+          f"{min(uss) / 2**20:.0f}-{max(uss) / 2**20:.0f} MiB")  # fmt: skip
     assert growth_mb < 4, f"publish memory grew {growth_mb:.1f} MiB with stuck subscribers"
-    # Every message published reached the healthy subscriber: no hole in its sequence numbers
-    # (unless the pipeline itself dropped frames, which no subscriber sees). The count over a
-    # time window only approximates it: the metrics scrapes and arrivals are not aligned, and
-    # realtime pacing delivers in small bursts.
-    if stuck["dropped"] == 0:
-        assert gaps == [], gaps
-    assert abs(received - stuck["frames"]) <= 3 + 0.1 * stuck["frames"], (received, stuck)
+    # Every frame published reached the healthy subscriber: no hole in its sequence numbers but
+    # for frames the pipeline itself refused (lossless mode drops none; errors are counted).
+    holes = gaps(collector.seqs)
+    assert sum(b - a + 1 for a, b in holes) <= lost, (holes, lost)
 
 
 def test_edged_subscribe_into_a_pipe_that_closes_ends_quietly(tmp_path: Path) -> None:
