@@ -1,19 +1,21 @@
-"""What watching the preview costs the detection frame rate, measured in one daemon run.
+"""What watching the preview costs the detection pipeline, and what a viewer holds up: nothing.
 
-Lossless on the looping video (the pipeline runs as fast as it can), preview enabled with its
-defaults; phases without and with a viewer on /preview.mjpg alternate, so drift in the
-machine's load hits both alike. Without a viewer the publish stage copies and encodes nothing,
-exactly as with the preview disabled. The figures are printed (``pytest -s``) and written to
-test-artifacts/preview-fps.json.
-
-The CPU figures are the robust ones on a busy machine: what the publish stage and the
-supervisor (the HTTP relay) spend per second with and without a viewer.
+The cost is measured in one daemon run: lossless on the looping video (the pipeline runs as fast
+as it can), preview enabled with its defaults; phases without and with a viewer on
+/preview.mjpg alternate, so drift in the machine's load hits both alike. Without a viewer the
+publish stage copies and encodes nothing, exactly as with the preview disabled. The figures are
+printed (``pytest -s``) and written to test-artifacts/preview-fps.json; the CPU figures are the
+robust ones on a busy machine: what the publish stage and the supervisor (the HTTP relay) spend
+per second with and without a viewer. They are figures, not assertions: on a shared machine
+rates move with the load. What is asserted does not depend on the machine's speed: a viewer,
+even one that stops reading, never stops the pipeline publishing or another viewer watching.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import threading
 import time
@@ -23,14 +25,15 @@ from pathlib import Path
 import pytest
 
 from edged.preview import mjpeg
-from tests.daemon import REPO_ROOT, VIDEO, Daemon, require
+from tests.daemon import REPO_ROOT, VIDEO, Daemon, poll_until, require
+from tests.tcp_queue import wait_until_full
 
 pytestmark = pytest.mark.integration
 
 PHASE_S = 6.0
 SETTLE_S = 1.0
-# More off/on rounds for a steadier figure than CI needs: EDGED_PREVIEW_FPS_ROUNDS=6 pytest -s ...
-ROUNDS = int(os.environ.get("EDGED_PREVIEW_FPS_ROUNDS", "2"))
+# More off/on rounds for steadier figures than CI needs: EDGED_PREVIEW_FPS_ROUNDS=6 pytest -s ...
+ROUNDS = int(os.environ.get("EDGED_PREVIEW_FPS_ROUNDS", "1"))
 
 
 class Viewer(threading.Thread):
@@ -79,7 +82,12 @@ def test_detection_fps_with_and_without_a_preview_viewer(tmp_path: Path):
                 viewer.start()
             time.sleep(SETTLE_S)
             before, seen = sample(daemon), viewer.frames if viewer else 0
-            time.sleep(PHASE_S)
+            time.sleep(PHASE_S)  # a measurement window (figures only)
+            # What is asserted: each phase published frames and each viewer got some, however
+            # slowly a busy machine runs (the deadlines only bound a hang).
+            daemon.wait_published(int(before["frames"]) + 1)
+            if viewer:
+                poll_until(lambda v=viewer, n=seen: v.frames > n, 60, "the viewer got no frame")
             after = sample(daemon)
             span = after["time"] - before["time"]
             frames = after["frames"] - before["frames"]
@@ -113,8 +121,32 @@ def test_detection_fps_with_and_without_a_preview_viewer(tmp_path: Path):
     (out / "preview-fps.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\npreview cost: {off:.2f} fps without a viewer, {on:.2f} fps with one "
           f"({100 * (on / off - 1):+.1f}%); {json.dumps(result)}")  # fmt: skip
-    # The viewer got the configured ~5 fps, or what the pipeline published when a busy machine
-    # published fewer (the preview can only show frames that went out).
-    assert result["preview_fps_received"] >= 0.6 * min(5.0, on), result
-    # Loose on purpose (shared CI machines); the measured cost is a few percent at most.
-    assert on >= 0.7 * off, result
+
+
+def test_a_viewer_that_stops_reading_holds_up_nothing(tmp_path: Path):
+    """A frozen browser tab (a client that never reads): once the socket buffers between it and
+    the daemon are full, its stream's writes block. The pipeline goes on publishing, another
+    viewer goes on getting new frames, and the daemon still stops."""
+    # Big JPEGs of every frame: the stuck viewer's buffers fill within seconds.
+    config = {"preview": {"enabled": True, "fps": 30, "width": 768, "jpeg_quality": 95}}
+    with Daemon(tmp_path, "--source", str(require(VIDEO)), "--mode", "lossless", "--loop",
+                config=config) as daemon:  # fmt: skip
+        daemon.wait_ready()
+        with socket.socket() as stuck:
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(("127.0.0.1", daemon.http_port))
+            stuck.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            queued = wait_until_full(daemon.http_port, stuck.getsockname()[1])
+            published = daemon.metrics().total("edged_end_to_end_latency_seconds_count")
+            daemon.wait_published(int(published) + 10)
+            seqs: set[int] = set()
+            with urllib.request.urlopen(daemon.base_url + "/preview.mjpg", timeout=30) as other:
+                for headers, _jpeg in mjpeg.read_parts(other):
+                    seqs.add(int(headers["x-edged-seq"]))  # new frames, not the keep-alive
+                    if len(seqs) == 3:
+                        break
+            assert len(seqs) == 3
+            # The bound only catches a stop that hangs on the blocked stream.
+            assert daemon.stop(timeout=60) == 0
+    print(f"\nstuck viewer: {queued / 1e6:.1f} MB queued to it; another viewer got frames "
+          f"{sorted(seqs)}")  # fmt: skip
