@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.tools.pipeline_bench.streams import listening, stream_argv
 from tests.daemon import VIDEO, Daemon, free_port, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -45,11 +46,7 @@ class StreamServer:
         if ffmpeg is None:
             pytest.skip("ffmpeg not installed (apt-get install ffmpeg; .ci/setup does)")
         self.port = port
-        self.argv = [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-re", "-stream_loop", "-1", "-i", str(video),
-            "-an", "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1",
-        ]  # fmt: skip
+        self.argv = stream_argv(ffmpeg, video, port)  # the one bench pipeline's cameras-kill uses
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,11 +60,7 @@ class StreamServer:
 
     def listening(self) -> bool:
         """True once the port is bound (checked without connecting: FFmpeg serves one client)."""
-        with open("/proc/net/tcp") as table:
-            return any(
-                line.split()[1].endswith(f":{self.port:04X}") and line.split()[3] == "0A"
-                for line in table.readlines()[1:]
-            )
+        return listening(self.port)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

@@ -344,3 +344,113 @@ def test_cpu_window_judges_other_load_on_the_window_it_records():
     assert result["other_cpu_percent"] == 50.0
     window.stop = 100.0 + MIN_LOAD_WINDOW_S - 0.002
     assert window.result()["other_cpu_percent"] is None
+
+
+# -- --edged-modes cameras-kill -------------------------------------------------------------------
+
+
+def _stream(camera: str, start: float, end: float, fps: float, wall0: float = 1000.0) -> list:
+    """(end - start) × fps arrivals of ``camera``, mid-way between ticks of 1/fps s (no frame
+    on a window's edge): (arrival, camera, capture wall time, 50 ms before it arrived)."""
+    times = [start + (k + 0.5) / fps for k in range(round((end - start) * fps))]
+    return [(t, camera, wall0 + t - 0.05) for t in times]
+
+
+def test_kill_figures_count_each_window_and_compare_the_others_with_before():
+    from edged.tools.pipeline_bench.kill import kill_figures
+
+    arrivals = (_stream("cam0", 0, 10, 4) + _stream("cam1", 0, 30, 4) + _stream("cam2", 0, 10, 4)
+                + _stream("cam2", 10, 20, 3.6) + _stream("cam2", 20, 30, 4))  # fmt: skip
+    arrivals.append((20.3, "cam0", 1009.0))  # in flight from before the kill: not a reconnect
+    arrivals.append((23.0, "cam0", 1022.9))  # captured after the restart (wall 1020.5)
+    arrivals.sort()
+    windows = {"before": (0.0, 10.0), "during": (10.0, 20.0), "after": (20.5, 30.0)}
+    figures = kill_figures(arrivals, windows, ["cam0", "cam1", "cam2"], "cam0", (20.5, 1020.5))
+    before, during = figures["windows"]["before"], figures["windows"]["during"]
+    assert before["frames"] == {"cam0": 40, "cam1": 40, "cam2": 40} and before["s"] == 10.0
+    assert before["fps"] == {"cam0": 4.0, "cam1": 4.0, "cam2": 4.0} and before["others_fps"] == 8.0
+    assert during["frames"] == {"cam0": 0, "cam1": 40, "cam2": 36}
+    assert figures["others_during_vs_before"] == {"cam1": 1.0, "cam2": 0.9}
+    assert figures["others_total_during_vs_before"] == pytest.approx(76 / 80)
+    assert figures["others_fps_change"] == pytest.approx(0.1)  # the largest of one camera
+    assert figures["windows"]["after"]["frames"]["cam0"] == 1
+    assert figures["others_after_vs_before"]["cam1"] == pytest.approx(38 / 9.5 / 4, abs=1e-4)
+    assert figures["reconnected"] is True and figures["reconnect_s"] == 2.5
+    assert figures["killed"] == "cam0"
+
+    # Never back: no reconnect time. A camera with no frame before: no change can be claimed.
+    lost = [a for a in arrivals if not (a[1] == "cam0" and a[0] > 20)]
+    figures = kill_figures(lost, windows, ["cam0", "cam1", "cam2", "cam3"], "cam0", (20.5, 1020.5))
+    assert (figures["reconnected"], figures["reconnect_s"]) == (False, None)
+    assert figures["others_during_vs_before"]["cam3"] is None
+    assert figures["others_fps_change"] is None
+
+
+def test_kill_checks_judge_the_largest_change_and_the_reconnect():
+    run = _result("m32", "fp32", "edged", 12.0, "cameras-kill")
+    run.update(cameras_config=4, killed="cam0", fps_limit=4.1, others_fps_change=0.04,
+               others_during_vs_before={"cam1": 0.96, "cam2": 1.0, "cam3": 1.01},
+               others_total_during_vs_before=0.99, reconnected=True, reconnect_s=2.71)  # fmt: skip
+    checks = _by_name(pb.compute_checks(_record([run])))
+    change = checks["camera_kill_others_fps_change[m32, 4 cameras]"]
+    assert (change["value"], change["passed"], change["target"]) == (0.04, True, "< 0.1")
+    assert change["inputs"]["during_vs_before"]["cam1"] == 0.96
+    back = checks["camera_kill_reconnected[m32, cam0]"]
+    assert (back["value"], back["passed"]) == (2.71, True)
+    run.update(others_fps_change=0.1, reconnected=False, reconnect_s=None)
+    checks = _by_name(pb.compute_checks(_record([run])))
+    assert checks["camera_kill_others_fps_change[m32, 4 cameras]"]["passed"] is False
+    assert checks["camera_kill_reconnected[m32, cam0]"]["passed"] is False
+    run.update(others_fps_change=None)
+    checks = _by_name(pb.compute_checks(_record([run])))
+    assert checks["camera_kill_others_fps_change[m32, 4 cameras]"]["passed"] is None
+    assert not any("kill" in name for name in _by_name(pb.compute_checks(_record([]))))
+
+
+def test_kill_cameras_are_paced_live_streams_below_the_inference_limit(tmp_path):
+    from edged.tools.pipeline_bench.kill import RECONNECT, kill_fps_limit, stream_cameras
+
+    assert kill_fps_limit(None, 12.0, 33.0, 4) == 4.12  # together half the inference limit
+    assert kill_fps_limit(2.5, 12.0, 33.0, 4) == 2.5  # --realtime-fps
+    assert kill_fps_limit(None, 12.0, 120.0, 4) is None  # the stream's own rate is lower
+    assert kill_fps_limit(None, 12.0, None, 4) is None  # inference only not measured
+    settings = pb.PipelineBenchSettings(models=("m.onnx",), source="v.mp4", cameras=2)
+    uris = ["tcp://127.0.0.1:20001", "tcp://127.0.0.1:20002"]
+    data = pb.daemon_config(settings, {"path": "m.onnx", "backend": "onnxruntime"},
+                            "cameras-kill", tmp_path, "ipc:///tmp/x.sock", None,
+                            cameras=stream_cameras(uris, 4.12, 1))  # fmt: skip
+    cameras = parse_config(data).camera_list()
+    assert [(c.id, c.source.uri, c.source.mode, c.fps_limit) for c in cameras] == [
+        ("cam0", uris[0], "live", 4.12), ("cam1", uris[1], "live", 4.12)]  # fmt: skip
+    assert cameras[0].source.reconnect.max_backoff_s == RECONNECT["max_backoff_s"]
+    assert "fps_limit" not in stream_cameras(uris, None, 1)[0]
+
+
+def test_naming_an_n_camera_mode_runs_only_the_modes_named(capsys):
+    kill = pb.PipelineBenchSettings(models=(), source="v", cameras=3, edged_modes=("cameras-kill",))
+    assert pb.run.edged_modes(kill) == ("cameras-kill",)
+    both = pb.PipelineBenchSettings(models=(), source="v", cameras=3,
+                                    edged_modes=("lossless", "cameras-paced"))  # fmt: skip
+    assert pb.run.edged_modes(both) == ("lossless", "cameras-paced")
+    args = ["-m", __file__, "--source", __file__, "--edged-modes", "cameras-kill"]
+    assert pb.main(args) == 2
+    assert "--edged-modes cameras-kill needs --cameras N with N >= 2" in capsys.readouterr().err
+
+
+def test_the_report_has_a_kill_table(capsys):
+    from rich.console import Console
+
+    from edged.tools.pipeline_bench.report import kill_table
+
+    run = _result("m32", "fp32", "edged", 12.0, "cameras-kill")
+    fps = {"cam0": 4.0, "cam1": 4.0}
+    run.update(cameras_config=2, killed="cam0", fps_limit=4.12, reconnected=True,
+               reconnect_s=2.7, others_during_vs_before={"cam1": 0.98},
+               others_after_vs_before={"cam1": 1.01}, others_total_during_vs_before=0.98,
+               others_total_after_vs_before=1.01,
+               windows={w: {"fps": fps, "others_fps": 4.0} for w in ("before", "during",
+                                                                    "after")})  # fmt: skip
+    Console(width=160).print(kill_table(run))
+    out = capsys.readouterr().out
+    assert "cam0 (killed)" in out and "0.98" in out and "reconnected 2.70 s" in out
+    assert "edged (cameras-kill)" in str(summary_rows(_record([run])))

@@ -18,6 +18,10 @@ Four contenders run back to back on the same model(s), video and ONNX Runtime th
     throughput (every frame, back-pressure to the reader); ``realtime`` mode, paced below the
     inference limit (the file's own rate by default), measures the latency edged adds, since in
     lossless mode the end-to-end latency is dominated by frames queueing in front of inference.
+    With ``--cameras N``: N file cameras on one inference stage, saturated (``cameras``) and
+    paced (``cameras-paced``); ``--edged-modes cameras-kill``: N cameras each served by its own
+    FFmpeg on loopback, paced at half the inference limit together, camera 0's server killed
+    and restarted: the others' FPS before, during and after, and camera 0's reconnect time.
 
 For each: FPS, end-to-end latency p50/p99 (from the frame being read to its detections being
 ready; the source read itself is not included, as in the daemon's ``latency_ms.end_to_end``), the
@@ -36,7 +40,8 @@ Every contender but ``edged`` runs in a fresh worker process
 # The package's modules, one role each: settings (what runs, and the targets), measure (CPU and
 # PSS of process trees), workers (the contenders run in worker processes), daemon (edged itself
 # as a contender), decode (the decode + NMS micro-benchmark), run (one whole benchmark), checks
-# (the ratio checks), report (the printed table) and cli. The docstring above is the --help text.
+# (the ratio checks), report (the printed table), cli, kill (the cameras-kill run) and
+# streams (its FFmpeg servers). The docstring above is the --help text.
 
 from edged.tools.pipeline_bench.checks import compute_checks
 from edged.tools.pipeline_bench.cli import main, register_pipeline_bench, settings_from_args

@@ -12,6 +12,7 @@ from edged.tools.pipeline_bench.settings import (
     TARGET_DECODE_NMS_P99_MS,
     TARGET_EDGED_VS_INFERENCE,
     TARGET_FP32_VS_ULTRALYTICS,
+    TARGET_KILL_OTHERS_FPS_CHANGE,
     TARGET_PSS_MB,
     TARGET_PSS_PER_EXTRA_CAMERA_MB,
     TARGET_SAME_MODEL_VS_ULTRALYTICS,
@@ -108,6 +109,7 @@ def compute_checks(record: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
         checks += camera_checks(record, name, inference)
+        checks += kill_checks(record, name)
         checks += option_checks(record, name, inference, peer)
         pss = None if edged is None else edged.get("pss_mb")
         checks.append(
@@ -215,4 +217,25 @@ def camera_checks(record: dict[str, Any], name: str, inference: dict | None) -> 
                f"<= {TARGET_PSS_PER_EXTRA_CAMERA_MB}", per_camera,
                None if per_camera is None else per_camera <= TARGET_PSS_PER_EXTRA_CAMERA_MB,
                pss_mb=pss[0], single_camera_pss_mb=pss[1]),
+    ]  # fmt: skip
+
+
+def kill_checks(record: dict[str, Any], name: str) -> list[dict]:
+    """Issue 18's "one camera's stream killed" targets for the cameras-kill run of ``name``:
+    each other camera's FPS while it is down moves < 10 % (the largest change of one of
+    them), and it reconnected once its server was back (value: seconds to its first frame)."""
+    run = _find(record, "edged", model=name, mode="cameras-kill")
+    if run is None:
+        return []
+    n, change = run["cameras_config"], run["others_fps_change"]
+    killed = run["killed"]
+    return [
+        _check(f"camera_kill_others_fps_change[{name}, {n} cameras]",
+               f"< {TARGET_KILL_OTHERS_FPS_CHANGE}", change,
+               None if change is None else change < TARGET_KILL_OTHERS_FPS_CHANGE,
+               during_vs_before=run["others_during_vs_before"],
+               total_during_vs_before=run["others_total_during_vs_before"],
+               fps_limit=run["fps_limit"]),
+        _check(f"camera_kill_reconnected[{name}, {killed}]", "yes", run["reconnect_s"],
+               run["reconnected"], reconnect_s=run["reconnect_s"]),
     ]  # fmt: skip

@@ -12,8 +12,10 @@ from typing import get_args
 
 from edged.config import PipelineLayout
 from edged.tools.argtypes import add_number, ranged
+from edged.tools.pipeline_bench.cameras import CAMERA_MODES
 from edged.tools.pipeline_bench.daemon import option_set
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
+from edged.tools.pipeline_bench.kill import CAMERAS_KILL_MODE
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import run_pipeline_bench
 from edged.tools.pipeline_bench.settings import CONTENDERS, EDGED_MODES, PipelineBenchSettings
@@ -52,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--edged-modes",
         default=",".join(EDGED_MODES),
-        help="edged runs: lossless (throughput), realtime (added latency)",
+        help="edged runs: lossless (throughput), realtime (added latency); with --cameras N: "
+        "cameras (saturated) and cameras-paced (the default N-camera runs), cameras-kill "
+        "(each camera from its own FFmpeg server; camera 0's is killed and restarted)",
     )
     p.add_argument(
         "--edged-options",
@@ -112,7 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         int,
         1,
         "with N > 1, also run the daemon with N file cameras "
-        "(the same video, looped, each paced at its rate) on one inference stage",
+        "(the same video, looped, each paced at its rate) on one inference stage; "
+        "the N-camera modes of --edged-modes use N too",
         low=1,
     )
     add_number(p, "--timeout", float, 900.0, "seconds per contender", low=1)
@@ -169,9 +174,13 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.source or not Path(args.source).is_file():
         errors.append(f"--source {args.source}: no such video file")
     bad = [c for c in args.contenders.split(",") if c and c not in CONTENDERS]
-    bad += [m for m in args.edged_modes.split(",") if m and m not in EDGED_MODES]
+    modes = [m for m in args.edged_modes.split(",") if m]
+    bad += [m for m in modes if m not in (*EDGED_MODES, *CAMERA_MODES, CAMERAS_KILL_MODE)]
     if bad:
         errors.append(f"unknown contender/mode: {', '.join(bad)}")
+    several = [m for m in modes if m in (*CAMERA_MODES, CAMERAS_KILL_MODE)]
+    if several and args.cameras < 2:
+        errors.append(f"--edged-modes {','.join(several)} needs --cameras N with N >= 2")
     for text in args.edged_options:
         try:
             option_set(text)

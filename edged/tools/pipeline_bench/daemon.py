@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +65,11 @@ def daemon_config(
     realtime_fps: float | None,
     extra: dict[str, Any] | None = None,
     options: str | None = None,
+    cameras: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The YAML config the benchmark starts ``edged run`` with (``extra``: more sections, e.g.
     ``monitor`` for ``edged bench-shadow``; ``options``: an ``--edged-options`` set, into the
-    model's backend section)."""
+    model's backend section; ``cameras``: the ``cameras:`` section as given, e.g. streams)."""
     source: dict[str, Any] = {
         "uri": str(settings.source),
         "mode": "realtime" if mode in CAMERA_MODES else mode,
@@ -82,12 +85,11 @@ def daemon_config(
                 inference.setdefault(name, {})[spec.threads_field] = settings.threads
     if options:
         inference.setdefault(model["backend"], {}).update(option_set(options))
-    cameras = {}
-    if mode in CAMERA_MODES:
+    if cameras is None and mode in CAMERA_MODES:
         drift = mode == CAMERAS_PACED_MODE
-        cameras = {"cameras": cameras_section(source, settings.cameras, realtime_fps, drift)}
+        cameras = cameras_section(source, settings.cameras, realtime_fps, drift)
     return {
-        **(cameras or {"source": source}),
+        **({"cameras": cameras} if cameras else {"source": source}),
         "model": model_section(model, workdir),
         "inference": inference,
         "publish": {"endpoint": endpoint, "wait_for_subscribers": 1, "format": "json"},
@@ -109,43 +111,23 @@ def run_edged(
     options: str | None = None,
 ) -> dict[str, Any]:
     """Start the daemon, subscribe, collect ``frames`` messages after the warm-up, stop it."""
-    import psutil
-    import yaml
-
     workdir.mkdir(parents=True, exist_ok=True)
     endpoint = f"ipc://{workdir}/pub.sock"
-    config_path = workdir / "edged.yaml"
     config = daemon_config(settings, model, mode, workdir, endpoint, realtime_fps, extra,
                            options)  # fmt: skip
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    log_path = workdir / "daemon.log"
-    sub = _subscriber(endpoint)
-    argv = [sys.executable, "-m", "edged.cli", "run", "--config", str(config_path)]
     warmup = settings.warmup
     wanted = None if frames is None else warmup + frames
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-        root = psutil.Process(proc.pid)
-        sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
-        window = CpuWindow(root, per_process=True)
-        try:
-            messages, arrivals, failure = _collect(sub, proc, root, window, settings, wanted)
-        finally:
-            sub.close(0)
-            code = _wait_or_kill(proc)
-            sampler.stop()
+    with launched(config, workdir, endpoint, settings) as daemon:
+        window = CpuWindow(daemon.root, per_process=True)
+        messages, arrivals, failure = _collect(daemon.sub, daemon.proc, daemon.root, window,
+                                               settings, wanted)  # fmt: skip
+    sampler, code = daemon.sampler, daemon.code
     if code not in (0, None) and not failure:
         failure = f"edged exited with {code}"
     counted = messages[warmup:wanted]
     if failure or len(counted) < 2:
         reason = failure or f"only {len(messages)} messages published (warm-up {warmup})"
-        return {"status": "failed", "reason": reason, "log_tail": log_tail(log_path)}
+        return {"status": "failed", "reason": reason, "log_tail": log_tail(daemon.log_path)}
     times = arrivals[warmup : warmup + len(counted)]
     result = {
         "status": "ok",
@@ -163,6 +145,52 @@ def run_edged(
         k: round(v * per_frame, 2) for k, v in result.get("cpu_percent_by_process", {}).items()
     }
     return result
+
+
+@dataclass
+class Launched:
+    """A daemon the benchmark started: its process, the subscriber on its detections, the
+    PSS sampler of its tree; ``code`` is its exit code once the ``launched`` block is left."""
+
+    proc: subprocess.Popen
+    root: Any  # psutil.Process of the supervisor
+    sub: Any  # zmq SUB socket on detections.*
+    sampler: PssSampler
+    log_path: Path
+    code: int | None = None
+
+
+@contextlib.contextmanager
+def launched(
+    config: dict[str, Any], workdir: Path, endpoint: str, settings: PipelineBenchSettings
+) -> Iterator[Launched]:
+    """``edged run`` with ``config``, subscribed to ``endpoint`` before it starts (it waits for
+    one subscriber). On leaving: unsubscribe, let it drain (the caller sends SIGTERM when it has
+    what it wants), kill its session if it does not exit within a minute."""
+    import psutil
+    import yaml
+
+    config_path = workdir / "edged.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    log_path = workdir / "daemon.log"
+    sub = _subscriber(endpoint)
+    argv = [sys.executable, "-m", "edged.cli", "run", "--config", str(config_path)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+        sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
+        daemon = Launched(proc, psutil.Process(proc.pid), sub, sampler, log_path)
+        try:
+            yield daemon
+        finally:
+            sub.close(0)
+            daemon.code = _wait_or_kill(proc)
+            sampler.stop()
 
 
 def _subscriber(endpoint: str) -> Any:

@@ -94,6 +94,8 @@ def print_report(record: dict[str, Any]) -> None:
     for r in record["results"]:
         if r.get("status") == "ok" and r.get("cameras"):
             console.print(camera_table(r))
+        if r.get("status") == "ok" and r.get("mode") == "cameras-kill":
+            console.print(kill_table(r))
     micro = Table(title="decode + NMS (edged.postprocess.decoders.decode), YOLOv8 1×84×8400, ms")
     for c in ("scenario", "candidates", "detections", "p50", "p99", "max", "CPU p50", "CPU p99"):
         micro.add_column(c, justify="left" if c == "scenario" else "right")
@@ -144,4 +146,34 @@ def camera_table(result: dict[str, Any]) -> Any:
     table.add_row("all", _fmt(result["frames"]), _fmt(result["total_fps"]),
                   _fmt(result["skipped_frames"]), _fmt(result["e2e_ms"]["p50"]),
                   _fmt(result["added_ms"]["p50"]), _fmt(result["added_ms"]["p99"]))  # fmt: skip
+    return table
+
+
+def kill_table(result: dict[str, Any]) -> Any:
+    """One row per camera of a cameras-kill run: FPS before, while camera 0's stream is down,
+    after it is back, and the ratios; the reconnect in the caption."""
+    from rich.table import Table
+
+    killed, windows = result["killed"], result["windows"]
+    limit = result["fps_limit"]
+    table = Table(title=f"{result['model']}: {killed}'s stream killed, "
+                  f"{result['cameras_config']} cameras "
+                  f"(fps_limit {_fmt(limit) if limit else 'none: the stream rate'})")  # fmt: skip
+    for c in ("camera", "FPS before", "FPS during", "FPS after", "during ÷ before",
+              "after ÷ before"):  # fmt: skip
+        table.add_column(c, justify="left" if c == "camera" else "right")
+    for camera in windows["before"]["fps"]:
+        fps = [_fmt(windows[w]["fps"][camera]) if w in windows else "–"
+               for w in ("before", "during", "after")]  # fmt: skip
+        ratios = [result[key].get(camera) for key in
+                  ("others_during_vs_before", "others_after_vs_before")]  # fmt: skip
+        table.add_row(camera + (" (killed)" if camera == killed else ""), *fps,
+                      *(_fmt(r) for r in ratios))  # fmt: skip
+    others = [_fmt(windows[w]["others_fps"]) if w in windows else "–"
+              for w in ("before", "during", "after")]  # fmt: skip
+    table.add_row("others", *others, _fmt(result["others_total_during_vs_before"]),
+                  _fmt(result["others_total_after_vs_before"]))  # fmt: skip
+    back = result["reconnect_s"]
+    table.caption = (f"{killed} reconnected {_fmt(back)} s after its server listened again"
+                     if result["reconnected"] else f"{killed} did not reconnect")  # fmt: skip
     return table

@@ -18,12 +18,14 @@ from edged.tools.pipeline_bench.cameras import CAMERA_MODES, CAMERAS_PACED_MODE
 from edged.tools.pipeline_bench.checks import compute_checks
 from edged.tools.pipeline_bench.daemon import run_edged
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
+from edged.tools.pipeline_bench.kill import CAMERAS_KILL_MODE, kill_fps_limit, run_camera_kill
 from edged.tools.pipeline_bench.settings import (
     CONTENDERS,
     RESULT_KIND,
     RESULT_VERSION,
     PipelineBenchSettings,
 )
+from edged.tools.pipeline_bench.streams import ffmpeg_path
 from edged.tools.pipeline_bench.workers import run_worker, video_info
 from edged.tools.system import NOISY_OTHER_CPU_PERCENT, busy_seconds
 
@@ -134,7 +136,7 @@ def run_pipeline_bench(
                         "mode": mode or None,
                         **({"options": options} if options else {}),
                     }
-                    skip = _skip_reason(contender, info, settings)
+                    skip = _skip_reason(contender, info, settings, mode)
                     if skip:
                         record["results"].append({**entry, "status": "skipped", "reason": skip})
                         continue
@@ -171,7 +173,10 @@ def wait_for_quiet(max_wait_s: float, percent: float, step_s: float = 2.0) -> fl
             return None
 
 
-def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings) -> str | None:
+def _skip_reason(contender: str, info: dict[str, Any], s: PipelineBenchSettings,
+                 mode: str = "") -> str | None:  # fmt: skip
+    if mode == CAMERAS_KILL_MODE and ffmpeg_path() is None:
+        return "ffmpeg is not installed (it serves the cameras' streams)"
     if contender != "ultralytics":
         return None
     if s.ultralytics == "none":
@@ -200,6 +205,11 @@ def _run_one(
     frames = s.frames
     if contender == "edged":
         workdir = workdir / f"run-{len(record['results'])}"  # one per run: nothing carried over
+        if mode == CAMERAS_KILL_MODE:
+            limit = kill_fps_limit(s.realtime_fps, video["fps"] or 10.0,
+                                   _inference_fps(record, info["name"]), s.cameras)  # fmt: skip
+            n = s.realtime_frames if frames is None else min(frames, s.realtime_frames)
+            return run_camera_kill(s, info, workdir / "edged-cameras-kill", n, limit, options)
         if mode in CAMERA_MODES:
             fps = s.realtime_fps or video["fps"] or 10.0  # each: together more than inference
             limit = _inference_fps(record, info["name"])
@@ -241,8 +251,10 @@ def _run_one(
 
 
 def edged_modes(settings: PipelineBenchSettings) -> tuple[str, ...]:
-    """The daemon's runs: the chosen modes, and the N-camera run with ``--cameras N > 1``."""
-    return settings.edged_modes + (CAMERA_MODES if settings.cameras > 1 else ())
+    """The daemon's runs: the chosen modes, and with ``--cameras N > 1`` the N-camera runs
+    (both, unless some N-camera mode was chosen by name)."""
+    named = any(m in (*CAMERA_MODES, CAMERAS_KILL_MODE) for m in settings.edged_modes)
+    return settings.edged_modes + (CAMERA_MODES if settings.cameras > 1 and not named else ())
 
 
 def _inference_fps(record: dict[str, Any], model: str) -> float | None:

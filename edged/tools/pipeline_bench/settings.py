@@ -24,6 +24,7 @@ TARGET_PSS_MB = 400.0
 TARGET_CAMERAS_VS_INFERENCE = 0.9  # total published FPS against single-camera inference-only
 TARGET_CAMERA_FPS_SPREAD = 0.15  # every camera's FPS within ±15 % of their mean
 TARGET_PSS_PER_EXTRA_CAMERA_MB = 60.0  # the daemon's PSS growth per camera beyond the first
+TARGET_KILL_OTHERS_FPS_CHANGE = 0.10  # one camera's stream killed: each other's FPS moves less
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -57,4 +58,4 @@ class PipelineBenchSettings:
     quiet_wait_s: float = 0.0
     quiet_percent: float = 15.0
     micro_runs: int = 1000  # decode + NMS micro-benchmark runs per scenario
-    cameras: int = 1  # > 1: an extra edged run with this many file cameras (issue 18)
+    cameras: int = 1  # > 1: edged runs with this many cameras (issue 18)

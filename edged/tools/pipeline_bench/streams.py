@@ -1,0 +1,105 @@
+"""Camera streams for the camera-kill run: the video served by a real FFmpeg on loopback.
+
+``ffmpeg -re -stream_loop -1 -i VIDEO -an -c copy -f mpegts tcp://127.0.0.1:PORT?listen=1``,
+one per camera (the stream tests serve theirs with the same command): at the
+file's own rate (``-re``), video only (with the file's audio track ``-re`` pauses ~1 s at each
+loop), copied, not re-encoded, so the servers cost next to no CPU. FFmpeg serves one client;
+killing it drops the connection like a camera losing power.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+LISTEN_TIMEOUT_S = 10.0
+_LOWEST_PORT = 10_000
+
+
+def ffmpeg_path() -> str | None:
+    return shutil.which("ffmpeg")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free a moment ago, outside the kernel's ephemeral range: until FFmpeg binds it
+    only a program asking for that very number can take it (an ephemeral port could go to any
+    outgoing connection meanwhile), and the killed server gets it back on restart."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    pool = [p for p in range(_LOWEST_PORT, 65536) if not low <= p <= high] or [0]
+    rng = random.SystemRandom()
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, rng.choice(pool)))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free TCP port found")
+
+
+def listening(port: int) -> bool:
+    """True once something listens on ``port`` (read from /proc, without connecting: FFmpeg
+    serves the first client that connects, which must be the daemon)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(
+        fields[1].endswith(f":{port:04X}") and fields[3] == "0A"  # 0A: LISTEN
+        for fields in (line.split() for line in lines)
+    )
+
+
+def stream_argv(ffmpeg: str, video: str | Path, port: int) -> list[str]:
+    """FFmpeg serving ``video`` as a camera would, to the first client of ``port``."""
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+        "-re", "-stream_loop", "-1", "-i", str(video),
+        "-an", "-c", "copy", "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1",
+    ]  # fmt: skip
+
+
+class StreamServer:
+    """One camera's stream: start (returns once it listens), kill, start again on the port."""
+
+    def __init__(self, video: str, log_path: Path, port: int | None = None) -> None:
+        ffmpeg = ffmpeg_path()
+        if ffmpeg is None:
+            raise RuntimeError("ffmpeg not installed")
+        self.port = port or free_port()
+        self.uri = f"tcp://127.0.0.1:{self.port}"
+        self.argv = stream_argv(ffmpeg, video, self.port)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> tuple[float, float]:
+        """Start FFmpeg and wait until it listens: (monotonic, wall) time it was seen
+        listening (a reconnect is timed from there)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + LISTEN_TIMEOUT_S
+        while not listening(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log_path.read_text(errors="replace")[-500:]
+                raise RuntimeError(f"ffmpeg did not listen on {self.uri}: {tail}")
+            time.sleep(0.02)
+        return time.monotonic(), time.time()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Kill it: abrupt, like a camera losing power or the network dropping."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
