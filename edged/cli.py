@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--client-key", help="CURVE client secret key file (tcp:// endpoints)")
     ctl.add_argument("--server-key", help="CURVE server public key file (tcp:// endpoints)")
     ctl_sub = ctl.add_subparsers(dest="command", required=True)
-    ctl_sub.add_parser("status", help="active model, fps, source, stages")
+    ctl_sub.add_parser("status", help="active model, fps, each camera, stages (JSON)")
     swap = ctl_sub.add_parser("swap", help="switch the model variant while running")
     swap.add_argument("variant")
     ctl_sub.add_parser("reload", help="re-read the config file (like SIGHUP)")

@@ -15,8 +15,10 @@ def status_line(state: PipelineState) -> str:
     if len(state.cameras) > 1:
         up = sum(1 for cam in state.cameras.values() if cam.source_connected)
         line += f"; {up}/{len(state.cameras)} cameras connected"
-        if state.source_error:
-            line += f"; {state.source_error}"
+        # Each camera not connected, as `edged ctl status` has it (source.connected false).
+        down = [f"{camera}: {_why_not_connected(cam)}" for camera, cam in state.cameras.items()
+                if not cam.source_connected]  # fmt: skip
+        line += "".join(f"; {note}" for note in down)
     elif not state.source_connected and not state.ended:
         line += f"; source: {state.source_error or 'connecting'}"
     return line
@@ -33,21 +35,33 @@ def model_status(model: ModelDescriptor | None) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
+def _why_not_connected(cam: PipelineState) -> str:
+    return "ended" if cam.ended else cam.source_error or "connecting"
+
+
 def pipeline_status(state: PipelineState, mode: str) -> dict[str, Any]:
-    """Frames published and the source, as the status report shows them (the whole pipeline,
-    and each camera under ``cameras``)."""
-    return {
-        **_published_status(state, mode),
-        "cameras": {camera: _published_status(cam, mode) for camera, cam in state.cameras.items()},
-    }
+    """Frames and sources as the status report shows them: each camera under ``cameras`` (by
+    id, in config order), and the whole pipeline at the top (fps, frames, the sources'
+    summary). ``camera_id`` and ``last_seq`` are at the top only when one camera runs: seqs
+    count per camera, and several cameras have no one id (a program reads ``cameras``)."""
+    whole = _published_status(state, mode)
+    cameras = {camera: {"id": camera, **_published_status(cam, mode)}
+               for camera, cam in state.cameras.items()}  # fmt: skip
+    if len(cameras) != 1:
+        del whole["last_seq"]
+        return {**whole, "cameras": cameras}
+    (only,) = cameras
+    return {"camera_id": only, **whole, "cameras": cameras}
 
 
 def _published_status(state: PipelineState, mode: str) -> dict[str, Any]:
     return {
         "fps": round(state.fps(), 2),
         "frames_published": state.published,
+        "frames_dropped": state.dropped,
+        "frame_errors": state.errors,
         "last_seq": state.last_published_seq,
         "source": {**state.source, "connected": state.source_connected, "ended": state.ended,
                    "mode": mode, "error": state.source_error,
-                   "reconnects": state.reconnects},
+                   "last_error": state.last_source_error, "reconnects": state.reconnects},
     }  # fmt: skip

@@ -582,7 +582,6 @@ class Supervisor:
             report.update(ready=ready, reason=reason, stages=stages,
                           tracking_off=self._tracking_off.get(camera))  # fmt: skip
         return {
-            "camera_id": self.config.camera_id,
             "model": model_status(self.telemetry.state.model),
             "variants": variants,
             "swap_in_progress": self.swaps.in_progress,

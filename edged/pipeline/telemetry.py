@@ -43,6 +43,9 @@ class PipelineState:
     ended: bool = False
     reconnects: int = 0
     source_error: str | None = None
+    last_source_error: str | None = None  # kept after a reconnect: why it had to
+    dropped: int = 0  # frames dropped (live skipping, no free slot), all stages
+    errors: int = 0  # frames a stage failed on
     subscribers: int = 0  # of detections (not preview viewers)
     recent: deque = field(default_factory=lambda: deque(maxlen=64))  # publish times
     cameras: dict[str, PipelineState] = field(default_factory=dict)
@@ -62,10 +65,13 @@ class PipelineState:
             (only,) = cams.values()
             self.source = only.source
             self.source_error = only.source_error
+            self.last_source_error = only.last_source_error
         else:
             self.source = {"cameras": len(cams)}
             errors = [f"{c}: {s.source_error}" for c, s in cams.items() if s.source_error]
             self.source_error = "; ".join(errors) or None
+            last = [f"{c}: {s.last_source_error}" for c, s in cams.items() if s.last_source_error]
+            self.last_source_error = "; ".join(last) or None
         self.source_connected = all(s.source_connected for s in cams.values())
         self.ended = all(s.ended for s in cams.values())
         self.reconnects = sum(s.reconnects for s in cams.values())
@@ -161,6 +167,10 @@ class Telemetry:
             for outcome, n in counts.items():
                 if n:
                     self.metrics.frames.labels(stage, outcome, cam).inc(n)
+            own = self.state.cameras.get(cam)  # "": a frame without a camera id, the whole only
+            for state in (self.state, own) if own is not None else (self.state,):
+                state.dropped += counts.get("dropped", 0)
+                state.errors += counts.get("error", 0)
         self.metrics.queue_depth.labels(stage).set(event.queue_depth)
         for record in event.records:
             self._published(record)
@@ -197,7 +207,7 @@ class Telemetry:
 
     def _source_lost(self, error: str, camera: str) -> None:
         cam = self.state.camera(camera)
-        cam.source_error = error
+        cam.source_error = cam.last_source_error = error
         cam.source_connected = False
         self._sources_changed(camera)
 
