@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -246,14 +246,17 @@ USER_ERROR = 2  # the worker's exit status for a ToolError (its message is the l
 def benchmark_isolated(
     model_path: str | Path, settings: BenchSettings | None = None
 ) -> BenchResult:
-    """:func:`benchmark` in a fresh interpreter (clean memory, clean thread pools).
-
-    A subprocess rather than ``multiprocessing``: works from any caller, including scripts
-    without an ``if __name__ == "__main__"`` guard.
-    """
+    """:func:`benchmark` in a fresh interpreter (clean memory, clean thread pools)."""
     request = {"model": str(model_path), "settings": asdict(settings or BenchSettings())}
+    return BenchResult.from_dict(run_isolated("edged.tools.bench", request, model_path))
+
+
+def run_isolated(module: str, request: dict[str, Any], model_path: str | Path) -> dict[str, Any]:
+    """``python -m module`` with ``request`` as JSON on stdin → its JSON result (see
+    :func:`serve_isolated`). A subprocess rather than ``multiprocessing``: works from any
+    caller, including scripts without an ``if __name__ == "__main__"`` guard."""
     done = subprocess.run(
-        [sys.executable, "-m", "edged.tools.bench"],
+        [sys.executable, "-m", module],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -264,7 +267,19 @@ def benchmark_isolated(
         raise ToolError(last)
     if done.returncode != 0:
         raise ToolError(f"benchmark of {model_path} failed: {last}")
-    return BenchResult.from_dict(json.loads(done.stdout))
+    return json.loads(done.stdout)
+
+
+def serve_isolated(work: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The worker's side of :func:`run_isolated`: one request (JSON on stdin) → one result
+    (stdout); a ToolError becomes its message on stderr and exit status USER_ERROR."""
+    request = json.loads(sys.stdin.read())
+    try:
+        result = work(request)
+    except ToolError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(USER_ERROR) from None
+    sys.stdout.write(json.dumps(result))
 
 
 def merge_rounds(rounds: Sequence[BenchResult]) -> BenchResult:
@@ -304,16 +319,10 @@ def benchmark_many(
     return [merge_rounds(r) if len(r) > 1 else r[0] for r in per_model]
 
 
-def _worker() -> None:
-    """``python -m edged.tools.bench``: one request (JSON on stdin) → one result (stdout)."""
-    request = json.loads(sys.stdin.read())
-    try:
-        result = benchmark(request["model"], BenchSettings.from_dict(request["settings"]))
-    except ToolError as exc:
-        print(exc, file=sys.stderr)
-        raise SystemExit(USER_ERROR) from None
-    sys.stdout.write(json.dumps(result.to_dict()))
+def _worker(request: dict[str, Any]) -> dict[str, Any]:
+    """``python -m edged.tools.bench``: one model's :func:`benchmark`."""
+    return benchmark(request["model"], BenchSettings.from_dict(request["settings"])).to_dict()
 
 
 if __name__ == "__main__":
-    _worker()
+    serve_isolated(_worker)

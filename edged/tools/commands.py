@@ -89,6 +89,21 @@ def _cpu_list(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(cpus)))
 
 
+def _batch_list(text: str) -> tuple[int, ...]:
+    """``2,4`` → (2, 4): batch sizes for ``edged bench --batch`` (batch 1 always runs too)."""
+    from edged.tools.batch_bench import MAX_BATCH
+
+    try:
+        sizes = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a list of batch sizes: {text!r} (e.g. 2,4)"
+        ) from None
+    if not sizes or sizes[0] < 1 or sizes[-1] > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"batch sizes must be 1..{MAX_BATCH}: {text!r}")
+    return sizes
+
+
 def _default_output(model: str, suffix: str) -> Path:
     p = Path(model)
     return p.with_name(f"{p.stem}-{suffix}.onnx")
@@ -281,9 +296,28 @@ def run_bench(args: argparse.Namespace) -> int:
     for model in args.models:
         if not split_backend(model)[1].is_file():
             raise ToolError(f"{model}: no such model file")
+    if args.batch:
+        return _run_bench_batches(args, settings)
     results = benchmark_many(args.models, settings, isolate=args.isolate, rounds=args.rounds)
     rows = [r.summary_row() for r in results]
     _print_table(rows, "edged bench — inference latency (ms), warm-up excluded")
+    for warning in sorted({w for r in results for w in r.warnings}):
+        print(f"warning: {warning}", file=sys.stderr)
+    _write_outputs(args, [r.to_dict() for r in results], rows)
+    return 0
+
+
+def _run_bench_batches(args: argparse.Namespace, settings: Any) -> int:
+    """``edged bench --batch``: each model at batch 1 and the given sizes, taking turns."""
+    from edged.tools.batch_bench import benchmark_batches, benchmark_batches_isolated
+
+    if args.rounds != 1:
+        raise ToolError("--rounds does not apply with --batch (the batch sizes take turns call "
+                        "by call in one process already)")  # fmt: skip
+    run = benchmark_batches_isolated if args.isolate else benchmark_batches
+    results = [run(model, args.batch, settings) for model in args.models]
+    rows = [row for r in results for row in r.summary_rows()]
+    _print_table(rows, "edged bench --batch — one call on N frames vs one per frame (ms)")
     for warning in sorted({w for r in results for w in r.warnings}):
         print(f"warning: {warning}", file=sys.stderr)
     _write_outputs(args, [r.to_dict() for r in results], rows)
@@ -551,6 +585,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         1,
     )
     p.add_argument("--image", help="image to run (default: a synthetic 1280×720 frame)")
+    p.add_argument(
+        "--batch",
+        type=_batch_list,
+        default=(),
+        metavar="N[,N...]",
+        help="also run N frames per call (e.g. 2,4) and report per-frame time and frames/s next "
+        "to batch 1, taking turns call by call (inference only; ONNX Runtime or OpenVINO, a "
+        "model with a dynamic batch axis); --runs counts calls per batch size",
+    )
     p.add_argument("--graph-opt", choices=("disable", "basic", "extended", "all"), default="all")
     p.add_argument(
         "--spin",
