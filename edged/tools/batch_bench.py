@@ -34,7 +34,13 @@ from edged.tools.backend_choice import backend_name, options_for, split_backend
 from edged.tools.bench import BenchSettings, _allowed_cpus, _bench_image, run_isolated
 from edged.tools.errors import ToolError
 from edged.tools.provenance import environment, model_identity
-from edged.tools.system import state_warnings, system_state
+from edged.tools.system import (
+    busy_seconds,
+    other_cpu_percent,
+    other_load_warning,
+    state_warnings,
+    system_state,
+)
 
 RESULT_KIND = "edged.bench-batch"
 RESULT_VERSION = 1
@@ -246,6 +252,7 @@ class BatchBenchResult:
                 "threads": self.settings.intra_op_threads,
                 **asdict(f),
                 "load_1m": self.load_average[0],
+                "other_cpu_percent": self.system_after.get("other_cpu_percent"),
             }
             for f in self.figures
         ]
@@ -302,6 +309,7 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
                 session.run(tensor)
         timed: list[list[float]] = [[] for _ in sessions]
         process = psutil.Process()
+        busy0 = busy_seconds(s.cpus)
         cpu0, wall0 = process.cpu_times(), time.perf_counter()
         for _ in range(s.runs):
             for times, session, tensor in zip(timed, sessions, tensors, strict=True):
@@ -310,6 +318,7 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
                 times.append(1000.0 * (time.perf_counter() - t0))
         wall = time.perf_counter() - wall0
         cpu1 = process.cpu_times()
+        busy1 = busy_seconds(s.cpus)
     finally:
         for session in sessions:
             session.close()
@@ -319,7 +328,10 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
     reference_fps = 1000.0 / float(np.mean(timed[0]))
     figures = [_stats(b.batch, times, reference_fps, d)
                for b, times, d in zip(sessions, timed, diffs, strict=True)]  # fmt: skip
-    after = system_state()
+    # What else ran on the pinned CPUs meanwhile: the figures are only as clean as the machine.
+    other = other_cpu_percent(busy1 - busy0, cpu_s, wall)
+    after = {**system_state(), "other_cpu_percent": other}
+    noisy = other_load_warning(other, "the pinned CPUs") if other is not None else None
     precision = model_identity(split_backend(model)[1])["precision"]
     return BatchBenchResult(
         identity=model_identity(split_backend(model)[1], backend=name, precision=precision),
@@ -328,7 +340,9 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
         cpu_percent=round(100 * cpu_s / wall, 1),
         system_before=before,
         system_after=after,
-        warnings=sorted(set(state_warnings(before) + state_warnings(after))),
+        warnings=sorted(
+            set(state_warnings(before) + state_warnings(after) + ([noisy] if noisy else []))
+        ),
         load_average=tuple(round(x, 2) for x in os.getloadavg()),
     )
 
