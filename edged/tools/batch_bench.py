@@ -77,7 +77,11 @@ def check_batch_axis(model: str, dims: Sequence[object], batch: int) -> tuple[in
     A dimension is an int (fixed), or a name/None/-1 (dynamic)."""
     fixed = [d if isinstance(d, int) and d > 0 else None for d in dims]
     if len(fixed) != 4 or fixed[1] != 3 or fixed[2] is None or fixed[3] is None:
-        raise ToolError(f"{model}: input shape {list(dims)} is not B×3×H×W with a fixed H and W")
+        raise ToolError(
+            f"{model}: input shape {list(dims)} is not B×3×H×W with a fixed H and W (fix a "
+            "named size: python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param "
+            "height --dim_value 640 IN.onnx OUT.onnx)"
+        )
     if fixed[0] is not None and fixed[0] != batch:
         raise ToolError(
             f"{model}: its input's batch axis is fixed at {fixed[0]}, so it cannot take "

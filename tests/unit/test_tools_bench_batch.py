@@ -25,6 +25,7 @@ from edged.tools.batch_bench import (
     BatchBenchResult,
     benchmark_batches,
     benchmark_batches_isolated,
+    check_batch_axis,
     frame_outputs,
     largest_difference,
     letterbox_batch,
@@ -86,6 +87,13 @@ def test_a_fixed_batch_model_is_refused_naming_why(fixed: Path) -> None:
     # The same through the isolated worker (the CLI's default): the one-line reason comes back.
     with pytest.raises(ToolError, match="batch axis is fixed at 1"):
         benchmark_batches_isolated(fixed, [2], BenchSettings(warmup=0, runs=1))
+
+
+def test_an_input_without_a_fixed_height_and_width_is_refused() -> None:
+    with pytest.raises(ToolError, match=r"not B×3×H×W with a fixed H and W.*make_dynamic_shape"):
+        check_batch_axis("m.onnx", ["batch", 3, "height", "width"], 2)
+    assert check_batch_axis("m.onnx", ["batch", 3, 480, 640], 4) == (480, 640)
+    assert check_batch_axis("m.onnx", [4, 3, 480, 640], 4) == (480, 640)  # fixed but matching
 
 
 @pytest.mark.parametrize(
