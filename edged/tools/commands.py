@@ -226,8 +226,20 @@ def run_quantize_openvino(args: argparse.Namespace) -> int:
     """OpenVINO INT8 (NNCF post-training quantization) into IR (.xml + .bin), calibrated on
     images letterboxed like the daemon's frames; the detection head stays float.
     """
+    from edged.tools.quantize_accuracy import DEFAULT_MAX_DROP_POINTS, AccuracyControl
     from edged.tools.quantize_openvino import quantize_openvino
 
+    accuracy = None
+    if args.data is not None:
+        max_drop = DEFAULT_MAX_DROP_POINTS if args.max_drop is None else args.max_drop
+        accuracy = AccuracyControl(args.data, max_drop, args.max_images,
+                                   ranking_images=args.ranking_images)  # fmt: skip
+    else:
+        for flag, value in (("--max-drop", args.max_drop), ("--max-images", args.max_images),
+                            ("--ranking-images", args.ranking_images)):  # fmt: skip
+            if value is not None:
+                raise ToolError(f"{flag} needs --data (the labelled data.yaml whose mAP50-95 "
+                                "NNCF's accuracy control keeps within --max-drop)")  # fmt: skip
     output = args.output or _default_output(args.model, "openvino-int8").with_suffix(".xml")
     result = quantize_openvino(
         args.model,
@@ -240,6 +252,7 @@ def run_quantize_openvino(args: argparse.Namespace) -> int:
         preset=args.preset,
         seed=args.seed,
         progress=args.progress,
+        accuracy=accuracy,
     )
     _print_quantized(result)
     return 0
@@ -528,6 +541,17 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
                    help="keep the image-reading Conv float (default off)")  # fmt: skip
     o.add_argument("--seed", type=int, default=0, help="seed of the image sample")
     o.add_argument("-o", "--output", type=Path, help="output .xml path")
+    o.add_argument("--data", help="data.yaml (or a folder holding one): NNCF's accuracy control "
+                   "reverts layers to float until edged's mAP50-95 on its val split is within "
+                   "--max-drop of FP32's")  # fmt: skip
+    o.add_argument("--max-drop", type=ranged(float, 0, 100), default=None,
+                   help="largest mAP50-95 drop allowed, in points (1.0 = 0.340 → 0.330; "
+                   "default 1.0 with --data)")  # fmt: skip
+    o.add_argument("--max-images", type=ranged(int, 1), default=None,
+                   help="validate on the first N images of --data (default all)")  # fmt: skip
+    o.add_argument("--ranking-images", type=ranged(int, 1), default=None,
+                   help="rank layers to revert on the N images INT8 hurts most (default: all; "
+                   "fewer bound the time when layers must be reverted)")  # fmt: skip
     _add_progress_flag(o)
 
     d.add_argument("model", help="FP32 ONNX model")

@@ -5,7 +5,8 @@ detection head stays float: edged's head finder names its ONNX nodes, and NNCF's
 ``IgnoredScope`` keeps the OpenVINO ops of those names out of quantization (OpenVINO splits a
 Conv with bias into ``<name>/WithoutBiases`` + ``<name>``: both are listed). The IR keeps the
 ONNX metadata (class names, stride) in its rt_info, plus ``edged_precision``; a sidecar JSON
-like ``quantize static``'s is written beside it.
+like ``quantize static``'s is written beside it. With an :class:`AccuracyControl`, NNCF's
+accuracy-control mode bounds the mAP50-95 drop (see :mod:`edged.tools.quantize_accuracy`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from edged.tools.quantize import (
     source_info,
     write_quantize_sidecar,
 )
+from edged.tools.quantize_accuracy import AccuracyControl, quantize_with_accuracy_control
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def quantize_openvino(
     preset: str = "mixed",
     seed: int = 0,
     progress: bool = True,
+    accuracy: AccuracyControl | None = None,
 ) -> QuantizeResult:
     """NNCF post-training INT8 quantization of an FP32 ONNX model into OpenVINO IR.
 
@@ -101,6 +104,8 @@ def quantize_openvino(
         preset: NNCF preset: ``mixed`` (asymmetric activations) or ``performance``.
         seed: seed of the image sample.
         progress: show NNCF's progress bars.
+        accuracy: NNCF's accuracy-control mode: revert quantized operations to float until
+            edged's mAP50-95 on a labelled set is within ``max_drop_points`` of FP32's.
     """
     import nncf
     import openvino as ov
@@ -128,16 +133,22 @@ def quantize_openvino(
     presets = {"mixed": nncf.QuantizationPreset.MIXED,
                "performance": nncf.QuantizationPreset.PERFORMANCE}  # fmt: skip
     started = time.perf_counter()
+    options: dict[str, Any] = {
+        "preset": presets[preset],
+        "target_device": nncf.TargetDevice.CPU,
+        "subset_size": len(images),
+        "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False),
+        "model_type": None,
+    }
+    record: dict[str, Any] = {}
+    warnings: list[str] = []
     with PeakMemory() as peak:
-        quantized = nncf.quantize(
-            model,
-            dataset,
-            preset=presets[preset],
-            target_device=nncf.TargetDevice.CPU,
-            subset_size=len(images),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-            model_type=None,
-        )
+        if accuracy is None:
+            quantized = nncf.quantize(model, dataset, **options)
+        else:
+            quantized, record, warnings = quantize_with_accuracy_control(
+                model, source, dataset, accuracy, progress, **options
+            )
     for key, value in {**source_meta, **our_metadata(OPENVINO_INT8, source_sha)}.items():
         quantized.set_rt_info(value, [METADATA_SECTION, key])
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +157,7 @@ def quantize_openvino(
     duration = time.perf_counter() - started
     settings = {
         "tool": "nncf",
+        "mode": "default" if accuracy is None else "accuracy_control",
         "nncf": nncf.__version__,
         "openvino": ov.get_version(),
         "preset": preset,
@@ -155,9 +167,13 @@ def quantize_openvino(
         "head_levels": head_levels,
         "float_stem": float_stem,
     }
+    if accuracy is not None:
+        settings["max_drop_points"] = accuracy.max_drop_points
+        record = {"accuracy_control": record}
     sidecar = write_quantize_sidecar(
         output, OPENVINO_INT8, source, source_sha, settings, ignored,
-        {"calibration": {"dir": str(calib_dir), "images": len(images)}, **info},
+        {"calibration": {"dir": str(calib_dir), "images": len(images)}, **info, **record,
+         "warnings": warnings},
     )  # fmt: skip
     return QuantizeResult(
         output_path=output,
@@ -168,4 +184,5 @@ def quantize_openvino(
         peak_rss_bytes=peak.peak_rss_bytes,
         calibration_images=len(images),
         settings=settings,
+        warnings=tuple(warnings),
     )
