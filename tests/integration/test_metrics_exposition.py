@@ -8,14 +8,12 @@ counts and the "source ended" readiness can be read at leisure.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from edged.metrics import CONFIDENCE_BUCKETS, LATENCY_BUCKETS, OUTCOMES, STAGES
 from edged.pipeline.layout import process_groups, process_name
-from edged.pipeline.supervisor import DRAIN_TIMEOUT_S
 from tests.daemon import VIDEO, VIDEO_FRAMES, Daemon, Scrape, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -46,10 +44,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon,
             )
             return scrape if done else None
 
-        poll_until(all_out, 120, lambda: daemon._with_log("not every frame was published"), 0.25)
+        # The deadlines only bound a hang (~25 s of work on two idle cores).
+        poll_until(all_out, 240, lambda: daemon._with_log("not every frame was published"), 0.25)
         # Stage counters arrive every stats_interval_s; wait for the slowest, then for quiet.
         scrape = daemon.wait_metric(
-            "edged_frames_total", lambda v: v >= VIDEO_FRAMES * len(STAGES), 10, outcome="ok"
+            "edged_frames_total", lambda v: v >= VIDEO_FRAMES * len(STAGES), 60, outcome="ok"
         )
         messages.extend(daemon.drain(sub))
         yield daemon, scrape, messages
@@ -127,7 +126,7 @@ def test_every_family_is_exposed_with_bounded_labels(finished) -> None:
 
 def test_readyz_turns_503_when_the_source_ends(finished) -> None:
     daemon, _scrape, _messages = finished
-    reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 10)
+    reason = daemon.wait_status("/readyz", 503, timeout=60)  # bounds a hang only
     assert "source ended" in reason
     status, body = daemon.get("/readyz")
     assert status == 503 and json.loads(body)["ok"] is False
@@ -138,10 +137,9 @@ def test_readyz_turns_503_when_the_source_ends(finished) -> None:
 
 def test_sigterm_when_idle_after_the_end_exits_promptly(finished) -> None:
     """Runs last in this module: stops the shared daemon. Nothing is in flight, so no wait:
-    the drain ends at once instead of running into its timeout (what the bound tells apart; how
-    fast the processes exit is the machine's business)."""
+    the drain ends at once instead of running into its timeout, which the supervisor would log
+    ("drain did not finish"). Not timed: how fast the processes exit is the machine's business
+    (the stop's own bound only catches a hang)."""
     daemon, _scrape, _messages = finished
-    started = time.monotonic()
-    assert daemon.stop(timeout=30) == 0
-    assert time.monotonic() - started < DRAIN_TIMEOUT_S
+    assert daemon.stop(timeout=60) == 0
     assert "drain did not finish" not in daemon.log_text()

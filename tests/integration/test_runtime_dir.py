@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -36,20 +35,19 @@ def test_a_second_daemon_on_the_same_runtime_dir_refuses_and_leaves_the_first_al
                 second.log_text()
             )
         assert _files(first) == before
-        assert first.ctl("status", timeout=10)["ok"]
+        assert first.ctl("status")["ok"]
         published = first.metrics().total("edged_frames_total", stage="publish")
         first.wait_metric(
             "edged_frames_total", lambda v: v > published + 3, stage="publish", outcome="ok"
         )
 
 
-def _ctl(endpoint: str) -> tuple[int, str, float]:
-    start = time.monotonic()
+def _ctl(endpoint: str) -> tuple[int, str]:
     done = subprocess.run(
         [sys.executable, "-m", "edged.cli", "ctl", "--endpoint", endpoint, "status"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    return done.returncode, done.stderr, time.monotonic() - start
+    return done.returncode, done.stderr
 
 
 def test_ctl_says_at_once_when_no_daemon_runs(tmp_path):
@@ -58,16 +56,17 @@ def test_ctl_says_at_once_when_no_daemon_runs(tmp_path):
         endpoint = daemon.control_endpoint
     # Stopped cleanly: its sockets are gone, and ctl does not wait out its 120 s timeout.
     assert not (daemon.runtime_dir / "control.sock").exists()
-    code, err, took = _ctl(endpoint)
+    # "not running" comes only from the check before the request (a reply timeout says "no
+    # reply"), and _ctl's 60 s bound is below ctl's own 120 s timeout: not timed any closer.
+    code, err = _ctl(endpoint)
     assert code == 1 and "edged is not running" in err, err
-    assert took < 30  # the Python start-up, not the reply timeout
     # A socket file left by a daemon that died (nobody listening): the same answer.
     import socket
 
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(tmp_path / "stale.sock"))
     stale.close()
-    code, err, _ = _ctl(f"ipc://{tmp_path / 'stale.sock'}")
+    code, err = _ctl(f"ipc://{tmp_path / 'stale.sock'}")
     assert code == 1 and "edged is not running" in err, err
 
 
