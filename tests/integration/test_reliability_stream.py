@@ -55,7 +55,7 @@ class StreamServer:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)  # fmt: skip
-        poll_until(self.listening, 10, "ffmpeg never listened", interval=0.02)
+        poll_until(self.listening, 60, "ffmpeg never listened", interval=0.02)
         return time.time()
 
     def listening(self) -> bool:
@@ -111,17 +111,18 @@ def test_stream_killed_then_frozen_edged_reconnects_each_time(tmp_path: Path, st
 
         # 1. The stream dies: back off (growing delays), 503, reconnect when it is back.
         stream.stop()
-        reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 10)
+        # Deadlines here bound a hang only: a busy machine notices and reconnects later.
+        reason = daemon.wait_status("/readyz", 503, timeout=60)
         assert "source disconnected" in reason, reason
         assert daemon.probe("/healthz")[0] == 200, "a lost source is not a dead daemon"
         assert daemon.metrics().value("edged_source_connected") == 0
-        poll_until(lambda: len(retry_delays(daemon.log_text())) >= 4, 20, daemon.log_tail)
+        poll_until(lambda: len(retry_delays(daemon.log_text())) >= 4, 60, daemon.log_tail)
         delays = retry_delays(daemon.log_text())
         assert delays[3] > delays[0] * 2, f"no exponential backoff: {delays}"
         assert max(delays) <= 1.6 * 1.2 + 0.05, delays
         back = stream.start()
-        reconnect_killed = first_frame_captured_after(daemon, sub, back, timeout=30)
-        daemon.wait_status("/readyz", 200, timeout=10)
+        reconnect_killed = first_frame_captured_after(daemon, sub, back, timeout=90)
+        daemon.wait_status("/readyz", 200, timeout=60)
         scrape = daemon.metrics()
         assert scrape.value("edged_source_reconnects_total") == reconnects + 1
         assert scrape.value("edged_source_connected") == 1
@@ -130,15 +131,15 @@ def test_stream_killed_then_frozen_edged_reconnects_each_time(tmp_path: Path, st
         Daemon.drain(sub)
         frozen_at = time.monotonic()
         stream.signal(signal.SIGSTOP)
-        daemon.wait_for_log("source stalled", timeout=STALL_TIMEOUT_S + 10)
+        daemon.wait_for_log("source stalled", timeout=60)
         stall_detected = time.monotonic() - frozen_at
-        reason = daemon.wait_status("/readyz", 503, timeout=READY_MAX_AGE_S + 5)
+        reason = daemon.wait_status("/readyz", 503, timeout=60)
         assert "source disconnected" in reason, reason
         stream.signal(signal.SIGCONT)  # so that kill() below is not delayed
         stream.stop()
         back = stream.start()
-        reconnect_frozen = first_frame_captured_after(daemon, sub, back, timeout=30)
-        daemon.wait_status("/readyz", 200, timeout=10)
+        reconnect_frozen = first_frame_captured_after(daemon, sub, back, timeout=90)
+        daemon.wait_status("/readyz", 200, timeout=60)
         assert daemon.metrics().value("edged_source_reconnects_total") == reconnects + 2
         assert daemon.ctl("status")["stages"]["capture"]["alive"]
         assert daemon.metrics().value("edged_stage_restarts_total", stage="capture") == 0
@@ -163,9 +164,12 @@ def test_a_silent_server_is_an_open_timeout_not_a_hang(tmp_path: Path) -> None:
             assert daemon.probe("/readyz")[0] == 503
             assert daemon.probe("/healthz")[0] == 200
             assert daemon.ctl("status")["source"]["connected"] is False
-            started = time.monotonic()
-            assert daemon.stop() == 0
-            assert time.monotonic() - started < 10, "stop waited for the blocked open"
+            # The stop does not wait for the blocked open (10 s): the capture stage answers it
+            # from its own thread. Told by the log, not a stopwatch: a stage that did not stop
+            # is killed after 5 s and logged ("... stage did not stop; killing it"); the stop's
+            # own bound only catches a hang.
+            assert daemon.stop(timeout=60) == 0
+            assert "did not stop" not in daemon.log_text(), daemon.log_tail()
 
 
 def test_a_steady_stream_never_counts_as_stalled(tmp_path: Path, stream) -> None:
