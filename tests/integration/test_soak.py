@@ -106,9 +106,10 @@ def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
     def window(lo: float, hi: float) -> list[dict[str, tuple[int, int]]]:
         return [s for t, s in samples if lo <= t <= hi]
 
-    warm = window(WARMUP_S - 4, WARMUP_S + 1)
-    end = window(SOAK_S - 5, SOAK_S)
-    assert warm and end, samples
+    # A busy machine may take longer than these windows for one round of requests: then the
+    # first sample after the warm-up and the last one stand in.
+    warm = window(WARMUP_S - 4, WARMUP_S + 1) or [next(s for t, s in samples if t >= WARMUP_S)]
+    end = window(SOAK_S - 5, SOAK_S) or [samples[-1][1]]
     rate = [(b - a) / (tb - ta) for (ta, a), (tb, b) in itertools.pairwise(published)]
     lines = [f"\nsoak {SOAK_S:.0f} s (warm-up {WARMUP_S:.0f} s): {published[-1][1]:.0f} frames "
              f"published, {statistics.mean(rate):.1f} fps (min {min(rate):.1f}), subscriber got "
