@@ -48,7 +48,7 @@ def test_each_camera_is_its_own_device_with_its_own_state(tmp_path: Path):
                           for c in ("front", "front-door")}  # fmt: skip
                 return people == {"front": 2, "front-door": 1}
 
-            poll_until(both_counted, 30, broker.log_tail)
+            poll_until(both_counted, 60, broker.log_tail)
             for _ in range(20):  # front's state never takes front-door's count
                 seq += 1
                 pub.send_multipart([topic_for("front"), detections(seq, "front", people=2)])

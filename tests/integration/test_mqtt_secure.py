@@ -49,7 +49,7 @@ def test_tls_and_a_password_from_a_file(tmp_path: Path):
             pub.send_multipart([topic_for("cam"), detections(seq)])
             return (seen.json("edged/cam/state") or {}).get("counts", {}).get("person") == 2
 
-        poll_until(counted, 30, broker.log_tail)
+        poll_until(counted, 60, broker.log_tail)
         assert "homeassistant/sensor/edged_cam/person_count/config" in seen.matching("home")
     assert "not authorised" not in broker.log_tail().lower()
 
