@@ -26,6 +26,7 @@ import zmq
 import zmq.auth
 
 from edged.config import ConfigError, parse_config
+from edged.integrations.mqtt.discovery import discovery_messages
 from tests.daemon import VIDEO, Daemon, poll_until, require
 from tests.mqtt import Mosquitto, Recorder
 
@@ -116,6 +117,29 @@ def check_discovery(configs: dict[str, bytes], state: dict[str, Any]) -> dict[st
     return by_id
 
 
+def wait_for_discovery(ha: Recorder, daemon: Daemon, config: dict[str, Any]) -> dict[str, bytes]:
+    """Every discovery config the bridge announces, once all are in (not just the first few).
+
+    The retained configs come after the state when the recorder joined late, one by one, and
+    the bridge announces again (with the variant select) once it got the variants from the
+    daemon: a set read as soon as it is not empty can be partial.
+    """
+    variants = [str(v) for v in daemon.ctl("status").get("variants") or []]
+    cfg = parse_config(config).mqtt
+    assert cfg is not None
+    expected = {topic for topic, _ in discovery_messages(cfg, CAMERA, variants)}
+
+    def complete() -> dict[str, bytes] | None:
+        configs = ha.matching("homeassistant/")
+        return configs if set(configs) == expected else None
+
+    def failure() -> str:
+        got = sorted(ha.matching("homeassistant/"))
+        return f"discovery configs {got} != {sorted(expected)}\n{daemon.log_tail()}"
+
+    return poll_until(complete, 60, failure)
+
+
 def bridge_pid(daemon: Daemon) -> int:
     for proc in daemon.processes():
         try:
@@ -162,7 +186,7 @@ def test_home_assistant_entities_follow_the_video(tmp_path: Path, variant_dir: P
             assert states[-1]["fps"] > 0 and states[-1]["latency_ms"] > 0
 
             # Discovery, retained: what Home Assistant reads when it (re)starts.
-            configs = ha.matching("homeassistant/")
+            configs = wait_for_discovery(ha, daemon, config)
             entities = check_discovery(configs, states[-1])
             node = f"edged_{CAMERA}"
             assert {f"{node}_{label}_{kind}" for label in LABELS
@@ -173,7 +197,7 @@ def test_home_assistant_entities_follow_the_video(tmp_path: Path, variant_dir: P
             assert {"fp32", "static", "dynamic"} <= set(select["options"])
             assert select["rendered"] == "fp32"
             with Recorder(broker, "homeassistant/#") as late:  # retained for a newcomer
-                poll_until(lambda: late.matching("homeassistant/") == configs, 20)
+                poll_until(lambda: late.matching("homeassistant/") == configs, 60)
 
             # The select swaps the model through the daemon's control path.
             ha.publish(select["command_topic"], "dynamic")
@@ -200,10 +224,10 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
         daemon.wait_ready(120)
         with Recorder(broker, "edged/#", "homeassistant/#") as ha:
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
-            poll_until(lambda: ha.json(state_topic), 30, daemon.log_tail)
+            poll_until(lambda: ha.json(state_topic), 60, daemon.log_tail)
             # Retained messages of the two subscriptions arrive one filter after the other:
             # the state (edged/#) can be in before the discovery configs (homeassistant/#).
-            configs = poll_until(lambda: ha.matching("homeassistant/"), 30, daemon.log_tail)
+            configs = wait_for_discovery(ha, daemon, config)
         scrape = daemon.metrics()
         assert scrape.value("edged_mqtt_connected") == 1
         assert scrape.value("edged_mqtt_connects_total") == 1
