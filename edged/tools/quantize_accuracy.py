@@ -108,6 +108,9 @@ def quantize_with_accuracy_control(
         "max_drop_points": control.max_drop_points,
         "nncf_max_drop": control.nncf_max_drop,
         "drop_type": "ABSOLUTE",
+        # NNCF compiles every candidate with f32 inference: the daemon gets these figures with
+        # execution_mode: accuracy (performance runs reverted layers in bf16/f16 where it can).
+        "inference_precision": "f32",
         "reference_metric": reference,
         "quantized_metric": report.metrics.get("quantized"),
         "tuned_metric": report.metrics.get("tuned"),

@@ -47,6 +47,7 @@ def test_accuracy_control_writes_an_ir_and_records_nncf_s_figures(tmp_path: Path
     assert "/model.24/Sigmoid" in sidecar["excluded_nodes"]  # the head stays float, as plain
     ac = sidecar["accuracy_control"]
     assert (ac["images"], ac["drop_type"], ac["nncf_max_drop"]) == (VAL_IMAGES, "ABSOLUTE", 1.0)
+    assert ac["inference_precision"] == "f32"
     reference, quantized = ac["reference_metric"], ac["quantized_metric"]
     assert 0.1 < reference < 1 and 0.1 < quantized < 1
     # 100 points is never exceeded: NNCF keeps the fully quantized model, reverts nothing.
