@@ -89,6 +89,9 @@ def test_three_file_cameras_lossless_publish_every_frame_once_on_their_own_topic
     with Daemon(tmp_path, config=config) as daemon:
         sub = daemon.subscriber()
         got = collect(daemon, sub, sum(lengths.values()))
+        # The supervisor counts a frame when the publish stage's report reaches it, which can
+        # come after the message reached this subscriber.
+        daemon.wait_published(sum(lengths.values()))
         status = daemon.ctl("status")
         # Per camera its capture+preprocess (isolated: two processes); one shared infer and
         # one postprocess+publish (isolated: two).
@@ -147,8 +150,14 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
     # Long enough that the cameras' start, seconds apart on a busy machine, leaves a window.
     lengths = {"a": 30, "b": 30, "c": 30}
     clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n) for cam, n in lengths.items()}
-    config = cameras_config(clips, mode, publish={"wait_for_subscribers": 1})
+    config = cameras_config(clips, mode, publish={"wait_for_subscribers": 1,
+                                                  "wait_timeout_s": 300})  # fmt: skip
     with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
+        # Subscribed once every camera's source is open: until then the first message is held
+        # (and, lossless, each camera's frames wait in its ring), so the turn starts with all
+        # three ready however far apart a busy machine starts their processes (a camera that
+        # started 4 s late used to find the first one's 30 frames done: no window left).
+        poll_until(lambda: all_open(daemon, list(lengths)), 120, daemon.log_tail)
         sub = daemon.subscriber()
         got = collect(daemon, sub, sum(lengths.values()), more=not lossless)
         if not lossless:
@@ -174,6 +183,14 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
             assert seqs == sorted(set(seqs))
     if not lossless:
         assert scrape.total("edged_frames_total", outcome="dropped") > 0
+
+
+def all_open(daemon: Daemon, cameras: list[str]) -> bool:
+    """Whether each camera's source is open (False while the control socket is not up yet)."""
+    if not (daemon.runtime_dir / "control.sock").exists():
+        return False
+    status = daemon.ctl("status")["cameras"]
+    return all(status.get(cam, {}).get("source", {}).get("connected") for cam in cameras)
 
 
 # -- lifecycle: one camera's stream dies and comes back; a reload adds and removes cameras -------
