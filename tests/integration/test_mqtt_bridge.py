@@ -250,22 +250,22 @@ def test_broker_restart_and_bridge_crash_are_survived(tmp_path: Path):
         broker.start()  # same port
         with Recorder(broker, "edged/#", "homeassistant/#") as ha:
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
-            poll_until(lambda: ha.matching("homeassistant/") == configs, 30, daemon.log_tail)
-            seq = poll_until(lambda: (ha.json(state_topic) or {}).get("seq"), 30)
-            poll_until(lambda: ha.json(state_topic)["seq"] > seq, 30)
+            poll_until(lambda: ha.matching("homeassistant/") == configs, 60, daemon.log_tail)
+            seq = poll_until(lambda: (ha.json(state_topic) or {}).get("seq"), 60)
+            poll_until(lambda: ha.json(state_topic)["seq"] > seq, 60)
             assert daemon.metrics().value("edged_mqtt_connects_total") >= 2
 
             # The bridge process dies: the broker sends its last will, the daemon (still
             # publishing) starts a new bridge, which says online again.
             os.kill(bridge_pid(daemon), signal.SIGKILL)
-            poll_until(lambda: b"offline" in ha.received(availability), 30, daemon.log_tail)
+            poll_until(lambda: b"offline" in ha.received(availability), 60, daemon.log_tail)
             poll_until(lambda: ha.payload(availability) == b"online", 60, daemon.log_tail)
             assert daemon.probe("/readyz")[0] == 200
             assert daemon.metrics().value("edged_mqtt_bridge_restarts_total") == 1
 
             # A clean stop says offline (retained) before the bridge disconnects.
             assert daemon.stop() == 0
-            poll_until(lambda: ha.payload(availability) == b"offline", 10)
+            poll_until(lambda: ha.payload(availability) == b"offline", 30)
 
 
 def test_bridge_subscribes_to_a_curve_publisher(tmp_path: Path):
