@@ -83,7 +83,11 @@ def test_fp32_against_itself_agrees_fully(tmp_path: Path, variant_dir: Path):
         assert scrape.total(CHECKS, result="below_floor") == 0
         assert scrape.total(CHECKS, result="error") == 0
         # The helper runs one thread: bit-identical outputs to the live two-thread session.
-        assert 0 < scrape.value("edged_shadow_cost_ratio") <= 1.0
+        # Its cost is measured and exposed. The bound is the budget's, pinned with a fake clock
+        # in test_monitor: at max_cost_percent 100, CPU within the inference time plus the
+        # overrun of a check that cost more than its estimate, so right after one the ratio of
+        # the two clocks can sit a little above 1.0 (how often depends on the machine).
+        assert scrape.value("edged_shadow_cost_ratio") > 0
         assert daemon.stop() == 0
 
 
