@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from edged.pipeline.messages import ModelDescriptor
@@ -39,19 +40,27 @@ def _why_not_connected(cam: PipelineState) -> str:
     return "ended" if cam.ended else cam.source_error or "connecting"
 
 
-def pipeline_status(state: PipelineState, mode: str) -> dict[str, Any]:
+def pipeline_status(state: PipelineState, modes: Mapping[str, str]) -> dict[str, Any]:
     """Frames and sources as the status report shows them: each camera under ``cameras`` (by
-    id, in config order), and the whole pipeline at the top (fps, frames, the sources'
-    summary). ``camera_id`` and ``last_seq`` are at the top only when one camera runs: seqs
-    count per camera, and several cameras have no one id (a program reads ``cameras``)."""
-    whole = _published_status(state, mode)
-    cameras = {camera: {"id": camera, **_published_status(cam, mode)}
+    id, in config order, with its own effective mode from ``modes``), and the whole pipeline at
+    the top (fps, frames, the sources' summary). ``camera_id`` and ``last_seq`` are at the top
+    only when one camera runs: seqs count per camera, and several cameras have no one id (a
+    program reads ``cameras``)."""
+    pipeline_mode = combined_mode(list(modes.values())) if modes else "unknown"
+    whole = _published_status(state, pipeline_mode)
+    cameras = {camera: {"id": camera, **_published_status(cam, modes.get(camera, pipeline_mode))}
                for camera, cam in state.cameras.items()}  # fmt: skip
     if len(cameras) != 1:
         del whole["last_seq"]
         return {**whole, "cameras": cameras}
     (only,) = cameras
-    return {"camera_id": only, **whole, "cameras": cameras}
+    # The camera's own seq: frames of a camera a reload removed may still be in flight.
+    return {"camera_id": only, **whole, "last_seq": cameras[only]["last_seq"], "cameras": cameras}
+
+
+def combined_mode(modes: list[str]) -> str:
+    """The pipeline's mode: the cameras' one mode, or ``mixed`` (realtime files with streams)."""
+    return modes[0] if len(set(modes)) == 1 else "mixed"
 
 
 def _published_status(state: PipelineState, mode: str) -> dict[str, Any]:

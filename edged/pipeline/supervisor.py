@@ -73,7 +73,7 @@ from edged.pipeline.stage_runtime import (
     StageSetup,
     ring_key,
 )
-from edged.pipeline.status import model_status, pipeline_status, status_line
+from edged.pipeline.status import combined_mode, model_status, pipeline_status, status_line
 from edged.pipeline.swaps import STAGE_RESTARTING, Adopted, SwapCoordinator
 from edged.pipeline.systemd_status import SystemdReporter
 from edged.pipeline.telemetry import Telemetry
@@ -136,9 +136,7 @@ def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, st
     modes = []
     for index, camera in enumerate(config.camera_list()):
         kind = source_kind(camera.source.uri)
-        mode = camera.source.mode
-        if mode == "auto":
-            mode = "realtime" if kind == "file" else "live"
+        mode = camera_mode(camera)
         if mode == "lossless" and kind != "file":
             reason = f"lossless needs a file source; {kind} sources are live"
             raise ConfigError([(f"{_source_field(config, index)}.mode", reason)], source)
@@ -148,7 +146,14 @@ def pipeline_mode(config: EdgedConfig, source: str = "config") -> tuple[bool, st
         index = lossless.index(False)
         reason = "lossless cameras cannot share a daemon with live or realtime ones"
         raise ConfigError([(f"{_source_field(config, index)}.mode", reason)], source)
-    return all(lossless), modes[0] if len(set(modes)) == 1 else "mixed"
+    return all(lossless), combined_mode(modes)
+
+
+def camera_mode(camera: CameraConfig) -> str:
+    """One camera's effective mode: ``auto`` is realtime for a file, live for a stream."""
+    if camera.source.mode != "auto":
+        return camera.source.mode
+    return "realtime" if source_kind(camera.source.uri) == "file" else "live"
 
 
 def base_stage(instance: str) -> str:
@@ -174,7 +179,7 @@ class Supervisor:
         self.telemetry = Telemetry(self.metrics)
         if config.tracking.enabled:
             self.metrics.prepare_tracking(config.tracking.zones, config.tracking.lines)
-        self.lossless, self.mode = pipeline_mode(config, str(config_path or "command line"))
+        self.lossless = pipeline_mode(config, str(config_path or "command line"))[0]
         self.runtime_dir, self._temporary_dir = daemon_runtime_dir(config.runtime.runtime_dir)
         self.endpoints = Endpoints(self.runtime_dir)
         self.lock = RuntimeDirLock(self.runtime_dir)
@@ -573,7 +578,9 @@ class Supervisor:
         if self.config.model.manifest and self.resolved.manifest_path:
             with contextlib.suppress(ModelError):
                 variants = list(load_manifest(self.resolved.manifest_path).variants)
-        pipeline = pipeline_status(self.telemetry.state, self.mode)
+        # Modes from the running config: a reload may have added or changed cameras.
+        modes = {camera.id: camera_mode(camera) for camera in self.config.camera_list()}
+        pipeline = pipeline_status(self.telemetry.state, modes)
         verdicts = self.telemetry.camera_verdicts(self._ready_max_age())
         for camera, report in pipeline["cameras"].items():
             ready, reason = verdicts.get(camera, (False, "not configured"))

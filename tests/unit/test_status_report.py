@@ -26,6 +26,11 @@ def telemetry_with(*cameras: str) -> Telemetry:
     return telemetry
 
 
+def live(telemetry: Telemetry) -> dict[str, str]:
+    """Every camera the telemetry knows in live mode, as the supervisor resolves modes."""
+    return dict.fromkeys(telemetry.state.cameras, "live")
+
+
 def publish(telemetry: Telemetry, camera: str, seq: int) -> None:
     frame = dataclasses.replace(published_frame(seq, 100.0, MODEL.key), camera=camera)
     telemetry.handle("publish", stats(frame))
@@ -40,7 +45,7 @@ def shared_stage_counts(**by_camera: dict[str, int]) -> Stats:
 def test_one_camera_keeps_its_id_and_last_seq_at_the_top() -> None:
     telemetry = telemetry_with("door")
     publish(telemetry, "door", 41)
-    report = pipeline_status(telemetry.state, "live")
+    report = pipeline_status(telemetry.state, live(telemetry))
     assert report["camera_id"] == "door" and report["last_seq"] == 41
     assert list(report["cameras"]) == ["door"]
     door = report["cameras"]["door"]
@@ -56,7 +61,7 @@ def test_several_cameras_have_no_top_level_id_and_each_says_its_own_state() -> N
     telemetry.handle("capture", Stats({"dropped": 2}, 0, (), {"yard": {"dropped": 2}}), "yard")
     telemetry.handle("capture", SourceLost("connection refused"), camera="yard")
     telemetry.handle("capture", EndOfStream(9), camera="gate")
-    report = pipeline_status(telemetry.state, "live")
+    report = pipeline_status(telemetry.state, live(telemetry))
     assert "camera_id" not in report and "last_seq" not in report  # seqs count per camera
     assert list(report["cameras"]) == ["front", "yard", "gate"]  # config order
     front, yard, gate = (report["cameras"][c] for c in ("front", "yard", "gate"))
@@ -78,7 +83,7 @@ def test_several_cameras_have_no_top_level_id_and_each_says_its_own_state() -> N
 def test_the_status_line_names_every_camera_that_is_not_connected_as_status_does() -> None:
     telemetry = telemetry_with("front")
     telemetry.add_camera("new")  # a reload added it: no source event yet
-    report = pipeline_status(telemetry.state, "live")
+    report = pipeline_status(telemetry.state, live(telemetry))
     assert report["cameras"]["new"]["source"]["connected"] is False
     assert status_line(telemetry.state).endswith("; 1/2 cameras connected; new: connecting")
 
@@ -87,10 +92,10 @@ def test_a_reconnected_camera_keeps_its_last_error_and_counts_the_reconnect() ->
     telemetry = telemetry_with("a", "b")
     telemetry.handle("capture", SourceLost("stalled"), camera="b")
     telemetry.handle("capture", connected(reconnect=True), camera="b")
-    b = pipeline_status(telemetry.state, "live")["cameras"]["b"]["source"]
+    b = pipeline_status(telemetry.state, live(telemetry))["cameras"]["b"]["source"]
     assert (b["connected"], b["error"], b["last_error"], b["reconnects"]) == (
         True, None, "stalled", 1)  # fmt: skip
-    a = pipeline_status(telemetry.state, "live")["cameras"]["a"]["source"]
+    a = pipeline_status(telemetry.state, live(telemetry))["cameras"]["a"]["source"]
     assert (a["last_error"], a["reconnects"]) == (None, 0)
 
 
@@ -99,7 +104,27 @@ def test_frames_of_a_removed_camera_or_of_none_count_in_no_camera_of_the_report(
     telemetry.remove_camera("b")
     telemetry.handle("infer", shared_stage_counts(a={"dropped": 1}, b={"dropped": 4}))
     telemetry.handle("infer", shared_stage_counts(**{"": {"error": 1}}))
-    report = pipeline_status(telemetry.state, "live")
+    report = pipeline_status(telemetry.state, live(telemetry))
     assert list(report["cameras"]) == ["a"] and report["camera_id"] == "a"
     assert report["cameras"]["a"]["frames_dropped"] == 1
     assert (report["frames_dropped"], report["frame_errors"]) == (1, 1)
+
+
+def test_one_camera_left_after_a_reload_reports_its_own_last_seq() -> None:
+    """Frames of a removed camera still in flight must not show as the remaining camera's."""
+    telemetry = telemetry_with("a", "b")
+    publish(telemetry, "a", 120)
+    publish(telemetry, "b", 500)
+    telemetry.remove_camera("b")
+    publish(telemetry, "b", 501)  # in flight when b was removed
+    report = pipeline_status(telemetry.state, live(telemetry))
+    assert report["camera_id"] == "a" and report["last_seq"] == 120
+    assert report["cameras"]["a"]["last_seq"] == 120
+
+
+def test_each_camera_reports_its_own_mode_and_the_pipeline_the_combined_one() -> None:
+    telemetry = telemetry_with("file", "street")
+    report = pipeline_status(telemetry.state, {"file": "realtime", "street": "live"})
+    assert report["cameras"]["file"]["source"]["mode"] == "realtime"
+    assert report["cameras"]["street"]["source"]["mode"] == "live"
+    assert report["source"]["mode"] == "mixed"
