@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -349,22 +351,31 @@ def test_cpu_window_judges_other_load_on_the_window_it_records():
 # -- --edged-modes cameras-kill -------------------------------------------------------------------
 
 
-def _stream(camera: str, start: float, end: float, fps: float, wall0: float = 1000.0) -> list:
-    """(end - start) × fps arrivals of ``camera``, mid-way between ticks of 1/fps s (no frame
-    on a window's edge): (arrival, camera, capture wall time, 50 ms before it arrived)."""
+WALL0 = 1000.0  # wall time = monotonic + WALL0 in these made-up runs
+
+
+def _stream(camera: str, start: float, end: float, fps: float, read_from: float = 0.0) -> list:
+    """(end - start) × fps messages of ``camera`` published mid-way between ticks of 1/fps s
+    (no frame on a window's edge; times monotonic), captured 40 ms before; the bench reads each
+    10 ms after it was published, or at ``read_from`` when it was busy until then."""
+    from edged.tools.pipeline_bench.kill import Arrival
+
     times = [start + (k + 0.5) / fps for k in range(round((end - start) * fps))]
-    return [(t, camera, wall0 + t - 0.05) for t in times]
+    return [Arrival(max(t + 0.01, read_from), camera, WALL0 + t - 0.04, WALL0 + t)
+            for t in times]  # fmt: skip
 
 
 def test_kill_figures_count_each_window_and_compare_the_others_with_before():
-    from edged.tools.pipeline_bench.kill import kill_figures
+    from edged.tools.pipeline_bench.kill import Arrival, kill_figures
 
     arrivals = (_stream("cam0", 0, 10, 4) + _stream("cam1", 0, 30, 4) + _stream("cam2", 0, 10, 4)
                 + _stream("cam2", 10, 20, 3.6) + _stream("cam2", 20, 30, 4))  # fmt: skip
-    arrivals.append((20.3, "cam0", 1009.0))  # in flight from before the kill: not a reconnect
-    arrivals.append((23.0, "cam0", 1022.9))  # captured after the restart (wall 1020.5)
+    # In flight from before the kill: not a reconnect.
+    arrivals.append(Arrival(20.3, "cam0", 1009.0, 1020.29))
+    arrivals.append(Arrival(23.0, "cam0", 1022.9, 1022.99))  # captured after the restart
     arrivals.sort()
-    windows = {"before": (0.0, 10.0), "during": (10.0, 20.0), "after": (20.5, 30.0)}
+    spans = {"before": (0.0, 10.0), "during": (10.0, 20.0), "after": (20.5, 30.0)}
+    windows = {w: (WALL0 + a, WALL0 + b) for w, (a, b) in spans.items()}
     figures = kill_figures(arrivals, windows, ["cam0", "cam1", "cam2"], "cam0", (20.5, 1020.5))
     before, during = figures["windows"]["before"], figures["windows"]["during"]
     assert before["frames"] == {"cam0": 40, "cam1": 40, "cam2": 40} and before["s"] == 10.0
@@ -373,13 +384,13 @@ def test_kill_figures_count_each_window_and_compare_the_others_with_before():
     assert figures["others_during_vs_before"] == {"cam1": 1.0, "cam2": 0.9}
     assert figures["others_total_during_vs_before"] == pytest.approx(76 / 80)
     assert figures["others_fps_change"] == pytest.approx(0.1)  # the largest of one camera
-    assert figures["windows"]["after"]["frames"]["cam0"] == 1
+    assert figures["windows"]["after"]["frames"]["cam0"] == 1  # the one published after 1020.5
     assert figures["others_after_vs_before"]["cam1"] == pytest.approx(38 / 9.5 / 4, abs=1e-4)
     assert figures["reconnected"] is True and figures["reconnect_s"] == 2.5
     assert figures["killed"] == "cam0"
 
     # Never back: no reconnect time. A camera with no frame before: no change can be claimed.
-    lost = [a for a in arrivals if not (a[1] == "cam0" and a[0] > 20)]
+    lost = [a for a in arrivals if not (a.camera == "cam0" and a.arrived > 20)]
     figures = kill_figures(lost, windows, ["cam0", "cam1", "cam2", "cam3"], "cam0", (20.5, 1020.5))
     assert (figures["reconnected"], figures["reconnect_s"]) == (False, None)
     assert figures["others_during_vs_before"]["cam3"] is None
@@ -410,10 +421,10 @@ def test_kill_checks_judge_the_largest_change_and_the_reconnect():
 def test_kill_cameras_are_paced_live_streams_below_the_inference_limit(tmp_path):
     from edged.tools.pipeline_bench.kill import RECONNECT, kill_fps_limit, stream_cameras
 
-    assert kill_fps_limit(None, 12.0, 33.0, 4) == 4.12  # together half the inference limit
-    assert kill_fps_limit(2.5, 12.0, 33.0, 4) == 2.5  # --realtime-fps
-    assert kill_fps_limit(None, 12.0, 120.0, 4) is None  # the stream's own rate is lower
-    assert kill_fps_limit(None, 12.0, None, 4) is None  # inference only not measured
+    assert kill_fps_limit(None, 12.0, 33.0, 4) == (4.12, True)  # together half inference's
+    assert kill_fps_limit(2.5, 12.0, 33.0, 4) == (2.5, True)  # --realtime-fps
+    assert kill_fps_limit(None, 12.0, 120.0, 4) == (None, True)  # the stream's own is lower
+    assert kill_fps_limit(None, 12.0, None, 4) == (None, False)  # inference not measured
     settings = pb.PipelineBenchSettings(models=("m.onnx",), source="v.mp4", cameras=2)
     uris = ["tcp://127.0.0.1:20001", "tcp://127.0.0.1:20002"]
     data = pb.daemon_config(settings, {"path": "m.onnx", "backend": "onnxruntime"},
@@ -454,3 +465,117 @@ def test_the_report_has_a_kill_table(capsys):
     out = capsys.readouterr().out
     assert "cam0 (killed)" in out and "0.98" in out and "reconnected 2.70 s" in out
     assert "edged (cameras-kill)" in str(summary_rows(_record([run])))
+
+
+def test_kill_windows_count_by_publish_time_not_a_backlog_read_late():
+    """The restart's ``start()`` blocked the reading for 5 s: the messages published meanwhile
+    are read in a burst after it, but the "after" window counts by publish time, so a steady
+    4 FPS stays 4 FPS (counted by read time it would be a burst)."""
+    from edged.tools.pipeline_bench.kill import arrival, kill_figures, window_end
+
+    blocked = (20.0, 25.0)  # monotonic; the server listened at 25.0 (wall 1025.0)
+    arrivals = []
+    for camera in ("cam1", "cam2"):
+        arrivals += _stream(camera, 0, blocked[0], 4) + _stream(camera, blocked[0], 40, 4,
+                                                                read_from=blocked[1])  # fmt: skip
+    arrivals += _stream("cam0", 0, 10, 4) + _stream("cam0", 27, 40, 4)
+    arrivals.sort()
+    backlog = [a for a in arrivals if a.published - WALL0 < blocked[1] <= a.arrived]
+    assert len(backlog) == 2 * 20  # 5 s × 4 FPS × 2 cameras, all read at 25.0
+    others = ["cam1", "cam2"]
+    start = WALL0 + 0.0
+    before = (start, window_end(arrivals, start, others, 40))
+    during = (WALL0 + 10.0, window_end(arrivals, WALL0 + 10.0, others, 40))
+    after = (WALL0 + blocked[1], window_end(arrivals, WALL0 + blocked[1], others, 40))
+    assert after[1] == pytest.approx(WALL0 + 25 + 4.875)  # the 40th frame published after it
+    assert window_end(arrivals, WALL0 + 39.0, others, 40) is None  # not published yet
+    windows = {"before": before, "during": during, "after": after}
+    figures = kill_figures(arrivals, windows, ["cam0", *others], "cam0", (blocked[1], WALL0 + 25))
+    assert figures["others_after_vs_before"] == {"cam1": 1.0, "cam2": 1.0}
+    assert figures["windows"]["after"]["frames"] == {"cam0": 12, "cam1": 20, "cam2": 20}
+    assert figures["reconnect_s"] == pytest.approx(27.125 + 0.01 - blocked[1])  # read time
+
+    # A message's publish time is its capture wall time plus its end-to-end latency.
+    message = {"camera_id": "cam1", "timestamp": 1000.5, "latency_ms": {"end_to_end": 250.0}}
+    assert arrival(message, 7.0) == (7.0, "cam1", 1000.5, 1000.75)
+
+
+def test_kill_checks_do_not_judge_unpaced_cameras():
+    """Unpaced (the inference-only run failed), the others speed up by construction when one
+    camera dies: the change is not measured, with the reason; the reconnect still is."""
+    from edged.tools.pipeline_bench.kill import UNPACED
+
+    run = _result("m32", "fp32", "edged", 12.0, "cameras-kill")
+    run.update(cameras_config=3, killed="cam0", fps_limit=None, paced=False,
+               others_fps_change=0.3, others_during_vs_before={"cam1": 1.3, "cam2": 1.3},
+               others_total_during_vs_before=1.3, reconnected=True, reconnect_s=2.0)  # fmt: skip
+    checks = _by_name(pb.compute_checks(_record([run])))
+    change = checks["camera_kill_others_fps_change[m32, 3 cameras]"]
+    assert (change["value"], change["passed"]) == (None, None)
+    assert change["inputs"]["reason"] == UNPACED
+    assert checks["camera_kill_reconnected[m32, cam0]"]["passed"] is True
+
+
+def test_cameras_kill_without_a_way_to_pace_is_refused(capsys) -> None:
+    args = ["--source", __file__, "--model", __file__, "--edged-modes", "cameras-kill",
+            "--cameras", "3"]  # fmt: skip
+    assert pb.main([*args, "--contenders", "edged"]) == 2
+    err = capsys.readouterr().err
+    assert "cameras-kill needs the inference contender or --realtime-fps" in err
+
+
+def test_a_stream_server_whose_ffmpeg_exits_says_so_at_once(tmp_path, monkeypatch):
+    """An FFmpeg that exits (here: no such video) is reported when it exits, with its log; the
+    listen timeout only bounds a hang (set to an hour here: pytest's timeout would fire)."""
+    from edged.tools.pipeline_bench import streams
+
+    if streams.ffmpeg_path() is None:
+        pytest.skip("ffmpeg not installed")
+    monkeypatch.setattr(streams, "LISTEN_TIMEOUT_S", 3600.0)
+    server = streams.StreamServer(str(tmp_path / "missing.mp4"), tmp_path / "ffmpeg.log")
+    with pytest.raises(RuntimeError, match=r"exited with code \d+ before listening") as exc:
+        server.start()
+    assert "missing.mp4" in str(exc.value) and not server.alive()
+    assert streams.LISTEN_TIMEOUT_S >= 60  # the module's own, restored: generous for CI
+
+
+def test_a_daemon_launched_is_ended_when_setting_up_its_sampler_fails(tmp_path, monkeypatch):
+    """Whatever raises after the daemon's Popen (here the PSS sampler) ends it, in its own
+    session, and closes the subscriber: nothing is left running or open."""
+    from edged.tools.pipeline_bench import daemon as bench_daemon
+    from tests.paths import VIDEO, YOLOV5N, require
+
+    started, subs = [], []
+    real_popen, real_subscriber = bench_daemon.subprocess.Popen, bench_daemon._subscriber
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def subscriber(endpoint):
+        subs.append(real_subscriber(endpoint))
+        return subs[-1]
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("sampler broke")
+
+    monkeypatch.setattr(bench_daemon.subprocess, "Popen", popen)
+    monkeypatch.setattr(bench_daemon, "_subscriber", subscriber)
+    monkeypatch.setattr(bench_daemon, "PssSampler", Broken)
+    settings = pb.PipelineBenchSettings(models=(str(require(YOLOV5N)),),
+                                        source=str(require(VIDEO)))  # fmt: skip
+    endpoint = f"ipc://{tmp_path}/pub.sock"
+    config = pb.daemon_config(settings, {"path": str(YOLOV5N), "backend": "onnxruntime"},
+                              "lossless", tmp_path, endpoint, None)  # fmt: skip
+    try:
+        with (pytest.raises(RuntimeError, match="sampler broke"),
+              bench_daemon.launched(config, tmp_path, endpoint, settings)):  # fmt: skip
+            pass
+        [proc] = started
+        assert proc.poll() is not None and subs[0].closed
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

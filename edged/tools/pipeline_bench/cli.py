@@ -15,7 +15,7 @@ from edged.tools.argtypes import add_number, ranged
 from edged.tools.pipeline_bench.cameras import CAMERA_MODES
 from edged.tools.pipeline_bench.daemon import option_set
 from edged.tools.pipeline_bench.decode import decode_nms_microbench
-from edged.tools.pipeline_bench.kill import CAMERAS_KILL_MODE
+from edged.tools.pipeline_bench.kill import CAMERAS_KILL_MODE, UNPACED
 from edged.tools.pipeline_bench.report import print_report
 from edged.tools.pipeline_bench.run import run_pipeline_bench
 from edged.tools.pipeline_bench.settings import CONTENDERS, EDGED_MODES, PipelineBenchSettings
@@ -181,6 +181,9 @@ def run_command(args: argparse.Namespace) -> int:
     several = [m for m in modes if m in (*CAMERA_MODES, CAMERAS_KILL_MODE)]
     if several and args.cameras < 2:
         errors.append(f"--edged-modes {','.join(several)} needs --cameras N with N >= 2")
+    if CAMERAS_KILL_MODE in modes and "inference" not in args.contenders.split(",") and (
+        not args.realtime_fps):  # fmt: skip
+        errors.append(f"--edged-modes {UNPACED}")
     for text in args.edged_options:
         try:
             option_set(text)

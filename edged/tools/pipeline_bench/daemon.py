@@ -173,24 +173,36 @@ def launched(
     config_path = workdir / "edged.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = workdir / "daemon.log"
-    sub = _subscriber(endpoint)
     argv = [sys.executable, "-m", "edged.cli", "run", "--config", str(config_path)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-        sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
-        daemon = Launched(proc, psutil.Process(proc.pid), sub, sampler, log_path)
+    sub = _subscriber(endpoint)
+    daemon: Launched | None = None
+    sampler: PssSampler | None = None
+    try:
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        # From here on the daemon (its own session) is ours to end, whatever raises next.
         try:
+            sampler = PssSampler(proc.pid, settings.sample_interval_s).start()
+            daemon = Launched(proc, psutil.Process(proc.pid), sub, sampler, log_path)
             yield daemon
         finally:
             sub.close(0)
-            daemon.code = _wait_or_kill(proc)
-            sampler.stop()
+            if daemon is None:  # failed before the caller had it: nothing to drain
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            code = _wait_or_kill(proc)
+            if daemon is not None:
+                daemon.code = code
+            if sampler is not None:
+                sampler.stop()
+    finally:
+        sub.close(0)  # idempotent; here for a Popen that raised
 
 
 def _subscriber(endpoint: str) -> Any:

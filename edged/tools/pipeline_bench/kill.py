@@ -24,7 +24,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from edged.tools.pipeline_bench.cameras import camera_ids
 from edged.tools.pipeline_bench.daemon import daemon_config, launched
@@ -38,33 +38,62 @@ KILL_LOAD = 0.5  # all cameras together ask this share of the inference-only FPS
 RECONNECT = {"initial_backoff_s": 0.5, "max_backoff_s": 2.0, "stall_timeout_s": 5.0}
 RECONNECT_WAIT_S = 60.0  # after the restart, how long camera 0 may take to publish again
 WINDOWS = ("before", "during", "after")
+# Unpaced, inference saturates and the others speed up when one camera dies: the < 10 % check
+# would fail by construction.
+UNPACED = ("cameras-kill needs the inference contender or --realtime-fps to pace the cameras "
+           "below capacity")  # fmt: skip
 
-Arrival = tuple[float, str, float]  # (arrival, monotonic; camera id; capture wall time)
+
+class Arrival(NamedTuple):
+    """One detections message as the bench read it."""
+
+    arrived: float  # monotonic, when the bench read it (the reconnect figure only)
+    camera: str
+    captured: float  # wall time its frame was captured (the message's ``timestamp``)
+    published: float  # wall time it was published: the windows count by this (see arrival())
+
+
+def arrival(message: dict[str, Any], arrived: float) -> Arrival:
+    """The message's own capture and publish times: a window counts what the daemon published
+    in it, not what the bench happened to read then (a backlog read after a blocking server
+    start would look like a burst)."""
+    captured = float(message["timestamp"])
+    published = captured + float(message["latency_ms"]["end_to_end"]) / 1000
+    return Arrival(arrived, str(message["camera_id"]), captured, published)
 
 
 # -- figures (pure) ---------------------------------------------------------------------------
 
 
 def kill_fps_limit(realtime_fps: float | None, stream_fps: float, inference_fps: float | None,
-                   cameras: int) -> float | None:  # fmt: skip
-    """Each camera's ``fps_limit``: ``--realtime-fps`` when given, else the cameras together at
-    KILL_LOAD of the inference-only FPS; None (the stream's own rate) when that is no lower or
-    the inference-only FPS was not measured."""
+                   cameras: int) -> tuple[float | None, bool]:  # fmt: skip
+    """Each camera's ``fps_limit`` and whether the cameras are paced below capacity:
+    ``--realtime-fps`` when given, else the cameras together at KILL_LOAD of the inference-only
+    FPS; None (the stream's own rate) when that is no lower (paced by the stream), or when the
+    inference-only FPS was not measured (not paced: see UNPACED)."""
     if realtime_fps:
-        return float(realtime_fps)
+        return float(realtime_fps), True
     if not inference_fps:
-        return None
+        return None, False
     limit = round(KILL_LOAD * inference_fps / cameras, 2)
-    return limit if limit < stream_fps else None
+    return (limit if limit < stream_fps else None), True
 
 
 def window_counts(arrivals: list[Arrival], start: float, end: float) -> dict[str, int]:
-    """Frames of each camera that arrived in (start, end]."""
+    """Frames of each camera published in (start, end] (wall time)."""
     counts: dict[str, int] = {}
-    for t, camera, _ in arrivals:
-        if start < t <= end:
-            counts[camera] = counts.get(camera, 0) + 1
+    for a in arrivals:
+        if start < a.published <= end:
+            counts[a.camera] = counts.get(a.camera, 0) + 1
     return counts
+
+
+def window_end(arrivals: list[Arrival], start: float, cameras: list[str],
+               quota: int) -> float | None:  # fmt: skip
+    """When (publish wall time) ``cameras`` together had published ``quota`` frames after
+    ``start``; None while they have not."""
+    times = sorted(a.published for a in arrivals if a.camera in cameras and a.published > start)
+    return times[quota - 1] if quota >= 1 and len(times) >= quota else None
 
 
 def kill_figures(
@@ -74,9 +103,10 @@ def kill_figures(
     killed: str,
     restart: tuple[float, float] | None,
 ) -> dict[str, Any]:
-    """Each camera's FPS in each window; the others' FPS during (and after) ÷ before, each and
-    in all, the largest change of one of them; whether ``killed`` published a frame captured
-    after its server's ``restart`` (monotonic, wall) and how long after it that arrived."""
+    """Each camera's FPS in each window (publish wall times); the others' FPS during (and
+    after) ÷ before, each and in all, the largest change of one of them; whether ``killed``
+    published a frame captured after its server's ``restart`` (monotonic, wall) and how long
+    after it that arrived."""
     others = [c for c in cameras if c != killed]
     rates: dict[str, dict[str, float]] = {}
     table: dict[str, Any] = {}
@@ -104,7 +134,8 @@ def kill_figures(
     worst = max(changes) if changes and len(changes) == len(others) else None
     reconnect_s = None
     if restart is not None:
-        after_restart = (t for t, c, wall in arrivals if c == killed and wall > restart[1])
+        after_restart = (a.arrived for a in arrivals
+                         if a.camera == killed and a.captured > restart[1])  # fmt: skip
         first = next(after_restart, None)
         reconnect_s = None if first is None else round(first - restart[0], 3)
 
@@ -150,7 +181,7 @@ class _Pump:
         self.daemon = daemon
         self.deadline = deadline
         self.arrivals: list[Arrival] = []
-        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.messages: list[dict[str, Any]] = []
 
     def until(self, done: Callable[[], bool], deadline: float | None = None) -> bool:
         """Read until ``done()``; False when ``deadline`` passed first (the run's own timeout
@@ -166,17 +197,13 @@ class _Pump:
                     raise _Failed(f"edged exited with {self.daemon.proc.returncode}")
                 continue
             _topic, payload = self.daemon.sub.recv_multipart()
-            arrived = time.monotonic()
             message = json.loads(payload)
-            self.arrivals.append((arrived, str(message["camera_id"]), float(message["timestamp"])))
-            self.messages.append((arrived, message))
+            self.arrivals.append(arrival(message, time.monotonic()))
+            self.messages.append(message)
         return True
 
-    def frames_since(self, start: float, cameras: list[str]) -> int:
-        return sum(1 for t, c, _ in self.arrivals if t > start and c in cameras)
-
     def count_of(self, camera: str) -> int:
-        return sum(1 for _, c, _ in self.arrivals if c == camera)
+        return sum(1 for a in self.arrivals if a.camera == camera)
 
 
 def run_camera_kill(
@@ -186,6 +213,7 @@ def run_camera_kill(
     frames_per_camera: int,
     fps_limit: float | None,
     options: str | None = None,
+    paced: bool = True,
 ) -> dict[str, Any]:
     """Serve every camera from its own FFmpeg, run the daemon, kill camera 0's server and start
     it again; the figures of the three windows (see the module's docstring)."""
@@ -218,41 +246,46 @@ def run_camera_kill(
             server.stop()
     start, end = phases["windows"]["before"][0], phases["end"]
     figures = kill_figures(pump.arrivals, phases["windows"], ids, ids[0], phases["restart"])
+    in_windows = [m for a, m in zip(pump.arrivals, pump.messages, strict=True)
+                  if start < a.published <= end]  # fmt: skip
     return {
         "status": "ok",
-        **_summary(pump.messages, start, end, figures, window),
+        **_summary(in_windows, figures, window),
         "fps_limit": fps_limit,
+        "paced": paced,
         "reconnect_config": dict(RECONNECT),
         "cameras_config": len(ids),
         "servers_lost": phases["servers_lost"],
         **figures,
-        **daemon.sampler.in_window(start, end),
+        **daemon.sampler.in_window(window.start, window.stop),
         "exit_code": daemon.code,
     }
 
 
 def _phases(pump: _Pump, servers: list[StreamServer], ids: list[str], warmup: int,
             quota: int, cpu: CpuWindow) -> dict[str, Any]:  # fmt: skip
-    """Warm-up, before, kill, during, restart, after (and camera 0's reconnect)."""
+    """Warm-up, before, kill, during, restart, after (and camera 0's reconnect). Windows are
+    publish wall times: messages queued while ``start()`` blocked the reading fall before the
+    restart, not in "after"."""
     killed, others = ids[0], ids[1:]
     pump.until(lambda: all(pump.count_of(c) >= warmup for c in ids))
     cpu.begin()
     windows: dict[str, tuple[float, float]] = {}
 
     def window(name: str, start: float) -> float:
-        pump.until(lambda: pump.frames_since(start, others) >= quota)
-        windows[name] = (start, pump.arrivals[-1][0])
+        pump.until(lambda: window_end(pump.arrivals, start, others, quota) is not None)
+        windows[name] = (start, window_end(pump.arrivals, start, others, quota) or start)
         return windows[name][1]
 
-    window("before", cpu.start)
+    window("before", time.time())
     servers[0].stop()
-    window("during", windows["before"][1])
+    window("during", time.time())  # from its death: "while it is down"
     lost = [c for c, s in zip(others, servers[1:], strict=True) if not s.alive()]
     restart = servers[0].start()
-    end = window("after", restart[0])
+    end = window("after", restart[1])
 
     def reconnected() -> bool:
-        return any(c == killed and wall > restart[1] for _, c, wall in pump.arrivals)
+        return any(a.camera == killed and a.captured > restart[1] for a in pump.arrivals)
 
     pump.until(reconnected, deadline=restart[0] + RECONNECT_WAIT_S)
     cpu.end()
@@ -260,11 +293,11 @@ def _phases(pump: _Pump, servers: list[StreamServer], ids: list[str], warmup: in
     return {"windows": windows, "restart": restart, "end": end, "servers_lost": lost}
 
 
-def _summary(messages: list[tuple[float, dict[str, Any]]], start: float, end: float,
-             figures: dict[str, Any], cpu: CpuWindow) -> dict[str, Any]:  # fmt: skip
-    """The figures every edged run has (frames, FPS, latency, CPU) over the three windows:
-    FPS is all cameras' before the kill."""
-    latency = [m["latency_ms"] for t, m in messages if start < t <= end]
+def _summary(messages: list[dict[str, Any]], figures: dict[str, Any],
+             cpu: CpuWindow) -> dict[str, Any]:  # fmt: skip
+    """The figures every edged run has (frames, FPS, latency, CPU) over the messages of the
+    three windows: FPS is all cameras' before the kill."""
+    latency = [m["latency_ms"] for m in messages]
     e2e = [x["end_to_end"] for x in latency]
     infer = [x["infer"] for x in latency]
     before = figures["windows"]["before"]
@@ -276,5 +309,5 @@ def _summary(messages: list[tuple[float, dict[str, Any]]], start: float, end: fl
         "infer_ms": percentile_summary(infer),
         "added_ms": percentile_summary([a - b for a, b in zip(e2e, infer, strict=True)]),
         "skipped_frames": None,
-        "precision": messages[-1][1]["model"]["precision"],
+        "precision": messages[-1]["model"]["precision"],
     }

@@ -116,7 +116,9 @@ def print_report(record: dict[str, Any]) -> None:
         checks.add_column(c, justify="left" if c in ("check", "result") else "right")
     for c in record["checks"]:
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "not measured"}
-        checks.add_row(escape(c["name"]), c["target"], _fmt(c["value"]), verdict[c["passed"]])
+        reason = c["inputs"].get("reason") if c["passed"] is None else None
+        result = verdict[c["passed"]] + (f": {escape(reason)}" if reason else "")
+        checks.add_row(escape(c["name"]), c["target"], _fmt(c["value"]), result)
     console.print(checks)
     load = record["machine"]
     console.print(

@@ -206,10 +206,12 @@ def _run_one(
     if contender == "edged":
         workdir = workdir / f"run-{len(record['results'])}"  # one per run: nothing carried over
         if mode == CAMERAS_KILL_MODE:
-            limit = kill_fps_limit(s.realtime_fps, video["fps"] or 10.0,
-                                   _inference_fps(record, info["name"]), s.cameras)  # fmt: skip
+            inference_fps = _inference_fps(record, info["name"])
+            limit, paced = kill_fps_limit(s.realtime_fps, video["fps"] or 10.0, inference_fps,
+                                          s.cameras)  # fmt: skip
             n = s.realtime_frames if frames is None else min(frames, s.realtime_frames)
-            return run_camera_kill(s, info, workdir / "edged-cameras-kill", n, limit, options)
+            return run_camera_kill(s, info, workdir / "edged-cameras-kill", n, limit, options,
+                                   paced=paced)  # fmt: skip
         if mode in CAMERA_MODES:
             fps = s.realtime_fps or video["fps"] or 10.0  # each: together more than inference
             limit = _inference_fps(record, info["name"])

@@ -16,7 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-LISTEN_TIMEOUT_S = 10.0
+# Only bounds a hang (an FFmpeg that exits is seen at once): generous for a loaded CI machine.
+LISTEN_TIMEOUT_S = 60.0
 _LOWEST_PORT = 10_000
 
 
@@ -87,10 +88,13 @@ class StreamServer:
                                          stdin=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + LISTEN_TIMEOUT_S
         while not listening(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            code = self.proc.poll()
+            if code is not None or time.monotonic() > deadline:
                 self.stop()
+                why = (f"exited with code {code} before listening" if code is not None
+                       else f"did not listen within {LISTEN_TIMEOUT_S:.0f} s")  # fmt: skip
                 tail = self.log_path.read_text(errors="replace")[-500:]
-                raise RuntimeError(f"ffmpeg did not listen on {self.uri}: {tail}")
+                raise RuntimeError(f"ffmpeg {why} on {self.uri}: {tail}")
             time.sleep(0.02)
         return time.monotonic(), time.time()
 
