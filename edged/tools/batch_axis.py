@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
 from edged.tools.errors import ToolError
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         rewritten, worst = write_symbolic_batch(Path(args[0]), Path(args[1]))
     except (ToolError, OSError, onnx.checker.ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DecodeError:
+        print(f"error: {args[0]} is not an ONNX model (it does not parse as one)", file=sys.stderr)
         return 1
     print(f"{args[1]}: batch axis '{BATCH_DIM}', {rewritten} Reshape(s) rewritten, "
           f"a frame in a batch of 2 vs alone: max |diff| {worst:.2e}")  # fmt: skip

@@ -48,7 +48,8 @@ MAX_BATCH = 16
 FIX_HINT = (
     "--batch needs a model whose input has a dynamic batch axis: export it with one "
     "(Ultralytics: dynamic=True) or, for a fixed-batch ONNX, "
-    "`python -m edged.tools.batch_axis MODEL.onnx OUT.onnx`"
+    "`python -m edged.tools.batch_axis MODEL.onnx OUT.onnx` (an OpenVINO IR: convert or "
+    "quantize it again from such an ONNX)"
 )
 NO_BATCH_AXIS = {
     "ncnn": "NCNN's extractor runs one image per call (its tensors have no batch axis)",
@@ -76,11 +77,14 @@ def check_batch_axis(model: str, dims: Sequence[object], batch: int) -> tuple[in
 
     A dimension is an int (fixed), or a name/None/-1 (dynamic)."""
     fixed = [d if isinstance(d, int) and d > 0 else None for d in dims]
-    if len(fixed) != 4 or fixed[1] != 3 or fixed[2] is None or fixed[3] is None:
+    if len(fixed) != 4 or fixed[1] != 3:
+        raise ToolError(f"{model}: input shape {list(dims)} is not B×3×H×W (batch, 3 colour "
+                        "channels, height, width): --batch feeds float RGB planes")  # fmt: skip
+    if fixed[2] is None or fixed[3] is None:
         raise ToolError(
-            f"{model}: input shape {list(dims)} is not B×3×H×W with a fixed H and W (fix a "
-            "named size: python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param "
-            "height --dim_value 640 IN.onnx OUT.onnx)"
+            f"{model}: input shape {list(dims)} has a named or dynamic height/width; fix it: "
+            "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param "
+            "height --dim_value 640 IN.onnx OUT.onnx"
         )
     if fixed[0] is not None and fixed[0] != batch:
         raise ToolError(

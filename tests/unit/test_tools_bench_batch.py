@@ -90,8 +90,12 @@ def test_a_fixed_batch_model_is_refused_naming_why(fixed: Path) -> None:
 
 
 def test_an_input_without_a_fixed_height_and_width_is_refused() -> None:
-    with pytest.raises(ToolError, match=r"not B×3×H×W with a fixed H and W.*make_dynamic_shape"):
+    with pytest.raises(ToolError, match=r"named or dynamic height/width.*make_dynamic_shape"):
         check_batch_axis("m.onnx", ["batch", 3, "height", "width"], 2)
+    # Not a height/width matter: an NHWC input is refused for its layout, with no fix offered.
+    with pytest.raises(ToolError, match=r"is not B×3×H×W \(batch, 3 colour") as err:
+        check_batch_axis("m.onnx", ["batch", 640, 640, 3], 2)
+    assert "make_dynamic_shape" not in str(err.value)
     assert check_batch_axis("m.onnx", ["batch", 3, 480, 640], 4) == (480, 640)
     assert check_batch_axis("m.onnx", [4, 3, 480, 640], 4) == (480, 640)  # fixed but matching
 
@@ -197,3 +201,13 @@ def test_each_frame_of_a_real_batch_detects_what_it_does_alone(
     finally:
         decoder.close()
         daemon.close()
+
+
+def test_batch_axis_refuses_a_file_that_is_not_onnx(tmp_path, capsys) -> None:
+    from edged.tools.batch_axis import main
+
+    garbage = tmp_path / "notes.onnx"
+    garbage.write_bytes(b"\xff\x00 this is not a protobuf \xff" * 8)
+    assert main([str(garbage), str(tmp_path / "out.onnx")]) == 1
+    assert "is not an ONNX model" in capsys.readouterr().err
+    assert not (tmp_path / "out.onnx").exists()
