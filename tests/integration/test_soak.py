@@ -108,7 +108,9 @@ def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
 
     # A busy machine may take longer than these windows for one round of requests: then the
     # first sample after the warm-up and the last one stand in.
-    warm = window(WARMUP_S - 4, WARMUP_S + 1) or [next(s for t, s in samples if t >= WARMUP_S)]
+    after_warmup = [s for t, s in samples if t >= WARMUP_S]
+    assert after_warmup, f"no memory sample after the {WARMUP_S:.0f} s warm-up ({len(samples)})"
+    warm = window(WARMUP_S - 4, WARMUP_S + 1) or after_warmup[:1]
     end = window(SOAK_S - 5, SOAK_S) or [samples[-1][1]]
     rate = [(b - a) / (tb - ta) for (ta, a), (tb, b) in itertools.pairwise(published)]
     lines = [f"\nsoak {SOAK_S:.0f} s (warm-up {WARMUP_S:.0f} s): {published[-1][1]:.0f} frames "
