@@ -15,16 +15,14 @@ after that (``pytest -s`` prints it); it includes FFmpeg's stream probing on ope
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from edged.tools.pipeline_bench.streams import listening, stream_argv
+from edged.tools.pipeline_bench import streams
 from tests.daemon import VIDEO, Daemon, free_port, poll_until, require
 
 pytestmark = pytest.mark.integration
@@ -33,8 +31,9 @@ READY_MAX_AGE_S = 2.0
 STALL_TIMEOUT_S = 2.0
 
 
-class StreamServer:
-    """``ffmpeg -re -stream_loop -1 -i VIDEO -an -c copy -f mpegts tcp://127.0.0.1:PORT?listen=1``.
+class StreamServer(streams.StreamServer):
+    """The bench's camera stream (``ffmpeg -re -stream_loop -1 -i VIDEO -an -c copy -f mpegts
+    tcp://127.0.0.1:PORT?listen=1``), skipped where FFmpeg is absent.
 
     Video only, like a camera: with the file's audio track, ``-re`` pauses the stream for 0.97 s
     each time the file starts over (measured; without audio no gap tops 0.12 s), a stall by
@@ -42,35 +41,13 @@ class StreamServer:
     """
 
     def __init__(self, video: Path, port: int, log_path: Path) -> None:
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is None:
+        if streams.ffmpeg_path() is None:
             pytest.skip("ffmpeg not installed (apt-get install ffmpeg; .ci/setup does)")
-        self.port = port
-        self.argv = stream_argv(ffmpeg, video, port)  # the one bench pipeline's cameras-kill uses
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(str(video), log_path, port)
 
-    def start(self) -> float:
+    def start(self) -> float:  # type: ignore[override]
         """Start FFmpeg; returns the wall time once it listens (for the reconnect figure)."""
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)  # fmt: skip
-        poll_until(self.listening, 60, "ffmpeg never listened", interval=0.02)
-        return time.time()
-
-    def listening(self) -> bool:
-        """True once the port is bound (checked without connecting: FFmpeg serves one client)."""
-        return listening(self.port)
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # abrupt, like a camera losing power or the network dropping
-            self.proc.wait(10)
-        self.proc = None
+        return super().start()[1]
 
 
 def first_frame_captured_after(daemon: Daemon, sub, wall: float, timeout: float) -> float:

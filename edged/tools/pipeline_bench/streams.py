@@ -101,6 +101,11 @@ class StreamServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the running FFmpeg (SIGSTOP freezes the stream, connection open)."""
+        assert self.proc is not None, "the stream is not running"
+        self.proc.send_signal(sig)
+
     def stop(self) -> None:
         """Kill it: abrupt, like a camera losing power or the network dropping."""
         if self.proc is not None and self.proc.poll() is None:
