@@ -340,9 +340,8 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
     other = other_cpu_percent(busy1 - busy0, cpu_s, wall)
     after = {**system_state(), "other_cpu_percent": other}
     noisy = other_load_warning(other, "the pinned CPUs") if other is not None else None
-    precision = model_identity(split_backend(model)[1])["precision"]
     return BatchBenchResult(
-        identity=model_identity(split_backend(model)[1], backend=name, precision=precision),
+        identity=model_identity(split_backend(model)[1], backend=name),  # hashes the file once
         settings=s,
         figures=figures,
         cpu_percent=round(100 * cpu_s / wall, 1),

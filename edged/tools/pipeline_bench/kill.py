@@ -273,8 +273,14 @@ def _phases(pump: _Pump, servers: list[StreamServer], ids: list[str], warmup: in
     windows: dict[str, tuple[float, float]] = {}
 
     def window(name: str, start: float) -> float:
-        pump.until(lambda: window_end(pump.arrivals, start, others, quota) is not None)
-        windows[name] = (start, window_end(pump.arrivals, start, others, quota) or start)
+        ends: list[float | None] = [None]  # the window's end once found: computed once a read
+
+        def found() -> bool:
+            ends[0] = window_end(pump.arrivals, start, others, quota)
+            return ends[0] is not None
+
+        pump.until(found)
+        windows[name] = (start, ends[0] or start)
         return windows[name][1]
 
     window("before", time.time())
