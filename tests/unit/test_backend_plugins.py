@@ -52,14 +52,20 @@ def test_config_sections_are_each_backends_own_options():
 
 
 def test_manifest_backend_and_options_are_checked_against_the_registry(tmp_path):
-    with pytest.raises(ModelError, match=r"variants\.v\.backend: unknown backend 'tensorrt' "
-                                         r"\(known: hailo, ncnn, onnxruntime, openvino\)"):
+    with pytest.raises(
+        ModelError,
+        match=r"variants\.v\.backend: unknown backend 'tensorrt' "
+        r"\(known: hailo, ncnn, onnxruntime, openvino\)",
+    ):
         load_manifest(_manifest(tmp_path, {"backend": "tensorrt", "path": "m.engine"}))
     with pytest.raises(ModelError, match=r"variants\.v: options\.fp16: unknown field"):
         load_manifest(_manifest(tmp_path, {"backend": "ncnn", "path": "m.param",
                                            "options": {"fp16": True}}))  # fmt: skip
-    manifest = load_manifest(_manifest(tmp_path, {"backend": "ncnn", "path": "m.param",
-                                                  "options": {"fp16_storage": True}}))
+    manifest = load_manifest(
+        _manifest(
+            tmp_path, {"backend": "ncnn", "path": "m.param", "options": {"fp16_storage": True}}
+        )
+    )
     assert manifest.variants["v"].options == {"fp16_storage": True}
 
 

@@ -183,7 +183,6 @@ def test_scrapes_in_a_loop_run_vcgencmd_at_most_once_per_cache_period(tmp_path, 
 
 def test_the_cache_reads_again_after_its_period():
 
-
     now = [0.0]
     calls = []
     read = cached(lambda: calls.append(1) or "x", ttl_s=1.5, clock=lambda: now[0])

@@ -539,6 +539,43 @@ def test_a_stream_server_whose_ffmpeg_exits_says_so_at_once(tmp_path, monkeypatc
     assert streams.LISTEN_TIMEOUT_S >= 60  # the module's own, restored: generous for CI
 
 
+def test_a_stream_server_taken_by_a_client_at_once_is_seen_serving(tmp_path, monkeypatch):
+    """A client that connects the instant FFmpeg listens (a daemon retrying in a tight loop)
+    makes FFmpeg close its listening socket at once; start() still returns, having seen the
+    accepted connection (CI once waited out the listen timeout for a LISTEN it never saw)."""
+    import contextlib
+    import socket
+    import threading
+
+    from edged.tools.pipeline_bench import streams
+    from tests.paths import VIDEO, require
+
+    if streams.ffmpeg_path() is None:
+        pytest.skip("ffmpeg not installed")
+    monkeypatch.setattr(streams, "LISTEN_TIMEOUT_S", 60.0)  # bounds a hang only
+    server = streams.StreamServer(str(require(VIDEO)), tmp_path / "ffmpeg.log")
+    connected, stop = [], threading.Event()
+
+    def eager_client() -> None:
+        while not stop.is_set() and not connected:
+            with contextlib.suppress(OSError):  # not listening yet: try again at once
+                connected.append(socket.create_connection(("127.0.0.1", server.port), 1))
+
+    client = threading.Thread(target=eager_client, daemon=True)
+    client.start()
+    try:
+        server.start()
+        assert server.alive()
+        assert streams.serving(server.proc.pid, server.port)
+    finally:
+        stop.set()
+        client.join(10)
+        server.stop()
+        for sock in connected:
+            sock.close()
+    assert connected, "the client never connected"
+
+
 def test_a_daemon_launched_is_ended_when_setting_up_its_sampler_fails(tmp_path, monkeypatch):
     """Whatever raises after the daemon's Popen (here the PSS sampler) ends it, in its own
     session, and closes the subscriber: nothing is left running or open."""

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 # Only bounds a hang (an FFmpeg that exits is seen at once): generous for a loaded CI machine.
 LISTEN_TIMEOUT_S = 60.0
 _LOWEST_PORT = 10_000
@@ -45,16 +47,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free TCP port found")
 
 
-def listening(port: int) -> bool:
-    """True once something listens on ``port`` (read from /proc, without connecting: FFmpeg
-    serves the first client that connects, which must be the daemon)."""
+def serving(pid: int, port: int) -> bool:
+    """True once process ``pid`` listens on ``port`` or has accepted a client there.
+
+    FFmpeg's ``listen=1`` closes its listening socket as soon as it accepts: a daemon retrying
+    at that moment leaves LISTEN visible for microseconds, so a poll that looked only for LISTEN
+    could miss it and wait for ever (CI saw this once). Read from the process's own sockets,
+    without connecting: FFmpeg serves the first client, which must be the daemon."""
     try:
-        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    except OSError:
+        connections = psutil.Process(pid).net_connections("tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
     return any(
-        fields[1].endswith(f":{port:04X}") and fields[3] == "0A"  # 0A: LISTEN
-        for fields in (line.split() for line in lines)
+        c.laddr
+        and c.laddr.port == port
+        and c.status in (psutil.CONN_LISTEN, psutil.CONN_ESTABLISHED)
+        for c in connections
     )
 
 
@@ -81,13 +89,14 @@ class StreamServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> tuple[float, float]:
-        """Start FFmpeg and wait until it listens: (monotonic, wall) time it was seen
-        listening (a reconnect is timed from there)."""
+        """Start FFmpeg and wait until it serves: (monotonic, wall) time it was seen listening
+        (a reconnect is timed from there; if the daemon connected before a poll saw LISTEN, from
+        the poll that saw the connection, at most one poll late)."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + LISTEN_TIMEOUT_S
-        while not listening(self.port):
+        while not serving(self.proc.pid, self.port):
             code = self.proc.poll()
             if code is not None or time.monotonic() > deadline:
                 self.stop()
