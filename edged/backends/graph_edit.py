@@ -1,6 +1,7 @@
-"""Two edits the load-time rewrites share: replacing a graph's node list, dropping initializers.
+"""What the load-time rewrites and the model tools share about an ONNX graph: its data inputs,
+and two edits (replacing its node list, dropping initializers).
 
-Both copy what they keep: protobuf messages taken from a repeated field do not survive clearing
+The edits copy what they keep: protobuf messages taken from a repeated field do not survive clearing
 that field.
 """
 
@@ -9,6 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import onnx
+
+
+def data_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The inputs a caller feeds: ``graph.input`` less the initializers that older exports
+    list there too."""
+    initializers = {t.name for t in graph.initializer}
+    return [i for i in graph.input if i.name not in initializers]
 
 
 def replace_nodes(graph: onnx.GraphProto, nodes: Iterable[onnx.NodeProto]) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from edged.backends.graph_edit import drop_initializers, replace_nodes
+from edged.backends.graph_edit import data_inputs, drop_initializers, replace_nodes
 from edged.backends.head_find import find_head
 from edged.postprocess.raw_heads import (
     HEAD_METADATA_KEY,
@@ -39,8 +39,7 @@ def _static_dims(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
 
 def _input_height(model: onnx.ModelProto) -> int | None:
     """The image height: 1×3×H×W float, or 1×H×W×3 uint8 after :func:`feed_uint8_nhwc`."""
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = data_inputs(model.graph)
     dims = _static_dims(inputs[0]) if len(inputs) == 1 else None
     if dims is None or len(dims) != 4:
         return None

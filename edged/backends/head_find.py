@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import onnx
 
+from edged.backends.graph_edit import data_inputs
+
 
 @dataclass(frozen=True)
 class HeadSplit:
@@ -100,7 +102,7 @@ def find_stem(model: onnx.ModelProto) -> tuple[str, ...]:
     """
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
-    images = {i.name for i in graph.input if i.name not in initializers}
+    images = {i.name for i in data_inputs(graph)}
     stem = []
     for node in _named_nodes(graph):
         if node.op_type != "Conv" or node.input[0] not in images:

@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edged.backends.graph_edit import drop_initializers, replace_nodes
+from edged.backends.graph_edit import data_inputs, drop_initializers, replace_nodes
 from edged.backends.head_cut import cut_detect_head
 
 log = logging.getLogger(__name__)
@@ -234,8 +234,7 @@ def _conv_chain(
 
 def _image_input(model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, int, int] | None:
     """The single float 1×3×H×W input (static H, W), or None."""
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = data_inputs(model.graph)
     if len(inputs) != 1:
         return None
     tensor = inputs[0].type.tensor_type

@@ -21,6 +21,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 
+from edged.backends.graph_edit import data_inputs
 from edged.tools.errors import ToolError
 
 BATCH_DIM = "batch"
@@ -52,8 +53,7 @@ def symbolic_batch(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     A Reshape target ``[1, ...]`` with no ``-1`` becomes ``[-1, ...]`` (the batch, whatever it
     is); a target that already has a ``-1`` cannot take a second one and is refused."""
     graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
+    inputs = data_inputs(graph)
     if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
         raise ToolError("expected one 4-D image input")
     constants = _shape_tensors(graph)

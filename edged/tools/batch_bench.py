@@ -99,11 +99,11 @@ class _OrtBatch:
         import onnx
         import onnxruntime as ort
 
+        from edged.backends.graph_edit import data_inputs
         from edged.backends.onnxruntime import session_options
 
         graph = onnx.load(str(path), load_external_data=False).graph
-        initializers = {t.name for t in graph.initializer}
-        node = next(i for i in graph.input if i.name not in initializers)
+        node = data_inputs(graph)[0]
         dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                 for d in node.type.tensor_type.shape.dim]  # fmt: skip
         self.batch = batch

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import onnx
 
+from edged.backends.graph_edit import data_inputs
 from edged.tools.errors import ToolError
 from edged.tools.provenance import environment, sha256_file, sidecar_path
 
@@ -43,8 +44,7 @@ def pnnx_command() -> str:
 
 
 def _input_size(model: onnx.ModelProto) -> tuple[int, int]:
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = data_inputs(model.graph)
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
     if len(dims) != 4 or dims[:2] != [1, 3] or min(dims[2:]) <= 0:
         raise ToolError(f"expected one static 1×3×H×W image input, found {dims or len(inputs)}")

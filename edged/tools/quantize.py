@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import onnx
 
+from edged.backends.graph_edit import data_inputs
 from edged.backends.head_find import find_head, find_stem
 from edged.backends.onnxruntime import PRECISION_METADATA_KEY
 from edged.tools.calibration import LetterboxCalibrationReader, chunk_size
@@ -153,8 +154,7 @@ def _exclusions(
 
 
 def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int]]:
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = data_inputs(model.graph)
     if len(inputs) != 1:
         raise ToolError(f"expected one image input, found {len(inputs)}")
     if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
