@@ -26,21 +26,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import psutil
 from pydantic import BaseModel
 
 from edged.preprocess import Letterbox, TensorWriter
 from edged.tools.backend_choice import backend_name, options_for, split_backend
-from edged.tools.bench import BenchSettings, _allowed_cpus, _bench_image, run_isolated
+from edged.tools.bench import BenchSettings, _bench_image, run_isolated
 from edged.tools.errors import ToolError
 from edged.tools.provenance import environment, model_identity
-from edged.tools.system import (
-    busy_seconds,
-    other_cpu_percent,
-    other_load_warning,
-    state_warnings,
-    system_state,
-)
+from edged.tools.system import TimedWindow, machine_report, pinned, system_state
 
 RESULT_KIND = "edged.bench-batch"
 RESULT_VERSION = 1
@@ -295,61 +288,47 @@ def benchmark_batches(model: str | Path, batches: Sequence[int],
                           graph_optimization=s.graph_optimization, spin_wait=s.spin_wait,
                           **dict(s.backend_options))  # fmt: skip
     before = system_state()
-    previous = _allowed_cpus()
-    pinned = hasattr(os, "sched_setaffinity")
-    if pinned:  # before the sessions exist: their thread pools inherit the mask
-        os.sched_setaffinity(0, s.cpus)
     sessions: list[BatchSession] = []
-    try:
-        for size in sizes:
-            sessions.append(open_batched(model, options, size, backend=name))
-        first = sessions[0]
-        frames = camera_frames(_bench_image(s), sizes[-1])
-        tensors = [letterbox_batch(frames[: b.batch], first.height, first.width)[0]
-                   for b in sessions]  # fmt: skip
-        # Frame i is the same in every batch: each alone (batch 1) is the reference.
-        reference = [frame_outputs(first, tensors[-1][i : i + 1])[0]
-                     for i in range(sizes[-1])]  # fmt: skip
-        diffs = [largest_difference(reference[: b.batch], frame_outputs(b, t))
-                 for b, t in zip(sessions, tensors, strict=True)]  # fmt: skip
-        for _ in range(s.warmup):
-            for session, tensor in zip(sessions, tensors, strict=True):
-                session.run(tensor)
-        timed: list[list[float]] = [[] for _ in sessions]
-        process = psutil.Process()
-        busy0 = busy_seconds(s.cpus)
-        cpu0, wall0 = process.cpu_times(), time.perf_counter()
-        for _ in range(s.runs):
-            for times, session, tensor in zip(timed, sessions, tensors, strict=True):
-                t0 = time.perf_counter()
-                session.run(tensor)
-                times.append(1000.0 * (time.perf_counter() - t0))
-        wall = time.perf_counter() - wall0
-        cpu1 = process.cpu_times()
-        busy1 = busy_seconds(s.cpus)
-    finally:
-        for session in sessions:
-            session.close()
-        if pinned:
-            os.sched_setaffinity(0, previous)
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    # Pinned before the sessions exist: their thread pools inherit the mask.
+    with pinned(s.cpus):
+        try:
+            for size in sizes:
+                sessions.append(open_batched(model, options, size, backend=name))
+            first = sessions[0]
+            frames = camera_frames(_bench_image(s), sizes[-1])
+            tensors = [letterbox_batch(frames[: b.batch], first.height, first.width)[0]
+                       for b in sessions]  # fmt: skip
+            # Frame i is the same in every batch: each alone (batch 1) is the reference.
+            reference = [frame_outputs(first, tensors[-1][i : i + 1])[0]
+                         for i in range(sizes[-1])]  # fmt: skip
+            diffs = [largest_difference(reference[: b.batch], frame_outputs(b, t))
+                     for b, t in zip(sessions, tensors, strict=True)]  # fmt: skip
+            for _ in range(s.warmup):
+                for session, tensor in zip(sessions, tensors, strict=True):
+                    session.run(tensor)
+            timed: list[list[float]] = [[] for _ in sessions]
+            with TimedWindow(s.cpus) as window:
+                for _ in range(s.runs):
+                    for times, session, tensor in zip(timed, sessions, tensors, strict=True):
+                        t0 = time.perf_counter()
+                        session.run(tensor)
+                        times.append(1000.0 * (time.perf_counter() - t0))
+        finally:
+            for session in sessions:
+                session.close()
     reference_fps = 1000.0 / float(np.mean(timed[0]))
     figures = [_stats(b.batch, times, reference_fps, d)
                for b, times, d in zip(sessions, timed, diffs, strict=True)]  # fmt: skip
     # What else ran on the pinned CPUs meanwhile: the figures are only as clean as the machine.
-    other = other_cpu_percent(busy1 - busy0, cpu_s, wall)
-    after = {**system_state(), "other_cpu_percent": other}
-    noisy = other_load_warning(other, "the pinned CPUs") if other is not None else None
+    after, warnings = machine_report(before, window, "the pinned CPUs")
     return BatchBenchResult(
         identity=model_identity(split_backend(model)[1], backend=name),  # hashes the file once
         settings=s,
         figures=figures,
-        cpu_percent=round(100 * cpu_s / wall, 1),
+        cpu_percent=window.cpu_percent,
         system_before=before,
         system_after=after,
-        warnings=sorted(
-            set(state_warnings(before) + state_warnings(after) + ([noisy] if noisy else []))
-        ),
+        warnings=warnings,
         load_average=tuple(round(x, 2) for x in os.getloadavg()),
     )
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from edged.postprocess.decoders import DecodeParams
 from edged.tools.backend_choice import backend_name, options_for, split_backend
@@ -30,13 +29,7 @@ from edged.tools.errors import ToolError
 from edged.tools.memory import PeakMemory
 from edged.tools.provenance import environment, model_identity
 from edged.tools.runner import ModelRunner
-from edged.tools.system import (
-    busy_seconds,
-    other_cpu_percent,
-    other_load_warning,
-    state_warnings,
-    system_state,
-)
+from edged.tools.system import TimedWindow, machine_report, pinned, system_state
 
 RESULT_KIND = "edged.bench"
 RESULT_VERSION = 1
@@ -182,42 +175,22 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
     )
     image = _bench_image(s)
     before = system_state()
-    previous_affinity = _allowed_cpus()
-    process = psutil.Process()
-    pinned = hasattr(os, "sched_setaffinity")
-    if pinned:
-        # Pin before the session exists: ORT's worker threads inherit the mask when created.
-        os.sched_setaffinity(0, s.cpus)
-    try:
-        with PeakMemory() as memory:
-            t0 = time.perf_counter()
-            runner = ModelRunner(model_path, options, DecodeParams(), backend=name)
-            ran = {"backend": name, "precision": runner.backend.precision}
-            load_s = time.perf_counter() - t0
-            try:
-                for _ in range(s.warmup):
-                    runner.detect(image)
-                busy0 = busy_seconds(s.cpus)
-                cpu0, wall0 = process.cpu_times(), time.perf_counter()
+    # Pinned before the session exists: ORT's worker threads inherit the mask when created.
+    with pinned(s.cpus), PeakMemory() as memory:
+        t0 = time.perf_counter()
+        runner = ModelRunner(model_path, options, DecodeParams(), backend=name)
+        ran = {"backend": name, "precision": runner.backend.precision}
+        load_s = time.perf_counter() - t0
+        try:
+            for _ in range(s.warmup):
+                runner.detect(image)
+            with TimedWindow(s.cpus) as window:
                 runs = [runner.timed_detect(image) for _ in range(s.runs)]
-                wall = time.perf_counter() - wall0
-                cpu1 = process.cpu_times()
-                busy1 = busy_seconds(s.cpus)
-            finally:
-                runner.close()
-    finally:
-        if pinned:
-            os.sched_setaffinity(0, previous_affinity)
-    cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        finally:
+            runner.close()
     # What else ran on the pinned CPUs meanwhile: the figures are only as clean as the machine.
-    other_percent = other_cpu_percent(busy1 - busy0, cpu_s, wall)
-    after = {**system_state(), "other_cpu_percent": other_percent}
     cpus_text = f"CPU{'s' if len(s.cpus) != 1 else ''} {','.join(map(str, s.cpus))}"
-    noisy = (
-        other_load_warning(other_percent, f"the pinned {cpus_text}")
-        if other_percent is not None
-        else None
-    )
+    after, warnings = machine_report(before, window, f"the pinned {cpus_text}")
     infer_ms = [round(1000 * r.infer, 4) for r in runs]
     e2e_ms = [round(1000 * r.total, 4) for r in runs]
     return BenchResult(
@@ -231,12 +204,10 @@ def benchmark(model_path: str | Path, settings: BenchSettings | None = None) -> 
         frame_latencies_ms=e2e_ms,
         load_s=round(load_s, 3),
         peak_rss_bytes=memory.peak_rss_bytes,
-        cpu_percent=round(100 * cpu_s / wall, 1),
+        cpu_percent=window.cpu_percent,
         system_before=before,
         system_after=after,
-        warnings=sorted(
-            set(state_warnings(before) + state_warnings(after) + ([noisy] if noisy else []))
-        ),
+        warnings=warnings,
     )
 
 

@@ -1,14 +1,19 @@
-"""What the machine was doing during a benchmark: governor, clocks, temperature, throttling.
+"""What the machine was doing during a benchmark: governor, clocks, temperature, throttling,
+and how much of the measured CPUs other processes took.
 
 Everything is read from sysfs/procfs when present (roots are parameters so tests can point
-them at a fake tree); missing files simply leave fields out.
+them at a fake tree); missing files simply leave fields out. :func:`pinned`,
+:class:`TimedWindow` and :func:`machine_report` are the measuring frame ``edged bench`` and
+``edged bench --batch`` share.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +123,60 @@ def state_warnings(state: dict[str, Any]) -> list[str]:
     if throttled not in (None, "0", "0x0"):
         warnings.append(f"the Pi firmware reports throttling/under-voltage (flags {throttled})")
     return warnings
+
+
+@contextmanager
+def pinned(cpus: Sequence[int]) -> Iterator[None]:
+    """This process on ``cpus`` for the block, then back where it was. Enter it before creating
+    a runtime's thread pool: threads created inside inherit the mask."""
+    if not hasattr(os, "sched_setaffinity"):  # pragma: no cover - macOS/Windows
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+class TimedWindow:
+    """Wall time, this process's CPU time and the ``cpus``' busy time over a block: what the
+    measured work used, and what other processes took from the same CPUs meanwhile."""
+
+    def __init__(self, cpus: Sequence[int] | None) -> None:
+        self.cpus = cpus
+        self.wall_s = 0.0
+        self.own_s = 0.0
+        self.other_percent: float | None = None
+
+    def __enter__(self) -> TimedWindow:
+        import psutil
+
+        self._process = psutil.Process()
+        self._busy0 = busy_seconds(self.cpus)
+        self._cpu0, self._wall0 = self._process.cpu_times(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.perf_counter() - self._wall0
+        cpu1 = self._process.cpu_times()
+        busy_s = busy_seconds(self.cpus) - self._busy0
+        self.own_s = (cpu1.user - self._cpu0.user) + (cpu1.system - self._cpu0.system)
+        self.other_percent = other_cpu_percent(busy_s, self.own_s, self.wall_s)
+
+    @property
+    def cpu_percent(self) -> float:
+        """This process's CPU use over the window, in percent of one CPU."""
+        return round(100 * self.own_s / self.wall_s, 1) if self.wall_s > 0 else 0.0
+
+
+def machine_report(before: dict[str, Any], window: TimedWindow,
+                   where: str) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """The machine's state after ``window`` (with the other load on ``where``, e.g. "the pinned
+    CPUs 0,1") and every warning about the machine from ``before`` and after, in words."""
+    after = {**system_state(), "other_cpu_percent": window.other_percent}
+    other = window.other_percent
+    noisy = other_load_warning(other, where) if other is not None else None
+    warnings = state_warnings(before) + state_warnings(after) + ([noisy] if noisy else [])
+    return after, sorted(set(warnings))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edged.tools.system import state_warnings, system_state
 
 
@@ -56,3 +58,37 @@ def test_non_pi_and_missing_files_are_quiet(tmp_path: Path) -> None:
     assert state["is_raspberry_pi"] is False
     assert state["temperature_c"] == {} and "throttled" not in state
     assert state_warnings(state) == []  # only a Pi's governor is judged
+
+
+def test_pinned_restores_the_affinity_even_when_the_block_raises():
+    import os
+
+    from edged.tools.system import pinned
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = os.sched_getaffinity(0)
+    one = min(before)
+    with pytest.raises(RuntimeError), pinned([one]):
+        assert os.sched_getaffinity(0) == {one}
+        raise RuntimeError("the measurement failed")
+    assert os.sched_getaffinity(0) == before
+
+
+def test_a_timed_window_counts_this_process_s_own_cpu_time():
+    """A busy loop of ~1.2 CPU-seconds shows in the window's own time (ticks are 10 ms); the
+    other-load figure is judged once the window holds a second (None for a shorter one)."""
+    import time
+
+    from edged.tools.system import MIN_LOAD_WINDOW_S, TimedWindow
+
+    with TimedWindow(None) as window:
+        start = time.process_time()
+        while time.process_time() - start < MIN_LOAD_WINDOW_S + 0.2:
+            pass
+    assert window.own_s >= MIN_LOAD_WINDOW_S
+    assert window.other_percent is not None and window.other_percent >= 0
+    assert window.cpu_percent > 0
+    with TimedWindow(None) as short:
+        pass
+    assert short.other_percent is None
