@@ -12,6 +12,8 @@ from edged.sources.base import (
 )
 from edged.sources.kinds import source_kind
 
+READ_TIMEOUT_MARGIN_S = 1.0  # < capture's HANG_GRACE_S (5 s): see open_source
+
 __all__ = [
     "OPEN_TIMEOUT_S",
     "FrameSource",
@@ -42,8 +44,13 @@ def open_source(config: SourceConfig) -> FrameSource:
                                frame_timeout_s=config.reconnect.stall_timeout_s)  # fmt: skip
     from edged.sources.opencv import OpenCVSource
 
+    # FFmpeg's read gives up a little after capture's stall limit: a frozen stream is then always
+    # reported as stalled by capture (two equal limits raced, and the log said "stopped
+    # delivering" or "stalled" by chance), and the read still returns by itself well within
+    # capture's grace for a blocked call, so it is never abandoned.
+    read_timeout_s = config.reconnect.stall_timeout_s + READ_TIMEOUT_MARGIN_S
     return OpenCVSource(
         config.uri, config.width, config.height, config.fps,
-        open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=config.reconnect.stall_timeout_s,
+        open_timeout_s=OPEN_TIMEOUT_S, read_timeout_s=read_timeout_s,
         decode_threads=config.decode_threads,
     )  # fmt: skip

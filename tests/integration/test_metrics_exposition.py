@@ -27,11 +27,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon,
     video = require(VIDEO)
     daemon = Daemon(
         tmp_path_factory.mktemp("lossless"),
-        "--source", str(video), "--mode", "lossless",
+        "--source", str(video), "--mode", "lossless", "--wait-subscribers", "1",
         config={"http": {"ready_max_age_s": READY_MAX_AGE_S}},
     )  # fmt: skip
     with daemon:
-        # Subscribe before the first frame: the publisher binds well before capture starts.
+        # Held until this subscriber has joined: a subscription that reached the publisher
+        # after the first frame (ZeroMQ's slow joiner) would lose it by chance.
         sub = daemon.subscriber()
         daemon.wait_ready(timeout=120)
         messages: list = []

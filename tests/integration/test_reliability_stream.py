@@ -28,7 +28,8 @@ from tests.daemon import VIDEO, Daemon, free_port, poll_until, require
 pytestmark = pytest.mark.integration
 
 READY_MAX_AGE_S = 2.0
-STALL_TIMEOUT_S = 2.0
+# 36 frame intervals of the 12 fps stream: a busy machine's pause in a nice-10 capture is no stall
+STALL_TIMEOUT_S = 3.0
 
 
 class StreamServer(streams.StreamServer):
@@ -150,17 +151,17 @@ def test_a_silent_server_is_an_open_timeout_not_a_hang(tmp_path: Path) -> None:
 
 
 def test_a_steady_stream_never_counts_as_stalled(tmp_path: Path, stream) -> None:
-    """The stall timeout bounds the gap between frames, not the frame rate: a 12 fps stream with
-    a 1 s stall timeout never reconnects."""
+    """The stall timeout bounds the gap between frames, not the frame rate: a 12 fps stream
+    never reconnects, over several stall timeouts."""
     stream.start()
-    config = {"source": {"reconnect": {"stall_timeout_s": 1.0}}}
+    config = {"source": {"reconnect": {"stall_timeout_s": STALL_TIMEOUT_S}}}
     with Daemon(tmp_path / "edged", "--source", f"tcp://127.0.0.1:{stream.port}",
                 config=config) as daemon:  # fmt: skip
         daemon.wait_ready(timeout=120)
-        # Frames read, not published: 5 s of the stream (five stall timeouts) however slowly a
+        # Frames read, not published: 15 s of the stream (five stall timeouts) however slowly a
         # busy machine runs inference.
         read = daemon.metrics().total("edged_frames_total", stage="capture", outcome="ok")
-        daemon.wait_metric("edged_frames_total", lambda v: v >= read + 60, timeout=60,
+        daemon.wait_metric("edged_frames_total", lambda v: v >= read + 180, timeout=120,
                            stage="capture", outcome="ok")  # fmt: skip
         assert "stalled" not in daemon.log_text()
         assert daemon.metrics().value("edged_source_reconnects_total") == 0

@@ -8,8 +8,10 @@ The video loops in realtime mode while a subscriber reads every message, a secon
 never reads (bounded by the publisher's high-water mark), and the status, metrics and readiness
 endpoints are polled every couple of seconds (so that a socket or connection leak there would
 show). Every edged process is sampled meanwhile: its private memory (USS) must not grow by 5% or
-more from the end of the warm-up (``EDGED_SOAK_WARMUP_SECONDS``, default 20 s) to the end, and no
-process may hold more file descriptors at the end than after the warm-up. No stage may restart.
+more from the end of the warm-up (``EDGED_SOAK_WARMUP_SECONDS``, default 20 s) to the end while
+growing in both halves of that time (a leak grows all along; see :func:`memory_problem` for the
+one step that comes and goes), nor by 25% at all; no process may hold more file descriptors at
+the end than after the warm-up. No stage may restart.
 
 Private, not resident: RSS also counts the pages of the shared-memory rings a process has
 touched so far, a bounded amount that grows as the pipeline first reaches each part of each
@@ -39,7 +41,23 @@ pytestmark = pytest.mark.integration
 SOAK_S = float(os.environ.get("EDGED_SOAK_SECONDS", "60"))
 WARMUP_S = float(os.environ.get("EDGED_SOAK_WARMUP_SECONDS", "20"))
 SAMPLE_S = 2.0
-MAX_MEMORY_GROWTH = 0.05
+MAX_MEMORY_GROWTH = 0.05  # after the warm-up, for growth that goes on all along
+MAX_MEMORY_STEP = 0.25  # after the warm-up, at all
+
+
+def memory_problem(warm: int, mid: int, end: int) -> str | None:
+    """Why private memory at the warm-up's end, halfway and at the end is a leak, or None.
+
+    A leak grows all along: in both halves of the time after the warm-up. One step that comes
+    and goes grows in one half only: the infer process's USS was seen to rise ~8 MiB (~10 %)
+    for ~25 s and fall back (memory its allocator hands back to the kernel when it chooses), at
+    a moment set by the machine's speed, so a slow run could end inside the step."""
+    total, first, second = end / warm - 1, mid / warm - 1, end / mid - 1
+    if total >= MAX_MEMORY_STEP:
+        return f"private memory grew {total:.1%}"
+    if total >= MAX_MEMORY_GROWTH and min(first, second) >= MAX_MEMORY_GROWTH / 4:
+        return f"private memory grew {total:.1%}, in both halves ({first:+.1%}, {second:+.1%})"
+    return None
 
 
 class Reader(threading.Thread):
@@ -88,12 +106,15 @@ def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
         published: list[tuple[float, float]] = []
         try:
             while (elapsed := time.monotonic() - started) < SOAK_S:
+                # Sampled before this round's requests: the daemon closes an HTTP connection
+                # after the client has read the reply, so a sample right after one could count
+                # a socket still closing (the last round's are closed after the sleep).
+                samples.append((elapsed, sample(procs)))
                 # the endpoints an operator and Prometheus would use, every couple of seconds
                 assert daemon.ctl("status")["ok"]
                 assert daemon.probe("/readyz")[0] == 200, daemon.log_tail()
                 scrape = daemon.metrics()
                 published.append((elapsed, scrape.value("edged_end_to_end_latency_seconds_count")))
-                samples.append((elapsed, sample(procs)))
                 time.sleep(SAMPLE_S)  # the sampling interval itself, not a wait for a condition
             restarts = daemon.metrics().total("edged_stage_restarts_total")
             received = reader.count
@@ -111,6 +132,10 @@ def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
     after_warmup = [s for t, s in samples if t >= WARMUP_S]
     assert after_warmup, f"no memory sample after the {WARMUP_S:.0f} s warm-up ({len(samples)})"
     warm = window(WARMUP_S - 4, WARMUP_S + 1) or after_warmup[:1]
+    halfway = (WARMUP_S + SOAK_S) / 2
+    mid = window(halfway - 2.5, halfway + 2.5) or [
+        min(samples, key=lambda sample: abs(sample[0] - halfway))[1]
+    ]
     end = window(SOAK_S - 5, SOAK_S) or [samples[-1][1]]
     rate = [(b - a) / (tb - ta) for (ta, a), (tb, b) in itertools.pairwise(published)]
     lines = [f"\nsoak {SOAK_S:.0f} s (warm-up {WARMUP_S:.0f} s): {published[-1][1]:.0f} frames "
@@ -120,17 +145,27 @@ def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
     growth: dict[str, float] = defaultdict(float)
     for name in procs:
         mem0 = max(s[name][0] for s in warm)
+        mem_mid = max(s[name][0] for s in mid)
         mem1 = max(s[name][0] for s in end)
         fds0 = max(s[name][1] for s in warm)
-        fds1 = max(s[name][1] for s in end)
+        fds1 = min(s[name][1] for s in end)  # a leak stays in every sample; one in flight does not
         growth[name] = mem1 / mem0 - 1
-        lines.append(f"  {name:12s} USS {mem0 / 2**20:7.1f} -> {mem1 / 2**20:7.1f} MiB "
-                     f"({growth[name]:+.2%})   fds {fds0} -> {fds1}")  # fmt: skip
-        if growth[name] >= MAX_MEMORY_GROWTH:
-            problems.append(f"{name} private memory grew {growth[name]:.1%}")
+        mib = " -> ".join(f"{m / 2**20:7.1f}" for m in (mem0, mem_mid, mem1))
+        lines.append(f"  {name:12s} USS {mib} MiB ({growth[name]:+.2%})   fds {fds0} -> {fds1}")
+        if (problem := memory_problem(mem0, mem_mid, mem1)) is not None:
+            problems.append(f"{name} {problem}")
         if fds1 > fds0:
             problems.append(f"{name} file descriptors {fds0} -> {fds1}")
     print("\n".join(lines))
     assert restarts == 0
     assert not problems, "\n".join([*problems, *lines])
     assert received >= 0.95 * (published[-1][1] - published[0][1])
+
+
+def test_memory_judged_a_leak_only_when_it_grows_all_along() -> None:
+    """The judgment itself, on figures like the soak's (MiB): no daemon needed."""
+    assert memory_problem(100, 103, 106) is not None  # a steady leak: 6 %, both halves
+    assert memory_problem(100, 100.2, 108) is None  # one step late in the run (a slow CI run)
+    assert memory_problem(100, 108, 100.5) is None  # the step, come and gone
+    assert memory_problem(100, 101, 102) is None  # under 5 %
+    assert memory_problem(100, 100, 130) is not None  # a step of 30 %: too much however it came

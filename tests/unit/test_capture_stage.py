@@ -608,3 +608,24 @@ def test_stop_during_the_grace_after_a_stall_hands_the_source_to_the_io_thread(
     hung.unblock.set()
     poll_until(lambda: hung.closed, 30, "source never closed after its read returned")
     assert not hung.closed_during_read
+
+
+def test_a_stream_s_read_gives_up_after_capture_s_stall_limit_not_with_it(monkeypatch) -> None:
+    """Equal limits raced: a frozen stream was logged as "stalled" or as "stopped delivering" by
+    chance. FFmpeg's read now gives up a margin after the stall limit (capture's own check
+    always fires first) and before capture's grace for a blocked call runs out (never
+    abandoned)."""
+    from edged.config import SourceConfig
+    from edged.sources import open_source, opencv
+
+    opened = {}
+
+    class Recorder:
+        def __init__(self, uri, *args, **kwargs):
+            opened.update(kwargs, uri=uri)
+
+    monkeypatch.setattr(opencv, "OpenCVSource", Recorder)
+    config = SourceConfig(uri="rtsp://127.0.0.1:8554/cam", reconnect={"stall_timeout_s": 2.0})
+    open_source(config)
+    assert opened["uri"] == "rtsp://127.0.0.1:8554/cam"
+    assert 2.0 < opened["read_timeout_s"] < 2.0 + capture.HANG_GRACE_S
