@@ -616,3 +616,17 @@ def test_a_daemon_launched_is_ended_when_setting_up_its_sampler_fails(tmp_path, 
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def test_stream_ports_are_never_handed_out_twice(monkeypatch):
+    """Every camera's port is picked before any FFmpeg binds one: a port free a moment ago is
+    still free, so only the record of ports handed out keeps two cameras off the same one."""
+    from edged.tools.pipeline_bench import streams
+
+    class FirstChoice:  # the worst luck: the same pick every time
+        def choice(self, pool):
+            return pool[0]
+
+    monkeypatch.setattr(streams.random, "SystemRandom", FirstChoice)
+    ports = [streams.free_port() for _ in range(3)]
+    assert len(set(ports)) == 3, ports

@@ -21,6 +21,7 @@ import psutil
 # Only bounds a hang (an FFmpeg that exits is seen at once): generous for a loaded CI machine.
 LISTEN_TIMEOUT_S = 60.0
 _LOWEST_PORT = 10_000
+_issued: set[int] = set()  # ports this process has handed out (see free_port)
 
 
 def ffmpeg_path() -> str | None:
@@ -35,15 +36,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):
         low, high = 32768, 60999
-    pool = [p for p in range(_LOWEST_PORT, 65536) if not low <= p <= high] or [0]
+    pool = [p for p in range(_LOWEST_PORT, 65536) if not low <= p <= high and p not in _issued]
     rng = random.SystemRandom()
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind((host, rng.choice(pool)))
+                sock.bind((host, rng.choice(pool or [0])))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            port = int(sock.getsockname()[1])
+        # Every camera's port is picked before any FFmpeg binds one: never hand one out twice.
+        _issued.add(port)
+        return port
     raise RuntimeError("no free TCP port found")
 
 
