@@ -420,18 +420,21 @@ class Daemon:
         except (ValueError, KeyError):
             return status, body.decode(errors="replace")
 
-    def wait_status(self, path: str, status: int, timeout: float = 60.0) -> str:
-        """Wait until ``path`` answers ``status``; returns the reason it gave."""
+    def wait_status(self, path: str, status: int, timeout: float = 60.0,
+                    reason: str = "") -> str:  # fmt: skip
+        """Wait until ``path`` answers ``status`` (with ``reason`` in its text, when given: a
+        503 may first come for another reason); returns the reason it gave."""
         last: list[tuple[int, str]] = []
 
         def check() -> str | None:
             self._check_alive()
             got = self.probe(path)
             last[:] = [got]
-            return got[1] if got[0] == status else None
+            return got[1] if got[0] == status and reason in got[1] else None
 
         def failure() -> str:
-            return self._with_log(f"{path} never answered {status}; last answer: {last}")
+            wanted = f"{status} ({reason})" if reason else f"{status}"
+            return self._with_log(f"{path} never answered {wanted}; last answer: {last}")
 
         return poll_until(check, timeout, failure, interval=0.2)
 

@@ -149,7 +149,12 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
     lossless = mode == "lossless"
     # Long enough that the cameras' start, seconds apart on a busy machine, leaves a window.
     lengths = {"a": 30, "b": 30, "c": 30}
-    clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n) for cam, n in lengths.items()}
+    # Realtime: files of 12 s, so that a camera reopens its looping file about once while the
+    # 90 messages are collected; a reopen slowed by a busy machine may miss a turn (a live
+    # camera with no frame waiting is passed over), so one turn more of slack there.
+    clip_frames = dict.fromkeys(lengths, 300) if not lossless else lengths
+    max_spread = 2 if lossless else 3
+    clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n) for cam, n in clip_frames.items()}
     config = cameras_config(clips, mode, publish={"wait_for_subscribers": 1,
                                                   "wait_timeout_s": 300})  # fmt: skip
     with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
@@ -174,7 +179,7 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
     for cam in order[all_started:first_done]:
         counts[cam] += 1
         spread = max(counts[k] for k in lengths) - min(counts[k] for k in lengths)
-        assert spread <= 2, f"unfair order {order}"
+        assert spread <= max_spread, f"unfair order {order}"
     for cam, n in lengths.items():
         seqs = [m["seq"] for c, m in got if c == cam]
         if lossless:
@@ -245,7 +250,9 @@ def test_a_dead_stream_camera_reconnects_alone_while_the_others_flow(
     reconnect = {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "stall_timeout_s": 2.0}
     net = {"uri": f"tcp://127.0.0.1:{server.port}", "reconnect": reconnect}
     clips = {"a": write_clip(tmp_path / "a.mp4", 10), "b": write_clip(tmp_path / "b.mp4", 10)}
-    config = live_config({**clips, "net": net})
+    # /readyz is asserted at one instant: a generous frame age, so that only the lost camera
+    # (told by its source, not by an age) makes it degraded on a busy machine.
+    config = live_config({**clips, "net": net}, http={"ready_max_age_s": 30})
     server.start()
     try:
         with Daemon(tmp_path, "--model", str(hef), model=None, config=config, env=env) as daemon:
@@ -513,7 +520,9 @@ def test_a_hot_swap_switches_every_camera_between_frames_and_loses_none(tmp_path
         "two": {"backend": "hailo", "path": "two.hef", "precision": "int8"}}}  # fmt: skip
     (root / "yolo.yaml").write_text(yaml.safe_dump(manifest))
     env = fake_env(EDGED_FAKE_HAILO_LATENCY_MS="60")
-    lengths = {"a": 40, "b": 40}
+    # Long enough that the swap (its load beside inference on a busy machine) ends well before
+    # the files do: ~9 s of frames after it is asked for.
+    lengths = {"a": 80, "b": 80}
     clips = {cam: write_clip(tmp_path / f"{cam}.mp4", n) for cam, n in lengths.items()}
     config = cameras_config(clips, publish={"wait_for_subscribers": 1},
                             model={"manifest": str(root / "yolo.yaml"), "variant": "one",

@@ -89,7 +89,10 @@ def sample(procs: dict[str, psutil.Process]) -> dict[str, tuple[int, int]]:
 def test_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> None:
     assert SOAK_S > WARMUP_S + 10, "EDGED_SOAK_SECONDS must leave time after the warm-up"
     with Daemon(tmp_path, "--source", str(require(VIDEO)), "--loop", "--mode", "realtime",
-                config={"publish": {"send_hwm": 50}}) as daemon:  # fmt: skip
+                config={"publish": {"send_hwm": 50},
+                        # readiness is polled, not judged on a frame's age: no slow moment of
+                        # a busy machine fails the soak
+                        "http": {"ready_max_age_s": 30}}) as daemon:  # fmt: skip
         daemon.wait_ready()
         status = daemon.ctl("status")
         procs = {"supervisor": psutil.Process(daemon.pid)}
