@@ -29,6 +29,7 @@ from edged.pipeline.handoff import FrameInbox
 from edged.pipeline.messages import (
     Command,
     Drain,
+    Fatal,
     Frame,
     Reclaim,
     SourceConnected,
@@ -629,3 +630,32 @@ def test_a_stream_s_read_gives_up_after_capture_s_stall_limit_not_with_it(monkey
     open_source(config)
     assert opened["uri"] == "rtsp://127.0.0.1:8554/cam"
     assert 2.0 < opened["read_timeout_s"] < 2.0 + capture.HANG_GRACE_S
+
+
+def test_a_batch_run_over_a_file_that_opens_but_holds_no_frame_fails(harness) -> None:
+    """Random bytes FFmpeg can probe but not decode (one file in ~40 opens): no end of stream
+    after zero frames (the daemon used to exit 0, "done"), a fatal error naming the file."""
+    h, opener = harness([ScriptedSource(["eof"], live=False)], lossless=True,
+                        source={"uri": "junk.mp4"})  # fmt: skip
+    h.start()
+    fatal = h.wait(lambda: next((e for e in h.events if isinstance(e, Fatal)), None),
+                   what="a fatal error")  # fmt: skip
+    h.stop()
+    assert "opened but no frame could be read" in fatal.error
+    assert not h.frames and opener.attempts == 1  # no end-of-stream marker, no second open
+
+
+def test_a_looping_file_that_holds_no_frame_is_retried_with_backoff_not_spun(harness) -> None:
+    """Live and looping: an empty open is a source failure (reported, backed off), not an end
+    to loop from at once; a good file afterwards flows and resets the count."""
+    empty = [ScriptedSource(["eof"], live=False) for _ in range(3)]
+    h, opener = harness([*empty, ScriptedSource(live=False)],
+                        source={"uri": "video.mp4", "loop": True})  # fmt: skip
+    h.start()
+    h.wait(lambda: len(h.frames) >= 5, what="frames from the good file")
+    h.stop()
+    lost = [e for e in h.source_events() if isinstance(e, SourceLost)]
+    assert [e.error for e in lost] == ["file source 'fake://' opened but no frame could be "
+                                        "read from it"] * 3  # fmt: skip
+    assert opener.attempts == 4 and h.stage.empty_opens == 0
+    assert not any(f.end_of_stream for f in h.frames)

@@ -221,6 +221,7 @@ class CaptureStage:
         self.hung_calls = 0
         self.failed = False  # an open or read failed since the last successful open
         self.awaiting_first_frame = False  # reset the backoff once the new source delivers
+        self.empty_opens = 0  # opens in a row that delivered no frame at all
 
     # -- blocking calls with a deadline ----------------------------------------------------------
 
@@ -274,6 +275,15 @@ class CaptureStage:
 
     # -- opening ---------------------------------------------------------------------------------
 
+    def _give_up(self, exc: SourceError) -> bool:
+        """A batch run (lossless, or exit_at_end) over a file that is not there, is no video or
+        holds no frame: fail now (True), waiting will not change the file. Else False."""
+        if not (self.rt.lossless or self.rt.setup.config.pipeline.exit_at_end):
+            return False
+        log.error("cannot run: %s", exc)
+        self.rt.send_event(Fatal(str(exc)))
+        return True
+
     def _wait_to_retry(self, attempt: int, exc: SourceError) -> None:
         self.failed = True
         delay = next(self.delays)
@@ -299,10 +309,7 @@ class CaptureStage:
                 self.io = BlockingCall()
                 return None
             except SourceUnusable as exc:
-                if self.rt.lossless or self.rt.setup.config.pipeline.exit_at_end:
-                    # A batch run over a file that is not there (or no video): fail now.
-                    log.error("cannot run: %s", exc)
-                    self.rt.send_event(Fatal(str(exc)))
+                if self._give_up(exc):
                     return None
                 self._wait_to_retry(attempt, exc)
                 continue
@@ -418,6 +425,19 @@ class CaptureStage:
             end = time.monotonic()
             if image is None:
                 self.give_back(direct)
+                if self.awaiting_first_frame:
+                    # Opened, yet not one frame: bytes FFmpeg can probe but not decode (one
+                    # random file in ~40 opens). Not an end of stream, and looping it would
+                    # reopen without pause: unusable, as if it had not opened.
+                    self.close_source()
+                    self.empty_opens += 1
+                    empty = SourceUnusable(f"{info.kind} source {info.uri!r} opened but no "
+                                           "frame could be read from it")  # fmt: skip
+                    if self._give_up(empty):
+                        break
+                    self._wait_to_retry(self.empty_opens, empty)
+                    self.source = self.open_with_retry(after_failure=True)
+                    continue
                 if self.cfg.loop:
                     self.close_source()
                     self.source = self.open_with_retry()
@@ -426,6 +446,7 @@ class CaptureStage:
                 break
             if self.awaiting_first_frame:
                 self.awaiting_first_frame = False
+                self.empty_opens = 0
                 self.delays = backoff_delays(self.cfg.reconnect, self.rng)
             if self.limit is not None and not self.limit.admit(end):
                 self.give_back(direct)  # over the camera's fps_limit: skipped, not a drop
