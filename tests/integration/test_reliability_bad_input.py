@@ -217,9 +217,20 @@ def test_frames_larger_than_the_ring_are_errors_not_crashes(tmp_path: Path) -> N
         assert daemon.stop() == 0
 
 
-def test_an_unreadable_video_file_is_retried_not_fatal(tmp_path: Path) -> None:
-    junk = tmp_path / "junk.mp4"
-    junk.write_bytes(os.urandom(200_000))
+# Fixed bytes, not os.urandom: FFmpeg opens about 1 random file in 40 (and decodes a garbage
+# frame from 1 in 150), so fresh random bytes made this test a lottery. Seed 37's bytes open
+# with opencv-python-headless' FFmpeg but hold no frame (the capture stage's "opened but no
+# frame" path); the text cannot be opened at all. Either way: retried, or a batch run fails.
+JUNK = {
+    "junk-text.mp4": b"this is not a video\n" * 10_000,
+    "junk-probed.mp4": random.Random(37).randbytes(200_000),
+}
+
+
+@pytest.mark.parametrize("name", JUNK)
+def test_an_unreadable_video_file_is_retried_not_fatal(tmp_path: Path, name: str) -> None:
+    junk = tmp_path / name
+    junk.write_bytes(JUNK[name])
     config = {"source": {"reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5}}}
     with Daemon(tmp_path / "d", "--source", str(junk), config=config) as daemon:
         daemon.wait_for_log("source unavailable (attempt 2)", timeout=60)
@@ -227,16 +238,6 @@ def test_an_unreadable_video_file_is_retried_not_fatal(tmp_path: Path) -> None:
         assert daemon.probe("/readyz")[0] == 503
         assert "Traceback" not in daemon.log_text()
         assert daemon.stop() == 0
-
-
-# Fixed bytes, not os.urandom: FFmpeg opens about 1 random file in 40 (and decodes a garbage
-# frame from 1 in 150), so fresh random bytes made this test a lottery. Seed 37's bytes open
-# with opencv-python-headless' FFmpeg but hold no frame (the capture stage's "opened but no
-# frame" path); the text cannot be opened at all. Either way the batch run must fail.
-JUNK = {
-    "junk-text.mp4": b"this is not a video\n" * 10_000,
-    "junk-probed.mp4": random.Random(37).randbytes(200_000),
-}
 
 
 @pytest.mark.parametrize("name", ["missing.mp4", *JUNK])

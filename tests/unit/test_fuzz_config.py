@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ from hypothesis import strategies as st
 from edged.config import ConfigError, EdgedConfig, load_config, parse_config
 
 TRIED: dict[str, int] = {}
-SETTINGS = settings(max_examples=1000, deadline=None, database=None,
+# The same examples every run (no test that passes or fails by luck); EDGED_FUZZ_EXPLORE=1
+# draws new ones each run, to go looking.
+DERANDOMIZE = os.environ.get("EDGED_FUZZ_EXPLORE") != "1"
+SETTINGS = settings(max_examples=1000, deadline=None, database=None, derandomize=DERANDOMIZE,
                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 
 SECTIONS = set(EdgedConfig.model_fields)
@@ -200,6 +204,7 @@ def _has_bytes(v: Any) -> bool:
     max_examples=500,
     deadline=None,
     database=None,
+    derandomize=DERANDOMIZE,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(yaml_texts)
