@@ -142,7 +142,8 @@ def test_a_slow_backend_serves_the_cameras_in_turn(tmp_path: Path, slow_hailo, m
     camera keeps frames waiting, and the scheduler takes them round-robin. From the moment all
     three have started (their processes start one after another, seconds apart on a busy
     machine) until one runs out of frames, no camera gets more than 2 frames ahead of another
-    (a strict a-b-c turn keeps it at 1; the slack allows the frames in flight at the start).
+    (a strict a-b-c turn keeps it at 1; the slack allows the frames in flight at the start;
+    realtime allows 3, see below).
     Realtime (live: files paced at 25 fps, looping, latest frame wins per camera): the same
     turn, each camera's newest frame; the older ones are dropped and counted per camera."""
     hef, env = slow_hailo

@@ -621,11 +621,20 @@ def test_a_daemon_launched_is_ended_when_setting_up_its_sampler_fails(tmp_path, 
 def test_stream_ports_are_never_handed_out_twice(monkeypatch):
     """Every camera's port is picked before any FFmpeg binds one: a port free a moment ago is
     still free, so only the record of ports handed out keeps two cameras off the same one."""
+    import socket
+
     from edged.tools.pipeline_bench import streams
 
-    class FirstChoice:  # the worst luck: the same pick every time
+    class FirstChoice:  # the worst luck: the same (free) pick every time
         def choice(self, pool):
-            return pool[0]
+            for port in pool:  # the lowest port free now (another program may hold 10000)
+                with socket.socket() as probe:
+                    try:
+                        probe.bind(("127.0.0.1", port))
+                    except OSError:
+                        continue
+                    return port
+            raise AssertionError("no free port")
 
     monkeypatch.setattr(streams.random, "SystemRandom", FirstChoice)
     ports = [streams.free_port() for _ in range(3)]
